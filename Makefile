@@ -1,0 +1,21 @@
+# The whole set-up of a fresh machine: `make train`, `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv test train
+
+venv: $(VENV)/.installed
+
+# Reinstalls only when the dependencies in setup.cfg change.
+$(VENV)/.installed: setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest
+
+train: venv
+	$(BIN)/python -m train.demo

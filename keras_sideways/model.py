@@ -1,0 +1,345 @@
+"""SidewaysModel: the Keras face of Sideways and of its backprop baseline."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_sideways import clips, pipeline
+
+MODES = ("sideways", "bp")
+
+
+class SidewaysModel(keras.Model):
+    """A chain of per-frame stages trained on video with Sideways or with backprop.
+
+    Args:
+        stages: the stages, bottom first: a list of Keras layers or models, each a
+            per-frame function [N, ...] -> [N, ...], or a `keras.Sequential` whose
+            layers become the stages. At least two.
+        mode: "sideways" (pseudo-gradients through the frame-clocked pipeline of
+            SIDEWAYS.md) or "bp" (exact gradient of the mean per-frame loss).
+        stateful: keep the pipeline buffers across `train_step` calls, so that
+            consecutive batches can be consecutive chunks of the same videos. The batch
+            size is then fixed by the first batch. Sideways mode only.
+        **kwargs: passed to `keras.Model` (e.g. `name`).
+
+    Inputs are videos [batch, time, height, width, channels]; `call` returns the
+    per-frame outputs [batch, time, ...] in both modes. Targets are clip labels [batch]
+    or per-frame targets [batch, time, ...].
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[keras.layers.Layer] | keras.Sequential,
+        mode: str = "sideways",
+        stateful: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(stages, keras.Sequential):
+            stages = stages.layers
+        stages = list(stages)
+        if len(stages) < 2:
+            raise ValueError(
+                f"SidewaysModel needs at least two stages (a pipeline of one stage is "
+                f"plain backprop); got {len(stages)}."
+            )
+        for k, stage in enumerate(stages):
+            if not isinstance(stage, keras.layers.Layer):
+                raise ValueError(
+                    f"Each stage must be a Keras layer or model; stage {k} is a "
+                    f"{type(stage).__name__}."
+                )
+        if mode not in MODES:
+            raise ValueError(f"Unknown mode {mode!r}; expected one of {', '.join(MODES)}.")
+        if stateful and mode != "sideways":
+            raise ValueError(
+                "stateful=True carries the Sideways pipeline buffers across batches; "
+                f"mode={mode!r} has no pipeline. Use mode='sideways' or stateful=False."
+            )
+        self.stages = stages
+        self.mode = mode
+        self.stateful = stateful
+        self.buffers: pipeline.PipelineBuffers | None = None
+        self.skipped_updates = keras.metrics.Sum(name="skipped_updates")
+        self._gradient_fns = {}
+        self._warned_short_clip = False
+
+    # ----------------------------------------------------------------- building
+    def build(self, input_shape):
+        """Builds the stages on one frame and creates the pipeline buffers.
+
+        The buffers hold as many lanes as the batch of `input_shape` (one if unknown).
+        """
+        clips.check_video_shape(input_shape)
+        input_shape = tf.TensorShape(input_shape)
+        if None in input_shape[2:]:
+            raise ValueError(
+                f"Expected an input shape {clips.VIDEO_LAYOUT} with known frame "
+                f"dimensions; got {input_shape}."
+            )
+        batch = input_shape[0] or 1
+        x = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
+        output_shapes = []
+        for k, stage in enumerate(self.stages):
+            x = stage(x)
+            if None in x.shape[1:]:
+                raise ValueError(
+                    f"Stage {k} ({stage.name}) must give outputs of a known shape per "
+                    f"frame; got {x.shape}."
+                )
+            output_shapes.append(tuple(x.shape[1:]))
+        self.buffers = pipeline.PipelineBuffers(
+            self, output_shapes[:-1], capacity=batch, dtype=self.compute_dtype
+        )
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Without a distribution strategy, Keras (TF backend) defers building to the
+        # first trace of the train function, where the batch size is unknown. The
+        # pipeline buffers hold one lane per clip of the batch, so build on a real batch.
+        if not self.built and self._distribute_strategy is None:
+            if data_batch is None:
+                for _, _, batches in iterator:
+                    data_batch = next(batches)
+                    break
+            video = keras.utils.unpack_x_y_sample_weight(data_batch)[0]
+            self._build_for(video)
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _build_for(self, video) -> None:
+        """Builds the model for a batch like `video`, after checking its layout."""
+        clips.check_video(video)
+        self.build(video.shape)
+
+    def reset_pipeline(self) -> None:
+        """Clears the pipeline buffers: the next Sideways step primes on its first frame."""
+        if self.buffers is not None:
+            self.buffers.reset()
+
+    # ----------------------------------------------------------------- forward
+    def call(self, video, training=None):
+        """Per-frame outputs [batch, time, ...]: every frame through every stage."""
+        clips.check_video(video)
+        x = clips.frames_to_batch(video)
+        for stage in self.stages:
+            x = stage(x, training=training)
+        return clips.batch_to_frames(x, video)
+
+    # ----------------------------------------------------------------- training
+    def train_step(self, data):
+        video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+
+        # Forward, loss and (pseudo-)gradients, by the engine of the mode.
+        loss, grads, outputs, scored = self._loss_and_gradients(
+            video, target, sample_weight, self.mode
+        )
+
+        # Update once per step; a batch with a non-finite loss or gradient is skipped.
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in [loss, *grads]])
+        tf.cond(
+            finite,
+            lambda: self._apply(grads),
+            lambda: tf.constant(False),
+        )
+
+        # Metrics: a skipped batch counts in skipped_updates, not in the loss or metrics.
+        kept = tf.cast(finite, tf.float32)
+        self.skipped_updates.update_state(1.0 - kept)
+        batch = tf.cast(tf.shape(video)[0], tf.float32)
+        self._loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=kept * batch)
+        outputs = tf.where(finite, outputs, tf.zeros_like(outputs))
+        return self._update_metrics(video, scored, outputs, sample_weight, kept)
+
+    def test_step(self, data):
+        video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        self._check_inputs(video, target, sample_weight)
+        outputs = self(video, training=False)
+        loss = self._frame_loss(video, target, outputs, sample_weight, training=False)
+        batch = tf.cast(tf.shape(video)[0], tf.float32)
+        self._loss_tracker.update_state(loss, sample_weight=batch)
+        return self._update_metrics(video, target, outputs, sample_weight, 1.0)
+
+    def compute_gradients(self, video, target, sample_weight=None, mode: str | None = None):
+        """The (pseudo-)gradients one `train_step` on this batch hands to the optimizer.
+
+        Args:
+            video: float [batch, time, height, width, channels].
+            target: clip labels [batch] or per-frame targets [batch, time, ...].
+            sample_weight: optional per-clip weights [batch].
+            mode: "sideways" or "bp"; defaults to the model's mode.
+
+        Returns:
+            A list aligned with `model.trainable_variables`. Nothing is applied, and a
+            stateful pipeline is left as it was.
+        """
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise ValueError(f"Unknown mode {mode!r}; expected one of {', '.join(MODES)}.")
+        video = tf.convert_to_tensor(video)
+        target = tf.convert_to_tensor(target)
+        if sample_weight is not None:
+            sample_weight = tf.convert_to_tensor(sample_weight, tf.float32)
+        self._check_inputs(video, target, sample_weight)
+        if not self.built:
+            self._build_for(video)
+        if mode not in self._gradient_fns:
+
+            def gradients(video, target, sample_weight):
+                loss, grads, _, _ = self._loss_and_gradients(video, target, sample_weight, mode)
+                return loss, grads
+
+            self._gradient_fns[mode] = tf.function(gradients, reduce_retracing=True)
+        saved = [tf.identity(v.value) for v in self.buffers.variables]
+        _, grads = self._gradient_fns[mode](video, target, sample_weight)
+        for variable, value in zip(self.buffers.variables, saved):
+            variable.assign(value)
+        return list(grads)
+
+    # ----------------------------------------------------------------- internals
+    def _loss_and_gradients(self, video, target, sample_weight, mode):
+        """Returns (loss, gradients, outputs, scored targets) for one clip batch."""
+        self._check_inputs(video, target, sample_weight)
+        if not self.built:  # a custom loop that never called the model
+            self._build_for(video)
+        if mode == "bp":
+            with tf.GradientTape() as tape:
+                outputs = self(video, training=True)
+                loss = self._frame_loss(video, target, outputs, sample_weight, training=True)
+            grads = tape.gradient(loss, self.trainable_variables)
+            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                     for g, v in zip(grads, self.trainable_variables)]
+            return loss, grads, outputs, target
+
+        self._warn_if_clip_too_short(video)
+        if self.stateful:
+            tf.debugging.assert_equal(
+                tf.shape(video)[0],
+                self.buffers.capacity,
+                message=f"stateful=True fixes the batch size to {self.buffers.capacity} "
+                "(the first batch); got another batch size",
+            )
+        result = pipeline.sideways_gradients(
+            self.stages,
+            self.buffers,
+            video,
+            target,
+            self._tick_loss,
+            sample_weight,
+            stateful=self.stateful,
+        )
+        grads = self._model_aligned(result.gradients)
+        loss = result.loss
+        if self.losses:  # weight regularisers: their exact gradient, once per step
+            with tf.GradientTape() as tape:
+                penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.losses])
+            reg = tape.gradient(penalty, self.trainable_variables)
+            grads = [g if r is None else g + r for g, r in zip(grads, reg)]
+            loss = loss + penalty
+        return loss, grads, result.outputs, result.targets
+
+    def _tick_loss(self, y_true, y_pred, sample_weight):
+        """The compiled loss of one tick, a mean over the lanes given."""
+        if self._compile_loss is None:
+            raise ValueError("No loss to compute. Provide a `loss` argument in `compile()`.")
+        return self._compile_loss(y_true, y_pred, sample_weight)
+
+    def _frame_loss(self, video, target, outputs, sample_weight, training):
+        """The mean per-frame loss over every frame of the batch (plus regularisers)."""
+        time = tf.shape(video)[1]
+        if sample_weight is not None:
+            sample_weight = tf.repeat(sample_weight, time, axis=0)
+        return self.compute_loss(
+            x=video,
+            y=clips.per_frame(target, time),
+            y_pred=clips.frames_to_batch(outputs),
+            sample_weight=sample_weight,
+            training=training,
+        )
+
+    def _apply(self, grads):
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return tf.constant(True)
+
+    def _update_metrics(self, video, target, outputs, sample_weight, kept):
+        """Compiled metrics: on clip probabilities for clip labels, else per frame."""
+        batch, time = tf.shape(video)[0], tf.shape(video)[1]
+        weight = tf.ones([batch]) * kept
+        if sample_weight is not None:
+            weight = weight * tf.cast(sample_weight, weight.dtype)
+        if clips.is_clip_target(target):
+            y_pred = clips.clip_probabilities(outputs, self._outputs_are_logits())
+            return self.compute_metrics(video, target, y_pred, sample_weight=weight)
+        return self.compute_metrics(
+            video,
+            clips.frames_to_batch(target),
+            clips.frames_to_batch(outputs),
+            sample_weight=tf.repeat(weight, time, axis=0),
+        )
+
+    def _outputs_are_logits(self) -> bool:
+        loss = getattr(self, "loss", None)
+        if isinstance(loss, keras.losses.Loss):
+            return bool(loss.get_config().get("from_logits", False))
+        return False
+
+    def _model_aligned(self, stage_grads):
+        """Per-stage gradient lists -> one list aligned with self.trainable_variables."""
+        position = {id(v): i for i, v in enumerate(self.trainable_variables)}
+        grads = [tf.zeros_like(v.value) for v in self.trainable_variables]
+        for stage, stage_grad in zip(self.stages, stage_grads):
+            for variable, grad in zip(stage.trainable_variables, stage_grad):
+                i = position[id(variable)]
+                grads[i] = grads[i] + grad
+        return grads
+
+    def _check_inputs(self, video, target, sample_weight):
+        """Raises ValueError for a bad batch, naming what was expected and what was given."""
+        clips.check_video(video)
+        clips.check_target(video, target)
+        clips.check_sample_weight(video, sample_weight)
+        if self.stateful and self.mode == "sideways":
+            if not clips.is_clip_target(target):
+                raise ValueError(
+                    "stateful=True supports clip labels [batch] only: per-frame targets "
+                    f"{target.shape} would need the targets of the previous chunk."
+                )
+            batch = video.shape[0]
+            if self.buffers is not None and batch is not None and batch != self.buffers.capacity:
+                raise ValueError(
+                    f"stateful=True fixes the batch size to {self.buffers.capacity} (the "
+                    f"first batch); got a batch of {batch}. Use drop_remainder=True when "
+                    "batching, or call reset_pipeline() and build a new model."
+                )
+
+    def _warn_if_clip_too_short(self, video):
+        time = video.shape[1]
+        depth = len(self.stages)
+        if self.stateful or time is None or time >= depth or self._warned_short_clip:
+            return
+        self._warned_short_clip = True
+        starved = depth - time
+        warnings.warn(
+            f"Clips of {time} frames are too short for a {depth}-stage Sideways pipeline: "
+            f"the bottom {starved} stage(s) get no valid error within a clip, so their "
+            f"gradient is zero. Use clips of at least {depth} frames.",
+            stacklevel=3,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            stages=[keras.saving.serialize_keras_object(s) for s in self.stages],
+            mode=self.mode,
+            stateful=self.stateful,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        stages = [keras.saving.deserialize_keras_object(s) for s in config.pop("stages")]
+        return cls(stages, **config)

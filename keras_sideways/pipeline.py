@@ -1,0 +1,288 @@
+"""The tick-by-tick Sideways engine: buffers, priming, shift and valid-error counts.
+
+The semantics are those of ../shared/SIDEWAYS.md ("Sideways, tick by tick"). At tick t
+every stage k reads only the buffers written at tick t-1: its input (the frame x_t, or
+the activation buffer A_{k-1}) and its error (the loss gradient at the top, or the error
+buffer E_k). It runs forward and a vector-Jacobian product at that input, accumulates
+its weight pseudo-gradient, and only then are all buffers overwritten at once
+(A_k <- out_k, E_{k-1} <- g_in). Within a tick the L stage computations are therefore
+independent, and TensorFlow may run them concurrently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_sideways import clips
+
+# loss_fn(y_true, y_pred, sample_weight) -> scalar mean over the lanes given.
+LossFn = Callable[[tf.Tensor, tf.Tensor, "tf.Tensor | None"], tf.Tensor]
+
+
+class PipelineBuffers:
+    """Per-stage activation and error buffers, held as non-trainable Keras variables.
+
+    For each stage k < L-1: `activations[k]` is A_k, the stage's output at the previous
+    tick, and `errors[k]` is E_k, the gradient of the loss with respect to that output,
+    computed by stage k+1 at the previous tick. `ticks` counts the ticks run since the
+    last priming (it decides which errors are valid); `primed` is 1 once primed.
+    The first axis of every buffer holds `capacity` independent streams (lanes).
+    """
+
+    def __init__(
+        self,
+        owner: keras.layers.Layer,
+        output_shapes: Sequence[tuple],
+        capacity: int,
+        dtype: str = "float32",
+    ):
+        self.capacity = capacity
+        self.activations = [
+            owner.add_weight(
+                shape=(capacity, *shape),
+                initializer="zeros",
+                dtype=dtype,
+                trainable=False,
+                name=f"pipeline_activation_{k}",
+            )
+            for k, shape in enumerate(output_shapes)
+        ]
+        self.errors = [
+            owner.add_weight(
+                shape=(capacity, *shape),
+                initializer="zeros",
+                dtype=dtype,
+                trainable=False,
+                name=f"pipeline_error_{k}",
+            )
+            for k, shape in enumerate(output_shapes)
+        ]
+        self.ticks = owner.add_weight(
+            shape=(), initializer="zeros", dtype="int64", trainable=False, name="pipeline_ticks"
+        )
+        self.primed = owner.add_weight(
+            shape=(), initializer="zeros", dtype="int32", trainable=False, name="pipeline_primed"
+        )
+
+    @property
+    def variables(self) -> list:
+        return [*self.activations, *self.errors, self.ticks, self.primed]
+
+    def reset(self) -> None:
+        """Clears every buffer: the next clip is primed afresh."""
+        for v in self.variables:
+            v.assign(tf.zeros(v.shape, v.dtype))
+
+    def prime(self, stages: Sequence[keras.layers.Layer], frame: tf.Tensor) -> None:
+        """Fills A_k with one synchronised forward pass of `frame`; zeroes the errors."""
+        x = frame
+        for stage, buffer in zip(stages, self.activations):
+            x = stage(x, training=True)
+            buffer.assign(x)
+        for buffer in self.errors:
+            buffer.assign(tf.zeros(buffer.shape, buffer.dtype))
+        self.ticks.assign(0)
+        self.primed.assign(1)
+
+
+def valid_error_ticks(num_stages: int, ticks_before: tf.Tensor, time: tf.Tensor) -> list:
+    """Per stage, how many of the next `time` ticks bring it an error born from a real loss.
+
+    Stage k first receives such an error L-1-k ticks after priming.
+    """
+    ticks_before = tf.cast(ticks_before, tf.int64)
+    time = tf.cast(time, tf.int64)
+    return [
+        tf.clip_by_value(ticks_before + time - (num_stages - 1 - k), 0, time)
+        for k in range(num_stages)
+    ]
+
+
+def aligned_target_indices(num_stages: int, time: tf.Tensor) -> tf.Tensor:
+    """The frame whose output reaches the top at tick t: max(t - L + 1, 0)."""
+    return tf.maximum(tf.range(time) - (num_stages - 1), 0)
+
+
+def run_ticks(
+    stages: Sequence[keras.layers.Layer],
+    buffers: PipelineBuffers,
+    video: tf.Tensor,
+    tick_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+):
+    """Runs the pipeline over every frame of `video` [capacity, time, ...].
+
+    `tick_loss(t, top_output)` gives the loss of tick t. Returns the per-stage sums of
+    pseudo-gradients over the ticks, the sum of tick losses, and the top stage's output
+    at every tick, [capacity, time, ...].
+    """
+    num_stages = len(stages)
+    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
+    time = tf.shape(video)[1]
+    top_spec = _top_spec(stages, buffers)
+
+    def body(t, sums, loss_sum, top_outputs):
+        # Every stage reads the buffers of tick t-1 before any of them is overwritten.
+        inputs = [video[:, t]] + [tf.convert_to_tensor(a) for a in buffers.activations]
+        errors = [tf.convert_to_tensor(e) for e in buffers.errors]
+        new_sums, outputs, input_grads, loss = [], [], [], None
+        for k, stage in enumerate(stages):
+            top = k == num_stages - 1
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(weights[k])
+                if k > 0:
+                    tape.watch(inputs[k])
+                out = stage(inputs[k], training=True)
+                if top:
+                    loss = tick_loss(t, out)
+                    top_outputs = top_outputs.write(t, out)
+            sources = ([inputs[k]] if k > 0 else []) + weights[k]
+            if top:
+                grads = tape.gradient(loss, sources)
+            else:
+                grads = tape.gradient(out, sources, output_gradients=errors[k])
+                outputs.append(out)
+            grads = [_dense(g, s) for g, s in zip(grads, sources)]
+            if k > 0:
+                input_grads.append(grads.pop(0))
+            new_sums.append([s + g for s, g in zip(sums[k], grads)])
+        # Shift: A_k <- out_k, E_{k-1} <- g_in of stage k. Stage 0 drops its g_in.
+        shifts = [a.assign(x) for a, x in zip(buffers.activations, outputs)]
+        shifts += [e.assign(g) for e, g in zip(buffers.errors, input_grads)]
+        with tf.control_dependencies(shifts):
+            return t + 1, new_sums, loss_sum + loss, top_outputs
+
+    sums = [[tf.zeros_like(w) for w in ws] for ws in weights]
+    top_outputs = tf.TensorArray(top_spec.dtype, size=time, element_shape=top_spec.shape)
+    _, sums, loss_sum, top_outputs = tf.while_loop(
+        lambda t, *_: t < time,
+        body,
+        (tf.constant(0), sums, tf.constant(0.0), top_outputs),
+        parallel_iterations=1,  # each tick depends on the buffers the last one wrote
+    )
+    outputs = top_outputs.stack()  # [time, capacity, ...]
+    perm = [1, 0] + list(range(2, outputs.shape.rank))
+    return sums, loss_sum, tf.transpose(outputs, perm)
+
+
+def _top_spec(stages, buffers) -> keras.KerasTensor:
+    """Shape and dtype of the top stage's output for one tick, [capacity, ...]."""
+    below = buffers.activations[-1]
+    return stages[-1].compute_output_spec(keras.KerasTensor(below.shape, below.dtype))
+
+
+def _dense(grad, source):
+    if grad is None:
+        return tf.zeros_like(source)
+    return tf.convert_to_tensor(grad)
+
+
+@dataclasses.dataclass
+class SidewaysResult:
+    """What one clip batch through the pipeline gives the trainer."""
+
+    gradients: list  # per stage, a list aligned with stage.trainable_variables
+    loss: tf.Tensor  # mean over ticks of the tick losses
+    outputs: tf.Tensor  # top output at every tick, [batch, time, ...]
+    targets: tf.Tensor  # the targets those outputs were scored against
+    valid_ticks: list  # per stage, the ticks whose pseudo-gradients were averaged
+
+
+def sideways_gradients(
+    stages: Sequence[keras.layers.Layer],
+    buffers: PipelineBuffers,
+    video: tf.Tensor,
+    target: tf.Tensor,
+    loss_fn: LossFn,
+    sample_weight: tf.Tensor | None = None,
+    stateful: bool = False,
+) -> SidewaysResult:
+    """Sideways pseudo-gradients of one clip batch, tick by tick (SIDEWAYS.md).
+
+    Without `stateful`, the batch is cut into groups of `buffers.capacity` lanes (the last
+    one zero-padded and left out of the loss), and each group is primed on its first
+    frame. With `stateful`, the batch must fill the buffers exactly, and only a pipeline
+    that was never primed (or was reset) is primed: the clip continues the last one.
+    Each stage's pseudo-gradient is averaged over the ticks in which it had a valid error.
+    """
+    num_stages = len(stages)
+    batch, time = tf.shape(video)[0], tf.shape(video)[1]
+    capacity = buffers.capacity
+    if clips.is_clip_target(target):
+        aligned = target
+        target_at = lambda targets, t: targets  # noqa: E731
+    else:
+        aligned = tf.gather(target, aligned_target_indices(num_stages, time), axis=1)
+        target_at = lambda targets, t: targets[:, t]  # noqa: E731
+
+    ticks_before = buffers.ticks.value if stateful else tf.constant(0, tf.int64)
+    if stateful:
+        num_groups = tf.constant(1)
+    else:
+        num_groups = (batch + capacity - 1) // capacity
+    batch_f = tf.cast(batch, tf.float32)
+
+    def group(g, sums, loss_sum, outputs):
+        start = g * capacity
+        lanes = tf.minimum(capacity, batch - start)
+        clip = _pad_lanes(video[start : start + lanes], capacity)
+        targets = aligned[start : start + lanes]
+        weights = None if sample_weight is None else sample_weight[start : start + lanes]
+        share = tf.cast(lanes, tf.float32) / batch_f  # groups add up to the batch mean
+
+        def tick_loss(t, out):
+            return loss_fn(target_at(targets, t), out[:lanes], weights) * share
+
+        if stateful:
+            tf.cond(
+                buffers.primed.value > 0,
+                lambda: tf.constant(False),
+                lambda: _prime_returning_true(buffers, stages, clip[:, 0]),
+            )
+        else:
+            buffers.prime(stages, clip[:, 0])
+        group_sums, group_loss, group_outputs = run_ticks(stages, buffers, clip, tick_loss)
+        sums = [[a + b for a, b in zip(s, gs)] for s, gs in zip(sums, group_sums)]
+        return g + 1, sums, loss_sum + group_loss, outputs.write(g, group_outputs)
+
+    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
+    sums = [[tf.zeros_like(w) for w in ws] for ws in weights]
+    outputs = tf.TensorArray(_top_spec(stages, buffers).dtype, size=num_groups, infer_shape=False)
+    _, sums, loss_sum, outputs = tf.while_loop(
+        lambda g, *_: g < num_groups,
+        group,
+        (tf.constant(0), sums, tf.constant(0.0), outputs),
+        parallel_iterations=1,
+    )
+    if stateful:
+        buffers.ticks.assign_add(tf.cast(time, tf.int64))
+
+    valid = valid_error_ticks(num_stages, ticks_before, time)
+    gradients = [
+        [s / tf.cast(tf.maximum(count, 1), s.dtype) for s in stage_sums]
+        for stage_sums, count in zip(sums, valid)
+    ]
+    outputs = outputs.concat()[:batch]
+    outputs.set_shape([video.shape[0], video.shape[1], *_top_spec(stages, buffers).shape[1:]])
+    return SidewaysResult(
+        gradients=gradients,
+        loss=loss_sum / tf.cast(time, tf.float32),
+        outputs=outputs,
+        targets=aligned,
+        valid_ticks=valid,
+    )
+
+
+def _prime_returning_true(buffers, stages, frame):
+    buffers.prime(stages, frame)
+    return tf.constant(True)
+
+
+def _pad_lanes(x: tf.Tensor, capacity: int) -> tf.Tensor:
+    padding = [[0, capacity - tf.shape(x)[0]]] + [[0, 0]] * (x.shape.rank - 1)
+    padded = tf.pad(x, padding)
+    padded.set_shape([capacity, *x.shape[1:]])
+    return padded

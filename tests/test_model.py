@@ -1,0 +1,235 @@
+"""SidewaysModel through Keras: fit, evaluate, stateful streaming, bad input, skipped updates."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import random_video, tiny_conv_stages
+
+import keras_sideways as ks
+
+CLIP_LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def brightness_videos(count, time=8, size=12, seed=0):
+    """A square moving one pixel per frame; its brightness (3 levels) is the class."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, count)
+    video = np.zeros((count, time, size, size, 1), "float32")
+    for i, label in enumerate(labels):
+        row, col = rng.integers(0, size - 3, 2)
+        step = rng.choice([-1, 1])
+        for t in range(time):
+            c = (col + step * t) % (size - 3)
+            video[i, t, row : row + 3, c : c + 3] = (label + 1) / 3
+    return video, labels
+
+
+def brightness_stages():
+    return [
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        keras.layers.GlobalMaxPooling2D(),
+        keras.layers.Dense(8, activation="relu"),
+        keras.layers.Dense(3),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sideways", "bp"])
+def test_fit_learns_a_trivial_video_task(mode):
+    train_x, train_y = brightness_videos(96, seed=0)
+    test_x, test_y = brightness_videos(48, seed=1)
+    model = ks.SidewaysModel(brightness_stages(), mode=mode)
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss=CLIP_LOSS, metrics=["accuracy"])
+    history = model.fit(train_x, train_y, batch_size=16, epochs=12, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    scores = model.evaluate(test_x, test_y, verbose=0, return_dict=True)
+    assert scores["accuracy"] >= 0.9, scores
+
+
+def test_evaluate_scores_clips_on_time_averaged_probabilities():
+    video = random_video(batch=6, time=5, seed=4)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="sgd", loss=CLIP_LOSS, metrics=["accuracy"])
+    scores = model.evaluate(video, labels, batch_size=6, verbose=0, return_dict=True)
+    logits = model.predict(video, verbose=0)
+    assert logits.shape == (6, 5, 3)
+    probabilities = tf.nn.softmax(logits, axis=-1).numpy().mean(axis=1)
+    np.testing.assert_allclose(scores["accuracy"], np.mean(probabilities.argmax(-1) == labels))
+    frame_loss = CLIP_LOSS(np.repeat(labels, 5), logits.reshape(30, 3)).numpy()
+    np.testing.assert_allclose(scores["loss"], frame_loss, rtol=1e-5)
+
+
+def test_sequential_layers_become_the_stages():
+    sequential = keras.Sequential(tiny_conv_stages(num_stages=3))
+    model = ks.SidewaysModel(sequential)
+    assert len(model.stages) == 3
+    assert model(random_video()).shape == (2, 6, 3)
+
+
+def test_compute_gradients_does_not_touch_weights():
+    video = random_video()
+    model = ks.SidewaysModel(tiny_conv_stages())
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    model.build(video.shape)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    grads = model.compute_gradients(video, np.array([0, 1]))
+    assert [g.shape for g in grads] == [tuple(v.shape) for v in model.trainable_variables]
+    for b, v in zip(before, model.trainable_variables):
+        np.testing.assert_array_equal(b, v.numpy())
+
+
+# ------------------------------------------------------------------ stateful streaming
+def four_stage_identity_model(**kwargs):
+    """Stages whose outputs name the frame they came from: x -> x + k (no learning)."""
+
+    class Offset(keras.layers.Layer):
+        def __init__(self, offset, **kw):
+            super().__init__(**kw)
+            self.offset = offset
+
+        def build(self, shape):
+            self.w = self.add_weight(shape=(), initializer="ones")
+
+        def call(self, x):
+            return x * self.w + self.offset
+
+    stages = [keras.layers.Flatten()] + [Offset(float(k)) for k in (1, 2)] + [keras.layers.Dense(3)]
+    model = ks.SidewaysModel(stages, stateful=True, **kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CLIP_LOSS)
+    return model
+
+
+def frame_index_video(first, time=2, batch=2):
+    """Each frame is filled with its global index in the stream."""
+    frames = np.arange(first, first + time, dtype="float32")
+    return np.broadcast_to(frames[None, :, None, None, None], (batch, time, 1, 1, 1)).copy()
+
+
+def test_stateful_chunks_continue_the_pipeline_without_repriming():
+    model = four_stage_identity_model()
+    labels = np.array([0, 1])
+    model.train_on_batch(frame_index_video(0), labels)  # frames 0, 1
+    activations = [a.numpy()[:, 0] for a in model.buffers.activations]
+    # After the chunk, A_k holds stage k's output at the last tick: frame 1-k.
+    np.testing.assert_array_equal(activations[0], [1, 1])  # flatten(frame 1)
+    np.testing.assert_array_equal(activations[1], [0 + 1, 0 + 1])  # frame 0, + 1
+    np.testing.assert_array_equal(activations[2], [0 + 3, 0 + 3])  # primed frame 0, + 1 + 2
+    model.train_on_batch(frame_index_video(2), labels)  # frames 2, 3
+    activations = [a.numpy()[:, 0] for a in model.buffers.activations]
+    np.testing.assert_array_equal(activations[0], [3, 3])
+    np.testing.assert_array_equal(activations[1], [2 + 1, 2 + 1])
+    # Re-priming on frame 2 would give 2 + 3; continuing the stream gives frame 1 + 3.
+    np.testing.assert_array_equal(activations[2], [1 + 3, 1 + 3])
+    assert int(model.buffers.ticks.numpy()) == 4
+
+    model.reset_pipeline()
+    for buffer in model.buffers.variables:
+        assert not np.any(buffer.numpy()), buffer.path
+
+
+def test_reset_pipeline_callback_restarts_the_stream_each_epoch():
+    model = four_stage_identity_model()
+    chunks = np.concatenate([frame_index_video(0), frame_index_video(2)])
+    labels = np.array([0, 1, 0, 1])
+    model.fit(chunks, labels, batch_size=2, epochs=2, shuffle=False, verbose=0,
+              callbacks=[ks.callbacks.ResetPipeline()])
+    # Two chunks of two frames since the reset at the start of the second epoch.
+    assert int(model.buffers.ticks.numpy()) == 4
+    np.testing.assert_array_equal(model.buffers.activations[2].numpy()[:, 0], [4, 4])
+
+
+def test_stateful_batch_size_is_fixed():
+    model = four_stage_identity_model()
+    model.train_on_batch(frame_index_video(0, batch=2), np.array([0, 1]))
+    with pytest.raises(ValueError, match="fixes the batch size to 2.*batch of 3"):
+        model.compute_gradients(frame_index_video(2, batch=3), np.array([0, 1, 2]))
+
+
+def test_stateful_compute_gradients_leaves_the_stream_alone():
+    model = four_stage_identity_model()
+    model.train_on_batch(frame_index_video(0), np.array([0, 1]))
+    before = [v.numpy().copy() for v in model.buffers.variables]
+    model.compute_gradients(frame_index_video(5), np.array([0, 1]))
+    for b, v in zip(before, model.buffers.variables):
+        np.testing.assert_array_equal(b, v.numpy())
+
+
+# ------------------------------------------------------------------ bad input
+LAYOUT = r"\[batch, time, height, width, channels\]"
+
+
+@pytest.mark.parametrize(
+    "video, target, message",
+    [
+        (np.zeros((2, 4, 8, 8), "float32"), np.zeros(2), f"rank 5.*{LAYOUT}.*got rank 4"),
+        (np.zeros((2, 0, 8, 8, 1), "float32"), np.zeros(2), f"{LAYOUT} with at least one frame.*empty time axis"),
+        (np.zeros((2, 4, 8, 8, 1), "float32"), np.zeros(3), "same batch size.*got video \\[2"),
+        (np.zeros((2, 4, 8, 8, 1), "uint8"), np.zeros(2), f"float video {LAYOUT}.*got dtype uint8"),
+        (np.zeros((2, 4, 8, 8, 1), "float32"), np.zeros((2, 5, 3)), "video's time \\(4\\)"),
+    ],
+    ids=["rank", "empty-time", "batch-mismatch", "not-float", "frames-mismatch"],
+)
+@pytest.mark.parametrize("entry", ["compute_gradients", "fit"])
+def test_bad_input_raises_a_clear_value_error(video, target, message, entry):
+    model = ks.SidewaysModel(tiny_conv_stages())
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    with pytest.raises(ValueError, match=message):
+        if entry == "fit":
+            dataset = tf.data.Dataset.from_tensors((video, target))
+            model.fit(dataset, verbose=0)
+        else:
+            model.compute_gradients(video, target)
+
+
+def test_bad_call_input_names_the_layout():
+    model = ks.SidewaysModel(tiny_conv_stages())
+    with pytest.raises(ValueError, match=f"{LAYOUT}.*got rank 3"):
+        model(np.zeros((2, 8, 8), "float32"))
+
+
+def test_unknown_mode_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown mode 'sidewise'.*sideways, bp"):
+        ks.SidewaysModel(tiny_conv_stages(), mode="sidewise")
+
+
+def test_fewer_than_two_stages_is_refused():
+    with pytest.raises(ValueError, match="at least two stages.*got 1"):
+        ks.SidewaysModel([keras.layers.Dense(3)])
+
+
+@pytest.mark.parametrize("mode", ["sideways", "bp"])
+def test_non_finite_batch_is_skipped_and_counted(mode):
+    video = random_video(batch=2, time=5)
+    poisoned = video.copy()
+    poisoned[0, 2, 3, 3, 0] = np.nan
+    model = ks.SidewaysModel(tiny_conv_stages(), mode=mode)
+    model.compile(optimizer="adam", loss=CLIP_LOSS, metrics=["accuracy"])
+    model.build(video.shape)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (np.stack([poisoned]), np.array([[0, 1]]))
+    )
+    history = model.fit(dataset, epochs=1, verbose=0)
+    assert history.history["skipped_updates"] == [1.0]
+    assert np.isfinite(history.history["loss"][0])
+    for b, v in zip(before, model.trainable_variables):
+        np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
+
+    history = model.fit(video, np.array([0, 1]), epochs=1, verbose=0)  # a clean batch
+    assert history.history["skipped_updates"] == [0.0]
+    assert any(np.any(b != v.numpy()) for b, v in zip(before, model.trainable_variables))
+    assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
+
+
+def test_short_clip_warning_is_given_once():
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=4))
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    with pytest.warns(UserWarning, match="too short"):
+        model.compute_gradients(random_video(time=2), np.array([0, 1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.compute_gradients(random_video(time=2, seed=5), np.array([0, 1]))

@@ -1,0 +1,21 @@
+"""The README's Python examples run as written."""
+
+import pathlib
+import re
+
+import pytest
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.slow
+def test_readme_python_examples_run_as_written():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 2
+    namespace = {}
+    for block in blocks:  # later examples may use names from earlier ones, as a reader would
+        exec(compile(block, str(README), "exec"), namespace)
+    model, video = namespace["model"], namespace["video"]
+    assert namespace["outputs"].shape == (32, 8, 2)
+    assert len(namespace["grads"]) == len(namespace["stages"][0].trainable_variables) * 2 + 2
+    assert int(model.buffers.ticks.numpy()) == 4 * 8  # the stream ran 4 chunks of 8 frames
