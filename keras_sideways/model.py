@@ -8,9 +8,10 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from keras_sideways import clips, pipeline
+from keras_sideways import batched, clips, pipeline
 
 MODES = ("sideways", "bp")
+ENGINES = ("auto", "pipeline", "batched")
 
 
 class SidewaysModel(keras.Model):
@@ -25,6 +26,10 @@ class SidewaysModel(keras.Model):
         stateful: keep the pipeline buffers across `train_step` calls, so that
             consecutive batches can be consecutive chunks of the same videos. The batch
             size is then fixed by the first batch. Sideways mode only.
+        engine: how Sideways mode computes its pseudo-gradients, all with the same
+            result: "pipeline" (tick by tick, buffers in variables, stages concurrent
+            within a tick), "batched" (one pass per stage over all ticks: BP's cost on
+            one device) or "auto" (batched unless stateful).
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
@@ -37,6 +42,7 @@ class SidewaysModel(keras.Model):
         stages: Sequence[keras.layers.Layer] | keras.Sequential,
         mode: str = "sideways",
         stateful: bool = False,
+        engine: str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -61,9 +67,17 @@ class SidewaysModel(keras.Model):
                 "stateful=True carries the Sideways pipeline buffers across batches; "
                 f"mode={mode!r} has no pipeline. Use mode='sideways' or stateful=False."
             )
+        if engine not in ENGINES:
+            raise ValueError(f"Unknown engine {engine!r}; expected one of {', '.join(ENGINES)}.")
+        if stateful and engine == "batched":
+            raise ValueError(
+                "engine='batched' starts every batch afresh, so it cannot stream "
+                "(stateful=True). Use engine='pipeline' or 'auto'."
+            )
         self.stages = stages
         self.mode = mode
         self.stateful = stateful
+        self.engine = engine
         self.buffers: pipeline.PipelineBuffers | None = None
         self.skipped_updates = keras.metrics.Sum(name="skipped_updates")
         self._gradient_fns = {}
@@ -215,6 +229,11 @@ class SidewaysModel(keras.Model):
             return loss, grads, outputs, target
 
         self._warn_if_clip_too_short(video)
+        if self.resolved_engine == "batched":
+            result = batched.batched_sideways_gradients(
+                self.stages, video, target, self._tick_loss, sample_weight
+            )
+            return self._with_regularisers(result)
         if self.stateful:
             tf.debugging.assert_equal(
                 tf.shape(video)[0],
@@ -231,6 +250,10 @@ class SidewaysModel(keras.Model):
             sample_weight,
             stateful=self.stateful,
         )
+        return self._with_regularisers(result)
+
+    def _with_regularisers(self, result: pipeline.SidewaysResult):
+        """(loss, gradients, outputs, targets), weight regularisers added once per step."""
         grads = self._model_aligned(result.gradients)
         loss = result.loss
         if self.losses:  # weight regularisers: their exact gradient, once per step
@@ -240,6 +263,13 @@ class SidewaysModel(keras.Model):
             grads = [g if r is None else g + r for g, r in zip(grads, reg)]
             loss = loss + penalty
         return loss, grads, result.outputs, result.targets
+
+    @property
+    def resolved_engine(self) -> str:
+        """The engine Sideways mode runs: "pipeline" or "batched"."""
+        if self.engine != "auto":
+            return self.engine
+        return "pipeline" if self.stateful else "batched"
 
     def _tick_loss(self, y_true, y_pred, sample_weight):
         """The compiled loss of one tick, a mean over the lanes given."""
@@ -335,6 +365,7 @@ class SidewaysModel(keras.Model):
             stages=[keras.saving.serialize_keras_object(s) for s in self.stages],
             mode=self.mode,
             stateful=self.stateful,
+            engine=self.engine,
         )
         return config
 

@@ -36,12 +36,15 @@ def brightness_stages():
     ]
 
 
+MODES_AND_ENGINES = [("sideways", "pipeline"), ("sideways", "batched"), ("bp", "auto")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["sideways", "bp"])
-def test_fit_learns_a_trivial_video_task(mode):
+@pytest.mark.parametrize("mode, engine", MODES_AND_ENGINES)
+def test_fit_learns_a_trivial_video_task(mode, engine):
     train_x, train_y = brightness_videos(96, seed=0)
     test_x, test_y = brightness_videos(48, seed=1)
-    model = ks.SidewaysModel(brightness_stages(), mode=mode)
+    model = ks.SidewaysModel(brightness_stages(), mode=mode, engine=engine)
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss=CLIP_LOSS, metrics=["accuracy"])
     history = model.fit(train_x, train_y, batch_size=16, epochs=12, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
@@ -196,17 +199,29 @@ def test_unknown_mode_lists_the_valid_ones():
         ks.SidewaysModel(tiny_conv_stages(), mode="sidewise")
 
 
+def test_unknown_engine_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown engine 'fast'.*auto, pipeline, batched"):
+        ks.SidewaysModel(tiny_conv_stages(), engine="fast")
+
+
+def test_streaming_needs_the_pipeline_engine():
+    with pytest.raises(ValueError, match="cannot stream"):
+        ks.SidewaysModel(tiny_conv_stages(), stateful=True, engine="batched")
+    assert ks.SidewaysModel(tiny_conv_stages(), stateful=True).resolved_engine == "pipeline"
+    assert ks.SidewaysModel(tiny_conv_stages()).resolved_engine == "batched"
+
+
 def test_fewer_than_two_stages_is_refused():
     with pytest.raises(ValueError, match="at least two stages.*got 1"):
         ks.SidewaysModel([keras.layers.Dense(3)])
 
 
-@pytest.mark.parametrize("mode", ["sideways", "bp"])
-def test_non_finite_batch_is_skipped_and_counted(mode):
+@pytest.mark.parametrize("mode, engine", MODES_AND_ENGINES)
+def test_non_finite_batch_is_skipped_and_counted(mode, engine):
     video = random_video(batch=2, time=5)
     poisoned = video.copy()
     poisoned[0, 2, 3, 3, 0] = np.nan
-    model = ks.SidewaysModel(tiny_conv_stages(), mode=mode)
+    model = ks.SidewaysModel(tiny_conv_stages(), mode=mode, engine=engine)
     model.compile(optimizer="adam", loss=CLIP_LOSS, metrics=["accuracy"])
     model.build(video.shape)
     before = [v.numpy().copy() for v in model.trainable_variables]
@@ -225,8 +240,9 @@ def test_non_finite_batch_is_skipped_and_counted(mode):
     assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
 
 
-def test_short_clip_warning_is_given_once():
-    model = ks.SidewaysModel(tiny_conv_stages(num_stages=4))
+@pytest.mark.parametrize("engine", ["pipeline", "batched"])
+def test_short_clip_warning_is_given_once(engine):
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=4), engine=engine)
     model.compile(optimizer="sgd", loss=CLIP_LOSS)
     with pytest.warns(UserWarning, match="too short"):
         model.compute_gradients(random_video(time=2), np.array([0, 1]))

@@ -57,8 +57,8 @@ def reference_pseudo_gradients(stages, video, target, loss_fn):
     return [g / max(c, 1) for s, c in zip(sums, counts) for g in s]
 
 
-def compiled_model(stages, mode="sideways", loss=CLIP_LOSS, **kwargs):
-    model = ks.SidewaysModel(stages, mode=mode, **kwargs)
+def compiled_model(stages, mode="sideways", loss=CLIP_LOSS, engine="pipeline", **kwargs):
+    model = ks.SidewaysModel(stages, mode=mode, engine=engine, **kwargs)
     model.compile(optimizer="sgd", loss=loss)
     return model
 
@@ -78,25 +78,30 @@ def assert_all_close(actual, expected, model, rtol=1e-4, atol=1e-6):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol, atol=atol, err_msg=v.path)
 
 
+ENGINES = ["pipeline", "batched"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("targets", ["clip", "frames"])
-def test_static_video_sideways_equals_bp(targets):
+def test_static_video_sideways_equals_bp(targets, engine):
     video = np.repeat(random_video(batch=2, time=6)[:, :1], 6, axis=1)
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
-    model = compiled_model(tiny_conv_stages(num_stages=4), loss=loss)
+    model = compiled_model(tiny_conv_stages(num_stages=4), loss=loss, engine=engine)
     sideways = model.compute_gradients(video, target)
     bp = model.compute_gradients(video, target, mode="bp")
     assert_all_close(sideways, bp, model)
     assert all(np.abs(g).max() > 0 for g in bp)  # the comparison is not between zeros
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("targets", ["clip", "frames"])
-def test_engine_matches_slow_reference_on_random_video(targets):
+def test_engine_matches_slow_reference_on_random_video(targets, engine):
     video = random_video(batch=2, time=7, seed=1)
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
     stages = tiny_conv_stages(num_stages=5)
-    model = compiled_model(stages, loss=loss)
+    model = compiled_model(stages, loss=loss, engine=engine)
     engine = model.compute_gradients(video, target)
     reference = reference_pseudo_gradients(stages, video, target, loss)
     assert_all_close(engine, reference, model)
@@ -112,9 +117,26 @@ def test_batch_larger_than_buffers_is_run_in_padded_groups():
     assert_all_close(engine, reference, model)
 
 
-def test_sideways_differs_from_bp_on_random_video():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engines_agree_on_random_video_with_weights_and_regularisers(engine):
+    stages = tiny_conv_stages(num_stages=5)
+    stages[-1].kernel_regularizer = keras.regularizers.L2(0.1)
+    video = random_video(batch=3, time=6, seed=6)
+    weights = np.array([1.0, 0.5, 2.0], "float32")
+    model = compiled_model(stages, engine=engine)
+    other = compiled_model(stages, engine="batched" if engine == "pipeline" else "pipeline")
+    assert_all_close(
+        model.compute_gradients(video, clip_labels(3), sample_weight=weights),
+        other.compute_gradients(video, clip_labels(3), sample_weight=weights),
+        model,
+    )
+    assert len(model.losses) == 1  # the regulariser was in play
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sideways_differs_from_bp_on_random_video(engine):
     video = random_video(batch=2, time=6, seed=3)
-    model = compiled_model(tiny_conv_stages(num_stages=4))
+    model = compiled_model(tiny_conv_stages(num_stages=4), engine=engine)
     sideways = model.compute_gradients(video, clip_labels(2))
     bp = model.compute_gradients(video, clip_labels(2), mode="bp")
     bottom_kernel = 0  # the bottom stage pairs frames furthest apart: 2(L-1) = 6
@@ -150,8 +172,9 @@ def test_valid_error_ticks():
     assert [int(c) for c in counts] == [5, 5, 5, 5]
 
 
-def test_clip_shorter_than_pipeline_gives_zero_gradient_and_warns_once():
-    model = compiled_model(tiny_conv_stages(num_stages=5))
+@pytest.mark.parametrize("engine", ENGINES)
+def test_clip_shorter_than_pipeline_gives_zero_gradient(engine):
+    model = compiled_model(tiny_conv_stages(num_stages=5), engine=engine)
     video = random_video(batch=2, time=3)
     with pytest.warns(UserWarning, match="too short"):
         grads = model.compute_gradients(video, clip_labels(2))

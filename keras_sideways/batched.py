@@ -1,0 +1,104 @@
+"""The single-device fast path: Sideways pseudo-gradients batched in time.
+
+SIDEWAYS.md ("The same pseudo-gradients, batched in time"): with weights fixed during a
+clip, stage k at tick t of the pipeline computes f_k on its input of that tick, and that
+input is stage k-1's output of tick t-1 (the primed value at t = 0, which is stage k-1's
+output of tick 0). So each stage can process all B*T ticks in one call, its input being
+the output of the stage below shifted by one tick. Going down, the error of stage k at
+tick t is the input-gradient of stage k+1 at tick t-1 (zero at t = 0, as primed). One
+forward and one backward pass per stage over every tick: the FLOPs and batch shapes of
+BP, the numbers of the tick-by-tick engine.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_sideways import clips
+from keras_sideways.pipeline import (
+    LossFn,
+    SidewaysResult,
+    aligned_target_indices,
+    valid_error_ticks,
+)
+
+
+def shift_ticks(x: tf.Tensor) -> tf.Tensor:
+    """[batch, time, ...] -> the value of the tick before: x[:, max(t-1, 0)]."""
+    return tf.concat([x[:, :1], x[:, :-1]], axis=1)
+
+
+def delay_errors(g: tf.Tensor) -> tf.Tensor:
+    """[batch, time, ...] -> the error that arrives one tick later: zero at t = 0."""
+    return tf.concat([tf.zeros_like(g[:, :1]), g[:, :-1]], axis=1)
+
+
+def batched_sideways_gradients(
+    stages: Sequence[keras.layers.Layer],
+    video: tf.Tensor,
+    target: tf.Tensor,
+    loss_fn: LossFn,
+    sample_weight: tf.Tensor | None = None,
+) -> SidewaysResult:
+    """The pseudo-gradients of `pipeline.sideways_gradients`, one batched pass per stage."""
+    num_stages = len(stages)
+    time = tf.shape(video)[1]
+    if clips.is_clip_target(target):
+        aligned = target
+    else:
+        aligned = tf.gather(target, aligned_target_indices(num_stages, time), axis=1)
+    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
+
+    # Forward: every stage over every tick, each on its own tape.
+    x = clips.frames_to_batch(video)
+    inputs, outputs, tapes = [], [], []
+    for k, stage in enumerate(stages):
+        tape = tf.GradientTape(watch_accessed_variables=False)
+        with tape:
+            tape.watch(weights[k])
+            if k > 0:
+                tape.watch(x)
+            out = stage(x, training=True)
+            if k == num_stages - 1:
+                # The mean over B*T tick losses: each tick's error arrives scaled by 1/T.
+                frame_weight = None
+                if sample_weight is not None:
+                    frame_weight = tf.repeat(sample_weight, time, axis=0)
+                loss = loss_fn(clips.per_frame(aligned, time), out, frame_weight)
+        inputs.append(x)
+        outputs.append(out)
+        tapes.append(tape)
+        x = clips.frames_to_batch(shift_ticks(clips.batch_to_frames(out, video)))
+
+    # Backward: one vector-Jacobian product per stage, errors delayed by one tick.
+    grads = [None] * num_stages
+    error = None
+    for k in reversed(range(num_stages)):
+        sources = ([inputs[k]] if k > 0 else []) + weights[k]
+        if k == num_stages - 1:
+            g = tapes[k].gradient(loss, sources)
+        else:
+            delayed = clips.frames_to_batch(delay_errors(clips.batch_to_frames(error, video)))
+            g = tapes[k].gradient(outputs[k], sources, output_gradients=delayed)
+        g = [tf.zeros_like(s) if gi is None else tf.convert_to_tensor(gi) for gi, s in zip(g, sources)]
+        if k > 0:
+            error = g.pop(0)
+        grads[k] = g
+
+    # Average each stage over its valid ticks (the 1/T above becomes 1/count).
+    valid = valid_error_ticks(num_stages, tf.constant(0, tf.int64), time)
+    time_f = tf.cast(time, tf.float32)
+    grads = [
+        [g * (time_f / tf.cast(tf.maximum(count, 1), g.dtype)) for g in stage_grads]
+        for stage_grads, count in zip(grads, valid)
+    ]
+    return SidewaysResult(
+        gradients=grads,
+        loss=loss,
+        outputs=clips.batch_to_frames(outputs[-1], video),
+        targets=aligned,
+        valid_ticks=valid,
+    )
