@@ -4,10 +4,13 @@ See ../shared/SIDEWAYS.md and README.md. The public names:
 
 - `SidewaysModel`: trains a chain of per-frame stages with Sideways or backprop.
 - `callbacks.ResetPipeline`: clears a stateful model's pipeline at each epoch start.
+- `export_saved_model`: writes a SavedModel with `serve`, `stream` and `reset`.
+- `models`: reference models cut into stages; `data`: video datasets (tf.data).
 """
 
-from keras_sideways import callbacks
-from keras_sideways.model import MODES, SidewaysModel
+from keras_sideways import callbacks, models
+from keras_sideways.export import export_saved_model
+from keras_sideways.model import ENGINES, MODES, SidewaysModel
 
 __version__ = "0.1.0"
-__all__ = ["MODES", "SidewaysModel", "callbacks"]
+__all__ = ["ENGINES", "MODES", "SidewaysModel", "callbacks", "export_saved_model", "models"]

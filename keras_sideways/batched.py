@@ -102,3 +102,19 @@ def batched_sideways_gradients(
         targets=aligned,
         valid_ticks=valid,
     )
+
+
+def pipelined_forward(
+    stages: Sequence[keras.layers.Layer], video: tf.Tensor, training: bool = False
+) -> tf.Tensor:
+    """The top stage's output at every tick of a primed pipeline, [batch, time, ...].
+
+    The output at tick t belongs to frame max(t - L + 1, 0): what a pipelined (streaming)
+    deployment emits, one frame in and one output out per tick.
+    """
+    x = clips.frames_to_batch(video)
+    for k, stage in enumerate(stages):
+        if k > 0:
+            x = clips.frames_to_batch(shift_ticks(clips.batch_to_frames(x, video)))
+        x = stage(x, training=training)
+    return clips.batch_to_frames(x, video)

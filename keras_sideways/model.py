@@ -79,6 +79,7 @@ class SidewaysModel(keras.Model):
         self.stateful = stateful
         self.engine = engine
         self.buffers: pipeline.PipelineBuffers | None = None
+        self.frame_shape: tuple | None = None  # set by build
         self.skipped_updates = keras.metrics.Sum(name="skipped_updates")
         self._gradient_fns = {}
         self._warned_short_clip = False
@@ -107,6 +108,7 @@ class SidewaysModel(keras.Model):
                     f"frame; got {x.shape}."
                 )
             output_shapes.append(tuple(x.shape[1:]))
+        self.frame_shape = tuple(input_shape[2:])
         self.buffers = pipeline.PipelineBuffers(
             self, output_shapes[:-1], capacity=batch, dtype=self.compute_dtype
         )
@@ -142,6 +144,15 @@ class SidewaysModel(keras.Model):
         for stage in self.stages:
             x = stage(x, training=training)
         return clips.batch_to_frames(x, video)
+
+    def pipelined_call(self, video, training=None):
+        """The pipeline's output at every tick, [batch, time, ...], for a clip primed afresh.
+
+        Unlike `call`, the output at tick t belongs to frame max(t - L + 1, 0): what a
+        streaming deployment (the exported `stream` endpoint) emits.
+        """
+        clips.check_video(video)
+        return batched.pipelined_forward(self.stages, video, training=bool(training))
 
     # ----------------------------------------------------------------- training
     def train_step(self, data):
@@ -301,7 +312,7 @@ class SidewaysModel(keras.Model):
         if sample_weight is not None:
             weight = weight * tf.cast(sample_weight, weight.dtype)
         if clips.is_clip_target(target):
-            y_pred = clips.clip_probabilities(outputs, self._outputs_are_logits())
+            y_pred = clips.clip_probabilities(outputs, self.outputs_are_logits())
             return self.compute_metrics(video, target, y_pred, sample_weight=weight)
         return self.compute_metrics(
             video,
@@ -310,7 +321,17 @@ class SidewaysModel(keras.Model):
             sample_weight=tf.repeat(weight, time, axis=0),
         )
 
-    def _outputs_are_logits(self) -> bool:
+    def is_classifier(self) -> bool:
+        """True when compiled with a categorical cross-entropy loss (clip classification)."""
+        loss = getattr(self, "loss", None)
+        name = loss if isinstance(loss, str) else type(loss).__name__
+        return name.replace("_", "").lower() in (
+            "sparsecategoricalcrossentropy",
+            "categoricalcrossentropy",
+        )
+
+    def outputs_are_logits(self) -> bool:
+        """True when the compiled loss takes logits (from_logits=True)."""
         loss = getattr(self, "loss", None)
         if isinstance(loss, keras.losses.Loss):
             return bool(loss.get_config().get("from_logits", False))

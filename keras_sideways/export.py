@@ -1,0 +1,136 @@
+"""Export a SidewaysModel as a TensorFlow SavedModel for clip and streaming inference."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from keras_sideways import clips
+
+
+class _Exported(tf.Module):
+    """What the SavedModel holds: the weights, the stream state and three endpoints."""
+
+    def __init__(self, model):
+        super().__init__(name="sideways_export")
+        self._stages = model.stages
+        self._classifier = model.is_classifier()
+        self._logits = model.outputs_are_logits()
+        self.weights = [v.value for v in model.variables]  # tracked, so they are saved
+        frame_shape = model.frame_shape
+        below = [s.shape[1:] for s in model.buffers.activations]
+        # A_k of the streaming pipeline; any number of streams, set by the first frame.
+        self.state = [
+            tf.Variable(tf.zeros([0, *shape]), shape=[None, *shape], trainable=False,
+                        name=f"stream_activation_{k}")
+            for k, shape in enumerate(below)
+        ]
+        self.primed = tf.Variable(False, trainable=False, name="stream_primed")
+        self.serve = tf.function(
+            self._serve, input_signature=[tf.TensorSpec([None, None, *frame_shape], tf.float32)]
+        )
+        self.stream = tf.function(
+            self._stream, input_signature=[tf.TensorSpec([None, *frame_shape], tf.float32)]
+        )
+        self.reset = tf.function(self._reset, input_signature=[])
+
+    def _run(self, x):
+        for stage in self._stages:
+            x = stage(x, training=False)
+        return x
+
+    def _serve(self, video):
+        frames = clips.batch_to_frames(self._run(clips.frames_to_batch(video)), video)
+        result = {"frames": frames}
+        if self._classifier:
+            result["probabilities"] = clips.clip_probabilities(frames, self._logits)
+        return result
+
+    def _stream(self, frame):
+        def prime():
+            x = frame
+            for stage, buffer in zip(self._stages, self.state):
+                x = stage(x, training=False)
+                buffer.assign(x)
+            return tf.constant(True)
+
+        tf.cond(self.primed, lambda: tf.constant(False), prime)
+        tf.debugging.assert_equal(
+            tf.shape(frame)[0],
+            tf.shape(self.state[0])[0],
+            message="stream: the number of streams changed; call reset() first",
+        )
+        # Every stage reads the state of the last tick, then all of it is overwritten.
+        inputs = [frame] + [buffer.read_value() for buffer in self.state]
+        outputs = [stage(x, training=False) for stage, x in zip(self._stages, inputs)]
+        with tf.control_dependencies([b.assign(x) for b, x in zip(self.state, outputs)]):
+            self.primed.assign(True)
+            return {"output": tf.identity(outputs[-1])}
+
+    def _reset(self):
+        self.primed.assign(False)
+        return {"primed": tf.identity(self.primed)}
+
+
+METADATA_FILE = "sideways.json"
+
+
+def export_saved_model(model, path: str | os.PathLike, metadata: dict | None = None) -> str:
+    """Writes `model` as a TensorFlow SavedModel at `path`, replacing what stood there.
+
+    Endpoints (also as signatures):
+      - `serve(video)`: video [batch, time, H, W, C] -> {"frames": per-frame outputs,
+        "probabilities": clip class probabilities (classifiers only)}.
+      - `stream(frame)`: frame [batch, H, W, C] -> {"output": the pipeline's output this
+        tick}, which belongs to the frame L-1 calls earlier (the first frame until then).
+        The pipeline state lives in variables inside the SavedModel.
+      - `reset()`: forget the stream; the next `stream` call primes on its frame.
+
+    `metadata` (class names, clip length, ...) is written as JSON to `sideways.json`
+    inside the export, with the number of stages added, for `train/predict.py`.
+    The SavedModel is written beside `path` and renamed into place, so an interrupted
+    export never leaves a half-written model where a good one stood.
+
+    Returns:
+        The path written.
+    """
+    if not model.built or model.frame_shape is None:
+        raise ValueError(
+            "Export needs a built model: fit it, or call it on a batch of video "
+            f"{clips.VIDEO_LAYOUT}, first."
+        )
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    module = _Exported(model)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        tf.saved_model.save(
+            module,
+            staging,
+            signatures={"serve": module.serve, "stream": module.stream, "reset": module.reset},
+        )
+        metadata = dict(metadata or {}, num_stages=len(model.stages), frame_shape=model.frame_shape)
+        with open(os.path.join(staging, METADATA_FILE), "w") as f:
+            json.dump(metadata, f, indent=2)
+        _replace_dir(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
+def _replace_dir(new: str, target: str) -> None:
+    """Moves directory `new` to `target`, swapping out an existing `target` by renames."""
+    if not os.path.exists(target):
+        os.rename(new, target)
+        return
+    old = tempfile.mkdtemp(prefix=".replaced-", dir=os.path.dirname(target))
+    os.rmdir(old)
+    os.rename(target, old)
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)

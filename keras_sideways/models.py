@@ -1,0 +1,82 @@
+"""Reference video models, already cut into per-frame stages for SidewaysModel.
+
+Each model is a list of small units (a convolution, a convolution and a pooling, the head),
+and `num_stages` groups consecutive units into that many stages, as evenly as it can.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+
+def split_into_stages(units: Sequence[keras.layers.Layer], num_stages: int, name: str) -> list:
+    """Groups consecutive `units` into `num_stages` stages (a Sequential each when > 1 unit)."""
+    if not 2 <= num_stages <= len(units):
+        raise ValueError(
+            f"{name} can be cut into 2 to {len(units)} stages; got num_stages={num_stages}."
+        )
+    bounds = [round(i * len(units) / num_stages) for i in range(num_stages + 1)]
+    stages = []
+    for k, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        group = list(units[start:stop])
+        stage = group[0] if len(group) == 1 else keras.Sequential(group, name=f"{name}_stage{k}")
+        stages.append(stage)
+    return stages
+
+
+def vgg_classifier(num_classes: int, num_stages: int = 5, width: int = 16) -> list:
+    """A small VGG-style frame classifier: 3 blocks of conv-conv-pool, then a dense head.
+
+    Args:
+        num_classes: the number of output logits.
+        num_stages: how many pipeline stages to cut it into, 2 to 9.
+        width: the channels of the first block (doubled in each later block).
+
+    Returns:
+        The stages, bottom first, for `SidewaysModel`. Outputs are logits.
+    """
+    if num_classes < 1 or width < 1:
+        raise ValueError(f"Expected num_classes >= 1 and width >= 1; got {num_classes}, {width}.")
+
+    def conv(channels):
+        return keras.layers.Conv2D(channels, 3, padding="same", activation="relu")
+
+    units = []
+    for block in range(3):
+        channels = width * 2**block
+        units.append(conv(channels))
+        units.append(keras.Sequential([conv(channels), keras.layers.MaxPooling2D()]))
+    units += [
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4 * width, activation="relu"),
+        keras.layers.Dense(num_classes),
+    ]
+    return split_into_stages(units, num_stages, "vgg")
+
+
+def encoder_decoder(channels: int, num_stages: int = 4, width: int = 16) -> list:
+    """A convolutional encoder-decoder that reconstructs each frame, values in [0, 1].
+
+    Frame height and width must be multiples of 4 (two stride-2 downsamplings).
+
+    Args:
+        channels: the channels of the frames to reconstruct.
+        num_stages: how many pipeline stages to cut it into, 2 to 6.
+        width: the channels of the first encoder layer.
+
+    Returns:
+        The stages, bottom first, for `SidewaysModel` (per-frame targets, e.g. MSE).
+    """
+    if channels < 1 or width < 1:
+        raise ValueError(f"Expected channels >= 1 and width >= 1; got {channels}, {width}.")
+    units = [
+        keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu"),
+        keras.layers.Conv2DTranspose(width, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2DTranspose(width, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2D(channels, 3, padding="same", activation="sigmoid"),
+    ]
+    return split_into_stages(units, num_stages, "encoder_decoder")

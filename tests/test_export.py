@@ -1,0 +1,92 @@
+"""SavedModel export: serve and stream round trips, metadata, atomic replacement."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import random_video
+
+import keras_sideways as ks
+from keras_sideways import export, models
+
+
+def trained_classifier(num_stages=4):
+    model = ks.SidewaysModel(models.vgg_classifier(3, num_stages=num_stages, width=2))
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(random_video(batch=4, time=5, size=8), np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    return model
+
+
+def test_serve_reproduces_the_model(tmp_path):
+    model = trained_classifier()
+    path = ks.export_saved_model(model, tmp_path / "m", metadata={"class_names": ["a", "b", "c"]})
+    loaded = tf.saved_model.load(path)
+    video = random_video(batch=3, time=6, size=8, seed=7)
+    served = loaded.serve(tf.constant(video))
+    np.testing.assert_allclose(served["frames"], model(video), atol=1e-5)
+    expected = tf.nn.softmax(model(video), axis=-1).numpy().mean(axis=1)
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+    signature = loaded.signatures["serve"](video=tf.constant(video))
+    np.testing.assert_allclose(signature["frames"], served["frames"], atol=1e-6)
+    meta = json.loads((tmp_path / "m" / export.METADATA_FILE).read_text())
+    assert meta["class_names"] == ["a", "b", "c"] and meta["num_stages"] == 4
+
+
+def test_stream_matches_the_pipelined_forward_pass(tmp_path):
+    model = trained_classifier(num_stages=4)
+    loaded = tf.saved_model.load(ks.export_saved_model(model, tmp_path / "m"))
+    video = random_video(batch=2, time=7, size=8, seed=8)
+    expected = model.pipelined_call(video).numpy()
+    streamed = np.stack([loaded.stream(tf.constant(video[:, t]))["output"] for t in range(7)], 1)
+    np.testing.assert_allclose(streamed, expected, atol=1e-5)
+    # The output at tick t belongs to frame t-3: the clip's frame 0 reaches the top at tick 3.
+    per_frame = model(video).numpy()
+    np.testing.assert_allclose(streamed[:, 3:], per_frame[:, :4], atol=1e-5)
+    np.testing.assert_allclose(streamed[:, 0], per_frame[:, 0], atol=1e-5)
+
+    loaded.reset()
+    restarted = loaded.stream(tf.constant(video[:, 5]))["output"]
+    np.testing.assert_allclose(restarted, per_frame[:, 5], atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="call reset"):
+        loaded.stream(tf.constant(video[:1, 0]))
+
+
+def test_reconstruction_model_serves_frames_only(tmp_path):
+    model = ks.SidewaysModel(models.encoder_decoder(1, num_stages=3, width=2))
+    model.compile(optimizer="adam", loss="mse")
+    video = random_video(batch=2, time=4, size=8)
+    model.fit(video, video, epochs=1, verbose=0)
+    loaded = tf.saved_model.load(ks.export_saved_model(model, tmp_path / "ae"))
+    served = loaded.serve(video)
+    assert set(served) == {"frames"}
+    np.testing.assert_allclose(served["frames"], model(video), atol=1e-5)
+
+
+def test_failed_export_leaves_the_previous_one_intact(tmp_path, monkeypatch):
+    model = trained_classifier()
+    path = ks.export_saved_model(model, tmp_path / "m", metadata={"version": 1})
+
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    with pytest.raises(RuntimeError, match="disk full"):
+        ks.export_saved_model(model, path, metadata={"version": 2})
+    assert json.loads((tmp_path / "m" / export.METADATA_FILE).read_text())["version"] == 1
+    assert tf.saved_model.load(path).serve is not None
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # no staging folder left behind
+    monkeypatch.undo()
+    ks.export_saved_model(model, path, metadata={"version": 2})
+    assert json.loads((tmp_path / "m" / export.METADATA_FILE).read_text())["version"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_unbuilt_model_cannot_be_exported(tmp_path):
+    model = ks.SidewaysModel(models.vgg_classifier(3, num_stages=3, width=2))
+    with pytest.raises(ValueError, match="needs a built model"):
+        ks.export_saved_model(model, tmp_path / "m")
