@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import clips
+from keras_sideways.placement import device_scope
 from keras_sideways.pipeline import (
     LossFn,
     SidewaysResult,
@@ -42,9 +43,11 @@ def batched_sideways_gradients(
     target: tf.Tensor,
     loss_fn: LossFn,
     sample_weight: tf.Tensor | None = None,
+    devices: Sequence[str | None] | None = None,
 ) -> SidewaysResult:
     """The pseudo-gradients of `pipeline.sideways_gradients`, one batched pass per stage."""
     num_stages = len(stages)
+    devices = devices or [None] * num_stages
     time = tf.shape(video)[1]
     if clips.is_clip_target(target):
         aligned = target
@@ -57,7 +60,7 @@ def batched_sideways_gradients(
     inputs, outputs, tapes = [], [], []
     for k, stage in enumerate(stages):
         tape = tf.GradientTape(watch_accessed_variables=False)
-        with tape:
+        with device_scope(devices[k]), tape:
             tape.watch(weights[k])
             if k > 0:
                 tape.watch(x)
@@ -78,11 +81,12 @@ def batched_sideways_gradients(
     error = None
     for k in reversed(range(num_stages)):
         sources = ([inputs[k]] if k > 0 else []) + weights[k]
-        if k == num_stages - 1:
-            g = tapes[k].gradient(loss, sources)
-        else:
-            delayed = clips.frames_to_batch(delay_errors(clips.batch_to_frames(error, video)))
-            g = tapes[k].gradient(outputs[k], sources, output_gradients=delayed)
+        with device_scope(devices[k]):
+            if k == num_stages - 1:
+                g = tapes[k].gradient(loss, sources)
+            else:
+                delayed = clips.frames_to_batch(delay_errors(clips.batch_to_frames(error, video)))
+                g = tapes[k].gradient(outputs[k], sources, output_gradients=delayed)
         g = [tf.zeros_like(s) if gi is None else tf.convert_to_tensor(gi) for gi, s in zip(g, sources)]
         if k > 0:
             error = g.pop(0)
@@ -105,7 +109,10 @@ def batched_sideways_gradients(
 
 
 def pipelined_forward(
-    stages: Sequence[keras.layers.Layer], video: tf.Tensor, training: bool = False
+    stages: Sequence[keras.layers.Layer],
+    video: tf.Tensor,
+    training: bool = False,
+    devices: Sequence[str | None] | None = None,
 ) -> tf.Tensor:
     """The top stage's output at every tick of a primed pipeline, [batch, time, ...].
 
@@ -113,8 +120,10 @@ def pipelined_forward(
     deployment emits, one frame in and one output out per tick.
     """
     x = clips.frames_to_batch(video)
+    devices = devices or [None] * len(stages)
     for k, stage in enumerate(stages):
-        if k > 0:
-            x = clips.frames_to_batch(shift_ticks(clips.batch_to_frames(x, video)))
-        x = stage(x, training=training)
+        with device_scope(devices[k]):
+            if k > 0:
+                x = clips.frames_to_batch(shift_ticks(clips.batch_to_frames(x, video)))
+            x = stage(x, training=training)
     return clips.batch_to_frames(x, video)

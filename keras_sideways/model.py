@@ -8,7 +8,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from keras_sideways import batched, clips, pipeline
+from keras_sideways import batched, clips, pipeline, placement as placements
+from keras_sideways.placement import device_scope
 
 MODES = ("sideways", "bp")
 ENGINES = ("auto", "pipeline", "batched")
@@ -29,7 +30,11 @@ class SidewaysModel(keras.Model):
         engine: how Sideways mode computes its pseudo-gradients, all with the same
             result: "pipeline" (tick by tick, buffers in variables, stages concurrent
             within a tick), "batched" (one pass per stage over all ticks: BP's cost on
-            one device) or "auto" (batched unless stateful).
+            one device) or "auto" (batched, unless stateful or placed on several
+            devices).
+        placement: the device of each stage, e.g. ["/GPU:0", "/GPU:0", "/GPU:1",
+            "/GPU:1"], or "auto" to balance measured stage costs over the visible
+            devices (GPUs/TPUs, else CPUs); None leaves placement to TensorFlow.
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
@@ -43,6 +48,7 @@ class SidewaysModel(keras.Model):
         mode: str = "sideways",
         stateful: bool = False,
         engine: str = "auto",
+        placement: Sequence[str] | str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -74,10 +80,19 @@ class SidewaysModel(keras.Model):
                 "engine='batched' starts every batch afresh, so it cannot stream "
                 "(stateful=True). Use engine='pipeline' or 'auto'."
             )
+        if placement is not None and placement != "auto":
+            if isinstance(placement, str):
+                raise ValueError(
+                    f"placement must be a list of device names (one per stage) or 'auto'; "
+                    f"got {placement!r}."
+                )
+            placement = placements.check_placement(placement, len(stages))
         self.stages = stages
         self.mode = mode
         self.stateful = stateful
         self.engine = engine
+        self.placement = placement
+        self.devices: list = list(placement) if isinstance(placement, list) else [None] * len(stages)
         self.buffers: pipeline.PipelineBuffers | None = None
         self.frame_shape: tuple | None = None  # set by build
         self.skipped_updates = keras.metrics.Sum(name="skipped_updates")
@@ -98,10 +113,14 @@ class SidewaysModel(keras.Model):
                 f"dimensions; got {input_shape}."
             )
         batch = input_shape[0] or 1
+        if self.placement == "auto":
+            sample = tf.random.uniform((batch, *input_shape[2:]), seed=0)
+            self.devices = placements.auto_placement(self.stages, sample)
         x = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
         output_shapes = []
         for k, stage in enumerate(self.stages):
-            x = stage(x)
+            with device_scope(self.devices[k]):  # the stage's weights live on its device
+                x = stage(x)
             if None in x.shape[1:]:
                 raise ValueError(
                     f"Stage {k} ({stage.name}) must give outputs of a known shape per "
@@ -110,7 +129,8 @@ class SidewaysModel(keras.Model):
             output_shapes.append(tuple(x.shape[1:]))
         self.frame_shape = tuple(input_shape[2:])
         self.buffers = pipeline.PipelineBuffers(
-            self, output_shapes[:-1], capacity=batch, dtype=self.compute_dtype
+            self, output_shapes[:-1], capacity=batch, dtype=self.compute_dtype,
+            devices=self.devices[:-1],
         )
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -141,8 +161,9 @@ class SidewaysModel(keras.Model):
         """Per-frame outputs [batch, time, ...]: every frame through every stage."""
         clips.check_video(video)
         x = clips.frames_to_batch(video)
-        for stage in self.stages:
-            x = stage(x, training=training)
+        for stage, device in zip(self.stages, self.devices):
+            with device_scope(device):
+                x = stage(x, training=training)
         return clips.batch_to_frames(x, video)
 
     def pipelined_call(self, video, training=None):
@@ -152,7 +173,7 @@ class SidewaysModel(keras.Model):
         streaming deployment (the exported `stream` endpoint) emits.
         """
         clips.check_video(video)
-        return batched.pipelined_forward(self.stages, video, training=bool(training))
+        return batched.pipelined_forward(self.stages, video, bool(training), self.devices)
 
     # ----------------------------------------------------------------- training
     def train_step(self, data):
@@ -242,7 +263,7 @@ class SidewaysModel(keras.Model):
         self._warn_if_clip_too_short(video)
         if self.resolved_engine == "batched":
             result = batched.batched_sideways_gradients(
-                self.stages, video, target, self._tick_loss, sample_weight
+                self.stages, video, target, self._tick_loss, sample_weight, self.devices
             )
             return self._with_regularisers(result)
         if self.stateful:
@@ -260,6 +281,7 @@ class SidewaysModel(keras.Model):
             self._tick_loss,
             sample_weight,
             stateful=self.stateful,
+            devices=self.devices,
         )
         return self._with_regularisers(result)
 
@@ -280,7 +302,11 @@ class SidewaysModel(keras.Model):
         """The engine Sideways mode runs: "pipeline" or "batched"."""
         if self.engine != "auto":
             return self.engine
-        return "pipeline" if self.stateful else "batched"
+        if self.placement == "auto" and not self.built:
+            spread = len(placements.visible_devices()) > 1
+        else:
+            spread = len({d for d in self.devices if d is not None}) > 1
+        return "pipeline" if self.stateful or spread else "batched"
 
     def _tick_loss(self, y_true, y_pred, sample_weight):
         """The compiled loss of one tick, a mean over the lanes given."""
@@ -387,6 +413,7 @@ class SidewaysModel(keras.Model):
             mode=self.mode,
             stateful=self.stateful,
             engine=self.engine,
+            placement=self.placement,
         )
         return config
 

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import clips
+from keras_sideways.placement import device_scope
 
 # loss_fn(y_true, y_pred, sample_weight) -> scalar mean over the lanes given.
 LossFn = Callable[[tf.Tensor, tf.Tensor, "tf.Tensor | None"], tf.Tensor]
@@ -39,28 +40,23 @@ class PipelineBuffers:
         output_shapes: Sequence[tuple],
         capacity: int,
         dtype: str = "float32",
+        devices: Sequence[str | None] | None = None,
     ):
         self.capacity = capacity
-        self.activations = [
-            owner.add_weight(
-                shape=(capacity, *shape),
-                initializer="zeros",
-                dtype=dtype,
-                trainable=False,
-                name=f"pipeline_activation_{k}",
-            )
-            for k, shape in enumerate(output_shapes)
-        ]
-        self.errors = [
-            owner.add_weight(
-                shape=(capacity, *shape),
-                initializer="zeros",
-                dtype=dtype,
-                trainable=False,
-                name=f"pipeline_error_{k}",
-            )
-            for k, shape in enumerate(output_shapes)
-        ]
+        devices = devices or [None] * len(output_shapes)
+        self.activations, self.errors = [], []
+        for k, (shape, device) in enumerate(zip(output_shapes, devices)):
+            with device_scope(device):  # both buffers of stage k live on its device
+                for kind, buffers in (("activation", self.activations), ("error", self.errors)):
+                    buffers.append(
+                        owner.add_weight(
+                            shape=(capacity, *shape),
+                            initializer="zeros",
+                            dtype=dtype,
+                            trainable=False,
+                            name=f"pipeline_{kind}_{k}",
+                        )
+                    )
         self.ticks = owner.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="pipeline_ticks"
         )
@@ -77,12 +73,14 @@ class PipelineBuffers:
         for v in self.variables:
             v.assign(tf.zeros(v.shape, v.dtype))
 
-    def prime(self, stages: Sequence[keras.layers.Layer], frame: tf.Tensor) -> None:
+    def prime(self, stages: Sequence[keras.layers.Layer], frame: tf.Tensor, devices=None) -> None:
         """Fills A_k with one synchronised forward pass of `frame`; zeroes the errors."""
         x = frame
-        for stage, buffer in zip(stages, self.activations):
-            x = stage(x, training=True)
-            buffer.assign(x)
+        devices = devices or [None] * len(stages)
+        for stage, buffer, device in zip(stages, self.activations, devices):
+            with device_scope(device):
+                x = stage(x, training=True)
+                buffer.assign(x)
         for buffer in self.errors:
             buffer.assign(tf.zeros(buffer.shape, buffer.dtype))
         self.ticks.assign(0)
@@ -112,14 +110,17 @@ def run_ticks(
     buffers: PipelineBuffers,
     video: tf.Tensor,
     tick_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    devices: Sequence[str | None] | None = None,
 ):
     """Runs the pipeline over every frame of `video` [capacity, time, ...].
 
-    `tick_loss(t, top_output)` gives the loss of tick t. Returns the per-stage sums of
+    Stage k runs on `devices[k]` (None: wherever TensorFlow puts it). `tick_loss(t,
+    top_output)` gives the loss of tick t. Returns the per-stage sums of
     pseudo-gradients over the ticks, the sum of tick losses, and the top stage's output
     at every tick, [capacity, time, ...].
     """
     num_stages = len(stages)
+    devices = devices or [None] * num_stages
     weights = [[v.value for v in stage.trainable_variables] for stage in stages]
     time = tf.shape(video)[1]
     top_spec = _top_spec(stages, buffers)
@@ -131,24 +132,25 @@ def run_ticks(
         new_sums, outputs, input_grads, loss = [], [], [], None
         for k, stage in enumerate(stages):
             top = k == num_stages - 1
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(weights[k])
-                if k > 0:
-                    tape.watch(inputs[k])
-                out = stage(inputs[k], training=True)
+            with device_scope(devices[k]):
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(weights[k])
+                    if k > 0:
+                        tape.watch(inputs[k])
+                    out = stage(inputs[k], training=True)
+                    if top:
+                        loss = tick_loss(t, out)
+                        top_outputs = top_outputs.write(t, out)
+                sources = ([inputs[k]] if k > 0 else []) + weights[k]
                 if top:
-                    loss = tick_loss(t, out)
-                    top_outputs = top_outputs.write(t, out)
-            sources = ([inputs[k]] if k > 0 else []) + weights[k]
-            if top:
-                grads = tape.gradient(loss, sources)
-            else:
-                grads = tape.gradient(out, sources, output_gradients=errors[k])
-                outputs.append(out)
-            grads = [_dense(g, s) for g, s in zip(grads, sources)]
-            if k > 0:
-                input_grads.append(grads.pop(0))
-            new_sums.append([s + g for s, g in zip(sums[k], grads)])
+                    grads = tape.gradient(loss, sources)
+                else:
+                    grads = tape.gradient(out, sources, output_gradients=errors[k])
+                    outputs.append(out)
+                grads = [_dense(g, s) for g, s in zip(grads, sources)]
+                if k > 0:
+                    input_grads.append(grads.pop(0))
+                new_sums.append([s + g for s, g in zip(sums[k], grads)])
         # Shift: A_k <- out_k, E_{k-1} <- g_in of stage k. Stage 0 drops its g_in.
         shifts = [a.assign(x) for a, x in zip(buffers.activations, outputs)]
         shifts += [e.assign(g) for e, g in zip(buffers.errors, input_grads)]
@@ -199,6 +201,7 @@ def sideways_gradients(
     loss_fn: LossFn,
     sample_weight: tf.Tensor | None = None,
     stateful: bool = False,
+    devices: Sequence[str | None] | None = None,
 ) -> SidewaysResult:
     """Sideways pseudo-gradients of one clip batch, tick by tick (SIDEWAYS.md).
 
@@ -207,6 +210,7 @@ def sideways_gradients(
     frame. With `stateful`, the batch must fill the buffers exactly, and only a pipeline
     that was never primed (or was reset) is primed: the clip continues the last one.
     Each stage's pseudo-gradient is averaged over the ticks in which it had a valid error.
+    Stage k runs on `devices[k]` when given.
     """
     num_stages = len(stages)
     batch, time = tf.shape(video)[0], tf.shape(video)[1]
@@ -240,11 +244,13 @@ def sideways_gradients(
             tf.cond(
                 buffers.primed.value > 0,
                 lambda: tf.constant(False),
-                lambda: _prime_returning_true(buffers, stages, clip[:, 0]),
+                lambda: _prime_returning_true(buffers, stages, clip[:, 0], devices),
             )
         else:
-            buffers.prime(stages, clip[:, 0])
-        group_sums, group_loss, group_outputs = run_ticks(stages, buffers, clip, tick_loss)
+            buffers.prime(stages, clip[:, 0], devices)
+        group_sums, group_loss, group_outputs = run_ticks(
+            stages, buffers, clip, tick_loss, devices
+        )
         sums = [[a + b for a, b in zip(s, gs)] for s, gs in zip(sums, group_sums)]
         return g + 1, sums, loss_sum + group_loss, outputs.write(g, group_outputs)
 
@@ -276,8 +282,8 @@ def sideways_gradients(
     )
 
 
-def _prime_returning_true(buffers, stages, frame):
-    buffers.prime(stages, frame)
+def _prime_returning_true(buffers, stages, frame, devices):
+    buffers.prime(stages, frame, devices)
     return tf.constant(True)
 
 

@@ -1,0 +1,142 @@
+"""Stage placement: which device runs each pipeline stage, given or balanced by measured cost.
+
+`"auto"` partitions consecutive stages over the visible devices so that the slowest
+device's share of a tick is as small as possible, from per-stage forward+backward times
+measured on a sample batch (as torchgpipe's `balance_by_time` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+
+def visible_devices() -> list:
+    """The devices stages may go to: the GPUs (or TPUs) if any, else the CPUs."""
+    for kind in ("TPU", "GPU", "CPU"):
+        devices = tf.config.list_logical_devices(kind)
+        if devices:
+            return [d.name for d in devices]
+    return ["/CPU:0"]
+
+
+def check_placement(placement: Sequence[str], num_stages: int) -> list:
+    """Returns `placement` as a list after checking one visible device per stage."""
+    placement = list(placement)
+    if len(placement) != num_stages:
+        raise ValueError(
+            f"placement needs one device per stage ({num_stages}); got {len(placement)}: "
+            f"{placement}."
+        )
+    names = [d.name for d in tf.config.list_logical_devices()]
+    specs = [tf.DeviceSpec.from_string(n) for n in names]
+    for device in placement:
+        spec = tf.DeviceSpec.from_string(device)
+        if not any(
+            s.device_type == (spec.device_type or "").upper()
+            and s.device_index == (spec.device_index or 0)
+            for s in specs
+        ):
+            raise ValueError(
+                f"Unknown device {device!r} in placement; visible devices: {', '.join(names)}."
+            )
+    return placement
+
+
+def device_scope(device: str | None):
+    """`tf.device(device)`, or no scope at all for None."""
+    return contextlib.nullcontext() if device is None else tf.device(device)
+
+
+def measure_stage_costs(
+    stages: Sequence[keras.layers.Layer], frame_batch: tf.Tensor, repeats: int = 3
+) -> list:
+    """Seconds of one forward and backward pass of each stage on its input for `frame_batch`.
+
+    Each stage is timed alone, on the output of the stages below, with the best of
+    `repeats` runs after one warm-up run.
+    """
+    costs, x = [], tf.convert_to_tensor(frame_batch)
+    for stage in stages:
+        weights = [v.value for v in stage.trainable_variables]
+
+        @tf.function
+        def step(inputs, stage=stage, weights=weights):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                out = stage(inputs, training=True)
+            grads = tape.gradient(out, [inputs] + weights, output_gradients=tf.ones_like(out))
+            return out, grads
+
+        out, _ = step(x)  # warm-up: tracing and first-run allocations
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            _, grads = step(x)
+            [g.numpy() for g in grads if g is not None]
+            best = min(best, time.perf_counter() - start)
+        costs.append(best)
+        x = out
+    return costs
+
+
+def balanced_partition(costs: Sequence[float], num_devices: int) -> list:
+    """Device index of each stage: consecutive blocks with the smallest largest block cost."""
+    n = len(costs)
+    parts = min(num_devices, n)
+    prefix = [0.0]
+    for c in costs:
+        prefix.append(prefix[-1] + c)
+    inf = float("inf")
+    # best[p][i]: the smallest largest-block cost of the first i stages in p blocks.
+    best = [[inf] * (n + 1) for _ in range(parts + 1)]
+    cut = [[0] * (n + 1) for _ in range(parts + 1)]
+    best[0][0] = 0.0
+    for p in range(1, parts + 1):
+        for i in range(p, n + 1):
+            for j in range(p - 1, i):
+                cost = max(best[p - 1][j], prefix[i] - prefix[j])
+                if cost < best[p][i]:
+                    best[p][i], cut[p][i] = cost, j
+    assignment, i = [0] * n, n
+    for p in range(parts, 0, -1):
+        j = cut[p][i]
+        for k in range(j, i):
+            assignment[k] = p - 1
+        i = j
+    return assignment
+
+
+def predicted_speedup(costs: Sequence[float], assignment: Sequence[int]) -> float:
+    """One device's tick time over the pipelined tick time (the slowest device's share)."""
+    loads = {}
+    for cost, device in zip(costs, assignment):
+        loads[device] = loads.get(device, 0.0) + cost
+    return sum(costs) / max(loads.values())
+
+
+def auto_placement(
+    stages: Sequence[keras.layers.Layer], frame_batch: tf.Tensor, devices: Sequence[str] | None = None
+) -> list:
+    """One device name per stage, balancing measured stage costs over `devices`.
+
+    The costs are measured on fresh copies of the stages (from their configs), so the
+    stages themselves can then be built on their devices.
+    """
+    devices = list(devices or visible_devices())
+    if len(devices) == 1:
+        return devices * len(stages)
+    with tf.init_scope():  # measure eagerly, even when asked from inside a trace
+        costs = measure_stage_costs([_fresh_copy(s) for s in stages], frame_batch)
+    return [devices[i] for i in balanced_partition(costs, len(devices))]
+
+
+def _fresh_copy(stage: keras.layers.Layer) -> keras.layers.Layer:
+    try:
+        return keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(stage))
+    except Exception:  # a custom layer without get_config: time the stage itself
+        return stage
