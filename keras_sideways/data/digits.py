@@ -1,0 +1,237 @@
+"""Moving digits: handwritten digits bouncing around a canvas, generated offline with numpy.
+
+The digits are the 1,797 real 8x8 handwritten digits that scikit-learn ships
+(`sklearn.datasets.load_digits`), so nothing is downloaded. A fixed permutation splits the
+images ~80/20 into train and test pools (see `digit_split_indices`); "validation" is an alias
+of "test". Each clip draws its digits, start positions and directions from its own
+generator, seeded by (seed, split, clip index), so clip `i` depends only on those and the
+geometry. A digit's position at source frame `t` is `start + t * velocity`, reflected off
+the canvas walls, computed in closed form: a clip with temporal stride `s` is exactly every
+`s`-th frame of the stride-1 trajectory.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from keras_sideways.data import clip_pipeline as cp
+
+NUM_CLASSES = 10
+SPLITS = ("train", "validation", "test")
+TRAIN_FRACTION = 0.8
+DEFAULT_NUM_CLIPS = {"train": 1024, "validation": 256, "test": 256}
+DIGIT_PIXELS = 8  # load_digits images are 8x8, values 0..16
+_SPLIT_SEED = 20200614  # fixed for good: changing it would mix train and test images
+
+
+@functools.lru_cache(maxsize=1)
+def _digit_images() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # imported here: only this builder needs it
+
+    digits = load_digits()
+    return digits.images / 16.0, digits.target.astype(np.int32)
+
+
+def _check_split(split: str) -> str:
+    cp.check_choice("split", split, SPLITS)
+    return "train" if split == "train" else "test"
+
+
+def digit_split_indices(split: str) -> np.ndarray:
+    """Indices into `sklearn.datasets.load_digits()` of the images a split draws from.
+
+    Args:
+        split: "train", "validation" or "test" ("validation" is the test pool).
+
+    Returns:
+        Sorted int indices; the train pool (80%) and the test pool (20%) are disjoint.
+    """
+    pool = _check_split(split)
+    count = len(_digit_images()[0])
+    order = np.random.default_rng(_SPLIT_SEED).permutation(count)
+    cut = round(TRAIN_FRACTION * count)
+    return np.sort(order[:cut] if pool == "train" else order[cut:])
+
+
+def resize_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """[size_out, size_in] linear-interpolation weights, antialiased when shrinking."""
+    scale = size_in / size_out
+    support = max(scale, 1.0)  # a wider triangle when shrinking averages instead of aliasing
+    centres = (np.arange(size_out) + 0.5) * scale - 0.5
+    weights = np.maximum(0.0, 1.0 - np.abs(np.arange(size_in)[None] - centres[:, None]) / support)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def digit_size(canvas: tuple[int, int]) -> int:
+    """Side of the square digits on a canvas: half its shorter side, at least 8 pixels."""
+    return max(DIGIT_PIXELS, min(canvas) // 2)
+
+
+def bounce(position: np.ndarray, limit: float) -> np.ndarray:
+    """Positions on an unbounded line folded into [0, limit], as if reflected off walls."""
+    if limit <= 0:
+        return np.zeros_like(position)
+    folded = np.mod(position, 2 * limit)
+    return np.where(folded > limit, 2 * limit - folded, folded)
+
+
+def _placement(positions: np.ndarray, canvas: int, size: int) -> np.ndarray:
+    """[time, canvas, size] weights putting a size-pixel row at sub-pixel offsets."""
+    offset = np.arange(canvas)[None, :, None] - positions[:, None, None] - np.arange(size)
+    return np.maximum(0.0, 1.0 - np.abs(offset))
+
+
+def moving_digit_clips(
+    split: str = "train",
+    *,
+    clip_length: int = 16,
+    temporal_stride: int = 1,
+    image_size: int | tuple[int, int] = 32,
+    canvas_size: int | tuple[int, int] | None = None,
+    num_digits: int = 1,
+    speed: float = 1.0,
+    num_clips: int | None = None,
+    seed: int = 0,
+    channels: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clips of `moving_digits` as numpy arrays, unshuffled and unbatched.
+
+    Args:
+        split, clip_length, temporal_stride, image_size, canvas_size, num_digits, speed,
+        num_clips, seed, channels: as for `moving_digits`.
+
+    Returns:
+        (video, labels): video float32 [num_clips, clip_length, height, width, channels]
+        in [0, 1]; labels int32 [num_clips], the class of each clip's first digit.
+    """
+    pool = _check_split(split)
+    clip_length = cp.check_positive_int("clip_length", clip_length)
+    temporal_stride = cp.check_positive_int("temporal_stride", temporal_stride)
+    height, width = cp.image_size_pair(image_size)
+    canvas = cp.image_size_pair(
+        (height, width) if canvas_size is None else canvas_size, "canvas_size"
+    )
+    if min(canvas) < DIGIT_PIXELS:
+        raise ValueError(
+            f"Expected canvas_size (defaults to image_size) of at least {DIGIT_PIXELS} "
+            f"pixels, the digits' own size; got {canvas}. Pass a larger canvas_size and "
+            f"a small image_size to get smaller frames."
+        )
+    num_digits = cp.check_positive_int("num_digits", num_digits)
+    if num_clips is None:
+        num_clips = DEFAULT_NUM_CLIPS[split]
+    num_clips = cp.check_positive_int("num_clips", num_clips)
+    seed = cp.check_seed(seed)
+    if not isinstance(speed, numbers.Real) or not np.isfinite(speed) or speed < 0:
+        raise ValueError(f"Expected speed >= 0 (pixels per frame); got {speed!r}.")
+    cp.check_choice("channels", channels, (1, 3))
+
+    images, labels = _digit_images()
+    indices = digit_split_indices(split)
+    size = digit_size(canvas)
+    upscale = resize_matrix(DIGIT_PIXELS, size)  # [size, 8]
+    resize_h, resize_w = resize_matrix(canvas[0], height), resize_matrix(canvas[1], width)
+    limits = np.array([canvas[0] - size, canvas[1] - size], dtype=np.float64)
+    times = np.arange(clip_length) * temporal_stride  # source frames the clip keeps
+
+    video = np.empty((num_clips, clip_length, height, width), dtype=np.float32)
+    clip_labels = np.empty(num_clips, dtype=np.int32)
+    split_code = 0 if pool == "train" else 1
+    for i in range(num_clips):
+        # One generator per clip, drawn in a fixed order: clip i does not depend on
+        # num_clips, clip_length or temporal_stride.
+        rng = np.random.default_rng([seed, split_code, i])
+        chosen = indices[rng.integers(0, len(indices), size=num_digits)]
+        starts = rng.random((num_digits, 2)) * limits
+        angles = rng.random(num_digits) * 2 * np.pi
+        velocity = speed * np.stack([np.sin(angles), np.cos(angles)], axis=-1)
+        frames = np.zeros((clip_length, height, width))
+        for d in range(num_digits):
+            path = starts[d] + times[:, None] * velocity[d]  # [time, 2]: (y, x)
+            rows = resize_h @ _placement(bounce(path[:, 0], limits[0]), canvas[0], size) @ upscale
+            cols = resize_w @ _placement(bounce(path[:, 1], limits[1]), canvas[1], size) @ upscale
+            digit = rows @ images[chosen[d]] @ cols.transpose(0, 2, 1)
+            frames = np.maximum(frames, digit)
+        video[i] = np.clip(frames, 0.0, 1.0)
+        clip_labels[i] = labels[chosen[0]]
+    video = np.repeat(video[..., None], channels, axis=-1)
+    return video, clip_labels
+
+
+def moving_digits(
+    split: str = "train",
+    *,
+    clip_length: int = 16,
+    temporal_stride: int = 1,
+    image_size: int | tuple[int, int] = 32,
+    canvas_size: int | tuple[int, int] | None = None,
+    num_digits: int = 1,
+    speed: float = 1.0,
+    num_clips: int | None = None,
+    target: str = "label",
+    batch_size: int = 16,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    channels: int = 1,
+) -> tf.data.Dataset:
+    """Bouncing handwritten digits, the built-in video dataset: no download.
+
+    Every clip is generated up front with numpy (1,024 clips of 16 32x32 frames are 64 MiB)
+    and served from memory. The same arguments give the same clips, bit for bit; the order
+    of a shuffled split comes from `tf.data` shuffling with `seed` (and TensorFlow's global
+    seed, when one is set).
+
+    Args:
+        split: "train", "validation" or "test"; train and test use disjoint digit images
+            (`digit_split_indices`); "validation" is the same as "test".
+        clip_length: frames per clip.
+        temporal_stride: source frames between clip frames; the digits move
+            `speed * temporal_stride` pixels from one clip frame to the next.
+        image_size: frame size, int or (height, width).
+        canvas_size: the area the digits bounce in, int or (height, width), at least 8;
+            defaults to image_size. Frames are the canvas resized to image_size. Digits are
+            square, half the canvas's shorter side (at least their native 8 pixels).
+        num_digits: digits per clip; where they overlap the brighter one shows.
+        speed: pixels per source frame on the canvas, >= 0; small values give smooth video.
+        num_clips: clips in the split; default 1,024 for train, 256 otherwise.
+        target: "label" (the class of the first digit, int32 [batch]) or "frames" (the
+            clip itself, for reconstruction).
+        batch_size: clips per batch; the last batch may be smaller.
+        shuffle: reshuffle every epoch; default True for train, False otherwise.
+        seed: non-negative int; picks the digits, their trajectories and the order.
+        channels: 1 (grey) or 3 (the grey value repeated).
+
+    Returns:
+        A `tf.data.Dataset` of `(video, target)`: video is
+        float32 [batch, time, height, width, channels] in [0, 1].
+    """
+    cp.check_positive_int("batch_size", batch_size)
+    cp.check_choice("target", target, cp.TARGETS)
+    video, labels = moving_digit_clips(
+        split,
+        clip_length=clip_length,
+        temporal_stride=temporal_stride,
+        image_size=image_size,
+        canvas_size=canvas_size,
+        num_digits=num_digits,
+        speed=speed,
+        num_clips=num_clips,
+        seed=seed,
+        channels=channels,
+    )
+    # The clips already live in memory, so caching would only copy them.
+    if target == "label":
+        dataset = tf.data.Dataset.from_tensor_slices((video, labels))
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(video).map(
+            lambda clip: (clip, clip), num_parallel_calls=cp.AUTOTUNE
+        )
+    if shuffle is None:
+        shuffle = split == "train"
+    if shuffle:
+        dataset = dataset.shuffle(len(video), seed=seed, reshuffle_each_iteration=True)
+    return cp.batch_and_prefetch(dataset, batch_size)

@@ -1,0 +1,221 @@
+"""Clips from any tensorflow-datasets dataset with a `Video` feature (UCF-101, Moving MNIST...).
+
+TFDS stores a video as a sequence of encoded images. The pipeline reads them undecoded and
+decodes only the frames of the chosen clip, so long videos cost no more than short ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_sideways.data import clip_pipeline as cp
+
+SHUFFLE_BUFFER = 256  # examples of still-encoded frames; UCF-101's average about 3 MB
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoPreset:
+    """How to read one TFDS video dataset: feature keys, default target, split names."""
+
+    video_key: str
+    label_key: str | None
+    target: str
+    splits: tuple[str, ...]
+    split_aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+PRESETS: dict[str, VideoPreset] = {
+    "ucf101": VideoPreset(
+        video_key="video", label_key="label", target="label", splits=("train", "test")
+    ),
+    # TFDS ships Moving MNIST as a single "test" split of 10,000 sequences of 20 frames:
+    # the preset carves disjoint train (90%) and validation/test (10%) parts out of it.
+    "moving_mnist": VideoPreset(
+        video_key="image_sequence",
+        label_key=None,
+        target="frames",
+        splits=("test",),
+        split_aliases={"train": "test[:90%]", "validation": "test[90%:]", "test": "test[90%:]"},
+    ),
+}
+
+
+def split_names(split: str) -> list[str]:
+    """The split names in a TFDS split string: "train[:10%]+test" -> ["train", "test"]."""
+    return [re.sub(r"\[.*\]$", "", part.strip()) for part in split.split("+")]
+
+
+def _check_split(name: str, split: str, known: list[str]) -> None:
+    unknown = [s for s in split_names(split) if s not in known]
+    if unknown:
+        raise ValueError(
+            f"Unknown split {split!r} for {name}: expected one of {', '.join(known)} "
+            f"(TFDS slices such as 'train[:10%]' work too); got {', '.join(unknown)}."
+        )
+
+
+def _feature_key(features, key: str | None, kind: type, what: str, name: str) -> str:
+    """`key` checked to be a `kind` feature, or the only such feature when key is None."""
+    matching = [k for k, f in features.items() if isinstance(f, kind)]
+    if key is None and len(matching) == 1:
+        return matching[0]
+    if key is not None and key in matching:
+        return key
+    given = "none given" if key is None else f"got {key!r}"
+    raise ValueError(
+        f"Expected {what} to name a {kind.__name__} feature of {name} "
+        f"({', '.join(matching) or 'it has none'}); {given}. Features: {', '.join(features)}."
+    )
+
+
+def tfds_video(
+    name: str,
+    split: str = "train",
+    *,
+    clip_length: int = 16,
+    temporal_stride: int = 1,
+    image_size: int | tuple[int, int] = 64,
+    batch_size: int = 8,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    training: bool | None = None,
+    data_dir: str | None = None,
+    video_key: str | None = None,
+    label_key: str | None = None,
+    target: str | None = None,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """Clips from a tensorflow-datasets video dataset, downloaded and prepared on first use.
+
+    Presets (`PRESETS`) know their feature keys: "ucf101" (target "label") and
+    "moving_mnist" (target "frames"; TFDS has only a "test" split, so here "train" is its
+    first 90% and "validation"/"test" the last 10%: pass "test[:]" for all of it). For any
+    other dataset the video feature is found by type when there is one; pass `video_key`,
+    `label_key` and `target` as needed.
+
+    Training draws each clip's start at random, anew every epoch, from `seed`; evaluation
+    takes the centre clip. A video shorter than the clip's span,
+    (clip_length - 1) * temporal_stride + 1 frames, is padded by repeating its last frame.
+    Frames are resized to image_size (aspect ratio not kept, antialiased) and rounded to
+    uint8 before the conversion to float. Order and clip starts come from `tf.data` seeded
+    ops, so they also depend on TensorFlow's global seed when one is set.
+
+    Args:
+        name: a preset or any TFDS name, e.g. "ucf101/ucf101_1_256" or "moving_mnist".
+        split: a TFDS split, slices allowed ("train[:10%]"); a preset's aliases apply.
+        clip_length: frames per clip.
+        temporal_stride: source frames between clip frames (stride s takes 0, s, 2s, ...).
+        image_size: frame size, int or (height, width).
+        batch_size: clips per batch; the last batch may be smaller.
+        shuffle: shuffle files and examples every epoch; default: `training`.
+        seed: non-negative int for the shuffles and the clip starts.
+        training: random clip starts; default: the split starts with "train".
+        data_dir: the TFDS data directory; default TFDS's own.
+        video_key: the Video feature; default the preset's, or the only Video feature.
+        label_key: the label feature; default the preset's, or the only ClassLabel.
+        target: "label" (int32 [batch]) or "frames" (the clip itself); default the
+            preset's, else "label" when there is a label_key, else "frames".
+        cache: keep evaluation clips in memory after the first epoch (as uint8); training
+            clips change every epoch and are never cached.
+
+    Returns:
+        A `tf.data.Dataset` of `(video, target)`: video is
+        float32 [batch, time, height, width, channels] in [0, 1].
+    """
+    clip_length, temporal_stride, (height, width), batch_size = cp.check_clip_args(
+        clip_length, temporal_stride, image_size, batch_size
+    )
+    seed = cp.check_seed(seed)
+    if target is not None:
+        cp.check_choice("target", target, cp.TARGETS)
+    preset = PRESETS.get(name.split("/")[0].split(":")[0])
+    tfds_split = split
+    if preset is not None:
+        _check_split(name, split, sorted({*preset.splits, *preset.split_aliases}))
+        tfds_split = preset.split_aliases.get(split, split)
+        video_key = video_key or preset.video_key
+        label_key = label_key or preset.label_key
+        target = target or preset.target
+    if training is None:
+        training = split.startswith("train")
+    if shuffle is None:
+        shuffle = training
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError as error:
+        raise ValueError(
+            f"Unknown dataset {name!r}: expected a preset ({', '.join(PRESETS)}) or a "
+            f"tensorflow-datasets name with a Video feature. TFDS says: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+    features = builder.info.features
+    video_key = _feature_key(features, video_key, tfds.features.Video, "video_key", name)
+    if target is None:
+        target = "label" if label_key else "frames"
+    if target == "label":
+        label_key = _feature_key(features, label_key, tfds.features.ClassLabel, "label_key", name)
+    if preset is None and builder.info.splits:  # mocked or unprepared builders know none
+        _check_split(name, split, list(builder.info.splits))
+    image_feature = features[video_key].feature
+    channels = image_feature.shape[-1]
+    if channels is None:
+        raise ValueError(
+            f"Expected {name}'s {video_key!r} frames to have a known channel "
+            f"count; got shape {image_feature.shape}."
+        )
+
+    builder.download_and_prepare()
+    dataset = builder.as_dataset(
+        split=tfds_split,
+        decoders={video_key: tfds.decode.SkipDecoding()},  # decode only the clip's frames
+        shuffle_files=shuffle,
+        read_config=tfds.ReadConfig(shuffle_seed=seed),
+    )
+    dataset = dataset.map(
+        lambda ex: (ex[video_key], tf.cast(ex[label_key], tf.int32) if target == "label" else 0),
+        num_parallel_calls=cp.AUTOTUNE,
+    )
+    cache_clips = cache and not training
+    if shuffle and not cache_clips:  # a cache would freeze the first epoch's order
+        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    span = cp.clip_span(clip_length, temporal_stride)
+
+    def cut_clip(encoded, label, key=None):
+        num_frames = tf.shape(encoded)[0]
+        start = cp.clip_start(num_frames, span, key)
+        indices = cp.clip_frame_indices(start, num_frames, clip_length, temporal_stride)
+        frames = tf.map_fn(
+            image_feature.decode_example,
+            tf.gather(encoded, indices),
+            fn_output_signature=tf.TensorSpec(image_feature.shape, image_feature.tf_dtype),
+        )
+        frames = tf.image.resize(
+            tf.image.convert_image_dtype(frames, tf.float32), (height, width), antialias=True
+        )
+        clip = tf.cast(tf.round(tf.clip_by_value(frames, 0.0, 1.0) * 255.0), tf.uint8)
+        return tf.ensure_shape(clip, (clip_length, height, width, channels)), label
+
+    if training:
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, keys).map(
+            lambda example, key: cut_clip(*example, key), num_parallel_calls=cp.AUTOTUNE
+        )
+    else:
+        dataset = dataset.map(cut_clip, num_parallel_calls=cp.AUTOTUNE)
+    if cache_clips:
+        dataset = dataset.cache()
+        if shuffle:
+            dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+
+    def to_model_input(clip, label):
+        video = cp.to_unit_float(clip)
+        return video, (label if target == "label" else video)
+
+    dataset = dataset.map(to_model_input, num_parallel_calls=cp.AUTOTUNE)
+    return cp.batch_and_prefetch(dataset, batch_size)

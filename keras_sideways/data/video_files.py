@@ -1,0 +1,265 @@
+"""Clips from a folder of video files, one subfolder per class, decoded with PyAV (FFmpeg).
+
+    root/
+      archery/  a.mp4  b.avi ...
+      bowling/  c.mkv ...
+
+Every file is probed up front (opened, first frame decoded, frames counted), in parallel.
+A file that cannot be decoded or is shorter than one clip is reported once, by path, with a
+`UserWarning`, and skipped; with `strict=True` it raises a ValueError naming it instead.
+Clips are then decoded on demand inside the `tf.data` pipeline (`tf.py_function`), reading
+each file from its first frame up to the clip's last one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from keras_sideways.data import clip_pipeline as cp
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
+
+
+def _av():
+    import av  # imported here: only this builder needs PyAV
+
+    return av
+
+
+def folder_class_names(root: str | os.PathLike) -> list[str]:
+    """The class names of a video folder: its subfolders (not hidden ones), sorted.
+
+    Args:
+        root: the folder.
+
+    Returns:
+        The names; label `i` of `video_folder(root)` is class `names[i]`.
+    """
+    path = Path(root)
+    if not path.is_dir():
+        raise ValueError(
+            f"Expected root to be a folder with one subfolder of videos per class; "
+            f"{str(root)!r} is not a folder."
+        )
+    names = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise ValueError(
+            f"Expected root {str(root)!r} to hold one subfolder of videos per class; "
+            f"it has no subfolders."
+        )
+    return names
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Frames in a video file; raises ValueError (or an av error) if it cannot be decoded.
+
+    The count comes from the container's header, or, where that has none (Matroska, WebM),
+    from counting the video packets, which needs no decoding.
+    """
+    av = _av()
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError("it has no video stream")
+        stream = container.streams.video[0]
+        if next(container.decode(stream), None) is None:
+            raise ValueError("no frame could be decoded")
+        if stream.frames > 0:
+            return stream.frames
+    with av.open(str(path)) as container:
+        return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+
+
+def read_clip(
+    path: str | os.PathLike, frame_indices: Sequence[int], image_size: int | tuple[int, int]
+) -> np.ndarray:
+    """Decodes the given frames of a video file, resized, as RGB uint8 [time, height, width, 3].
+
+    Indices past the last decodable frame give the last frame. Frames are resized by
+    FFmpeg's scaler (bilinear, aspect ratio not kept) as they are decoded.
+    """
+    av = _av()
+    height, width = cp.image_size_pair(image_size)
+    indices = np.asarray(frame_indices, dtype=np.int64)
+    wanted, last_wanted = set(indices.tolist()), int(indices.max())
+    frames, last = {}, None
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError("it has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            last = (i, frame)
+            if i in wanted:
+                frames[i] = frame.to_ndarray(width=width, height=height, format="rgb24")
+            if i >= last_wanted:
+                break
+    if last is None:
+        raise ValueError("no frame could be decoded")
+    if last[0] < last_wanted:  # the video ended early: pad with its last frame
+        frames[last[0]] = last[1].to_ndarray(width=width, height=height, format="rgb24")
+    return np.stack([frames[min(i, last[0])] for i in indices])
+
+
+class _Reporter:
+    """Warns once per path about an unusable video, or raises ValueError when strict."""
+
+    def __init__(self, strict: bool):
+        self.strict, self.reported, self.lock = strict, set(), threading.Lock()
+
+    def __call__(self, path: str, reason: str) -> None:
+        message = f"Unusable video {path}: {reason}."
+        if self.strict:
+            raise ValueError(message + " (strict=True; pass strict=False to skip such files.)")
+        with self.lock:
+            if path in self.reported:
+                return
+            self.reported.add(path)
+        warnings.warn(message + " Skipped.", UserWarning, stacklevel=3)
+
+
+def _probe(path: str) -> int | str:
+    """Frames in the file, or why it cannot be used."""
+    av = _av()
+    try:
+        return count_frames(path)
+    except (av.FFmpegError, OSError, ValueError) as error:
+        return f"cannot decode it ({error})"
+
+
+def video_folder(
+    root: str | os.PathLike,
+    *,
+    clip_length: int = 16,
+    temporal_stride: int = 1,
+    image_size: int | tuple[int, int] = 64,
+    batch_size: int = 8,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    training: bool = True,
+    strict: bool = False,
+    extensions: Sequence[str] = VIDEO_EXTENSIONS,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """Clips from a folder of videos, one subfolder per class; labels are the sorted classes.
+
+    The class names are set on the returned dataset as `dataset.class_names` (they do not
+    carry over to datasets derived from it by `map`, `take`...; `folder_class_names(root)`
+    gives them too). Videos are RGB; frames are resized to image_size without keeping the
+    aspect ratio. Training draws each clip's start at random, anew every epoch, from `seed`
+    (and TensorFlow's global seed, when one is set); evaluation takes the centre clip.
+
+    Args:
+        root: the folder; its subfolders are the classes, in sorted order.
+        clip_length: frames per clip.
+        temporal_stride: source frames between clip frames (stride s takes 0, s, 2s, ...).
+        image_size: frame size, int or (height, width).
+        batch_size: clips per batch; the last batch may be smaller.
+        shuffle: reshuffle the videos every epoch; default: `training`.
+        seed: non-negative int for the order and the clip starts.
+        training: random clip starts if True, the centre clip if False.
+        strict: raise a ValueError naming the first unusable file (one that cannot be
+            decoded, or has fewer than (clip_length - 1) * temporal_stride + 1 frames)
+            instead of warning once and skipping it. A file that passes the probe but
+            fails later, mid-epoch, stops the iteration with a TensorFlow error naming it.
+        extensions: file name endings that count as videos (case-insensitive).
+        cache: keep evaluation clips in memory after the first epoch (as uint8; shuffling
+            them then holds a second copy); training clips change every epoch and are
+            never cached.
+
+    Returns:
+        A `tf.data.Dataset` of `(video, label)`: video is
+        float32 [batch, time, height, width, 3] in [0, 1], label int32 [batch].
+    """
+    clip_length, temporal_stride, (height, width), batch_size = cp.check_clip_args(
+        clip_length, temporal_stride, image_size, batch_size
+    )
+    seed = cp.check_seed(seed)
+    if isinstance(extensions, str):
+        extensions = (extensions,)
+    suffixes = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+    if shuffle is None:
+        shuffle = training
+    class_names = folder_class_names(root)
+    files = [
+        (str(path), label)
+        for label, name in enumerate(class_names)
+        for path in sorted(Path(root, name).iterdir())
+        if path.is_file() and path.suffix.lower() in suffixes
+    ]
+    if not files:
+        raise ValueError(
+            f"Expected video files ({', '.join(suffixes)}) in the class folders of root "
+            f"{str(root)!r} ({', '.join(class_names)}); found none."
+        )
+
+    span = cp.clip_span(clip_length, temporal_stride)
+    report = _Reporter(strict)
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        probes = list(pool.map(_probe, [path for path, _ in files]))
+    usable = []
+    for (path, label), frames in zip(files, probes, strict=True):
+        if isinstance(frames, str):
+            report(path, frames)
+        elif frames < span:
+            report(
+                path,
+                f"{frames} frames, fewer than the {span} one clip spans "
+                f"(clip_length={clip_length}, temporal_stride={temporal_stride})",
+            )
+        else:
+            usable.append((path, label, frames))
+    if not usable:
+        raise ValueError(
+            f"No usable videos under root {str(root)!r}: all {len(files)} files are too "
+            f"short for one clip ({span} frames) or cannot be decoded."
+        )
+
+    paths, labels, num_frames = zip(*usable, strict=True)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (list(paths), np.array(labels, np.int32), np.array(num_frames, np.int32))
+    )
+    cache_clips = cache and not training
+    if shuffle and not cache_clips:  # a cache would freeze the first epoch's order
+        dataset = dataset.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+
+    def decode(path: tf.Tensor, indices: tf.Tensor):
+        path = path.numpy().decode()
+        try:
+            return read_clip(path, indices.numpy(), (height, width)), True
+        except (_av().FFmpegError, OSError, ValueError) as error:
+            report(path, f"cannot decode it ({error})")
+            return np.zeros((clip_length, height, width, 3), np.uint8), False
+
+    def load_clip(path, label, frames, key=None):
+        start = cp.clip_start(frames, span, key)
+        indices = cp.clip_frame_indices(start, frames, clip_length, temporal_stride)
+        clip, ok = tf.py_function(decode, [path, indices], [tf.uint8, tf.bool])
+        return tf.ensure_shape(clip, (clip_length, height, width, 3)), label, ok
+
+    if training:
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, keys).map(
+            lambda example, key: load_clip(*example, key), num_parallel_calls=cp.AUTOTUNE
+        )
+    else:
+        dataset = dataset.map(load_clip, num_parallel_calls=cp.AUTOTUNE)
+    dataset = dataset.filter(lambda clip, label, ok: ok)
+    dataset = dataset.map(lambda clip, label, ok: (clip, label), num_parallel_calls=cp.AUTOTUNE)
+    if cache_clips:
+        dataset = dataset.cache()
+        if shuffle:
+            dataset = dataset.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(
+        lambda clip, label: (cp.to_unit_float(clip), label), num_parallel_calls=cp.AUTOTUNE
+    )
+    dataset = cp.batch_and_prefetch(dataset, batch_size)
+    dataset.class_names = class_names
+    return dataset

