@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv test train
+.PHONY: venv test train lint
 
 venv: $(VENV)/.installed
 
@@ -18,4 +18,8 @@ test: venv
 	$(BIN)/python -m pytest
 
 train: venv
-	$(BIN)/python -m train.demo
+	$(BIN)/python -m train.compare --config train/configs/moving_digits.py --workdir runs/moving_digits
+
+lint: venv
+	$(BIN)/ruff check keras_sideways train tests
+	$(BIN)/ruff format --check keras_sideways train tests

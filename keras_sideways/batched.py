@@ -12,19 +12,19 @@ BP, the numbers of the tick-by-tick engine.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
 from keras_sideways import clips
-from keras_sideways.placement import device_scope
 from keras_sideways.pipeline import (
     LossFn,
     SidewaysResult,
     aligned_target_indices,
     valid_error_ticks,
 )
+from keras_sideways.placement import device_scope
 
 
 def shift_ticks(x: tf.Tensor) -> tf.Tensor:
@@ -87,7 +87,10 @@ def batched_sideways_gradients(
             else:
                 delayed = clips.frames_to_batch(delay_errors(clips.batch_to_frames(error, video)))
                 g = tapes[k].gradient(outputs[k], sources, output_gradients=delayed)
-        g = [tf.zeros_like(s) if gi is None else tf.convert_to_tensor(gi) for gi, s in zip(g, sources)]
+        g = [
+            tf.zeros_like(s) if gi is None else tf.convert_to_tensor(gi)
+            for gi, s in zip(g, sources)
+        ]
         if k > 0:
             error = g.pop(0)
         grads[k] = g

@@ -65,8 +65,7 @@ def check_sample_weight(video, sample_weight) -> None:
     shape = tf.TensorShape(sample_weight.shape)
     if shape.rank != 1:
         raise ValueError(
-            f"Expected sample weights of shape [batch], one per clip; got "
-            f"{_shape_text(shape)}."
+            f"Expected sample weights of shape [batch], one per clip; got {_shape_text(shape)}."
         )
 
 

@@ -25,8 +25,12 @@ class _Exported(tf.Module):
         below = [s.shape[1:] for s in model.buffers.activations]
         # A_k of the streaming pipeline; any number of streams, set by the first frame.
         self.state = [
-            tf.Variable(tf.zeros([0, *shape]), shape=[None, *shape], trainable=False,
-                        name=f"stream_activation_{k}")
+            tf.Variable(
+                tf.zeros([0, *shape]),
+                shape=[None, *shape],
+                trainable=False,
+                name=f"stream_activation_{k}",
+            )
             for k, shape in enumerate(below)
         ]
         self.primed = tf.Variable(False, trainable=False, name="stream_primed")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
-from keras_sideways import batched, clips, pipeline, placement as placements
+from keras_sideways import batched, clips, pipeline
+from keras_sideways import placement as placements
 from keras_sideways.placement import device_scope
 
 MODES = ("sideways", "bp")
@@ -92,7 +93,9 @@ class SidewaysModel(keras.Model):
         self.stateful = stateful
         self.engine = engine
         self.placement = placement
-        self.devices: list = list(placement) if isinstance(placement, list) else [None] * len(stages)
+        self.devices: list = (
+            list(placement) if isinstance(placement, list) else [None] * len(stages)
+        )
         self.buffers: pipeline.PipelineBuffers | None = None
         self.frame_shape: tuple | None = None  # set by build
         self.skipped_updates = keras.metrics.Sum(name="skipped_updates")
@@ -129,7 +132,10 @@ class SidewaysModel(keras.Model):
             output_shapes.append(tuple(x.shape[1:]))
         self.frame_shape = tuple(input_shape[2:])
         self.buffers = pipeline.PipelineBuffers(
-            self, output_shapes[:-1], capacity=batch, dtype=self.compute_dtype,
+            self,
+            output_shapes[:-1],
+            capacity=batch,
+            dtype=self.compute_dtype,
             devices=self.devices[:-1],
         )
 
@@ -256,8 +262,10 @@ class SidewaysModel(keras.Model):
                 outputs = self(video, training=True)
                 loss = self._frame_loss(video, target, outputs, sample_weight, training=True)
             grads = tape.gradient(loss, self.trainable_variables)
-            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                     for g, v in zip(grads, self.trainable_variables)]
+            grads = [
+                tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                for g, v in zip(grads, self.trainable_variables)
+            ]
             return loss, grads, outputs, target
 
         self._warn_if_clip_too_short(video)

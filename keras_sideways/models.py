@@ -6,7 +6,7 @@ and `num_stages` groups consecutive units into that many stages, as evenly as it
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 
@@ -27,11 +27,14 @@ def split_into_stages(units: Sequence[keras.layers.Layer], num_stages: int, name
 
 
 def vgg_classifier(num_classes: int, num_stages: int = 5, width: int = 16) -> list:
-    """A small VGG-style frame classifier: 3 blocks of conv-conv-pool, then a dense head.
+    """A small VGG-style frame classifier: 4 blocks of conv-conv-pool and a linear head.
+
+    Channels double as resolution halves, so the units (a block's first conv; its second
+    conv with the pooling) cost about the same at every depth: good for balancing stages.
 
     Args:
         num_classes: the number of output logits.
-        num_stages: how many pipeline stages to cut it into, 2 to 9.
+        num_stages: how many pipeline stages to cut it into, 2 to 8.
         width: the channels of the first block (doubled in each later block).
 
     Returns:
@@ -41,18 +44,22 @@ def vgg_classifier(num_classes: int, num_stages: int = 5, width: int = 16) -> li
         raise ValueError(f"Expected num_classes >= 1 and width >= 1; got {num_classes}, {width}.")
 
     def conv(channels):
-        return keras.layers.Conv2D(channels, 3, padding="same", activation="relu")
+        return keras.layers.Conv2D(
+            channels, 3, padding="same", activation="relu", kernel_initializer="he_normal"
+        )
 
-    units = []
-    for block in range(3):
-        channels = width * 2**block
-        units.append(conv(channels))
-        units.append(keras.Sequential([conv(channels), keras.layers.MaxPooling2D()]))
-    units += [
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(4 * width, activation="relu"),
-        keras.layers.Dense(num_classes),
+    def conv_pool(channels):
+        return keras.Sequential([conv(channels), keras.layers.MaxPooling2D(padding="same")])
+
+    units = [
+        keras.Sequential([conv(width), conv(width), keras.layers.MaxPooling2D(padding="same")])
     ]
+    for block in range(1, 4):
+        channels = width * 2**block
+        units += [conv(channels), conv_pool(channels)]
+    units.append(
+        keras.Sequential([keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes)])
+    )
     return split_into_stages(units, num_stages, "vgg")
 
 

@@ -12,7 +12,7 @@ independent, and TensorFlow may run them concurrently.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
@@ -248,9 +248,7 @@ def sideways_gradients(
             )
         else:
             buffers.prime(stages, clip[:, 0], devices)
-        group_sums, group_loss, group_outputs = run_ticks(
-            stages, buffers, clip, tick_loss, devices
-        )
+        group_sums, group_loss, group_outputs = run_ticks(stages, buffers, clip, tick_loss, devices)
         sums = [[a + b for a, b in zip(s, gs)] for s, gs in zip(sums, group_sums)]
         return g + 1, sums, loss_sum + group_loss, outputs.write(g, group_outputs)
 

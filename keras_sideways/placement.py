@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -120,7 +120,9 @@ def predicted_speedup(costs: Sequence[float], assignment: Sequence[int]) -> floa
 
 
 def auto_placement(
-    stages: Sequence[keras.layers.Layer], frame_batch: tf.Tensor, devices: Sequence[str] | None = None
+    stages: Sequence[keras.layers.Layer],
+    frame_batch: tf.Tensor,
+    devices: Sequence[str] | None = None,
 ) -> list:
     """One device name per stage, balancing measured stage costs over `devices`.
 

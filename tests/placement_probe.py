@@ -31,8 +31,13 @@ def stages():
     L = keras.layers
     return [
         L.Conv2D(4, 3, padding="same", activation="tanh", name="s0_conv"),
-        keras.Sequential([L.Conv2D(4, 3, padding="same", name="s1_conv"), L.MaxPooling2D()], name="s1_block"),
-        keras.Sequential([L.Conv2D(4, 3, padding="same", name="s2_conv"), L.GlobalAveragePooling2D()], name="s2_block"),
+        keras.Sequential(
+            [L.Conv2D(4, 3, padding="same", name="s1_conv"), L.MaxPooling2D()], name="s1_block"
+        ),
+        keras.Sequential(
+            [L.Conv2D(4, 3, padding="same", name="s2_conv"), L.GlobalAveragePooling2D()],
+            name="s2_block",
+        ),
         L.Dense(3, name="s3_dense"),
     ]
 
@@ -40,7 +45,9 @@ def stages():
 def make(placement, engine="pipeline"):
     keras.utils.set_random_seed(0)
     model = ks.SidewaysModel(stages(), engine=engine, placement=placement)
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     return model
 
 
@@ -70,11 +77,17 @@ placed_grads = placed.compute_gradients(video, labels)
 plain_grads = plain.compute_gradients(video, labels)
 auto = make("auto")
 auto.build(video.shape)
-print(json.dumps({
-    "engine": placed.resolved_engine,
-    "ops": op_devices(placed, video, labels),
-    "weight_devices": [v.value.device for v in placed.trainable_variables],
-    "max_difference": max(float(np.abs(a - b).max()) for a, b in zip(placed_grads, plain_grads)),
-    "auto": auto.devices,
-    "auto_engine": auto.resolved_engine,
-}))
+print(
+    json.dumps(
+        {
+            "engine": placed.resolved_engine,
+            "ops": op_devices(placed, video, labels),
+            "weight_devices": [v.value.device for v in placed.trainable_variables],
+            "max_difference": max(
+                float(np.abs(a - b).max()) for a, b in zip(placed_grads, plain_grads)
+            ),
+            "auto": auto.devices,
+            "auto_engine": auto.resolved_engine,
+        }
+    )
+)

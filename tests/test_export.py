@@ -15,9 +15,11 @@ from keras_sideways import export, models
 
 def trained_classifier(num_stages=4):
     model = ks.SidewaysModel(models.vgg_classifier(3, num_stages=num_stages, width=2))
-    model.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     model.fit(random_video(batch=4, time=5, size=8), np.array([0, 1, 2, 0]), epochs=1, verbose=0)
     return model
 

@@ -138,8 +138,15 @@ def test_reset_pipeline_callback_restarts_the_stream_each_epoch():
     model = four_stage_identity_model()
     chunks = np.concatenate([frame_index_video(0), frame_index_video(2)])
     labels = np.array([0, 1, 0, 1])
-    model.fit(chunks, labels, batch_size=2, epochs=2, shuffle=False, verbose=0,
-              callbacks=[ks.callbacks.ResetPipeline()])
+    model.fit(
+        chunks,
+        labels,
+        batch_size=2,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[ks.callbacks.ResetPipeline()],
+    )
     # Two chunks of two frames since the reset at the start of the second epoch.
     assert int(model.buffers.ticks.numpy()) == 4
     np.testing.assert_array_equal(model.buffers.activations[2].numpy()[:, 0], [4, 4])
@@ -169,7 +176,11 @@ LAYOUT = r"\[batch, time, height, width, channels\]"
     "video, target, message",
     [
         (np.zeros((2, 4, 8, 8), "float32"), np.zeros(2), f"rank 5.*{LAYOUT}.*got rank 4"),
-        (np.zeros((2, 0, 8, 8, 1), "float32"), np.zeros(2), f"{LAYOUT} with at least one frame.*empty time axis"),
+        (
+            np.zeros((2, 0, 8, 8, 1), "float32"),
+            np.zeros(2),
+            f"{LAYOUT} with at least one frame.*empty time axis",
+        ),
         (np.zeros((2, 4, 8, 8, 1), "float32"), np.zeros(3), "same batch size.*got video \\[2"),
         (np.zeros((2, 4, 8, 8, 1), "uint8"), np.zeros(2), f"float video {LAYOUT}.*got dtype uint8"),
         (np.zeros((2, 4, 8, 8, 1), "float32"), np.zeros((2, 5, 3)), "video's time \\(4\\)"),
@@ -225,9 +236,7 @@ def test_non_finite_batch_is_skipped_and_counted(mode, engine):
     model.compile(optimizer="adam", loss=CLIP_LOSS, metrics=["accuracy"])
     model.build(video.shape)
     before = [v.numpy().copy() for v in model.trainable_variables]
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (np.stack([poisoned]), np.array([[0, 1]]))
-    )
+    dataset = tf.data.Dataset.from_tensor_slices((np.stack([poisoned]), np.array([[0, 1]])))
     history = model.fit(dataset, epochs=1, verbose=0)
     assert history.history["skipped_updates"] == [1.0]
     assert np.isfinite(history.history["loss"][0])

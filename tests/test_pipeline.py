@@ -75,7 +75,9 @@ def frame_targets(video):
 def assert_all_close(actual, expected, model, rtol=1e-4, atol=1e-6):
     assert len(actual) == len(expected) == len(model.trainable_variables)
     for a, e, v in zip(actual, expected, model.trainable_variables):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol, atol=atol, err_msg=v.path)
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(e), rtol=rtol, atol=atol, err_msg=v.path
+        )
 
 
 ENGINES = ["pipeline", "batched"]
@@ -152,8 +154,7 @@ def test_pipeline_output_lags_by_depth_minus_one():
         def call(self, x):
             return x * self.w
 
-    model = compiled_model([keras.layers.Flatten(), Scale(), Scale(), Scale()],
-                           loss=FRAME_LOSS)
+    model = compiled_model([keras.layers.Flatten(), Scale(), Scale(), Scale()], loss=FRAME_LOSS)
     video = np.arange(6, dtype="float32").reshape(1, 6, 1, 1, 1)
     model.build(video.shape)
     result = pipeline.sideways_gradients(

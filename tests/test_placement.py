@@ -58,7 +58,12 @@ def test_stages_run_on_their_devices_with_unchanged_results():
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["engine"] == "pipeline"  # several devices: auto picks the pipeline
-    assert report["ops"] == [["/device:CPU:0"], ["/device:CPU:0"], ["/device:CPU:1"], ["/device:CPU:1"]]
+    assert report["ops"] == [
+        ["/device:CPU:0"],
+        ["/device:CPU:0"],
+        ["/device:CPU:1"],
+        ["/device:CPU:1"],
+    ]
     assert [d.rsplit(":", 2)[-2:] for d in report["weight_devices"]] == (
         [["CPU", "0"]] * 4 + [["CPU", "1"]] * 4
     )

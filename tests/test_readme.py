@@ -9,13 +9,18 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.mark.slow
-def test_readme_python_examples_run_as_written():
+def test_readme_python_examples_run_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # exports land in ./saved_models
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) >= 2
+    assert len(blocks) >= 4
     namespace = {}
     for block in blocks:  # later examples may use names from earlier ones, as a reader would
         exec(compile(block, str(README), "exec"), namespace)
-    model, video = namespace["model"], namespace["video"]
+    model = namespace["model"]
     assert namespace["outputs"].shape == (32, 8, 2)
     assert len(namespace["grads"]) == len(namespace["stages"][0].trainable_variables) * 2 + 2
     assert int(model.buffers.ticks.numpy()) == 4 * 8  # the stream ran 4 chunks of 8 frames
+    assert namespace["folder"].class_names == ["bikes", "bunny"]
+    assert namespace["served"]["probabilities"].shape == (32, 2)
+    assert len(namespace["ticks"]) == 8
+    assert (tmp_path / "saved_models" / "readme_demo" / "saved_model.pb").exists()

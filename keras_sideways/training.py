@@ -1,0 +1,185 @@
+"""One training run from a config: data, model, fit with TensorBoard and checkpoints, export.
+
+The command-line scripts in train/ parse flags and call `train_and_evaluate`; tests call
+it with tiny configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_sideways import data as video_data
+from keras_sideways import models
+from keras_sideways.export import export_saved_model
+from keras_sideways.model import SidewaysModel
+
+TASKS = ("classification", "reconstruction")
+
+
+@dataclasses.dataclass
+class DataInfo:
+    """What the model needs to know of a dataset."""
+
+    task: str
+    num_classes: int | None = None
+    class_names: list | None = None
+
+
+def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
+    """Returns (train, validation, info) for `config.data` and `config.task`."""
+    d = config.data
+    task = config.task
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}.")
+    common = dict(
+        clip_length=d.clip_length,
+        temporal_stride=d.temporal_stride,
+        image_size=d.image_size,
+        batch_size=d.batch_size,
+        seed=config.seed,
+    )
+    if d.name == "moving_digits":
+        target = "label" if task == "classification" else "frames"
+        kwargs = dict(common, speed=d.speed, num_digits=d.num_digits, target=target)
+        train = video_data.moving_digits("train", num_clips=d.num_train_clips, **kwargs)
+        val = video_data.moving_digits("test", num_clips=d.num_test_clips, **kwargs)
+        return train, val, DataInfo(task, 10, [str(i) for i in range(10)])
+    if d.name == "tfds":
+        train = video_data.tfds_video(
+            d.dataset, d.train_split, data_dir=d.data_dir or None, **common
+        )
+        val = video_data.tfds_video(d.dataset, d.val_split, data_dir=d.data_dir or None, **common)
+        return train, val, DataInfo(task, d.num_classes or None)
+    if d.name == "video_folder":
+        if not d.root:
+            raise ValueError("config.data.root must name a folder of class subfolders; got ''.")
+        train = video_data.video_folder(d.root, training=True, **common)
+        val = video_data.video_folder(d.val_root or d.root, training=False, **common)
+        names = list(train.class_names)
+        return train, val, DataInfo(task, len(names), names)
+    raise ValueError(f"Unknown dataset {d.name!r}; expected moving_digits, tfds or video_folder.")
+
+
+def build_model(config, info: DataInfo) -> SidewaysModel:
+    """The compiled SidewaysModel of `config.model`, `config.mode` and `config.engine`."""
+    m = config.model
+    if info.task == "classification":
+        if not info.num_classes:
+            raise ValueError(
+                "Classification needs the number of classes (config.data.num_classes)."
+            )
+        stages = models.vgg_classifier(info.num_classes, m.num_stages, m.width)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = ["accuracy"]
+    else:
+        stages = models.encoder_decoder(config.data.channels, m.num_stages, m.width)
+        loss = keras.losses.MeanSquaredError()
+        metrics = []
+    model = SidewaysModel(
+        stages, mode=config.mode, engine=config.engine, name=f"{m.name}_{config.mode}"
+    )
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics)
+    return model
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+    """Trains `config` in `workdir`, exports the model, and returns a summary.
+
+    Writes TensorBoard logs to `workdir/tensorboard` (train: batch_* every
+    `config.log_every_steps` steps and epoch_*; validation: epoch_*), weights to
+    `workdir/checkpoints/`, the SavedModel to `config.export_dir/<basename of workdir>`,
+    and the summary to `workdir/summary.json`.
+    """
+    keras.utils.set_random_seed(config.seed)
+    workdir = os.path.abspath(workdir)
+    name = os.path.basename(workdir.rstrip("/"))
+    os.makedirs(workdir, exist_ok=True)
+    train, val, info = build_datasets(config)
+    model = build_model(config, info)
+    tensorboard_dir = os.path.join(workdir, "tensorboard")
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    callbacks = [
+        keras.callbacks.TensorBoard(tensorboard_dir, update_freq=config.log_every_steps),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(checkpoint_dir, "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
+        ),
+    ]
+    history = model.fit(
+        train,
+        validation_data=val,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    scores = model.evaluate(val, verbose=0, return_dict=True)
+    export_path = export_saved_model(
+        model,
+        os.path.join(config.export_dir, name),
+        metadata=dict(
+            class_names=info.class_names,
+            clip_length=config.data.clip_length,
+            temporal_stride=config.data.temporal_stride,
+            image_size=config.data.image_size,
+            mode=config.mode,
+        ),
+    )
+    summary = dict(
+        name=name,
+        mode=config.mode,
+        engine=model.resolved_engine if config.mode == "sideways" else "bp",
+        task=info.task,
+        epochs=config.epochs,
+        validation={k: float(v) for k, v in scores.items()},
+        history={k: [float(x) for x in v] for k, v in history.history.items()},
+        workdir=workdir,
+        tensorboard=tensorboard_dir,
+        checkpoints=checkpoint_dir,
+        export=export_path,
+    )
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def compare_modes(config, workdir: str) -> dict[str, dict]:
+    """Runs `config` with BP, then with Sideways, in `<workdir>_bp` and `<workdir>_sideways`."""
+    summaries = {}
+    for mode in ("bp", "sideways"):
+        run = config.copy_and_resolve_references()
+        with run.unlocked():
+            run.mode = mode
+        print(f"=== {mode}: {workdir}_{mode}", flush=True)
+        summaries[mode] = train_and_evaluate(run, f"{workdir}_{mode}")
+    return summaries
+
+
+def comparison_table(summaries: dict[str, dict]) -> str:
+    """Validation figures of several runs side by side, one column per run."""
+    first = next(iter(summaries.values()))
+    metrics = [k for k in first["validation"] if k != "skipped_updates"]
+    lines = [f"{'validation':<12}" + "".join(f"{name:>12}" for name in summaries)]
+    for metric in metrics:
+        values = "".join(f"{s['validation'][metric]:>12.4f}" for s in summaries.values())
+        lines.append(f"{metric:<12}" + values)
+    return "\n".join(lines)
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The closing lines of a run: headline figures and where everything went."""
+    scores = ", ".join(
+        f"{k} {v:.4f}" for k, v in summary["validation"].items() if k != "skipped_updates"
+    )
+    how = summary["mode"] if summary["mode"] == "bp" else f"sideways ({summary['engine']} engine)"
+    return [
+        f"{summary['name']}: {how}, {summary['epochs']} epochs; validation {scores}",
+        f"  TensorBoard:  tensorboard --logdir {summary['tensorboard']}",
+        f"  checkpoints:  {summary['checkpoints']}",
+        f"  SavedModel:   {summary['export']}",
+    ]

@@ -1,0 +1,171 @@
+"""Smoke tests of one training run and of the training scripts, on tiny configs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_sideways import training
+from train.configs import moving_digits, moving_digits_autoencode, ucf101, video_folder
+
+
+def tiny(module, **overrides):
+    config = module.get_config("tiny")
+    for key, value in overrides.items():
+        node = config
+        *path, leaf = key.split(".")
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+def event_tags(folder):
+    tags = set()
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name.startswith("events.out"):
+                for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                    tags |= {(os.path.basename(root), v.tag) for v in event.summary.value}
+    return tags
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sideways", "bp"])
+def test_train_and_evaluate_writes_logs_checkpoints_export(tmp_path, mode):
+    config = tiny(moving_digits, mode=mode, export_dir=str(tmp_path / "saved_models"))
+    summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
+    assert summary["mode"] == mode
+    assert 0.0 <= summary["validation"]["accuracy"] <= 1.0
+    assert np.isfinite(summary["validation"]["loss"])
+    tags = event_tags(summary["tensorboard"])
+    for expected in [
+        ("train", "batch_loss"),
+        ("train", "batch_accuracy"),
+        ("train", "epoch_loss"),
+        ("train", "epoch_accuracy"),
+        ("validation", "epoch_loss"),
+        ("validation", "epoch_accuracy"),
+    ]:
+        assert expected in tags, sorted(tags)
+    assert os.listdir(summary["checkpoints"]) == ["epoch_001.weights.h5"]
+    assert summary["export"] == str(tmp_path / "saved_models" / "digits")
+    loaded = tf.saved_model.load(summary["export"])
+    probabilities = loaded.serve(tf.zeros([1, 5, 16, 16, 1]))["probabilities"]
+    np.testing.assert_allclose(np.sum(probabilities), 1.0, rtol=1e-5)
+    with open(os.path.join(summary["workdir"], "summary.json")) as f:
+        assert json.load(f)["validation"] == summary["validation"]
+
+
+@pytest.mark.slow
+def test_reconstruction_config_trains_an_encoder_decoder(tmp_path):
+    config = tiny(moving_digits_autoencode, export_dir=str(tmp_path / "saved_models"))
+    summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "autoencode"))
+    assert summary["task"] == "reconstruction"
+    assert 0.0 < summary["validation"]["loss"] < 1.0  # MSE of [0, 1] frames
+
+
+@pytest.mark.slow
+def test_ucf101_config_runs_on_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    config = tiny(ucf101, export_dir=str(tmp_path / "saved_models"))
+    with tfds.testing.mock_data(num_examples=4):
+        summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "ucf"))
+    assert summary["validation"]["accuracy"] >= 0.0
+
+
+def test_unknown_dataset_and_missing_root_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="config.data.root must name a folder"):
+        training.build_datasets(tiny(video_folder))
+    config = tiny(moving_digits, **{"data.name": "kinetics"})
+    with pytest.raises(ValueError, match="Unknown dataset 'kinetics'.*moving_digits, tfds"):
+        training.build_datasets(config)
+    with pytest.raises(ValueError, match="Unknown task 'segmentation'"):
+        training.build_datasets(tiny(moving_digits, task="segmentation"))
+
+
+def run_script(module, *args, cwd):
+    """Runs `python -m module args` from the repository root; returns its stdout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "train",
+    "configs",
+    "moving_digits.py",
+)
+
+
+@pytest.mark.slow
+def test_train_script_takes_config_overrides(tmp_path):
+    out = run_script(
+        "train.train",
+        f"--config={CONFIG}:tiny",
+        "--workdir=runs/tiny",
+        "--config.mode=bp",
+        "--config.data.temporal_stride=2",
+        f"--config.export_dir={tmp_path / 'exports'}",
+        cwd=tmp_path,
+    )
+    assert "tiny: bp, 1 epochs; validation accuracy" in out
+    with open(tmp_path / "runs" / "tiny" / "summary.json") as f:
+        assert json.load(f)["mode"] == "bp"
+    assert (tmp_path / "exports" / "tiny" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_compare_script_trains_both_modes_and_prints_side_by_side(tmp_path):
+    out = run_script(
+        "train.compare",
+        f"--config={CONFIG}:tiny",
+        "--workdir=runs/digits",
+        f"--config.export_dir={tmp_path / 'exports'}",
+        cwd=tmp_path,
+    )
+    header = next(line for line in out.splitlines() if line.startswith("validation"))
+    assert header.split() == ["validation", "bp", "sideways"]
+    assert any(line.startswith("accuracy") and len(line.split()) == 3 for line in out.splitlines())
+    assert "tensorboard --logdir runs" in out
+    assert sorted(os.listdir(tmp_path / "exports")) == ["digits_bp", "digits_sideways"]
+    assert sorted(os.listdir(tmp_path / "runs")) == ["digits_bp", "digits_sideways"]
+
+
+def test_comparison_table_and_summary_lines():
+    summaries = {
+        mode: dict(
+            name=f"d_{mode}",
+            mode=mode,
+            engine="batched",
+            epochs=1,
+            validation={"accuracy": acc, "loss": 1.0, "skipped_updates": 0.0},
+            tensorboard="/r/tb",
+            checkpoints="/r/ck",
+            export=f"/s/d_{mode}",
+        )
+        for mode, acc in (("bp", 0.5), ("sideways", 0.75))
+    }
+    table = training.comparison_table(summaries).splitlines()
+    assert table[1].split() == ["accuracy", "0.5000", "0.7500"]
+    assert not any("skipped" in line for line in table)
+    lines = training.summary_lines(summaries["sideways"])
+    assert lines[0].startswith(
+        "d_sideways: sideways (batched engine), 1 epochs; validation accuracy 0.7500"
+    )
+    assert training.summary_lines(summaries["bp"])[0].startswith("d_bp: bp, 1 epochs;")

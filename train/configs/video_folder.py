@@ -1,0 +1,26 @@
+"""Action recognition on your own videos: one subfolder per class under data.root.
+
+    python -m train.train --config train/configs/video_folder.py --workdir runs/my_videos \
+        --config.data.root=/path/to/videos [--config.data.val_root=/path/to/val_videos]
+"""
+
+import ml_collections
+
+from train.configs import moving_digits
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    """Clips of 16 frames at 64x64 from data.root (mp4, avi, mkv, webm)."""
+    config = moving_digits.get_config(variant)
+    data = ml_collections.ConfigDict()
+    data.name = "video_folder"
+    data.root = ""  # required
+    data.val_root = ""  # defaults to root, scored on centre clips
+    data.clip_length = 16 if not variant else 4
+    data.temporal_stride = 1
+    data.image_size = 64 if not variant else 16
+    data.channels = 3
+    data.batch_size = 8 if not variant else 2
+    config.data = data
+    config.model.width = 16 if not variant else 2
+    return config

@@ -1,0 +1,24 @@
+"""Classify a video file with an exported model: prints the top classes and probabilities.
+
+python -m train.predict --model saved_models/moving_digits_sideways --video clip.mp4
+"""
+
+from absl import app, flags, logging
+
+from keras_sideways.inference import classify_video_file
+
+_MODEL = flags.DEFINE_string("model", None, "An export folder, e.g. saved_models/<run name>.")
+_VIDEO = flags.DEFINE_string("video", None, "A video file (mp4, avi, mkv, webm).")
+_TOP = flags.DEFINE_integer("top", 5, "How many classes to print.")
+flags.mark_flags_as_required(["model", "video"])
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
+    for name, probability in classify_video_file(_MODEL.value, _VIDEO.value, _TOP.value):
+        print(f"{probability:8.4f}  {name}")
+
+
+if __name__ == "__main__":
+    app.run(main)
