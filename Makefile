@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv test train lint
+.PHONY: venv test train bench lint
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,9 @@ test: venv
 
 train: venv
 	$(BIN)/python -m train.compare --config train/configs/moving_digits.py --workdir runs/moving_digits
+
+bench: venv
+	$(BIN)/python -m train.benchmark
 
 lint: venv
 	$(BIN)/ruff check keras_sideways train tests

@@ -27,10 +27,11 @@ def split_into_stages(units: Sequence[keras.layers.Layer], num_stages: int, name
 
 
 def vgg_classifier(num_classes: int, num_stages: int = 5, width: int = 16) -> list:
-    """A small VGG-style frame classifier: 4 blocks of conv-conv-pool and a linear head.
+    """A small VGG-style frame classifier: a strided stem, 4 conv-conv-pool blocks, a head.
 
-    Channels double as resolution halves, so the units (a block's first conv; its second
-    conv with the pooling) cost about the same at every depth: good for balancing stages.
+    Each block doubles the channels of the last and halves the resolution, so every block
+    costs about the same, and so do the 8 units it is cut at (a block's first conv; its
+    second conv with the pooling): good for balancing stages over devices.
 
     Args:
         num_classes: the number of output logits.
@@ -40,27 +41,31 @@ def vgg_classifier(num_classes: int, num_stages: int = 5, width: int = 16) -> li
     Returns:
         The stages, bottom first, for `SidewaysModel`. Outputs are logits.
     """
-    if num_classes < 1 or width < 1:
-        raise ValueError(f"Expected num_classes >= 1 and width >= 1; got {num_classes}, {width}.")
+    if num_classes < 1 or width < 2:
+        raise ValueError(f"Expected num_classes >= 1 and width >= 2; got {num_classes}, {width}.")
 
-    def conv(channels):
+    def conv(channels, **kwargs):
         return keras.layers.Conv2D(
-            channels, 3, padding="same", activation="relu", kernel_initializer="he_normal"
+            channels,
+            3,
+            padding="same",
+            activation="relu",
+            kernel_initializer="he_normal",
+            **kwargs,
         )
 
     def conv_pool(channels):
         return keras.Sequential([conv(channels), keras.layers.MaxPooling2D(padding="same")])
 
-    units = [
-        keras.Sequential([conv(width), conv(width), keras.layers.MaxPooling2D(padding="same")])
-    ]
+    stem = conv(width // 2, strides=2)
+    units = [keras.Sequential([stem, conv(width)]), conv_pool(width)]
     for block in range(1, 4):
         channels = width * 2**block
         units += [conv(channels), conv_pool(channels)]
-    units.append(
-        keras.Sequential([keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes)])
+    head = keras.Sequential(
+        [units.pop(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes)]
     )
-    return split_into_stages(units, num_stages, "vgg")
+    return split_into_stages(units + [head], num_stages, "vgg")
 
 
 def encoder_decoder(channels: int, num_stages: int = 4, width: int = 16) -> list:
