@@ -10,7 +10,15 @@ See ../shared/SIDEWAYS.md and README.md. The public names:
 
 from keras_sideways import callbacks, models
 from keras_sideways.export import export_saved_model
-from keras_sideways.model import ENGINES, MODES, SidewaysModel
+from keras_sideways.model import ENGINES, MODES, CheckpointError, SidewaysModel
 
 __version__ = "0.1.0"
-__all__ = ["ENGINES", "MODES", "SidewaysModel", "callbacks", "export_saved_model", "models"]
+__all__ = [
+    "CheckpointError",
+    "ENGINES",
+    "MODES",
+    "SidewaysModel",
+    "callbacks",
+    "export_saved_model",
+    "models",
+]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import keras
 
 
@@ -14,3 +17,23 @@ class ResetPipeline(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.reset_pipeline()
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose backups are replaced atomically.
+
+    Keras writes the backup in place, so a process killed mid-write leaves a corrupt
+    file where the last good one stood. Here each file is written beside it and renamed
+    into place (the weights first, then the epoch that says they are complete). The
+    backup holds the weights, the optimizer state and a stateful model's pipeline buffers.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        staged_weights = os.path.join(self.backup_dir, "staging.weights.h5")
+        staged_metadata = os.path.join(self.backup_dir, "staging_metadata.json")
+        self.model.save_weights(staged_weights, overwrite=True)
+        with open(staged_metadata, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+        os.replace(staged_weights, self._weights_path)
+        os.replace(staged_metadata, self._training_metadata_path)

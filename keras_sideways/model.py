@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 
@@ -12,8 +13,43 @@ from keras_sideways import batched, clips, pipeline
 from keras_sideways import placement as placements
 from keras_sideways.placement import device_scope
 
+
+class CheckpointError(ValueError, OSError):
+    """A checkpoint that is missing or cannot be read; the message names the file.
+
+    It is an OSError too, so Keras' BackupAndRestore falls back to its previous backup.
+    """
+
+
 MODES = ("sideways", "bp")
 ENGINES = ("auto", "pipeline", "batched")
+
+
+def _on_all_replicas(flag: tf.Tensor) -> tf.Tensor:
+    """True where `flag` holds on every replica of the current tf.distribute strategy."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return flag
+    failures = context.all_reduce("SUM", 1.0 - tf.cast(flag, tf.float32))
+    return tf.equal(failures, 0.0)
+
+
+def _for_multi_worker(logs: dict) -> dict:
+    """Step results as Keras can reduce them across workers.
+
+    Under MultiWorkerMirroredStrategy, Keras 3 reduces each per-replica result with
+    `strategy.reduce("MEAN", value, axis=0)`, which needs a batch axis: scalars get one.
+    """
+    strategy = tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+
+def _first_replica_value(strategy, value):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return strategy.experimental_local_results(value)[0]
+    return value
 
 
 class SidewaysModel(keras.Model):
@@ -119,6 +155,7 @@ class SidewaysModel(keras.Model):
         if self.placement == "auto":
             sample = tf.random.uniform((batch, *input_shape[2:]), seed=0)
             self.devices = placements.auto_placement(self.stages, sample)
+        self._check_placement_fits_strategy()
         x = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
         output_shapes = []
         for k, stage in enumerate(self.stages):
@@ -132,25 +169,45 @@ class SidewaysModel(keras.Model):
             output_shapes.append(tuple(x.shape[1:]))
         self.frame_shape = tuple(input_shape[2:])
         self.buffers = pipeline.PipelineBuffers(
-            self,
             output_shapes[:-1],
             capacity=batch,
             dtype=self.compute_dtype,
             devices=self.devices[:-1],
         )
+        self.pipeline_state = self.buffers.variables  # tracked: saved with the weights
+
+    def _check_placement_fits_strategy(self) -> None:
+        """Refuses stage placement over several devices under a multi-replica strategy."""
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        spread = sorted({d for d in self.devices if d is not None})
+        if replicas > 1 and len(spread) > 1:
+            raise ValueError(
+                f"Stage placement over several devices ({', '.join(spread)}) cannot be "
+                f"combined with a {replicas}-replica tf.distribute strategy: each replica "
+                "runs on the one device the strategy gives it, so tf.distribute cannot "
+                "place its stages elsewhere. Use placement=None under the strategy (data "
+                "parallelism; engine='pipeline' still runs stages concurrently on a "
+                "replica's device), or placement without a strategy (depth parallelism)."
+            )
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Without a distribution strategy, Keras (TF backend) defers building to the
-        # first trace of the train function, where the batch size is unknown. The
-        # pipeline buffers hold one lane per clip of the batch, so build on a real batch.
-        if not self.built and self._distribute_strategy is None:
-            if data_batch is None:
-                for _, _, batches in iterator:
-                    data_batch = next(batches)
-                    break
-            video = keras.utils.unpack_x_y_sample_weight(data_batch)[0]
-            self._build_for(video)
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        # Keras (TF backend) builds at the first trace of the train function when no
+        # strategy is set, where the batch size is unknown, and under
+        # MultiWorkerMirroredStrategy it fails to reduce a distributed batch. The pipeline
+        # buffers need a real per-replica batch, so build on the first one, here.
+        if data_batch is None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+        strategy = self.distribute_strategy
+        data_batch = tf.nest.map_structure(lambda v: _first_replica_value(strategy, v), data_batch)
+        video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
+        if target is not None:
+            self._check_inputs(video, target, sample_weight)
+        with strategy.scope():  # variables made here belong to the strategy
+            if not self.built:
+                self._build_for(video)
+            self._symbolic_build(data_batch=data_batch)
 
     def _build_for(self, video) -> None:
         """Builds the model for a batch like `video`, after checking its layout."""
@@ -190,30 +247,32 @@ class SidewaysModel(keras.Model):
             video, target, sample_weight, self.mode
         )
 
-        # Update once per step; a batch with a non-finite loss or gradient is skipped.
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in [loss, *grads]])
-        tf.cond(
-            finite,
-            lambda: self._apply(grads),
-            lambda: tf.constant(False),
+        # Update once per step; a batch with a non-finite loss or gradient (on any
+        # replica) is skipped on every replica.
+        finite = _on_all_replicas(
+            tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in [loss, *grads]])
         )
+        self._apply_if(finite, grads)
 
         # Metrics: a skipped batch counts in skipped_updates, not in the loss or metrics.
         kept = tf.cast(finite, tf.float32)
-        self.skipped_updates.update_state(1.0 - kept)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.skipped_updates.update_state((1.0 - kept) / replicas)  # summed over replicas
         batch = tf.cast(tf.shape(video)[0], tf.float32)
+        loss = loss * replicas  # Keras losses are divided by the replicas: log the true mean
         self._loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=kept * batch)
         outputs = tf.where(finite, outputs, tf.zeros_like(outputs))
-        return self._update_metrics(video, scored, outputs, sample_weight, kept)
+        return _for_multi_worker(self._update_metrics(video, scored, outputs, sample_weight, kept))
 
     def test_step(self, data):
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._check_inputs(video, target, sample_weight)
         outputs = self(video, training=False)
         loss = self._frame_loss(video, target, outputs, sample_weight, training=False)
+        loss = loss * tf.distribute.get_strategy().num_replicas_in_sync  # see train_step
         batch = tf.cast(tf.shape(video)[0], tf.float32)
         self._loss_tracker.update_state(loss, sample_weight=batch)
-        return self._update_metrics(video, target, outputs, sample_weight, 1.0)
+        return _for_multi_worker(self._update_metrics(video, target, outputs, sample_weight, 1.0))
 
     def compute_gradients(self, video, target, sample_weight=None, mode: str | None = None):
         """The (pseudo-)gradients one `train_step` on this batch hands to the optimizer.
@@ -298,8 +357,9 @@ class SidewaysModel(keras.Model):
         grads = self._model_aligned(result.gradients)
         loss = result.loss
         if self.losses:  # weight regularisers: their exact gradient, once per step
-            with tf.GradientTape() as tape:
-                penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.losses])
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            with tf.GradientTape() as tape:  # divided like the loss, as Keras does
+                penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.losses]) / replicas
             reg = tape.gradient(penalty, self.trainable_variables)
             grads = [g if r is None else g + r for g, r in zip(grads, reg)]
             loss = loss + penalty
@@ -324,14 +384,22 @@ class SidewaysModel(keras.Model):
 
     def _frame_loss(self, video, target, outputs, sample_weight, training):
         """The mean per-frame loss over every frame of the batch (plus regularisers)."""
-        time = tf.shape(video)[1]
+        return self.compute_loss(video, target, outputs, sample_weight, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of per-frame outputs [batch, time, ...], a mean over frames.
+
+        Clip labels [batch] count for every frame; `sample_weight` is per clip, [batch].
+        Weight regularisers are added, as in Keras.
+        """
+        time = tf.shape(y_pred)[1]
         if sample_weight is not None:
             sample_weight = tf.repeat(sample_weight, time, axis=0)
-        return self.compute_loss(
-            x=video,
-            y=clips.per_frame(target, time),
-            y_pred=clips.frames_to_batch(outputs),
-            sample_weight=sample_weight,
+        return super().compute_loss(
+            x,
+            clips.per_frame(y, time),
+            clips.frames_to_batch(y_pred),
+            sample_weight,
             training=training,
         )
 
@@ -339,21 +407,48 @@ class SidewaysModel(keras.Model):
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return tf.constant(True)
 
+    def _apply_if(self, finite, grads):
+        """Applies `grads` when `finite` (the same on every replica), else nothing."""
+        if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+            tf.cond(finite, lambda: self._apply(grads), lambda: tf.constant(False))
+            return
+
+        # tf.distribute cannot synchronise (the optimizer's merge_call) inside a tf.cond
+        # in a replica context: decide in the cross-replica context, as Keras'
+        # LossScaleOptimizer does.
+        def cross_replica(strategy, finite, grads):
+            finite = strategy.experimental_local_results(finite)[0]
+
+            def apply():
+                strategy.extended.call_for_each_replica(self._apply, args=(grads,))
+                return tf.constant(True)
+
+            tf.cond(finite, apply, lambda: tf.constant(False))
+
+        tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, grads))
+
     def _update_metrics(self, video, target, outputs, sample_weight, kept):
-        """Compiled metrics: on clip probabilities for clip labels, else per frame."""
-        batch, time = tf.shape(video)[0], tf.shape(video)[1]
-        weight = tf.ones([batch]) * kept
+        """Updates the compiled metrics; `kept` (0 or 1) weighs the whole batch."""
+        weight = tf.ones([tf.shape(video)[0]]) * kept
         if sample_weight is not None:
             weight = weight * tf.cast(sample_weight, weight.dtype)
-        if clips.is_clip_target(target):
-            y_pred = clips.clip_probabilities(outputs, self.outputs_are_logits())
-            return self.compute_metrics(video, target, y_pred, sample_weight=weight)
-        return self.compute_metrics(
-            video,
-            clips.frames_to_batch(target),
-            clips.frames_to_batch(outputs),
-            sample_weight=tf.repeat(weight, time, axis=0),
-        )
+        return self.compute_metrics(video, target, outputs, sample_weight=weight)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Compiled metrics of per-frame outputs `y_pred` [batch, time, ...].
+
+        For clip labels [batch] the metrics see the clip class probabilities (per-frame
+        probabilities averaged over time), as video classification is scored; for
+        per-frame targets, every frame. `sample_weight` is per clip, [batch].
+        """
+        if clips.is_clip_target(y):
+            y_pred = clips.clip_probabilities(y_pred, self.outputs_are_logits())
+        else:
+            time = tf.shape(y_pred)[1]
+            if sample_weight is not None:
+                sample_weight = tf.repeat(sample_weight, time, axis=0)
+            y, y_pred = clips.frames_to_batch(y), clips.frames_to_batch(y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def is_classifier(self) -> bool:
         """True when compiled with a categorical cross-entropy loss (clip classification)."""
@@ -413,6 +508,16 @@ class SidewaysModel(keras.Model):
             f"gradient is zero. Use clips of at least {depth} frames.",
             stacklevel=3,
         )
+
+    def load_weights(self, filepath, *args, **kwargs):
+        """`keras.Model.load_weights`, with a CheckpointError naming a missing or bad file."""
+        path = os.fspath(filepath)
+        if not os.path.exists(path):
+            raise CheckpointError(f"No checkpoint at {path}.")
+        try:
+            return super().load_weights(filepath, *args, **kwargs)
+        except Exception as error:  # h5py and Keras raise several kinds
+            raise CheckpointError(f"Cannot load the checkpoint {path}: {error}") from error
 
     def get_config(self):
         config = super().get_config()

@@ -27,6 +27,8 @@ LossFn = Callable[[tf.Tensor, tf.Tensor, "tf.Tensor | None"], tf.Tensor]
 class PipelineBuffers:
     """Per-stage activation and error buffers, held as non-trainable Keras variables.
 
+    The owner must track `variables` (assign the list to one of its attributes in build).
+
     For each stage k < L-1: `activations[k]` is A_k, the stage's output at the previous
     tick, and `errors[k]` is E_k, the gradient of the loss with respect to that output,
     computed by stage k+1 at the previous tick. `ticks` counts the ticks run since the
@@ -36,7 +38,6 @@ class PipelineBuffers:
 
     def __init__(
         self,
-        owner: keras.layers.Layer,
         output_shapes: Sequence[tuple],
         capacity: int,
         dtype: str = "float32",
@@ -48,21 +49,9 @@ class PipelineBuffers:
         for k, (shape, device) in enumerate(zip(output_shapes, devices)):
             with device_scope(device):  # both buffers of stage k live on its device
                 for kind, buffers in (("activation", self.activations), ("error", self.errors)):
-                    buffers.append(
-                        owner.add_weight(
-                            shape=(capacity, *shape),
-                            initializer="zeros",
-                            dtype=dtype,
-                            trainable=False,
-                            name=f"pipeline_{kind}_{k}",
-                        )
-                    )
-        self.ticks = owner.add_weight(
-            shape=(), initializer="zeros", dtype="int64", trainable=False, name="pipeline_ticks"
-        )
-        self.primed = owner.add_weight(
-            shape=(), initializer="zeros", dtype="int32", trainable=False, name="pipeline_primed"
-        )
+                    buffers.append(_state_variable((capacity, *shape), dtype, f"{kind}_{k}"))
+        self.ticks = _state_variable((), "int64", "ticks")
+        self.primed = _state_variable((), "int32", "primed")
 
     @property
     def variables(self) -> list:
@@ -85,6 +74,20 @@ class PipelineBuffers:
             buffer.assign(tf.zeros(buffer.shape, buffer.dtype))
         self.ticks.assign(0)
         self.primed.assign(1)
+
+
+def _state_variable(shape, dtype, name):
+    # Under tf.distribute every replica streams its own lanes: the buffers are per-replica
+    # state (synchronised on read; a checkpoint keeps the first replica's).
+    return keras.Variable(
+        initializer="zeros",
+        shape=shape,
+        dtype=dtype,
+        trainable=False,
+        synchronization="on_read",
+        aggregation="only_first_replica",
+        name=f"pipeline_{name}",
+    )
 
 
 def valid_error_ticks(num_stages: int, ticks_before: tf.Tensor, time: tf.Tensor) -> list:
@@ -223,15 +226,10 @@ def sideways_gradients(
         target_at = lambda targets, t: targets[:, t]  # noqa: E731
 
     ticks_before = buffers.ticks.value if stateful else tf.constant(0, tf.int64)
-    if stateful:
-        num_groups = tf.constant(1)
-    else:
-        num_groups = (batch + capacity - 1) // capacity
     batch_f = tf.cast(batch, tf.float32)
 
-    def group(g, sums, loss_sum, outputs):
-        start = g * capacity
-        lanes = tf.minimum(capacity, batch - start)
+    def group(start, lanes):
+        """Primes (unless streaming on) and runs lanes start..start+lanes, padded."""
         clip = _pad_lanes(video[start : start + lanes], capacity)
         targets = aligned[start : start + lanes]
         weights = None if sample_weight is None else sample_weight[start : start + lanes]
@@ -248,19 +246,26 @@ def sideways_gradients(
             )
         else:
             buffers.prime(stages, clip[:, 0], devices)
-        group_sums, group_loss, group_outputs = run_ticks(stages, buffers, clip, tick_loss, devices)
-        sums = [[a + b for a, b in zip(s, gs)] for s, gs in zip(sums, group_sums)]
-        return g + 1, sums, loss_sum + group_loss, outputs.write(g, group_outputs)
+        return run_ticks(stages, buffers, clip, tick_loss, devices)
 
-    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
-    sums = [[tf.zeros_like(w) for w in ws] for ws in weights]
-    outputs = tf.TensorArray(_top_spec(stages, buffers).dtype, size=num_groups, infer_shape=False)
-    _, sums, loss_sum, outputs = tf.while_loop(
-        lambda g, *_: g < num_groups,
-        group,
-        (tf.constant(0), sums, tf.constant(0.0), outputs),
-        parallel_iterations=1,
-    )
+    static_batch = video.shape[0]
+    if stateful or static_batch is not None:
+        # A known batch: a fixed number of groups with static shapes (XLA can compile it).
+        count = 1 if stateful else -(-static_batch // capacity)
+        results = [
+            group(
+                g * capacity, capacity if stateful else min(capacity, static_batch - g * capacity)
+            )
+            for g in range(count)
+        ]
+        sums = [
+            [tf.add_n(list(parts)) for parts in zip(*stage)]
+            for stage in zip(*[r[0] for r in results])
+        ]
+        loss_sum = tf.add_n([r[1] for r in results])
+        outputs = tf.concat([r[2] for r in results], axis=0)[:batch]
+    else:
+        sums, loss_sum, outputs = _dynamic_groups(group, stages, buffers, batch, capacity)
     if stateful:
         buffers.ticks.assign_add(tf.cast(time, tf.int64))
 
@@ -269,7 +274,6 @@ def sideways_gradients(
         [s / tf.cast(tf.maximum(count, 1), s.dtype) for s in stage_sums]
         for stage_sums, count in zip(sums, valid)
     ]
-    outputs = outputs.concat()[:batch]
     outputs.set_shape([video.shape[0], video.shape[1], *_top_spec(stages, buffers).shape[1:]])
     return SidewaysResult(
         gradients=gradients,
@@ -278,6 +282,28 @@ def sideways_gradients(
         targets=aligned,
         valid_ticks=valid,
     )
+
+
+def _dynamic_groups(group, stages, buffers, batch, capacity):
+    """Runs `group` over a batch of unknown size in a tf.while_loop; returns the totals."""
+
+    def body(g, sums, loss_sum, outputs):
+        start = g * capacity
+        group_sums, group_loss, group_outputs = group(start, tf.minimum(capacity, batch - start))
+        sums = [[a + b for a, b in zip(s, gs)] for s, gs in zip(sums, group_sums)]
+        return g + 1, sums, loss_sum + group_loss, outputs.write(g, group_outputs)
+
+    num_groups = (batch + capacity - 1) // capacity
+    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
+    sums = [[tf.zeros_like(w) for w in ws] for ws in weights]
+    outputs = tf.TensorArray(_top_spec(stages, buffers).dtype, size=num_groups, infer_shape=False)
+    _, sums, loss_sum, outputs = tf.while_loop(
+        lambda g, *_: g < num_groups,
+        body,
+        (tf.constant(0), sums, tf.constant(0.0), outputs),
+        parallel_iterations=1,
+    )
+    return sums, loss_sum, outputs.concat()[:batch]
 
 
 def _prime_returning_true(buffers, stages, frame, devices):

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_sideways import data as video_data
 from keras_sideways import models
+from keras_sideways.callbacks import BackupAndRestore
 from keras_sideways.export import export_saved_model
 from keras_sideways.model import SidewaysModel
 
@@ -88,20 +89,23 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
     return model
 
 
-def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     """Trains `config` in `workdir`, exports the model, and returns a summary.
 
     Writes TensorBoard logs to `workdir/tensorboard` (train: batch_* every
     `config.log_every_steps` steps and epoch_*; validation: epoch_*), weights to
     `workdir/checkpoints/`, the SavedModel to `config.export_dir/<basename of workdir>`,
-    and the summary to `workdir/summary.json`.
+    and the summary to `workdir/summary.json`. A run that is killed resumes from its
+    last finished epoch when started again with the same workdir (`workdir/backup`).
+    With a `tf.distribute` strategy, the model is built in its scope.
     """
     keras.utils.set_random_seed(config.seed)
     workdir = os.path.abspath(workdir)
     name = os.path.basename(workdir.rstrip("/"))
     os.makedirs(workdir, exist_ok=True)
     train, val, info = build_datasets(config)
-    model = build_model(config, info)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = build_model(config, info)
     tensorboard_dir = os.path.join(workdir, "tensorboard")
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     os.makedirs(checkpoint_dir, exist_ok=True)
@@ -110,6 +114,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         keras.callbacks.ModelCheckpoint(
             os.path.join(checkpoint_dir, "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
         ),
+        BackupAndRestore(os.path.join(workdir, "backup")),
     ]
     history = model.fit(
         train,

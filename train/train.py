@@ -3,7 +3,13 @@
     python -m train.train --config train/configs/moving_digits.py --workdir runs/moving_digits
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_bp \
         --config.mode=bp --config.data.temporal_stride=2
+    python -m train.train --config train/configs/moving_digits.py:tiny --workdir runs/mirrored \
+        --strategy=mirrored --logical_cpus=2      # data parallelism on 2 logical CPUs
+
+See docs/distributed.md for multi-worker training.
 """
+
+import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -14,13 +20,39 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Logs and checkpoints; its name names the export.")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "none", ["none", "mirrored", "multi_worker"], "tf.distribute strategy."
+)
+_LOGICAL_CPUS = flags.DEFINE_integer(
+    "logical_cpus", 0, "Split the CPU into this many logical devices (to try strategies)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def make_strategy():
+    """The tf.distribute strategy of the --strategy and --logical_cpus flags, or None."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    if _LOGICAL_CPUS.value:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        devices = [tf.config.LogicalDeviceConfiguration()] * _LOGICAL_CPUS.value
+        tf.config.set_logical_device_configuration(cpu, devices)
+    if _STRATEGY.value == "mirrored":
+        return tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+            if not tf.config.list_logical_devices("GPU")
+            else None
+        )
+    if _STRATEGY.value == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()  # the cluster comes from TF_CONFIG
+    return None
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
-    summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value, make_strategy())
     print("\n".join(summary_lines(summary)))
 
 

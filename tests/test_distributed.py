@@ -1,0 +1,190 @@
+"""tf.distribute (mirrored, multi-worker), XLA, and surviving a kill: backups and checkpoints."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import random_video, tiny_conv_stages
+
+import keras_sideways as ks
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def run_probe(name, *args, timeout=300):
+    done = subprocess.run(
+        [sys.executable, os.path.join(HERE, name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_step_equals_a_single_device_step():
+    report = json.loads(run_probe("distribute_probe.py"))
+    assert report["replicas"] == 2
+    for run, figures in report["runs"].items():
+        assert figures["update_size"] > 1e-3, run  # the step did change the weights
+        assert figures["max_difference"] < 1e-5, run
+        assert figures["skipped_after_nan"] == 1.0, run  # counted once, not per replica
+        assert figures["loss"] == pytest.approx(figures["single_loss"], rel=1e-5), run
+        assert figures["evaluate"] == pytest.approx(figures["single_evaluate"], rel=1e-5), run
+        assert figures["unchanged_after_nan"], run
+    assert "cannot be combined with a 2-replica tf.distribute strategy" in report["placement_error"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_training_ends_with_identical_weights(tmp_path):
+    ports = [free_port(), free_port()]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(HERE, "multiworker_probe.py"),
+                str(i),
+                *map(str, ports),
+                str(tmp_path / f"worker{i}.npz"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for i in range(2)
+    ]
+    try:
+        outputs = [w.communicate(timeout=240) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    for w, (_, err) in zip(workers, outputs):
+        assert w.returncode == 0, err[-3000:]
+    reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert all(r["replicas"] == 2 for r in reports)
+    assert reports[0]["loss"] == reports[1]["loss"]
+    first, second = np.load(tmp_path / "worker0.npz"), np.load(tmp_path / "worker1.npz")
+    assert len(first.files) == 8
+    for key in first.files:
+        np.testing.assert_array_equal(first[key], second[key])
+
+
+@pytest.mark.parametrize(
+    "mode, engine", [("sideways", "batched"), ("sideways", "pipeline"), ("bp", "auto")]
+)
+def test_train_step_compiles_with_xla(mode, engine):
+    video, labels = random_video(batch=2, time=5), np.array([0, 2])
+    data = tf.data.Dataset.from_tensors((video, labels))
+    weights = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        model = ks.SidewaysModel(tiny_conv_stages(), mode=mode, engine=engine)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.5),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        model.fit(data, epochs=1, verbose=0)
+        assert model.jit_compile == jit
+        weights.append([v.numpy() for v in model.trainable_variables])
+    for plain, compiled in zip(*weights):
+        np.testing.assert_allclose(plain, compiled, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stateful", [False, True], ids=["batched", "stateful-pipeline"])
+def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, stateful):
+    flags = ["--stateful"] if stateful else []
+    run_probe("resume_probe.py", tmp_path / "straight", tmp_path / "straight.npz", *flags)
+
+    workdir = tmp_path / "killed"
+    workdir.mkdir()
+    probe = [
+        sys.executable,
+        os.path.join(HERE, "resume_probe.py"),
+        str(workdir),
+        str(tmp_path / "unused.npz"),
+        "--stall-at",
+        "1",
+        "2",
+        *flags,
+    ]
+    victim = subprocess.Popen(probe, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    try:
+        deadline = time.time() + 240
+        while not (workdir / "stalled").exists():
+            assert victim.poll() is None, victim.stderr.read()[-3000:]
+            assert time.time() < deadline, "the training run never reached the kill point"
+            time.sleep(0.2)
+        os.kill(victim.pid, signal.SIGKILL)  # mid-epoch 1, after epoch 0's backup
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    backup = workdir / "backup"
+    assert sorted(os.listdir(backup)) == ["latest.weights.h5", "training_metadata.json"]
+
+    run_probe("resume_probe.py", workdir, tmp_path / "resumed.npz", *flags)
+    straight, resumed = np.load(tmp_path / "straight.npz"), np.load(tmp_path / "resumed.npz")
+    assert straight.files == resumed.files and any(k.startswith("opt") for k in straight.files)
+    for key in straight.files:
+        np.testing.assert_allclose(resumed[key], straight[key], atol=1e-5, err_msg=key)
+
+
+def test_backups_are_replaced_atomically(tmp_path, monkeypatch):
+    model = ks.SidewaysModel(tiny_conv_stages())
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    video, labels = random_video(batch=4, time=4), np.array([0, 1, 2, 0])
+    model.build(video.shape)
+    backup = ks.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False)
+    model.fit(video, labels, epochs=1, verbose=0, callbacks=[backup])
+    good = (tmp_path / "latest.weights.h5").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        with open(args[0], "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model, "save_weights", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(video, labels, epochs=2, verbose=0, callbacks=[backup])
+    assert (tmp_path / "latest.weights.h5").read_bytes() == good
+    assert json.loads((tmp_path / "training_metadata.json").read_text())["epoch"] == 1
+
+
+def test_missing_or_corrupt_checkpoint_names_the_file(tmp_path):
+    model = ks.SidewaysModel(tiny_conv_stages())
+    model.build((2, 4, 8, 8, 1))
+    with pytest.raises(
+        ks.CheckpointError, match=f"No checkpoint at {tmp_path / 'none.weights.h5'}"
+    ):
+        model.load_weights(tmp_path / "none.weights.h5")
+    corrupt = tmp_path / "corrupt.weights.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n" + os.urandom(64))
+    with pytest.raises(ValueError, match=f"Cannot load the checkpoint {corrupt}"):
+        model.load_weights(corrupt)
+    model.save_weights(tmp_path / "good.weights.h5")
+    model.load_weights(tmp_path / "good.weights.h5")  # a good one still loads
