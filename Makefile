@@ -21,7 +21,7 @@ train: venv
 	$(BIN)/python -m train.compare --config train/configs/moving_digits.py --workdir runs/moving_digits
 
 bench: venv
-	$(BIN)/python -m train.benchmark
+	$(BIN)/python -m train.benchmark --docs docs/performance.md
 
 lint: venv
 	$(BIN)/ruff check keras_sideways train tests

@@ -48,7 +48,14 @@ def test_benchmark_script_quick_prints_the_table_and_writes_json(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "train.benchmark", "--quick", f"--json={out}"],
+        [
+            sys.executable,
+            "-m",
+            "train.benchmark",
+            "--quick",
+            f"--json={out}",
+            f"--docs={tmp_path / 'performance.md'}",
+        ],
         cwd=root,
         capture_output=True,
         text=True,
@@ -62,3 +69,6 @@ def test_benchmark_script_quick_prints_the_table_and_writes_json(tmp_path):
     assert all(r["ratio_to_bp"] > 0 for r in results["throughput"].values())
     assert set(results["memory"]["bp"]["mib"]) == {"4", "8", "16"}
     assert results["scaling"]["measured_on_cores"]["speedup"] > 0
+    report = (tmp_path / "performance.md").read_text()
+    assert "python -m train.benchmark --quick" in report
+    assert f"{results['best_threads']['pipeline_best_over_bp_best']:.2f}×" in report

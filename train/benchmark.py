@@ -10,6 +10,7 @@ from keras_sideways import benchmark
 
 _QUICK = flags.DEFINE_bool("quick", False, "Run a CI-sized version.")
 _JSON = flags.DEFINE_string("json", "bench/results.json", "Where to write the results.")
+_DOCS = flags.DEFINE_string("docs", "", "Also write the figures as markdown here.")
 
 
 def main(argv):
@@ -20,6 +21,11 @@ def main(argv):
     print()
     print(benchmark.format_table(results))
     print(f"\nresults: {_JSON.value}")
+    if _DOCS.value:
+        command = "make bench" if not _QUICK.value else "python -m train.benchmark --quick"
+        with open(_DOCS.value, "w") as f:
+            f.write(benchmark.format_markdown(results, command))
+        print(f"report: {_DOCS.value}")
 
 
 if __name__ == "__main__":
