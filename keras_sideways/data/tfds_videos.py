@@ -201,13 +201,7 @@ def tfds_video(
         clip = tf.cast(tf.round(tf.clip_by_value(frames, 0.0, 1.0) * 255.0), tf.uint8)
         return tf.ensure_shape(clip, (clip_length, height, width, channels)), label
 
-    if training:
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip(dataset, keys).map(
-            lambda example, key: cut_clip(*example, key), num_parallel_calls=cp.AUTOTUNE
-        )
-    else:
-        dataset = dataset.map(cut_clip, num_parallel_calls=cp.AUTOTUNE)
+    dataset = cp.map_clips(dataset, cut_clip, training, seed)
     if cache_clips:
         dataset = dataset.cache()
         if shuffle:

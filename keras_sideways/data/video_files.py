@@ -244,13 +244,7 @@ def video_folder(
         clip, ok = tf.py_function(decode, [path, indices], [tf.uint8, tf.bool])
         return tf.ensure_shape(clip, (clip_length, height, width, 3)), label, ok
 
-    if training:
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip(dataset, keys).map(
-            lambda example, key: load_clip(*example, key), num_parallel_calls=cp.AUTOTUNE
-        )
-    else:
-        dataset = dataset.map(load_clip, num_parallel_calls=cp.AUTOTUNE)
+    dataset = cp.map_clips(dataset, load_clip, training, seed)
     dataset = dataset.filter(lambda clip, label, ok: ok)
     dataset = dataset.map(lambda clip, label, ok: (clip, label), num_parallel_calls=cp.AUTOTUNE)
     if cache_clips:
