@@ -142,13 +142,13 @@ def step_memory(name: str, frames: int, w: Workload) -> dict:
     video, labels = random_batch(w, frames)
     chunk = min(w.stream_chunk, frames) if streaming else frames
     model.build((w.batch, chunk, w.image_size, w.image_size, w.channels))
-    before = _memory_status("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets the high-water mark to the current RSS
         reset = True
     except OSError:
         reset = False
+    before = _memory_status("VmRSS")  # after the reset: the peak cannot fall below it
     for start in range(0, frames, chunk):
         model.train_on_batch(video[:, start : start + chunk], labels)
     peak = _memory_status("VmHWM")
