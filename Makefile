@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv test train bench lint
+.PHONY: venv test train bench reproduce lint
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,9 @@ train: venv
 
 bench: venv
 	$(BIN)/python -m train.benchmark --docs docs/performance.md
+
+reproduce: venv
+	$(BIN)/python -m train.reproduce
 
 lint: venv
 	$(BIN)/ruff check keras_sideways train tests

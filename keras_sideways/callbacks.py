@@ -7,6 +7,10 @@ import os
 
 import keras
 
+from keras_sideways.fidelity import GradientFidelity
+
+__all__ = ["BackupAndRestore", "GradientFidelity", "ResetPipeline"]
+
 
 class ResetPipeline(keras.callbacks.Callback):
     """Clears a stateful SidewaysModel's pipeline buffers at the start of every epoch.

@@ -1,0 +1,202 @@
+"""How close Sideways' pseudo-gradients are to the true BP gradients, stage by stage.
+
+SIDEWAYS.md: stage `k` of `L` pairs an activation of frame `t-k` with an error born from
+frame `t-2L+2+k`, a gap of `2(L-1-k)` frames; on smooth video the pseudo-gradient is
+close to the BP gradient, and on a static video it is exactly that. These functions
+measure "close" on a given batch, with both gradients from
+`SidewaysModel.compute_gradients` at the same weights:
+
+- the cosine similarity between stage `k`'s pseudo-gradient and its BP gradient, each
+  stage's variables flattened and concatenated into one vector;
+- the ratio of their norms, ||sideways|| / ||bp||.
+
+A stage without trainable weights (pooling, an activation) has no gradient: its figures
+are NaN and it is left out of the means over stages. So is a stage where either gradient
+is exactly zero (the cosine is undefined there).
+
+`GradientFidelity` is the Keras callback that logs them to TensorBoard during `fit`. It
+does all its work in its own hooks: a model trained without it computes nothing extra.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+FIDELITY_SUBDIR = "fidelity"
+
+
+def stage_variable_indices(model) -> list[list[int]]:
+    """For each stage, the positions of its variables in `model.trainable_variables`."""
+    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    return [[position[id(v)] for v in stage.trainable_variables] for stage in model.stages]
+
+
+def gradient_fidelity(
+    sideways: Sequence, bp: Sequence, groups: Sequence[Sequence[int]]
+) -> dict[str, list[float] | float]:
+    """Cosine and norm ratio of two gradient lists, per group of variables.
+
+    Args:
+        sideways: the pseudo-gradients, one array per variable.
+        bp: the BP gradients, aligned with `sideways`.
+        groups: for each stage, the indices of its variables in both lists.
+
+    Returns:
+        {"cosine": [per stage], "norm_ratio": [per stage], "cosine_mean": float,
+        "norm_ratio_mean": float}. A group without variables, or where either gradient
+        is zero, gives NaN and is left out of the means (NaN if no group is left).
+    """
+    if len(sideways) != len(bp):
+        raise ValueError(
+            f"Expected two gradient lists of the same length; got {len(sideways)} "
+            f"(sideways) and {len(bp)} (bp)."
+        )
+    cosines, ratios = [], []
+    for group in groups:
+        if not group:
+            cosines.append(math.nan)
+            ratios.append(math.nan)
+            continue
+        s = np.concatenate([np.ravel(np.asarray(sideways[i], np.float64)) for i in group])
+        b = np.concatenate([np.ravel(np.asarray(bp[i], np.float64)) for i in group])
+        s_norm, b_norm = np.linalg.norm(s), np.linalg.norm(b)
+        if s_norm == 0 or b_norm == 0:
+            cosines.append(math.nan)
+            ratios.append(math.nan)
+            continue
+        cosines.append(float(np.dot(s, b) / (s_norm * b_norm)))
+        ratios.append(float(s_norm / b_norm))
+    return dict(
+        cosine=cosines,
+        norm_ratio=ratios,
+        cosine_mean=_nanmean(cosines),
+        norm_ratio_mean=_nanmean(ratios),
+    )
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def stage_fidelity(model, video, target, sample_weight=None) -> dict[str, list[float] | float]:
+    """Per-stage cosine and norm ratio of the Sideways pseudo-gradient to the BP gradient.
+
+    Both gradients are what one `train_step` on this batch would apply, at the model's
+    current weights (`model.compute_gradients` with mode "sideways" and "bp"); nothing is
+    applied and a stateful pipeline is left as it was.
+
+    Args:
+        model: a `SidewaysModel`, compiled with its loss.
+        video: float [batch, time, height, width, channels].
+        target: clip labels [batch] or per-frame targets [batch, time, ...].
+        sample_weight: optional per-clip weights [batch].
+
+    Returns:
+        As `gradient_fidelity`: {"cosine": [...], "norm_ratio": [...], "cosine_mean",
+        "norm_ratio_mean"}, one entry per stage, bottom first.
+    """
+    sideways = model.compute_gradients(video, target, sample_weight, mode="sideways")
+    bp = model.compute_gradients(video, target, sample_weight, mode="bp")
+    return gradient_fidelity(
+        [g.numpy() for g in sideways], [g.numpy() for g in bp], stage_variable_indices(model)
+    )
+
+
+def _held_batch(batch):
+    """(video, target, sample_weight) from a tuple or from a dataset's first element."""
+    if isinstance(batch, tf.data.Dataset):
+        batch = next(iter(batch))
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise ValueError(
+            "GradientFidelity needs a held batch (video, target) or (video, target, "
+            f"sample_weight), or a tf.data.Dataset of them; got {type(batch).__name__}."
+        )
+    video, target = tf.convert_to_tensor(batch[0]), tf.convert_to_tensor(batch[1])
+    weight = None if len(batch) == 2 or batch[2] is None else tf.convert_to_tensor(batch[2])
+    return video, target, weight
+
+
+class GradientFidelity(keras.callbacks.Callback):
+    """Logs, every few training steps, how close Sideways' pseudo-gradients are to BP's.
+
+    On a held batch, at the current weights, for each stage `k`: the cosine similarity
+    between its Sideways pseudo-gradient and its BP gradient, and the ratio of their
+    norms (`stage_fidelity`), plus their means over the stages with weights. Written to
+    TensorBoard as `fidelity/cosine_stage{k}`, `fidelity/norm_ratio_stage{k}`,
+    `fidelity/cosine_mean` and `fidelity/norm_ratio_mean` at the global training step,
+    and kept in `history`. Measured once before the first step (step 0) and then after
+    every `every_n_steps` steps (with `steps_per_execution` > 1, at the end of the call
+    that passes each multiple). The model may train in either mode: the figures describe
+    the gradients at the weights it has reached.
+
+    Args:
+        batch: the held batch, (video, target) or (video, target, sample_weight), or a
+            `tf.data.Dataset` whose first element is taken.
+        every_n_steps: measure after every this many training steps (batches).
+        log_dir: the TensorBoard root; the scalars go to its `fidelity` subfolder, beside
+            the `train` and `validation` runs of a `keras.callbacks.TensorBoard` with the
+            same root. None writes nothing: `history` only.
+
+    Attributes:
+        history: one dict per measurement: "step" and the keys of `stage_fidelity`.
+    """
+
+    def __init__(self, batch, every_n_steps: int = 100, log_dir: str | None = "logs"):
+        super().__init__()
+        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"Expected every_n_steps >= 1; got {every_n_steps!r}.")
+        self.video, self.target, self.sample_weight = _held_batch(batch)
+        self.every_n_steps = every_n_steps
+        self.log_dir = None if log_dir is None else os.path.join(log_dir, FIDELITY_SUBDIR)
+        self.history: list[dict] = []
+        self.step = 0  # training steps seen, over every fit call
+        self._epoch_start = 0
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        if not hasattr(self.model, "compute_gradients") or not hasattr(self.model, "stages"):
+            raise ValueError(
+                f"GradientFidelity needs a SidewaysModel; got a {type(self.model).__name__}."
+            )
+        if self.log_dir is not None and self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        if self.step == 0:
+            self.measure()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.step
+
+    def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the last step of the call within the epoch: with steps_per_execution
+        # > 1 one call covers several steps.
+        step = self._epoch_start + batch + 1
+        due = step // self.every_n_steps > self.step // self.every_n_steps
+        self.step = step
+        if due:
+            self.measure()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def measure(self) -> dict:
+        """Computes the figures now, logs them at the current step and returns them."""
+        figures = stage_fidelity(self.model, self.video, self.target, self.sample_weight)
+        record = dict(step=self.step, **figures)
+        self.history.append(record)
+        if self._writer is not None:
+            with self._writer.as_default(step=self.step):
+                for k, (cosine, ratio) in enumerate(zip(figures["cosine"], figures["norm_ratio"])):
+                    if not math.isnan(cosine):
+                        tf.summary.scalar(f"{FIDELITY_SUBDIR}/cosine_stage{k}", cosine)
+                        tf.summary.scalar(f"{FIDELITY_SUBDIR}/norm_ratio_stage{k}", ratio)
+                tf.summary.scalar(f"{FIDELITY_SUBDIR}/cosine_mean", figures["cosine_mean"])
+                tf.summary.scalar(f"{FIDELITY_SUBDIR}/norm_ratio_mean", figures["norm_ratio_mean"])
+        return record

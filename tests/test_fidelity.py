@@ -1,0 +1,192 @@
+"""Gradient fidelity: the figures against a hand computation, and the callback's logs."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import random_video, tiny_conv_stages
+
+import keras_sideways as ks
+from keras_sideways import fidelity
+
+CLIP_LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def test_gradient_fidelity_golden_values():
+    sideways = [np.array([3.0, 4.0]), np.array([[0.0, 0.0, 2.0]]), np.zeros(2), np.ones(1)]
+    bp = [np.array([4.0, 3.0]), np.array([[0.0, 0.0, 1.0]]), np.ones(2), np.zeros(1)]
+    groups = [[0], [], [1], [2], [3]]  # a weightless stage, a zero pseudo-gradient, zero BP
+    figures = fidelity.gradient_fidelity(sideways, bp, groups)
+    np.testing.assert_allclose(figures["cosine"][:3], [0.96, math.nan, 1.0])
+    np.testing.assert_allclose(figures["norm_ratio"][:3], [1.0, math.nan, 2.0])
+    assert math.isnan(figures["cosine"][3]) and math.isnan(figures["cosine"][4])
+    assert figures["cosine_mean"] == pytest.approx(0.98)  # NaN stages left out
+    assert figures["norm_ratio_mean"] == pytest.approx(1.5)
+
+
+def test_gradient_fidelity_rejects_lists_of_different_lengths():
+    with pytest.raises(ValueError, match="same length"):
+        fidelity.gradient_fidelity([np.ones(1)], [], [[0]])
+
+
+def linear_model(w0, w1):
+    """Two linear stages without biases: frame -> x W0 -> (x W0) W1, a number per frame."""
+    stages = [
+        keras.Sequential(
+            [
+                keras.layers.Flatten(),
+                keras.layers.Dense(
+                    2, use_bias=False, kernel_initializer=keras.initializers.Constant(w0)
+                ),
+            ]
+        ),
+        keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(w1)),
+    ]
+    model = ks.SidewaysModel(stages)
+    model.compile(optimizer="sgd", loss=keras.losses.MeanSquaredError())
+    return model
+
+
+def hand_gradients(x, y, w0, w1):
+    """BP and Sideways gradients of the two-stage linear model, derived by hand.
+
+    x: frames [B, T, d]; y: targets [B, T]. Loss: mean over frames of (x W0 W1 - y)^2.
+    BP: dW1 = 2/(BT) sum h^T r, dW0 = 2/(BT) sum x^T r W1^T, with h = x W0, r = h W1 - y.
+    Sideways (L = 2): at tick t the top stage sees h and the target of frame t-1 (frame 0
+    while the pipeline fills), so dW1 = 2/(BT) sum_t h_{t-1}^T r_{t-1}; the bottom stage
+    sees frame t with the error the top made at tick t-1, born from frame t-2, valid from
+    tick 1: dW0 = 2/(B(T-1)) sum_{t>=1} x_t^T r_{t-2} W1^T (frame indices clipped at 0).
+    """
+    batch, time = y.shape
+    h = x @ w0  # [B, T, 2]
+    r = (h @ w1)[..., 0] - y  # [B, T]
+    bp_w0 = 2 / (batch * time) * np.einsum("btd,bt,k->dk", x, r, w1[:, 0])
+    bp_w1 = 2 / (batch * time) * np.einsum("btk,bt->k", h, r)[:, None]
+    prev = [max(t - 1, 0) for t in range(time)]
+    sw_w1 = 2 / (batch * time) * np.einsum("btk,bt->k", h[:, prev], r[:, prev])[:, None]
+    older = [max(t - 2, 0) for t in range(1, time)]
+    sw_w0 = 2 / (batch * (time - 1)) * np.einsum("btd,bt,k->dk", x[:, 1:], r[:, older], w1[:, 0])
+    return [sw_w0, sw_w1], [bp_w0, bp_w1]
+
+
+def cosine_and_ratio(a, b):
+    a, b = np.ravel(a), np.ravel(b)
+    return a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), np.linalg.norm(a) / np.linalg.norm(b)
+
+
+def test_stage_fidelity_matches_a_hand_computation():
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(4, 2)).astype("float32")
+    w1 = rng.normal(size=(2, 1)).astype("float32")
+    video = random_video(batch=3, time=5, size=2, seed=7) - 0.5  # frames of 2x2x1: d = 4
+    target = rng.normal(size=(3, 5, 1)).astype("float32")
+    model = linear_model(w0, w1)
+
+    figures = fidelity.stage_fidelity(model, video, target)
+
+    x = video.reshape(3, 5, 4).astype(np.float64)
+    sideways, bp = hand_gradients(x, target[..., 0].astype(np.float64), w0, w1)
+    expected = [cosine_and_ratio(s, b) for s, b in zip(sideways, bp)]
+    np.testing.assert_allclose(figures["cosine"], [c for c, _ in expected], rtol=1e-4)
+    np.testing.assert_allclose(figures["norm_ratio"], [r for _, r in expected], rtol=1e-4)
+    assert figures["cosine_mean"] == pytest.approx(np.mean([c for c, _ in expected]), rel=1e-4)
+    assert min(figures["cosine"]) < 0.99  # random video: the pseudo-gradient is not exact
+
+
+def test_static_video_gives_cosine_one_and_skips_weightless_stages():
+    video = np.repeat(random_video(batch=2, time=6)[:, :1], 6, axis=1)
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=5))  # stage 3: global pooling
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    figures = fidelity.stage_fidelity(model, video, np.array([0, 1]))
+    assert math.isnan(figures["cosine"][3]) and math.isnan(figures["norm_ratio"][3])
+    weighted = [0, 1, 2, 4]
+    np.testing.assert_allclose([figures["cosine"][k] for k in weighted], 1.0, atol=1e-5)
+    np.testing.assert_allclose([figures["norm_ratio"][k] for k in weighted], 1.0, rtol=1e-4)
+    assert figures["cosine_mean"] == pytest.approx(1.0, abs=1e-5)
+
+
+def read_scalars(log_dir):
+    """{tag: {step: value}} from the TensorBoard event files in `log_dir`."""
+    scalars = {}
+    for path in tf.io.gfile.glob(str(log_dir / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                scalars.setdefault(value.tag, {})[event.step] = number
+    return scalars
+
+
+def test_callback_logs_every_n_steps_to_tensorboard(tmp_path):
+    video, labels = random_video(batch=8, time=5, seed=2), np.arange(8) % 3
+    held = tf.data.Dataset.from_tensor_slices((video[:4], labels[:4])).batch(4)
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=5))
+    model.compile(optimizer="adam", loss=CLIP_LOSS)
+    callback = fidelity.GradientFidelity(held, every_n_steps=4, log_dir=str(tmp_path))
+    model.fit(video, labels, batch_size=2, epochs=2, callbacks=[callback], verbose=0)  # 8 steps
+
+    assert [record["step"] for record in callback.history] == [0, 4, 8]
+    # The last measurement is at the final weights: it is stage_fidelity now.
+    now = fidelity.stage_fidelity(model, video[:4], labels[:4])
+    np.testing.assert_allclose(callback.history[-1]["cosine"], now["cosine"], rtol=1e-5)
+
+    scalars = read_scalars(tmp_path / "fidelity")
+    expected_tags = {
+        f"fidelity/{name}_stage{k}" for name in ("cosine", "norm_ratio") for k in (0, 1, 2, 4)
+    }
+    expected_tags |= {"fidelity/cosine_mean", "fidelity/norm_ratio_mean"}
+    assert set(scalars) == expected_tags  # no tag for the weightless stage 3
+    for record in callback.history:
+        step = record["step"]
+        assert scalars["fidelity/cosine_stage0"][step] == pytest.approx(record["cosine"][0])
+        assert scalars["fidelity/norm_ratio_mean"][step] == pytest.approx(record["norm_ratio_mean"])
+
+
+def test_callback_counts_steps_with_several_steps_per_execution():
+    video, labels = random_video(batch=8, time=4, seed=3), np.arange(8) % 3
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="adam", loss=CLIP_LOSS, steps_per_execution=2)
+    callback = fidelity.GradientFidelity((video[:2], labels[:2]), every_n_steps=3, log_dir=None)
+    model.fit(video, labels, batch_size=2, epochs=2, callbacks=[callback], verbose=0)
+    # Calls end at steps 2, 4, 6, 8: steps 3 and 6 fall due in the calls ending at 4 and 6.
+    assert [record["step"] for record in callback.history] == [0, 4, 6]
+    assert callback.step == 8
+
+
+def test_training_without_the_callback_computes_no_fidelity(monkeypatch):
+    calls = []
+    original = ks.SidewaysModel.compute_gradients
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs.get("mode"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ks.SidewaysModel, "compute_gradients", counting)
+    video, labels = random_video(batch=4, time=4), np.arange(4) % 3
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="adam", loss=CLIP_LOSS)
+    model.fit(video, labels, batch_size=2, epochs=1, verbose=0)
+    assert calls == []
+    callback = fidelity.GradientFidelity((video, labels), every_n_steps=2, log_dir=None)
+    model.fit(video, labels, batch_size=2, epochs=1, callbacks=[callback], verbose=0)
+    assert calls == ["sideways", "bp"] * 2  # step 0 and step 2
+
+
+def test_callback_rejects_bad_arguments():
+    video, labels = random_video(batch=2, time=4), np.array([0, 1])
+    with pytest.raises(ValueError, match="every_n_steps"):
+        fidelity.GradientFidelity((video, labels), every_n_steps=0)
+    with pytest.raises(ValueError, match="held batch"):
+        fidelity.GradientFidelity(video)
+    plain = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(2)])
+    plain.compile(optimizer="sgd", loss=CLIP_LOSS)
+    callback = fidelity.GradientFidelity((video, labels), log_dir=None)
+    with pytest.raises(ValueError, match="SidewaysModel"):
+        plain.fit(video[:, 0], labels, epochs=1, callbacks=[callback], verbose=0)
+
+
+def test_the_callback_ships_in_keras_sideways_callbacks():
+    import keras_sideways as ks
+
+    assert ks.callbacks.GradientFidelity is fidelity.GradientFidelity
