@@ -12,7 +12,7 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_python_examples_run_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # exports land in ./saved_models
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) >= 4
+    assert len(blocks) >= 5
     namespace = {}
     for block in blocks:  # later examples may use names from earlier ones, as a reader would
         exec(compile(block, str(README), "exec"), namespace)
@@ -24,3 +24,7 @@ def test_readme_python_examples_run_as_written(tmp_path, monkeypatch):
     assert namespace["served"]["probabilities"].shape == (32, 2)
     assert len(namespace["ticks"]) == 8
     assert (tmp_path / "saved_models" / "readme_demo" / "saved_model.pb").exists()
+    history = namespace["fidelity"].history
+    assert [h["step"] for h in history] == [0, 2, 4]  # before training, then every 2 steps
+    assert len(history[-1]["cosine"]) == 3 and -1.0 <= history[-1]["cosine_mean"] <= 1.0
+    assert (tmp_path / "runs" / "fidelity_demo" / "fidelity").is_dir()
