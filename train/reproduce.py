@@ -28,7 +28,7 @@ def main(argv):
     if _REPORT_ONLY.value:
         with open(os.path.join(_OUT.value, "study.json")) as f:
             results = json.load(f)
-        results["plots"] = study.redraw_plots(results, _OUT.value)
+        results = study.refresh(results, _OUT.value)
         print(f"report:  {study.write_report(results, _OUT.value, _DOCS.value)}")
         return
     settings = study.Settings.quick() if _QUICK.value else study.Settings()
