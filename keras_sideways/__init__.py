@@ -1,14 +1,18 @@
 """keras_sideways: Sideways, depth-parallel training of video models, for Keras 3.
 
-See ../shared/SIDEWAYS.md and README.md. The public names:
+See docs/algorithm.md and README.md. The public names:
 
 - `SidewaysModel`: trains a chain of per-frame stages with Sideways or backprop.
-- `callbacks.ResetPipeline`: clears a stateful model's pipeline at each epoch start.
+- `callbacks`: `ResetPipeline`, `GradientFidelity`, an atomic `BackupAndRestore`.
 - `export_saved_model`: writes a SavedModel with `serve`, `stream` and `reset`.
-- `models`: reference models cut into stages; `data`: video datasets (tf.data).
+- `models`: reference models cut into stages; `data`: video datasets (tf.data), loaded
+  on first use so that `import keras_sideways` does not pay for tensorflow-datasets.
+- `engines`: the gradient computations (bp, pipeline, batched) and the tick arithmetic.
 """
 
-from keras_sideways import callbacks, models
+import importlib
+
+from keras_sideways import callbacks, engines, models
 from keras_sideways.export import export_saved_model
 from keras_sideways.model import ENGINES, MODES, CheckpointError, SidewaysModel
 
@@ -19,6 +23,15 @@ __all__ = [
     "MODES",
     "SidewaysModel",
     "callbacks",
+    "data",
+    "engines",
     "export_saved_model",
     "models",
 ]
+
+
+def __getattr__(name: str):
+    # `ks.data` imports the data builders (and tensorflow-datasets) on first use.
+    if name == "data":
+        return importlib.import_module("keras_sideways.data")
+    raise AttributeError(f"module 'keras_sideways' has no attribute {name!r}")

@@ -10,6 +10,7 @@ import tempfile
 import tensorflow as tf
 
 from keras_sideways import clips
+from keras_sideways.engines import bp, pipeline
 
 
 class _Exported(tf.Module):
@@ -42,13 +43,8 @@ class _Exported(tf.Module):
         )
         self.reset = tf.function(self._reset, input_signature=[])
 
-    def _run(self, x):
-        for stage in self._stages:
-            x = stage(x, training=False)
-        return x
-
     def _serve(self, video):
-        frames = clips.batch_to_frames(self._run(clips.frames_to_batch(video)), video)
+        frames = bp.frame_outputs(self._stages, video, training=False)
         result = {"frames": frames}
         if self._classifier:
             result["probabilities"] = clips.clip_probabilities(frames, self._logits)
@@ -56,11 +52,9 @@ class _Exported(tf.Module):
 
     def _stream(self, frame):
         def prime():
-            x = frame
-            for stage, buffer in zip(self._stages, self.state):
-                x = stage(x, training=False)
-                buffer.assign(x)
-            return tf.constant(True)
+            primed = pipeline.prime(self._stages, frame, training=False)
+            with tf.control_dependencies([b.assign(x) for b, x in zip(self.state, primed)]):
+                return tf.constant(True)
 
         tf.cond(self.primed, lambda: tf.constant(False), prime)
         tf.debugging.assert_equal(
@@ -69,8 +63,8 @@ class _Exported(tf.Module):
             message="stream: the number of streams changed; call reset() first",
         )
         # Every stage reads the state of the last tick, then all of it is overwritten.
-        inputs = [frame] + [buffer.read_value() for buffer in self.state]
-        outputs = [stage(x, training=False) for stage, x in zip(self._stages, inputs)]
+        activations = [buffer.read_value() for buffer in self.state]
+        outputs = pipeline.forward_tick(self._stages, frame, activations, training=False)
         with tf.control_dependencies([b.assign(x) for b, x in zip(self.state, outputs)]):
             self.primed.assign(True)
             return {"output": tf.identity(outputs[-1])}

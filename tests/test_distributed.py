@@ -152,29 +152,6 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, statefu
         np.testing.assert_allclose(resumed[key], straight[key], atol=1e-5, err_msg=key)
 
 
-def test_backups_are_replaced_atomically(tmp_path, monkeypatch):
-    model = ks.SidewaysModel(tiny_conv_stages())
-    model.compile(
-        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
-    video, labels = random_video(batch=4, time=4), np.array([0, 1, 2, 0])
-    model.build(video.shape)
-    backup = ks.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False)
-    model.fit(video, labels, epochs=1, verbose=0, callbacks=[backup])
-    good = (tmp_path / "latest.weights.h5").read_bytes()
-
-    def interrupted(*args, **kwargs):
-        with open(args[0], "wb") as f:
-            f.write(b"half a file")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(model, "save_weights", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(video, labels, epochs=2, verbose=0, callbacks=[backup])
-    assert (tmp_path / "latest.weights.h5").read_bytes() == good
-    assert json.loads((tmp_path / "training_metadata.json").read_text())["epoch"] == 1
-
-
 def test_missing_or_corrupt_checkpoint_names_the_file(tmp_path):
     model = ks.SidewaysModel(tiny_conv_stages())
     model.build((2, 4, 8, 8, 1))

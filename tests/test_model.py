@@ -6,11 +6,20 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_video, tiny_conv_stages
+from conftest import (
+    CLIP_LOSS,
+    FRAME_LOSS,
+    assert_all_close,
+    clip_labels,
+    compiled_model,
+    frame_targets,
+    random_video,
+    tiny_conv_stages,
+)
 
 import keras_sideways as ks
 
-CLIP_LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+ENGINES = ["pipeline", "batched"]
 
 
 def brightness_videos(count, time=8, size=12, seed=0):
@@ -258,3 +267,42 @@ def test_short_clip_warning_is_given_once(engine):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.compute_gradients(random_video(time=2, seed=5), np.array([0, 1]))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_static_video_sideways_equals_bp(targets, engine):
+    video = np.repeat(random_video(batch=2, time=6)[:, :1], 6, axis=1)
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    model = compiled_model(tiny_conv_stages(num_stages=4), loss=loss, engine=engine)
+    sideways = model.compute_gradients(video, target)
+    bp = model.compute_gradients(video, target, mode="bp")
+    assert_all_close(sideways, bp, model)
+    assert all(np.abs(g).max() > 0 for g in bp)  # the comparison is not between zeros
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sideways_differs_from_bp_on_random_video(engine):
+    video = random_video(batch=2, time=6, seed=3)
+    model = compiled_model(tiny_conv_stages(num_stages=4), engine=engine)
+    sideways = model.compute_gradients(video, clip_labels(2))
+    bp = model.compute_gradients(video, clip_labels(2), mode="bp")
+    bottom_kernel = 0  # the bottom stage pairs frames furthest apart: 2(L-1) = 6
+    difference = np.abs(sideways[bottom_kernel] - bp[bottom_kernel]).max()
+    assert difference > 1e-2 * np.abs(bp[bottom_kernel]).max()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_clip_shorter_than_pipeline_gives_zero_gradient(engine):
+    model = compiled_model(tiny_conv_stages(num_stages=5), engine=engine)
+    video = random_video(batch=2, time=3)
+    with pytest.warns(UserWarning, match="too short"):
+        grads = model.compute_gradients(video, clip_labels(2))
+    # Stages 0 and 1 of 5 first get a valid error at ticks 4 and 3: never in 3 frames.
+    starved = model.stages[0].trainable_variables + model.stages[1].trainable_variables
+    for v, g in zip(model.trainable_variables, grads):
+        if any(v is s for s in starved):
+            assert np.all(np.asarray(g) == 0), v.path
+        else:
+            assert np.abs(np.asarray(g)).max() > 0, v.path

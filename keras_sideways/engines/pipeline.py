@@ -1,27 +1,105 @@
-"""The tick-by-tick Sideways engine: buffers, priming, shift and valid-error counts.
+"""The tick-by-tick Sideways engine: buffers, priming, the tick, and valid-error counts.
 
-The semantics are those of ../shared/SIDEWAYS.md ("Sideways, tick by tick"). At tick t
+The semantics are those of docs/algorithm.md ("Sideways, tick by tick"). At tick t
 every stage k reads only the buffers written at tick t-1: its input (the frame x_t, or
 the activation buffer A_{k-1}) and its error (the loss gradient at the top, or the error
 buffer E_k). It runs forward and a vector-Jacobian product at that input, accumulates
 its weight pseudo-gradient, and only then are all buffers overwritten at once
 (A_k <- out_k, E_{k-1} <- g_in). Within a tick the L stage computations are therefore
 independent, and TensorFlow may run them concurrently.
+
+`tick` and `prime` are the only places that step the pipeline: training (`run_ticks`),
+`pipelined_forward` (`SidewaysModel.pipelined_call`) and the exported `stream` endpoint
+all use them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
 
-from keras_sideways import clips
+from keras_sideways.engines import ticks
+from keras_sideways.engines.gradients import EngineResult, LossFn, dense
 from keras_sideways.placement import device_scope
 
-# loss_fn(y_true, y_pred, sample_weight) -> scalar mean over the lanes given.
-LossFn = Callable[[tf.Tensor, tf.Tensor, "tf.Tensor | None"], tf.Tensor]
+
+def tick(
+    stages: Sequence[keras.layers.Layer],
+    frame: tf.Tensor,
+    activations: Sequence[tf.Tensor],
+    run_stage: Callable[[int, keras.layers.Layer, tf.Tensor], Any],
+    devices: Sequence[str | None] | None = None,
+) -> list:
+    """One tick: every stage k runs on its input of the previous tick, on `devices[k]`.
+
+    Stage 0's input is `frame`, stage k's is `activations[k-1]` (A_{k-1}, the output of
+    stage k-1 one tick earlier). `run_stage(k, stage, input)` does the stage's work (a
+    forward pass, or forward and backward) and its results are returned, bottom first.
+    Nothing is written: the caller shifts its state, so no stage sees another's output of
+    this tick, and the stages are independent.
+    """
+    devices = devices or [None] * len(stages)
+    inputs = [frame, *activations]
+    results = []
+    for k, stage in enumerate(stages):
+        with device_scope(devices[k]):
+            results.append(run_stage(k, stage, inputs[k]))
+    return results
+
+
+def forward_tick(stages, frame, activations, training=False, devices=None) -> list:
+    """The outputs of every stage at one tick, bottom first (see `tick`)."""
+    return tick(stages, frame, activations, lambda k, s, x: s(x, training=training), devices)
+
+
+def prime(
+    stages: Sequence[keras.layers.Layer],
+    frame: tf.Tensor,
+    training: bool = False,
+    devices: Sequence[str | None] | None = None,
+) -> list:
+    """The primed activations A_0 ... A_{L-2}: one synchronised forward pass of `frame`."""
+    devices = devices or [None] * len(stages)
+    x, activations = frame, []
+    for stage, device in zip(stages[:-1], devices):
+        with device_scope(device):
+            x = stage(x, training=training)
+        activations.append(x)
+    return activations
+
+
+def pipelined_forward(
+    stages: Sequence[keras.layers.Layer],
+    video: tf.Tensor,
+    training: bool = False,
+    devices: Sequence[str | None] | None = None,
+) -> tf.Tensor:
+    """The top stage's output at every tick of a freshly primed pipeline, [batch, time, ...].
+
+    The output at tick t belongs to frame max(t - L + 1, 0): what a streaming deployment
+    emits, one frame in and one output out per tick.
+    """
+    activations = prime(stages, video[:, 0], training, devices)
+    time = tf.shape(video)[1]
+    below = activations[-1]
+    top_spec = stages[-1].compute_output_spec(keras.KerasTensor(below.shape, below.dtype))
+
+    def body(t, activations, top_outputs):
+        outputs = forward_tick(stages, video[:, t], activations, training, devices)
+        return t + 1, outputs[:-1], top_outputs.write(t, outputs[-1])
+
+    top_outputs = tf.TensorArray(top_spec.dtype, size=time, element_shape=top_spec.shape)
+    _, _, top_outputs = tf.while_loop(
+        lambda t, *_: t < time, body, (tf.constant(0), activations, top_outputs)
+    )
+    return _time_major_to_batch_major(top_outputs.stack())
+
+
+def _time_major_to_batch_major(x: tf.Tensor) -> tf.Tensor:
+    return tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
 
 
 class PipelineBuffers:
@@ -64,11 +142,11 @@ class PipelineBuffers:
 
     def prime(self, stages: Sequence[keras.layers.Layer], frame: tf.Tensor, devices=None) -> None:
         """Fills A_k with one synchronised forward pass of `frame`; zeroes the errors."""
-        x = frame
         devices = devices or [None] * len(stages)
-        for stage, buffer, device in zip(stages, self.activations, devices):
+        for buffer, x, device in zip(
+            self.activations, prime(stages, frame, True, devices), devices
+        ):
             with device_scope(device):
-                x = stage(x, training=True)
                 buffer.assign(x)
         for buffer in self.errors:
             buffer.assign(tf.zeros(buffer.shape, buffer.dtype))
@@ -88,24 +166,6 @@ def _state_variable(shape, dtype, name):
         aggregation="only_first_replica",
         name=f"pipeline_{name}",
     )
-
-
-def valid_error_ticks(num_stages: int, ticks_before: tf.Tensor, time: tf.Tensor) -> list:
-    """Per stage, how many of the next `time` ticks bring it an error born from a real loss.
-
-    Stage k first receives such an error L-1-k ticks after priming.
-    """
-    ticks_before = tf.cast(ticks_before, tf.int64)
-    time = tf.cast(time, tf.int64)
-    return [
-        tf.clip_by_value(ticks_before + time - (num_stages - 1 - k), 0, time)
-        for k in range(num_stages)
-    ]
-
-
-def aligned_target_indices(num_stages: int, time: tf.Tensor) -> tf.Tensor:
-    """The frame whose output reaches the top at tick t: max(t - L + 1, 0)."""
-    return tf.maximum(tf.range(time) - (num_stages - 1), 0)
 
 
 def run_ticks(
@@ -129,36 +189,36 @@ def run_ticks(
     top_spec = _top_spec(stages, buffers)
 
     def body(t, sums, loss_sum, top_outputs):
-        # Every stage reads the buffers of tick t-1 before any of them is overwritten.
-        inputs = [video[:, t]] + [tf.convert_to_tensor(a) for a in buffers.activations]
         errors = [tf.convert_to_tensor(e) for e in buffers.errors]
-        new_sums, outputs, input_grads, loss = [], [], [], None
-        for k, stage in enumerate(stages):
+
+        def forward_and_backward(k, stage, x):
+            """Stage k's output, input-gradient and weight pseudo-gradients; the top's loss."""
             top = k == num_stages - 1
-            with device_scope(devices[k]):
-                with tf.GradientTape(watch_accessed_variables=False) as tape:
-                    tape.watch(weights[k])
-                    if k > 0:
-                        tape.watch(inputs[k])
-                    out = stage(inputs[k], training=True)
-                    if top:
-                        loss = tick_loss(t, out)
-                        top_outputs = top_outputs.write(t, out)
-                sources = ([inputs[k]] if k > 0 else []) + weights[k]
-                if top:
-                    grads = tape.gradient(loss, sources)
-                else:
-                    grads = tape.gradient(out, sources, output_gradients=errors[k])
-                    outputs.append(out)
-                grads = [_dense(g, s) for g, s in zip(grads, sources)]
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(weights[k])
                 if k > 0:
-                    input_grads.append(grads.pop(0))
-                new_sums.append([s + g for s, g in zip(sums[k], grads)])
+                    tape.watch(x)
+                out = stage(x, training=True)
+                loss = tick_loss(t, out) if top else None
+            sources = ([x] if k > 0 else []) + weights[k]
+            if top:
+                grads = tape.gradient(loss, sources)
+            else:
+                grads = tape.gradient(out, sources, output_gradients=errors[k])
+            grads = dense(grads, sources)
+            input_grad = grads.pop(0) if k > 0 else None
+            return out, input_grad, grads, loss
+
+        # Every stage reads the buffers of tick t-1 before any of them is overwritten.
+        activations = [tf.convert_to_tensor(a) for a in buffers.activations]
+        results = tick(stages, video[:, t], activations, forward_and_backward, devices)
+        outputs, input_grads, grads, losses = zip(*results)
+        new_sums = [[s + g for s, g in zip(sums[k], grads[k])] for k in range(num_stages)]
         # Shift: A_k <- out_k, E_{k-1} <- g_in of stage k. Stage 0 drops its g_in.
-        shifts = [a.assign(x) for a, x in zip(buffers.activations, outputs)]
-        shifts += [e.assign(g) for e, g in zip(buffers.errors, input_grads)]
+        shifts = [a.assign(x) for a, x in zip(buffers.activations, outputs[:-1])]
+        shifts += [e.assign(g) for e, g in zip(buffers.errors, input_grads[1:])]
         with tf.control_dependencies(shifts):
-            return t + 1, new_sums, loss_sum + loss, top_outputs
+            return t + 1, new_sums, loss_sum + losses[-1], top_outputs.write(t, outputs[-1])
 
     sums = [[tf.zeros_like(w) for w in ws] for ws in weights]
     top_outputs = tf.TensorArray(top_spec.dtype, size=time, element_shape=top_spec.shape)
@@ -168,32 +228,13 @@ def run_ticks(
         (tf.constant(0), sums, tf.constant(0.0), top_outputs),
         parallel_iterations=1,  # each tick depends on the buffers the last one wrote
     )
-    outputs = top_outputs.stack()  # [time, capacity, ...]
-    perm = [1, 0] + list(range(2, outputs.shape.rank))
-    return sums, loss_sum, tf.transpose(outputs, perm)
+    return sums, loss_sum, _time_major_to_batch_major(top_outputs.stack())
 
 
 def _top_spec(stages, buffers) -> keras.KerasTensor:
     """Shape and dtype of the top stage's output for one tick, [capacity, ...]."""
     below = buffers.activations[-1]
     return stages[-1].compute_output_spec(keras.KerasTensor(below.shape, below.dtype))
-
-
-def _dense(grad, source):
-    if grad is None:
-        return tf.zeros_like(source)
-    return tf.convert_to_tensor(grad)
-
-
-@dataclasses.dataclass
-class SidewaysResult:
-    """What one clip batch through the pipeline gives the trainer."""
-
-    gradients: list  # per stage, a list aligned with stage.trainable_variables
-    loss: tf.Tensor  # mean over ticks of the tick losses
-    outputs: tf.Tensor  # top output at every tick, [batch, time, ...]
-    targets: tf.Tensor  # the targets those outputs were scored against
-    valid_ticks: list  # per stage, the ticks whose pseudo-gradients were averaged
 
 
 def sideways_gradients(
@@ -205,8 +246,8 @@ def sideways_gradients(
     sample_weight: tf.Tensor | None = None,
     stateful: bool = False,
     devices: Sequence[str | None] | None = None,
-) -> SidewaysResult:
-    """Sideways pseudo-gradients of one clip batch, tick by tick (SIDEWAYS.md).
+) -> EngineResult:
+    """Sideways pseudo-gradients of one clip batch, tick by tick (docs/algorithm.md).
 
     Without `stateful`, the batch is cut into groups of `buffers.capacity` lanes (the last
     one zero-padded and left out of the loss), and each group is primed on its first
@@ -218,11 +259,10 @@ def sideways_gradients(
     num_stages = len(stages)
     batch, time = tf.shape(video)[0], tf.shape(video)[1]
     capacity = buffers.capacity
-    if clips.is_clip_target(target):
-        aligned = target
+    aligned = ticks.align_targets(target, num_stages, time)
+    if target.shape.rank == 1:
         target_at = lambda targets, t: targets  # noqa: E731
     else:
-        aligned = tf.gather(target, aligned_target_indices(num_stages, time), axis=1)
         target_at = lambda targets, t: targets[:, t]  # noqa: E731
 
     ticks_before = buffers.ticks.value if stateful else tf.constant(0, tf.int64)
@@ -269,13 +309,13 @@ def sideways_gradients(
     if stateful:
         buffers.ticks.assign_add(tf.cast(time, tf.int64))
 
-    valid = valid_error_ticks(num_stages, ticks_before, time)
+    valid = ticks.valid_error_ticks(num_stages, ticks_before, time)
     gradients = [
         [s / tf.cast(tf.maximum(count, 1), s.dtype) for s in stage_sums]
         for stage_sums, count in zip(sums, valid)
     ]
     outputs.set_shape([video.shape[0], video.shape[1], *_top_spec(stages, buffers).shape[1:]])
-    return SidewaysResult(
+    return EngineResult(
         gradients=gradients,
         loss=loss_sum / tf.cast(time, tf.float32),
         outputs=outputs,

@@ -1,6 +1,6 @@
 """The single-device fast path: Sideways pseudo-gradients batched in time.
 
-SIDEWAYS.md ("The same pseudo-gradients, batched in time"): with weights fixed during a
+docs/algorithm.md ("The same pseudo-gradients, batched in time"): with weights fixed during a
 clip, stage k at tick t of the pipeline computes f_k on its input of that tick, and that
 input is stage k-1's output of tick t-1 (the primed value at t = 0, which is stage k-1's
 output of tick 0). So each stage can process all B*T ticks in one call, its input being
@@ -18,12 +18,9 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import clips
-from keras_sideways.pipeline import (
-    LossFn,
-    SidewaysResult,
-    aligned_target_indices,
-    valid_error_ticks,
-)
+from keras_sideways.engines import ticks
+from keras_sideways.engines.bp import frame_loss
+from keras_sideways.engines.gradients import EngineResult, LossFn, dense
 from keras_sideways.placement import device_scope
 
 
@@ -44,15 +41,12 @@ def batched_sideways_gradients(
     loss_fn: LossFn,
     sample_weight: tf.Tensor | None = None,
     devices: Sequence[str | None] | None = None,
-) -> SidewaysResult:
+) -> EngineResult:
     """The pseudo-gradients of `pipeline.sideways_gradients`, one batched pass per stage."""
     num_stages = len(stages)
     devices = devices or [None] * num_stages
     time = tf.shape(video)[1]
-    if clips.is_clip_target(target):
-        aligned = target
-    else:
-        aligned = tf.gather(target, aligned_target_indices(num_stages, time), axis=1)
+    aligned = ticks.align_targets(target, num_stages, time)
     weights = [[v.value for v in stage.trainable_variables] for stage in stages]
 
     # Forward: every stage over every tick, each on its own tape.
@@ -67,10 +61,9 @@ def batched_sideways_gradients(
             out = stage(x, training=True)
             if k == num_stages - 1:
                 # The mean over B*T tick losses: each tick's error arrives scaled by 1/T.
-                frame_weight = None
-                if sample_weight is not None:
-                    frame_weight = tf.repeat(sample_weight, time, axis=0)
-                loss = loss_fn(clips.per_frame(aligned, time), out, frame_weight)
+                loss = frame_loss(
+                    loss_fn, aligned, clips.batch_to_frames(out, video), sample_weight
+                )
         inputs.append(x)
         outputs.append(out)
         tapes.append(tape)
@@ -87,46 +80,22 @@ def batched_sideways_gradients(
             else:
                 delayed = clips.frames_to_batch(delay_errors(clips.batch_to_frames(error, video)))
                 g = tapes[k].gradient(outputs[k], sources, output_gradients=delayed)
-        g = [
-            tf.zeros_like(s) if gi is None else tf.convert_to_tensor(gi)
-            for gi, s in zip(g, sources)
-        ]
+        g = dense(g, sources)
         if k > 0:
             error = g.pop(0)
         grads[k] = g
 
     # Average each stage over its valid ticks (the 1/T above becomes 1/count).
-    valid = valid_error_ticks(num_stages, tf.constant(0, tf.int64), time)
+    valid = ticks.valid_error_ticks(num_stages, tf.constant(0, tf.int64), time)
     time_f = tf.cast(time, tf.float32)
     grads = [
         [g * (time_f / tf.cast(tf.maximum(count, 1), g.dtype)) for g in stage_grads]
         for stage_grads, count in zip(grads, valid)
     ]
-    return SidewaysResult(
+    return EngineResult(
         gradients=grads,
         loss=loss,
         outputs=clips.batch_to_frames(outputs[-1], video),
         targets=aligned,
         valid_ticks=valid,
     )
-
-
-def pipelined_forward(
-    stages: Sequence[keras.layers.Layer],
-    video: tf.Tensor,
-    training: bool = False,
-    devices: Sequence[str | None] | None = None,
-) -> tf.Tensor:
-    """The top stage's output at every tick of a primed pipeline, [batch, time, ...].
-
-    The output at tick t belongs to frame max(t - L + 1, 0): what a pipelined (streaming)
-    deployment emits, one frame in and one output out per tick.
-    """
-    x = clips.frames_to_batch(video)
-    devices = devices or [None] * len(stages)
-    for k, stage in enumerate(stages):
-        with device_scope(devices[k]):
-            if k > 0:
-                x = clips.frames_to_batch(shift_ticks(clips.batch_to_frames(x, video)))
-            x = stage(x, training=training)
-    return clips.batch_to_frames(x, video)

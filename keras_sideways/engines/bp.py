@@ -1,0 +1,60 @@
+"""Backprop, the baseline: the exact gradient of the mean per-frame loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_sideways import clips
+from keras_sideways.engines.gradients import EngineResult, LossFn, dense
+from keras_sideways.placement import device_scope
+
+
+def frame_outputs(
+    stages: Sequence[keras.layers.Layer],
+    video: tf.Tensor,
+    training: bool = False,
+    devices: Sequence[str | None] | None = None,
+) -> tf.Tensor:
+    """Every frame through every stage: per-frame outputs [batch, time, ...]."""
+    devices = devices or [None] * len(stages)
+    x = clips.frames_to_batch(video)
+    for stage, device in zip(stages, devices):
+        with device_scope(device):
+            x = stage(x, training=training)
+    return clips.batch_to_frames(x, video)
+
+
+def frame_loss(
+    loss_fn: LossFn, target: tf.Tensor, outputs: tf.Tensor, sample_weight: tf.Tensor | None
+) -> tf.Tensor:
+    """The mean loss over every frame of outputs [batch, time, ...]; weights are per clip."""
+    time = tf.shape(outputs)[1]
+    if sample_weight is not None:
+        sample_weight = tf.repeat(sample_weight, time, axis=0)
+    return loss_fn(clips.per_frame(target, time), clips.frames_to_batch(outputs), sample_weight)
+
+
+def bp_gradients(
+    stages: Sequence[keras.layers.Layer],
+    video: tf.Tensor,
+    target: tf.Tensor,
+    loss_fn: LossFn,
+    sample_weight: tf.Tensor | None = None,
+    devices: Sequence[str | None] | None = None,
+) -> EngineResult:
+    """The BP gradient of the mean per-frame loss of one clip batch, per stage."""
+    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(weights)
+        outputs = frame_outputs(stages, video, training=True, devices=devices)
+        loss = frame_loss(loss_fn, target, outputs, sample_weight)
+    grads = tape.gradient(loss, weights)
+    return EngineResult(
+        gradients=[dense(g, w) for g, w in zip(grads, weights)],
+        loss=loss,
+        outputs=outputs,
+        targets=target,
+    )

@@ -1,0 +1,46 @@
+"""The callbacks of keras_sideways.callbacks: ResetPipeline and atomic BackupAndRestore."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import random_video, tiny_conv_stages
+
+import keras_sideways as ks
+
+
+def test_reset_pipeline_clears_a_stateful_stream_at_each_epoch_start():
+    model = ks.SidewaysModel(tiny_conv_stages(), stateful=True)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    video, labels = random_video(batch=2, time=5), np.array([0, 1])
+    model.fit(video, labels, epochs=1, verbose=0)
+    assert int(model.buffers.ticks.numpy()) == 5 and int(model.buffers.primed.numpy()) == 1
+    reset = ks.callbacks.ResetPipeline()
+    reset.set_model(model)
+    reset.on_epoch_begin(1)
+    assert int(model.buffers.ticks.numpy()) == 0 and int(model.buffers.primed.numpy()) == 0
+    assert all(not np.any(a.numpy()) for a in model.buffers.activations)
+
+
+def test_backups_are_replaced_atomically(tmp_path, monkeypatch):
+    model = ks.SidewaysModel(tiny_conv_stages())
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    video, labels = random_video(batch=4, time=4), np.array([0, 1, 2, 0])
+    model.build(video.shape)
+    backup = ks.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False)
+    model.fit(video, labels, epochs=1, verbose=0, callbacks=[backup])
+    good = (tmp_path / "latest.weights.h5").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        with open(args[0], "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model, "save_weights", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(video, labels, epochs=2, verbose=0, callbacks=[backup])
+    assert (tmp_path / "latest.weights.h5").read_bytes() == good
+    assert json.loads((tmp_path / "training_metadata.json").read_text())["epoch"] == 1

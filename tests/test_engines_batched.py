@@ -1,0 +1,68 @@
+"""The batched-in-time engine: its shifts, the slow reference, and the pipeline engine."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import (
+    CLIP_LOSS,
+    FRAME_LOSS,
+    assert_all_close,
+    clip_labels,
+    compiled_model,
+    frame_targets,
+    random_video,
+    reference_pseudo_gradients,
+    tiny_conv_stages,
+)
+
+from keras_sideways.engines import batched
+
+
+def test_shift_and_delay_move_values_one_tick_later():
+    x = tf.constant([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])[..., None]
+    # Activations: tick t sees tick t-1's value, frame 0 while primed.
+    np.testing.assert_array_equal(batched.shift_ticks(x)[..., 0], [[1, 1, 2], [4, 4, 5]])
+    # Errors: tick t receives tick t-1's input-gradient, nothing at tick 0.
+    np.testing.assert_array_equal(batched.delay_errors(x)[..., 0], [[0, 1, 2], [0, 4, 5]])
+
+
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_batched_engine_matches_slow_reference_on_random_video(targets):
+    video = random_video(batch=2, time=7, seed=1)
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    stages = tiny_conv_stages(num_stages=5)
+    model = compiled_model(stages, loss=loss, engine="batched")
+    engine = model.compute_gradients(video, target)
+    reference = reference_pseudo_gradients(stages, video, target, loss)
+    assert_all_close(engine, reference, model)
+
+
+def test_batched_and_pipeline_engines_agree_with_weights_and_regularisers():
+    stages = tiny_conv_stages(num_stages=5)
+    stages[-1].kernel_regularizer = keras.regularizers.L2(0.1)
+    video = random_video(batch=3, time=6, seed=6)
+    weights = np.array([1.0, 0.5, 2.0], "float32")
+    model = compiled_model(stages, engine="batched")
+    other = compiled_model(stages, engine="pipeline")
+    assert_all_close(
+        model.compute_gradients(video, clip_labels(3), sample_weight=weights),
+        other.compute_gradients(video, clip_labels(3), sample_weight=weights),
+        model,
+    )
+    assert len(model.losses) == 1  # the regulariser was in play
+
+
+def test_valid_ticks_and_targets_are_reported():
+    stages = tiny_conv_stages(num_stages=4)
+    model = compiled_model(stages, loss=FRAME_LOSS, engine="batched")
+    video = random_video(batch=2, time=6, seed=2)
+    model.build(video.shape)
+    target = np.arange(6, dtype="float32")[None, :, None].repeat(2, 0).repeat(3, 2)
+    result = batched.batched_sideways_gradients(
+        stages, tf.constant(video), tf.constant(target), model._tick_loss
+    )
+    assert [int(c) for c in result.valid_ticks] == [3, 4, 5, 6]
+    # Tick t is scored against the frame that reached the top: max(t - 3, 0).
+    np.testing.assert_array_equal(result.targets[0, :, 0], [0, 0, 0, 0, 1, 2])

@@ -1,0 +1,95 @@
+"""The tick-by-tick engine: against a slow reference, its groups, its lag, its one tick."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import (
+    CLIP_LOSS,
+    FRAME_LOSS,
+    assert_all_close,
+    clip_labels,
+    compiled_model,
+    frame_targets,
+    random_video,
+    reference_pseudo_gradients,
+    tiny_conv_stages,
+)
+
+from keras_sideways.engines import pipeline
+
+
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_engine_matches_slow_reference_on_random_video(targets):
+    video = random_video(batch=2, time=7, seed=1)
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    stages = tiny_conv_stages(num_stages=5)
+    model = compiled_model(stages, loss=loss, engine="pipeline")
+    engine = model.compute_gradients(video, target)
+    reference = reference_pseudo_gradients(stages, video, target, loss)
+    assert_all_close(engine, reference, model)
+
+
+def test_batch_larger_than_buffers_is_run_in_padded_groups():
+    stages = tiny_conv_stages(num_stages=4)
+    model = compiled_model(stages)
+    model.build((2, 5, 8, 8, 1))  # buffers of 2 lanes; the batch of 3 needs two groups
+    video = random_video(batch=3, time=5, seed=2)
+    engine = model.compute_gradients(video, clip_labels(3))
+    reference = reference_pseudo_gradients(stages, video, clip_labels(3), CLIP_LOSS)
+    assert_all_close(engine, reference, model)
+
+
+def test_pipeline_output_lags_by_depth_minus_one():
+    class Scale(keras.layers.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(), initializer="ones")
+
+        def call(self, x):
+            return x * self.w
+
+    model = compiled_model([keras.layers.Flatten(), Scale(), Scale(), Scale()], loss=FRAME_LOSS)
+    video = np.arange(6, dtype="float32").reshape(1, 6, 1, 1, 1)
+    model.build(video.shape)
+    result = pipeline.sideways_gradients(
+        model.stages, model.buffers, tf.constant(video), tf.zeros([1, 6, 1]), model._tick_loss
+    )
+    # Frame t reaches the top at tick t+3; before that the primed frame 0 is repeated.
+    np.testing.assert_array_equal(result.outputs.numpy().ravel(), [0, 0, 0, 0, 1, 2])
+    np.testing.assert_array_equal([int(c) for c in result.valid_ticks], [3, 4, 5, 6])
+
+
+def shifted_forward(stages, video):
+    """The pipeline's outputs written plainly: stage k sees stage k-1's output one tick late."""
+    x = tf.constant(video)
+    for k, stage in enumerate(stages):
+        if k > 0:
+            x = tf.concat([x[:, :1], x[:, :-1]], axis=1)  # frame 0 while priming
+        frames = tf.reshape(x, [-1, *x.shape[2:]])
+        out = stage(frames, training=False)
+        x = tf.reshape(out, [x.shape[0], x.shape[1], *out.shape[1:]])
+    return x.numpy()
+
+
+def test_pipelined_forward_is_the_shifted_forward_pass():
+    stages = tiny_conv_stages(num_stages=4)
+    model = compiled_model(stages)
+    video = random_video(batch=2, time=7, seed=4)
+    np.testing.assert_allclose(
+        model.pipelined_call(video).numpy(), shifted_forward(stages, video), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_a_tick_reads_only_the_state_of_the_tick_before():
+    class AddOne(keras.layers.Layer):
+        def call(self, x):
+            return x + 1.0
+
+    stages = [AddOne(), AddOne(), AddOne()]
+    activations = [tf.constant([10.0]), tf.constant([20.0])]
+    outputs = pipeline.forward_tick(stages, tf.constant([0.0]), activations)
+    # Stage k adds one to what stage k-1 held one tick earlier, not to this tick's output.
+    assert [float(o[0]) for o in outputs] == [1.0, 11.0, 21.0]
+    primed = pipeline.prime(stages, tf.constant([0.0]))
+    assert [float(a[0]) for a in primed] == [1.0, 2.0]  # A_0, A_1 of frame 0; no top

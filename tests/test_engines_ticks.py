@@ -1,0 +1,44 @@
+"""The pipeline's clock: frame gaps, valid errors, fill and target alignment."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_sideways.engines import ticks
+
+
+def test_frame_gaps_shrink_to_zero_at_the_top():
+    assert [ticks.frame_gap(5, k) for k in range(5)] == [8, 6, 4, 2, 0]
+    assert ticks.bottom_gap(3) == 4 and ticks.bottom_gap(8) == 14
+
+
+def test_valid_ticks_of_a_clip():
+    # 4 stages, 5 frames: stage k's first valid error arrives at tick 3 - k.
+    assert [ticks.first_valid_tick(4, k) for k in range(4)] == [3, 2, 1, 0]
+    assert [ticks.valid_ticks(5, 4, k) for k in range(4)] == [2, 3, 4, 5]
+    assert ticks.valid_ticks(2, 5, 0) == 0  # too short a clip: the bottom starves
+
+
+def test_the_fill_and_the_frames_that_reach_the_loss():
+    # Clips of 8 through 5 stages: the bottom's 4 valid errors were all born from frame 0.
+    assert ticks.primed_ticks(8, 5, 0) == 4
+    assert ticks.primed_ticks(16, 5, 0) == 5
+    assert ticks.loss_frames(16, 5) == 12  # frames 0 ... 11 reach the top
+    assert ticks.loss_frames(3, 5) == 1
+
+
+def test_valid_error_ticks_as_tensors():
+    counts = ticks.valid_error_ticks(4, tf.constant(0), tf.constant(5))
+    assert [int(c) for c in counts] == [ticks.valid_ticks(5, 4, k) for k in range(4)]
+    # A streamed chunk continues where the pipeline stood: every error is already valid.
+    counts = ticks.valid_error_ticks(4, tf.constant(5), tf.constant(5))
+    assert [int(c) for c in counts] == [5, 5, 5, 5]
+    counts = ticks.valid_error_ticks(4, tf.constant(1), tf.constant(5))
+    assert [int(c) for c in counts] == [3, 4, 5, 5]
+
+
+def test_targets_are_aligned_with_the_frame_at_the_top():
+    np.testing.assert_array_equal(ticks.aligned_target_indices(3, 5), [0, 0, 0, 1, 2])
+    frames = tf.constant([[10, 11, 12, 13, 14]])
+    np.testing.assert_array_equal(ticks.align_targets(frames, 3, 5), [[10, 10, 10, 11, 12]])
+    labels = tf.constant([7, 8])
+    np.testing.assert_array_equal(ticks.align_targets(labels, 3, 5), [7, 8])  # clip labels
