@@ -69,6 +69,27 @@ def check_sample_weight(video, sample_weight) -> None:
         )
 
 
+def check_stream_batch(video, target, capacity: int | None) -> None:
+    """Raises ValueError unless a stateful model can continue its streams with this batch.
+
+    Streaming needs clip labels (per-frame targets would need the previous chunk's) and
+    the batch size the buffers were built with (`capacity`; None before they exist).
+    """
+    if not is_clip_target(target):
+        raise ValueError(
+            "stateful=True supports clip labels [batch] only: per-frame targets "
+            f"{_shape_text(tf.TensorShape(target.shape))} would need the targets of the "
+            "previous chunk."
+        )
+    batch = video.shape[0]
+    if capacity is not None and batch is not None and batch != capacity:
+        raise ValueError(
+            f"stateful=True fixes the batch size to {capacity} (the first batch); got a "
+            f"batch of {batch}. Use drop_remainder=True when batching, or call "
+            "reset_pipeline() and build a new model."
+        )
+
+
 def is_clip_target(target) -> bool:
     """True for clip labels [batch]; False for per-frame targets [batch, time, ...]."""
     return tf.TensorShape(target.shape).rank == 1

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from keras_sideways import clips
+from keras_sideways import clips, options, replicas
 from keras_sideways import placement as placements
 from keras_sideways.engines import batched, bp, pipeline
 from keras_sideways.engines.gradients import EngineResult, in_variable_order
@@ -23,35 +23,7 @@ class CheckpointError(ValueError, OSError):
     """
 
 
-MODES = ("sideways", "bp")
-ENGINES = ("auto", "pipeline", "batched")
-
-
-def _on_all_replicas(flag: tf.Tensor) -> tf.Tensor:
-    """True where `flag` holds on every replica of the current tf.distribute strategy."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return flag
-    failures = context.all_reduce("SUM", 1.0 - tf.cast(flag, tf.float32))
-    return tf.equal(failures, 0.0)
-
-
-def _for_multi_worker(logs: dict) -> dict:
-    """Step results as Keras can reduce them across workers.
-
-    Under MultiWorkerMirroredStrategy, Keras 3 reduces each per-replica result with
-    `strategy.reduce("MEAN", value, axis=0)`, which needs a batch axis: scalars get one.
-    """
-    strategy = tf.distribute.get_strategy()
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return logs
-    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
-
-
-def _first_replica_value(strategy, value):
-    if isinstance(value, tf.distribute.DistributedValues):
-        return strategy.experimental_local_results(value)[0]
-    return value
+MODES, ENGINES = options.MODES, options.ENGINES
 
 
 class SidewaysModel(keras.Model):
@@ -91,41 +63,9 @@ class SidewaysModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(stages, keras.Sequential):
-            stages = stages.layers
-        stages = list(stages)
-        if len(stages) < 2:
-            raise ValueError(
-                f"SidewaysModel needs at least two stages (a pipeline of one stage is "
-                f"plain backprop); got {len(stages)}."
-            )
-        for k, stage in enumerate(stages):
-            if not isinstance(stage, keras.layers.Layer):
-                raise ValueError(
-                    f"Each stage must be a Keras layer or model; stage {k} is a "
-                    f"{type(stage).__name__}."
-                )
-        if mode not in MODES:
-            raise ValueError(f"Unknown mode {mode!r}; expected one of {', '.join(MODES)}.")
-        if stateful and mode != "sideways":
-            raise ValueError(
-                "stateful=True carries the Sideways pipeline buffers across batches; "
-                f"mode={mode!r} has no pipeline. Use mode='sideways' or stateful=False."
-            )
-        if engine not in ENGINES:
-            raise ValueError(f"Unknown engine {engine!r}; expected one of {', '.join(ENGINES)}.")
-        if stateful and engine == "batched":
-            raise ValueError(
-                "engine='batched' starts every batch afresh, so it cannot stream "
-                "(stateful=True). Use engine='pipeline' or 'auto'."
-            )
-        if placement is not None and placement != "auto":
-            if isinstance(placement, str):
-                raise ValueError(
-                    f"placement must be a list of device names (one per stage) or 'auto'; "
-                    f"got {placement!r}."
-                )
-            placement = placements.check_placement(placement, len(stages))
+        stages = options.check_stages(stages)
+        options.check_options(mode, stateful, engine)
+        placement = options.check_placement(placement, len(stages))
         self.stages = stages
         self.mode = mode
         self.stateful = stateful
@@ -180,12 +120,12 @@ class SidewaysModel(keras.Model):
 
     def _check_placement_fits_strategy(self) -> None:
         """Refuses stage placement over several devices under a multi-replica strategy."""
-        replicas = self.distribute_strategy.num_replicas_in_sync
+        count = self.distribute_strategy.num_replicas_in_sync
         spread = sorted({d for d in self.devices if d is not None})
-        if replicas > 1 and len(spread) > 1:
+        if count > 1 and len(spread) > 1:
             raise ValueError(
                 f"Stage placement over several devices ({', '.join(spread)}) cannot be "
-                f"combined with a {replicas}-replica tf.distribute strategy: each replica "
+                f"combined with a {count}-replica tf.distribute strategy: each replica "
                 "runs on the one device the strategy gives it, so tf.distribute cannot "
                 "place its stages elsewhere. Use placement=None under the strategy (data "
                 "parallelism; engine='pipeline' still runs stages concurrently on a "
@@ -202,7 +142,9 @@ class SidewaysModel(keras.Model):
                 data_batch = next(batches)
                 break
         strategy = self.distribute_strategy
-        data_batch = tf.nest.map_structure(lambda v: _first_replica_value(strategy, v), data_batch)
+        data_batch = tf.nest.map_structure(
+            lambda v: replicas.first_replica_value(strategy, v), data_batch
+        )
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
         if target is not None:
             self._check_inputs(video, target, sample_weight)
@@ -247,20 +189,22 @@ class SidewaysModel(keras.Model):
 
         # Update once per step; a batch with a non-finite loss or gradient (on any
         # replica) is skipped on every replica.
-        finite = _on_all_replicas(
+        finite = replicas.on_all_replicas(
             tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in [loss, *grads]])
         )
-        self._apply_if(finite, grads)
+        replicas.apply_if(finite, self._apply, grads)
 
         # Metrics: a skipped batch counts in skipped_updates, not in the loss or metrics.
         kept = tf.cast(finite, tf.float32)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self.skipped_updates.update_state((1.0 - kept) / replicas)  # summed over replicas
+        count = tf.distribute.get_strategy().num_replicas_in_sync
+        self.skipped_updates.update_state((1.0 - kept) / count)  # summed over replicas
         batch = tf.cast(tf.shape(video)[0], tf.float32)
-        loss = loss * replicas  # Keras losses are divided by the replicas: log the true mean
+        loss = loss * count  # Keras losses are divided by the replicas: log the true mean
         self._loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=kept * batch)
         outputs = tf.where(finite, outputs, tf.zeros_like(outputs))
-        return _for_multi_worker(self._update_metrics(video, scored, outputs, sample_weight, kept))
+        return replicas.for_multi_worker(
+            self._update_metrics(video, scored, outputs, sample_weight, kept)
+        )
 
     def test_step(self, data):
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -270,7 +214,9 @@ class SidewaysModel(keras.Model):
         loss = loss * tf.distribute.get_strategy().num_replicas_in_sync  # see train_step
         batch = tf.cast(tf.shape(video)[0], tf.float32)
         self._loss_tracker.update_state(loss, sample_weight=batch)
-        return _for_multi_worker(self._update_metrics(video, target, outputs, sample_weight, 1.0))
+        return replicas.for_multi_worker(
+            self._update_metrics(video, target, outputs, sample_weight, 1.0)
+        )
 
     def compute_gradients(self, video, target, sample_weight=None, mode: str | None = None):
         """The (pseudo-)gradients one `train_step` on this batch hands to the optimizer.
@@ -285,9 +231,7 @@ class SidewaysModel(keras.Model):
             A list aligned with `model.trainable_variables`. Nothing is applied, and a
             stateful pipeline is left as it was.
         """
-        mode = mode or self.mode
-        if mode not in MODES:
-            raise ValueError(f"Unknown mode {mode!r}; expected one of {', '.join(MODES)}.")
+        mode = options.check_mode(mode or self.mode)
         video = tf.convert_to_tensor(video)
         target = tf.convert_to_tensor(target)
         if sample_weight is not None:
@@ -348,9 +292,9 @@ class SidewaysModel(keras.Model):
         grads = in_variable_order(self.trainable_variables, self.stages, result.gradients)
         loss = result.loss
         if self.losses:  # weight regularisers: their exact gradient, once per step
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            count = tf.distribute.get_strategy().num_replicas_in_sync
             with tf.GradientTape() as tape:  # divided like the loss, as Keras does
-                penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.losses]) / replicas
+                penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.losses]) / count
             reg = tape.gradient(penalty, self.trainable_variables)
             grads = [g if r is None else g + r for g, r in zip(grads, reg)]
             loss = loss + penalty
@@ -359,13 +303,11 @@ class SidewaysModel(keras.Model):
     @property
     def resolved_engine(self) -> str:
         """The engine Sideways mode runs: "pipeline" or "batched"."""
-        if self.engine != "auto":
-            return self.engine
         if self.placement == "auto" and not self.built:
             spread = len(placements.visible_devices()) > 1
         else:
             spread = len({d for d in self.devices if d is not None}) > 1
-        return "pipeline" if self.stateful or spread else "batched"
+        return options.resolve_engine(self.engine, self.stateful, spread)
 
     def _tick_loss(self, y_true, y_pred, sample_weight):
         """The compiled loss of one tick, a mean over the lanes given."""
@@ -397,26 +339,6 @@ class SidewaysModel(keras.Model):
     def _apply(self, grads):
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return tf.constant(True)
-
-    def _apply_if(self, finite, grads):
-        """Applies `grads` when `finite` (the same on every replica), else nothing."""
-        if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
-            tf.cond(finite, lambda: self._apply(grads), lambda: tf.constant(False))
-            return
-
-        # tf.distribute cannot synchronise (the optimizer's merge_call) inside a tf.cond
-        # in a replica context: decide in the cross-replica context, as Keras'
-        # LossScaleOptimizer does.
-        def cross_replica(strategy, finite, grads):
-            finite = strategy.experimental_local_results(finite)[0]
-
-            def apply():
-                strategy.extended.call_for_each_replica(self._apply, args=(grads,))
-                return tf.constant(True)
-
-            tf.cond(finite, apply, lambda: tf.constant(False))
-
-        tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, grads))
 
     def _update_metrics(self, video, target, outputs, sample_weight, kept):
         """Updates the compiled metrics; `kept` (0 or 1) weighs the whole batch."""
@@ -463,18 +385,8 @@ class SidewaysModel(keras.Model):
         clips.check_target(video, target)
         clips.check_sample_weight(video, sample_weight)
         if self.stateful and self.mode == "sideways":
-            if not clips.is_clip_target(target):
-                raise ValueError(
-                    "stateful=True supports clip labels [batch] only: per-frame targets "
-                    f"{target.shape} would need the targets of the previous chunk."
-                )
-            batch = video.shape[0]
-            if self.buffers is not None and batch is not None and batch != self.buffers.capacity:
-                raise ValueError(
-                    f"stateful=True fixes the batch size to {self.buffers.capacity} (the "
-                    f"first batch); got a batch of {batch}. Use drop_remainder=True when "
-                    "batching, or call reset_pipeline() and build a new model."
-                )
+            capacity = None if self.buffers is None else self.buffers.capacity
+            clips.check_stream_batch(video, target, capacity)
 
     def _warn_if_clip_too_short(self, video):
         time = video.shape[1]

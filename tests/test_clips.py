@@ -56,3 +56,12 @@ def test_clip_probabilities_average_per_frame_probabilities():
     np.testing.assert_allclose(clips.clip_probabilities(probabilities, False), [[0.4, 0.6]])
     one_unit = tf.constant([[[0.0], [np.log(3.0)]]])  # sigmoid: 0.5 then 0.75
     np.testing.assert_allclose(clips.clip_probabilities(one_unit, True), [[0.625]], rtol=1e-6)
+
+
+def test_a_stream_needs_clip_labels_and_its_first_batch_size():
+    video = tf.zeros([2, 4, 8, 8, 1])
+    with pytest.raises(ValueError, match=r"clip labels \[batch\] only: per-frame targets \[2, 4"):
+        clips.check_stream_batch(video, tf.zeros([2, 4, 3]), capacity=2)
+    with pytest.raises(ValueError, match="fixes the batch size to 3.*batch of 2"):
+        clips.check_stream_batch(video, tf.zeros([2]), capacity=3)
+    clips.check_stream_batch(video, tf.zeros([2]), capacity=None)  # before the buffers exist

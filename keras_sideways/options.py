@@ -1,0 +1,74 @@
+"""The options of a SidewaysModel: modes, engines, which combine, and which engine runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from keras_sideways import placement as placements
+
+MODES = ("sideways", "bp")
+ENGINES = ("auto", "pipeline", "batched")
+
+
+def check_stages(stages: Sequence[keras.layers.Layer] | keras.Sequential) -> list:
+    """The stages as a list (a Sequential's layers), or ValueError naming the bad one."""
+    if isinstance(stages, keras.Sequential):
+        stages = stages.layers
+    stages = list(stages)
+    if len(stages) < 2:
+        raise ValueError(
+            f"SidewaysModel needs at least two stages (a pipeline of one stage is "
+            f"plain backprop); got {len(stages)}."
+        )
+    for k, stage in enumerate(stages):
+        if not isinstance(stage, keras.layers.Layer):
+            raise ValueError(
+                f"Each stage must be a Keras layer or model; stage {k} is a {type(stage).__name__}."
+            )
+    return stages
+
+
+def check_mode(mode: str) -> str:
+    """`mode`, or ValueError listing the valid ones."""
+    if mode not in MODES:
+        raise ValueError(f"Unknown mode {mode!r}; expected one of {', '.join(MODES)}.")
+    return mode
+
+
+def check_options(mode: str, stateful: bool, engine: str) -> None:
+    """Raises ValueError for an unknown mode or engine, or one that cannot stream."""
+    check_mode(mode)
+    if stateful and mode != "sideways":
+        raise ValueError(
+            "stateful=True carries the Sideways pipeline buffers across batches; "
+            f"mode={mode!r} has no pipeline. Use mode='sideways' or stateful=False."
+        )
+    if engine not in ENGINES:
+        raise ValueError(f"Unknown engine {engine!r}; expected one of {', '.join(ENGINES)}.")
+    if stateful and engine == "batched":
+        raise ValueError(
+            "engine='batched' starts every batch afresh, so it cannot stream "
+            "(stateful=True). Use engine='pipeline' or 'auto'."
+        )
+
+
+def check_placement(placement, num_stages: int):
+    """None, "auto", or one visible device name per stage (ValueError otherwise)."""
+    if placement is None or placement == "auto":
+        return placement
+    if isinstance(placement, str):
+        raise ValueError(
+            f"placement must be a list of device names (one per stage) or 'auto'; "
+            f"got {placement!r}."
+        )
+    return placements.check_placement(placement, num_stages)
+
+
+def resolve_engine(engine: str, stateful: bool, spread: bool) -> str:
+    """The engine Sideways mode runs: the one asked for, or for "auto" the batched engine
+    unless the model streams or its stages span several devices."""
+    if engine != "auto":
+        return engine
+    return "pipeline" if stateful or spread else "batched"
