@@ -1,31 +1,85 @@
-"""Speed and memory of Sideways against BP, side by side: `make bench`.
+"""Speed and memory of Sideways against BP, side by side: `make bench` (see train/bench/).
 
-python -m train.benchmark                       # the reference workload, several minutes
-python -m train.benchmark --quick --json /tmp/bench.json   # CI-sized
+    make bench                                  # the reference workload, then the page
+    python -m train.benchmark --report_only     # the page again, from the committed results
+    python -m train.benchmark --quick           # CI-sized: bench/results.json, no page
+    python -m train.benchmark --quick --config.batch=4
+    python -m train.benchmark --config=train/bench/config.py:tiny \
+        --json=/tmp/bench.json --docs=/tmp/performance.md
+
+The reference workload writes its raw results to docs/performance/bench.json and the page
+to docs/performance.md. Any other workload (a variant, an override) writes
+bench/results.json and no page unless --json and --docs say otherwise, so that only the
+reference run replaces the committed figures.
 """
 
+import os
+import shlex
+
+import ml_collections
 from absl import app, flags
+from ml_collections import config_flags
 
-from keras_sideways import benchmark
+from train.bench import config as bench_config
+from train.bench import report, runs, summary
 
-_QUICK = flags.DEFINE_bool("quick", False, "Run a CI-sized version.")
-_JSON = flags.DEFINE_string("json", "bench/results.json", "Where to write the results.")
-_DOCS = flags.DEFINE_string("docs", "", "Also write the figures as markdown here.")
+REFERENCE_JSON = "docs/performance/bench.json"
+REFERENCE_DOCS = "docs/performance.md"
+OTHER_JSON = "bench/results.json"
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "train/bench/config.py", "The workload.", lock_config=True
+)
+_QUICK = flags.DEFINE_bool("quick", False, "Shorthand for --config=train/bench/config.py:quick.")
+_JSON = flags.DEFINE_string(
+    "json", "", f"Raw results. Default: {REFERENCE_JSON} (reference workload), else {OTHER_JSON}."
+)
+_DOCS = flags.DEFINE_string(
+    "docs", "", f"The page to write. Default: {REFERENCE_DOCS} (reference workload), else none."
+)
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Measure nothing: rewrite the page from the raw results of --json."
+)
+
+
+def _workload() -> ml_collections.ConfigDict:
+    """The config of --config, or of --quick with any --config.<field> overrides."""
+    if not _QUICK.value:
+        return _CONFIG.value
+    if flags.FLAGS["config"].present:
+        raise app.UsageError("--quick means --config=train/bench/config.py:quick: give one.")
+    config = bench_config.get_config("quick")
+    config.update_from_flattened_dict(config_flags.get_override_values(flags.FLAGS["config"]))
+    return config
+
+
+def _command() -> str:
+    """The command line that measures this workload again, without output paths."""
+    config_flag = flags.FLAGS["config"]
+    words = ["python -m train.benchmark"] + ["--quick"] * _QUICK.value
+    if config_flag.present:
+        words.append(f"--config={config_flag.config_filename}")
+    overrides = config_flags.get_override_values(config_flag).items()
+    return " ".join(words + [f"--config.{k}={shlex.quote(str(v))}" for k, v in overrides])
 
 
 def main(argv):
     del argv
-    workload = benchmark.Workload.quick() if _QUICK.value else benchmark.Workload()
-    results = benchmark.run_benchmark(workload, log=lambda message: print(message, flush=True))
-    benchmark.write_json(results, _JSON.value)
-    print()
-    print(benchmark.format_table(results))
-    print(f"\nresults: {_JSON.value}")
-    if _DOCS.value:
-        command = "make bench" if not _QUICK.value else "python -m train.benchmark --quick"
-        with open(_DOCS.value, "w") as f:
-            f.write(benchmark.format_markdown(results, command))
-        print(f"report: {_DOCS.value}")
+    config = None if _REPORT_ONLY.value else _workload()
+    reference = config is None or config.to_dict() == bench_config.get_config().to_dict()
+    json_path = _JSON.value or (REFERENCE_JSON if reference else OTHER_JSON)
+    docs_path = _DOCS.value or (REFERENCE_DOCS if reference else "")
+    if config is not None:
+        command = "make bench" if reference else _command()
+        raw = runs.run_benchmark(config, command, log=lambda line: print(line, flush=True))
+        runs.write_json(raw, json_path)
+    elif not os.path.exists(json_path):
+        raise app.UsageError(f"--report_only reads raw results, but there is no {json_path}.")
+    figures = summary.summarize(runs.read_json(json_path))
+    print("\n" + report.text(figures))
+    print(f"\nresults: {json_path}")
+    if docs_path:
+        print(f"report:  {report.write_page(figures, docs_path)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,109 @@
+"""The benchmark's workload: the reference one of `make bench`, or a smaller variant.
+
+    make bench                                                  # the reference workload
+    python -m train.benchmark --quick                           # variant "quick"
+    python -m train.benchmark --config=train/bench/config.py:tiny \
+        --json=/tmp/bench.json --docs=/tmp/performance.md      # variant "tiny": CI smoke
+    python -m train.benchmark --config.batch=4 --config.memory_lengths='(8, 16)'
+"""
+
+import ml_collections
+
+VARIANTS = ("", "quick", "tiny")
+MAX_STAGES = 8  # models.vgg_classifier is cut into 2 to 8 stages
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    """The reference workload; "quick" is CI-sized (minutes), "tiny" a seconds-long smoke run."""
+    config = ml_collections.ConfigDict()
+    config.num_stages = 5
+    config.image_size = 64
+    config.channels = 3
+    config.batch = 8
+    config.frames = 16
+    config.classes = 10
+    config.width = 16
+    config.steps = 4  # fit steps per timed round
+    config.rounds = 5
+    config.memory_lengths = (8, 32, 128)
+    config.stream_chunk = 8  # the streaming pipeline takes long clips in chunks of this many
+    config.scaling_stages = 8
+    config.scaling_devices = (2, 4, 8)
+    config.scaling_repeats = 2  # serial, then concurrent stages, timed this many times each
+    config.thread_settings = ((0, 0), (1, 2), (2, 1), (1, 1))  # (inter-op, intra-op)
+
+    if variant == "quick":
+        config.num_stages = 3
+        config.image_size = 16
+        config.batch = 2
+        config.frames = 8
+        config.width = 4
+        config.steps = 2
+        config.rounds = 2
+        config.memory_lengths = (4, 8, 16)
+        config.stream_chunk = 4
+        config.thread_settings = ((0, 0), (1, 1))
+    elif variant == "tiny":
+        config.num_stages = 3
+        config.image_size = 8
+        config.batch = 2
+        config.frames = 4
+        config.width = 2
+        config.steps = 1
+        config.rounds = 2
+        config.memory_lengths = (4,)
+        config.stream_chunk = 2
+        config.scaling_stages = 4
+        config.scaling_devices = (2, 4)
+        config.scaling_repeats = 1
+        config.thread_settings = ((0, 0),)
+    elif variant:
+        raise ValueError(f"Unknown benchmark variant {variant!r}; expected one of {VARIANTS}.")
+    return config
+
+
+def _ints(values, low: int = 1) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the first field the benchmark cannot run with."""
+    for field in (
+        "image_size",
+        "channels",
+        "batch",
+        "frames",
+        "classes",
+        "steps",
+        "rounds",
+        "stream_chunk",
+        "scaling_repeats",
+    ):
+        if not _ints([config[field]]):
+            raise ValueError(f"config.{field}: expected an integer >= 1; got {config[field]!r}.")
+    for field in ("num_stages", "scaling_stages"):
+        if not _ints([config[field]]) or not 2 <= config[field] <= MAX_STAGES:
+            raise ValueError(
+                f"config.{field}: expected an integer from 2 to {MAX_STAGES} (the VGG "
+                f"classifier's cuts); got {config[field]!r}."
+            )
+    if not _ints([config.width], low=2):
+        raise ValueError(f"config.width: expected an integer >= 2; got {config.width!r}.")
+    lengths = config.memory_lengths
+    if not lengths or not _ints(lengths) or list(lengths) != sorted(set(lengths)):
+        raise ValueError(
+            f"config.memory_lengths: expected increasing clip lengths >= 1; got {lengths!r}."
+        )
+    if not config.scaling_devices or not _ints(config.scaling_devices):
+        raise ValueError(
+            f"config.scaling_devices: expected device counts >= 1; got {config.scaling_devices!r}."
+        )
+    settings = config.thread_settings
+    pairs = all(
+        isinstance(s, (tuple, list)) and len(s) == 2 and _ints(s, low=0) for s in settings or ()
+    )
+    if not settings or not pairs:
+        raise ValueError(
+            "config.thread_settings: expected (inter-op, intra-op) pairs of integers >= 0 "
+            f"(0: TensorFlow's choice); got {settings!r}."
+        )
