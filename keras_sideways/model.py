@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_sideways import clips, options, replicas
 from keras_sideways import placement as placements
-from keras_sideways.engines import batched, bp, pipeline
+from keras_sideways.engines import batched, bp, pipeline, ticks
 from keras_sideways.engines.gradients import EngineResult, in_variable_order
 from keras_sideways.placement import device_scope
 
@@ -46,6 +46,11 @@ class SidewaysModel(keras.Model):
         placement: the device of each stage, e.g. ["/GPU:0", "/GPU:0", "/GPU:1",
             "/GPU:1"], or "auto" to balance measured stage costs over the visible
             devices (GPUs/TPUs, else CPUs); None leaves placement to TensorFlow.
+        stash_depth: Sideways mode's fidelity knob (docs/algorithm.md, "Stash depth"):
+            stage k keeps its last D_k inputs and pairs each error with the input of the
+            frame it was born from when D_k covers its frame gap 2(L-1-k). 0 (the
+            default) is the paper's Sideways; "full" gives exact per-frame gradients,
+            pipelined; an int applies to every stage, a list of L ints to each.
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
@@ -60,6 +65,7 @@ class SidewaysModel(keras.Model):
         stateful: bool = False,
         engine: str = "auto",
         placement: Sequence[str] | str | None = None,
+        stash_depth: int | str | Sequence[int] = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -71,6 +77,8 @@ class SidewaysModel(keras.Model):
         self.stateful = stateful
         self.engine = engine
         self.placement = placement
+        self.stash_depth = stash_depth
+        self.stash = ticks.stash_depths(len(stages), stash_depth)  # per stage, capped
         self.devices: list = (
             list(placement) if isinstance(placement, list) else [None] * len(stages)
         )
@@ -110,11 +118,14 @@ class SidewaysModel(keras.Model):
                 )
             output_shapes.append(tuple(x.shape[1:]))
         self.frame_shape = tuple(input_shape[2:])
+        streams = self.resolved_engine == "pipeline"
         self.buffers = pipeline.PipelineBuffers(
             output_shapes[:-1],
             capacity=batch,
             dtype=self.compute_dtype,
-            devices=self.devices[:-1],
+            devices=self.devices,
+            frame_shape=self.frame_shape,
+            stash=self.stash if streams else None,  # rings only where the pipeline runs
         )
         self.pipeline_state = self.buffers.variables  # tracked: saved with the weights
 
@@ -264,7 +275,7 @@ class SidewaysModel(keras.Model):
         elif self.resolved_engine == "batched":
             self._warn_if_clip_too_short(video)
             result = batched.batched_sideways_gradients(
-                self.stages, video, target, loss_fn, sample_weight, devices
+                self.stages, video, target, loss_fn, sample_weight, devices, self.stash
             )
         else:
             self._warn_if_clip_too_short(video)
@@ -420,6 +431,7 @@ class SidewaysModel(keras.Model):
             stateful=self.stateful,
             engine=self.engine,
             placement=self.placement,
+            stash_depth=self.stash_depth,
         )
         return config
 

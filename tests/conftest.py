@@ -60,15 +60,18 @@ CLIP_LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 FRAME_LOSS = keras.losses.MeanSquaredError()
 
 
-def reference_pseudo_gradients(stages, video, target, loss_fn):
+def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
     """docs/algorithm.md written plainly: a Python loop over ticks, one GradientTape per stage.
 
     Buffers are Python lists, swapped whole at the end of each tick. A stage's gradient
     is averaged over the ticks t >= L-1-k, the ones whose error was born from a loss.
+    With `stash` (D_k per stage), stage k's backward pass runs at its input of tick
+    t - D_k (the primed input before tick 0).
     """
     video = tf.constant(video)
     target = tf.constant(target)
     depth, time = len(stages), video.shape[1]
+    stash = stash or [0] * depth
     clip_labels = target.shape.rank == 1
 
     activations, x = [], video[:, 0]  # priming: one synchronised forward pass
@@ -76,6 +79,8 @@ def reference_pseudo_gradients(stages, video, target, loss_fn):
         x = stage(x, training=True)
         activations.append(x)
     errors = [tf.zeros_like(a) for a in activations]
+    primed_inputs = [video[:, 0]] + activations
+    history = [[] for _ in stages]  # each stage's input at every tick so far
 
     sums = [[tf.zeros_like(v) for v in s.trainable_variables] for s in stages]
     counts = [0] * depth
@@ -83,18 +88,22 @@ def reference_pseudo_gradients(stages, video, target, loss_fn):
         inputs = [video[:, t]] + activations
         new_activations, new_errors = [None] * (depth - 1), [None] * (depth - 1)
         for k, stage in enumerate(stages):
+            history[k].append(inputs[k])
+            lag = t - stash[k]
+            paired = history[k][lag] if lag >= 0 else primed_inputs[k]
             weights = stage.trainable_variables
+            if k < depth - 1:
+                new_activations[k] = stage(inputs[k], training=True)
             with tf.GradientTape() as tape:
-                tape.watch(inputs[k])
-                out = stage(inputs[k], training=True)
+                tape.watch(paired)
+                out = stage(paired, training=True)
                 if k == depth - 1:
                     y = target if clip_labels else target[:, max(t - depth + 1, 0)]
                     loss = loss_fn(y, out)
             if k == depth - 1:
-                grads = tape.gradient(loss, [inputs[k]] + weights)
+                grads = tape.gradient(loss, [paired] + weights)
             else:
-                grads = tape.gradient(out, [inputs[k]] + weights, output_gradients=errors[k])
-                new_activations[k] = out
+                grads = tape.gradient(out, [paired] + weights, output_gradients=errors[k])
             if k > 0:
                 new_errors[k - 1] = grads[0]
             if t >= depth - 1 - k:

@@ -66,3 +66,17 @@ def test_valid_ticks_and_targets_are_reported():
     assert [int(c) for c in result.valid_ticks] == [3, 4, 5, 6]
     # Tick t is scored against the frame that reached the top: max(t - 3, 0).
     np.testing.assert_array_equal(result.targets[0, :, 0], [0, 0, 0, 0, 1, 2])
+
+
+@pytest.mark.parametrize("stash_depth", [1, 3, "full", [2, 0, 4, 1, 0]], ids=str)
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_stashed_inputs_match_the_slow_reference(targets, stash_depth):
+    video = random_video(batch=2, time=9, seed=7)
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    stages = tiny_conv_stages(num_stages=5)
+    model = compiled_model(stages, loss=loss, engine="batched", stash_depth=stash_depth)
+    engine = model.compute_gradients(video, target)
+    reference = reference_pseudo_gradients(stages, video, target, loss, stash=model.stash)
+    assert_all_close(engine, reference, model)
+    assert model.buffers.stashes == [None] * 5  # the batched engine keeps no rings

@@ -16,6 +16,7 @@ from conftest import (
     tiny_conv_stages,
 )
 
+import keras_sideways as ks
 from keras_sideways.engines import pipeline
 
 
@@ -93,3 +94,54 @@ def test_a_tick_reads_only_the_state_of_the_tick_before():
     assert [float(o[0]) for o in outputs] == [1.0, 11.0, 21.0]
     primed = pipeline.prime(stages, tf.constant([0.0]))
     assert [float(a[0]) for a in primed] == [1.0, 2.0]  # A_0, A_1 of frame 0; no top
+
+
+STASHES = [1, 3, "full", [2, 0, 4, 1, 0]]
+
+
+@pytest.mark.parametrize("stash_depth", STASHES, ids=str)
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_stashed_inputs_match_the_slow_reference(targets, stash_depth):
+    video = random_video(batch=2, time=9, seed=7)
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    stages = tiny_conv_stages(num_stages=5)
+    model = compiled_model(stages, loss=loss, engine="pipeline", stash_depth=stash_depth)
+    engine = model.compute_gradients(video, target)
+    reference = reference_pseudo_gradients(stages, video, target, loss, stash=model.stash)
+    assert_all_close(engine, reference, model)
+    plain = reference_pseudo_gradients(stages, video, target, loss)
+    assert not np.allclose(engine[0], plain[0], rtol=1e-3)  # the stash changed the bottom
+
+
+def test_a_stream_continues_its_stash_across_chunks():
+    stages = tiny_conv_stages(num_stages=4)
+    video = random_video(batch=2, time=10, seed=8)
+
+    def streamed(chunks):
+        """The pipeline state after streaming `chunks`, with weights held still."""
+        model = ks.SidewaysModel(stages, stateful=True, stash_depth="full")
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CLIP_LOSS)
+        for chunk in chunks:
+            model.train_on_batch(chunk, clip_labels(2))
+        return model.buffers
+
+    whole, parts = streamed([video]), streamed([video[:, :4], video[:, 4:7], video[:, 7:]])
+    assert [0 if r is None else r.shape[0] for r in parts.stashes] == [6, 4, 2, 0]
+    assert int(parts.ticks.numpy()) == 10
+    for a, b in zip(whole.variables, parts.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
+@pytest.mark.parametrize(
+    "stash_depth, message",
+    [
+        (-1, ">= 0 for every stage; got -1"),
+        ("deep", "int >= 0, 'full' or a list of 4 ints.*got 'deep'"),
+        ([1, 2], "one depth per stage \\(4\\); got 2"),
+        (1.5, "got 1.5"),
+    ],
+)
+def test_bad_stash_depths_are_refused_by_name(stash_depth, message):
+    with pytest.raises(ValueError, match=message):
+        ks.SidewaysModel(tiny_conv_stages(num_stages=4), stash_depth=stash_depth)

@@ -42,3 +42,12 @@ def test_targets_are_aligned_with_the_frame_at_the_top():
     np.testing.assert_array_equal(ticks.align_targets(frames, 3, 5), [[10, 10, 10, 11, 12]])
     labels = tf.constant([7, 8])
     np.testing.assert_array_equal(ticks.align_targets(labels, 3, 5), [7, 8])  # clip labels
+
+
+def test_a_stash_shortens_the_frame_gap_and_is_capped_by_it():
+    assert [ticks.frame_gap(5, k, stash=3) for k in range(5)] == [5, 3, 1, 0, 0]
+    assert ticks.stash_depths(5, 3) == [3, 3, 3, 2, 0]  # no stage keeps more than its gap
+    assert ticks.stash_depths(5, "full") == [8, 6, 4, 2, 0]
+    assert ticks.stash_depths(5, 0) == [0] * 5
+    assert ticks.stash_depths(3, [9, 1, 5]) == [4, 1, 0]
+    np.testing.assert_array_equal(ticks.lagged_indices(5, 2), [0, 0, 0, 1, 2])

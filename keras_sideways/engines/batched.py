@@ -41,19 +41,32 @@ def batched_sideways_gradients(
     loss_fn: LossFn,
     sample_weight: tf.Tensor | None = None,
     devices: Sequence[str | None] | None = None,
+    stash: Sequence[int] | None = None,
 ) -> EngineResult:
-    """The pseudo-gradients of `pipeline.sideways_gradients`, one batched pass per stage."""
+    """The pseudo-gradients of `pipeline.sideways_gradients`, one batched pass per stage.
+
+    With `stash[k]` = D_k > 0, stage k's backward pass runs at its inputs of D_k ticks
+    earlier (a second forward pass over the lagged inputs), as the pipeline's stash does.
+    """
     num_stages = len(stages)
     devices = devices or [None] * num_stages
+    stash = list(stash or [0] * num_stages)
     time = tf.shape(video)[1]
     aligned = ticks.align_targets(target, num_stages, time)
     weights = [[v.value for v in stage.trainable_variables] for stage in stages]
 
-    # Forward: every stage over every tick, each on its own tape.
+    # Forward: every stage over every tick, each on its own tape (at the stashed inputs).
     x = clips.frames_to_batch(video)
     inputs, outputs, tapes = [], [], []
     for k, stage in enumerate(stages):
         tape = tf.GradientTape(watch_accessed_variables=False)
+        with device_scope(devices[k]):
+            if stash[k]:
+                up = stage(x, training=True)  # what moves up; the tape sees the stash
+                lagged = tf.gather(
+                    clips.batch_to_frames(x, video), ticks.lagged_indices(time, stash[k]), axis=1
+                )
+                x = clips.frames_to_batch(lagged)
         with device_scope(devices[k]), tape:
             tape.watch(weights[k])
             if k > 0:
@@ -67,7 +80,8 @@ def batched_sideways_gradients(
         inputs.append(x)
         outputs.append(out)
         tapes.append(tape)
-        x = clips.frames_to_batch(shift_ticks(clips.batch_to_frames(out, video)))
+        up = up if stash[k] else out
+        x = clips.frames_to_batch(shift_ticks(clips.batch_to_frames(up, video)))
 
     # Backward: one vector-Jacobian product per stage, errors delayed by one tick.
     grads = [None] * num_stages

@@ -112,6 +112,8 @@ class PipelineBuffers:
     computed by stage k+1 at the previous tick. `ticks` counts the ticks run since the
     last priming (it decides which errors are valid); `primed` is 1 once primed.
     The first axis of every buffer holds `capacity` independent streams (lanes).
+    With `stash[k]` = D_k > 0, `stashes[k]` holds stage k's inputs of its last D_k ticks,
+    [D_k, capacity, ...], slot `tick mod D_k` (the input of `frame_shape` for stage 0).
     """
 
     def __init__(
@@ -120,20 +122,35 @@ class PipelineBuffers:
         capacity: int,
         dtype: str = "float32",
         devices: Sequence[str | None] | None = None,
+        frame_shape: tuple | None = None,
+        stash: Sequence[int] | None = None,
     ):
         self.capacity = capacity
-        devices = devices or [None] * len(output_shapes)
-        self.activations, self.errors = [], []
+        num_stages = len(output_shapes) + 1
+        devices = devices or [None] * num_stages
+        self.stash = list(stash or [0] * num_stages)
+        self.activations, self.errors, self.stashes = [], [], []
         for k, (shape, device) in enumerate(zip(output_shapes, devices)):
             with device_scope(device):  # both buffers of stage k live on its device
                 for kind, buffers in (("activation", self.activations), ("error", self.errors)):
                     buffers.append(_state_variable((capacity, *shape), dtype, f"{kind}_{k}"))
+        input_shapes = [frame_shape, *output_shapes]
+        for k, (depth, device) in enumerate(zip(self.stash, devices)):
+            if depth == 0:
+                self.stashes.append(None)
+                continue
+            if input_shapes[k] is None:
+                raise ValueError("A stash needs the frame shape of stage 0's input.")
+            with device_scope(device):  # stage k's last `depth` inputs, a ring by tick
+                shape = (depth, capacity, *input_shapes[k])
+                self.stashes.append(_state_variable(shape, dtype, f"stash_{k}"))
         self.ticks = _state_variable((), "int64", "ticks")
         self.primed = _state_variable((), "int32", "primed")
 
     @property
     def variables(self) -> list:
-        return [*self.activations, *self.errors, self.ticks, self.primed]
+        rings = [ring for ring in self.stashes if ring is not None]
+        return [*self.activations, *self.errors, *rings, self.ticks, self.primed]
 
     def reset(self) -> None:
         """Clears every buffer: the next clip is primed afresh."""
@@ -141,13 +158,19 @@ class PipelineBuffers:
             v.assign(tf.zeros(v.shape, v.dtype))
 
     def prime(self, stages: Sequence[keras.layers.Layer], frame: tf.Tensor, devices=None) -> None:
-        """Fills A_k with one synchronised forward pass of `frame`; zeroes the errors."""
+        """Fills A_k with one synchronised forward pass of `frame`; zeroes the errors.
+
+        A stage's stash is filled with its primed input: before the clip, the first one.
+        """
         devices = devices or [None] * len(stages)
-        for buffer, x, device in zip(
-            self.activations, prime(stages, frame, True, devices), devices
-        ):
+        primed = prime(stages, frame, True, devices)
+        for buffer, x, device in zip(self.activations, primed, devices):
             with device_scope(device):
                 buffer.assign(x)
+        for ring, x, device in zip(self.stashes, [frame, *primed], devices):
+            if ring is not None:
+                with device_scope(device):
+                    ring.assign(tf.broadcast_to(tf.cast(x, ring.dtype)[None], ring.shape))
         for buffer in self.errors:
             buffer.assign(tf.zeros(buffer.shape, buffer.dtype))
         self.ticks.assign(0)
@@ -187,24 +210,35 @@ def run_ticks(
     weights = [[v.value for v in stage.trainable_variables] for stage in stages]
     time = tf.shape(video)[1]
     top_spec = _top_spec(stages, buffers)
+    since_priming = tf.convert_to_tensor(buffers.ticks.value)  # the ring slots continue
 
     def body(t, sums, loss_sum, top_outputs):
         errors = [tf.convert_to_tensor(e) for e in buffers.errors]
+        slot = tf.cast(since_priming, tf.int32) + t
 
         def forward_and_backward(k, stage, x):
-            """Stage k's output, input-gradient and weight pseudo-gradients; the top's loss."""
+            """Stage k's output, input-gradient and weight pseudo-gradients; the top's loss.
+
+            The backward pass runs at the stage's stashed input of D_k ticks ago, if any.
+            """
             top = k == num_stages - 1
+            ring = buffers.stashes[k]
+            paired = x if ring is None else tf.gather(ring.value, slot % buffers.stash[k])
+            if ring is not None:
+                out = stage(x, training=True)  # what moves up; the tape sees the stash
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(weights[k])
                 if k > 0:
-                    tape.watch(x)
-                out = stage(x, training=True)
-                loss = tick_loss(t, out) if top else None
-            sources = ([x] if k > 0 else []) + weights[k]
+                    tape.watch(paired)
+                y = stage(paired, training=True)
+                loss = tick_loss(t, y) if top else None
+            if ring is None:
+                out = y
+            sources = ([paired] if k > 0 else []) + weights[k]
             if top:
                 grads = tape.gradient(loss, sources)
             else:
-                grads = tape.gradient(out, sources, output_gradients=errors[k])
+                grads = tape.gradient(y, sources, output_gradients=errors[k])
             grads = dense(grads, sources)
             input_grad = grads.pop(0) if k > 0 else None
             return out, input_grad, grads, loss
@@ -214,9 +248,16 @@ def run_ticks(
         results = tick(stages, video[:, t], activations, forward_and_backward, devices)
         outputs, input_grads, grads, losses = zip(*results)
         new_sums = [[s + g for s, g in zip(sums[k], grads[k])] for k in range(num_stages)]
-        # Shift: A_k <- out_k, E_{k-1} <- g_in of stage k. Stage 0 drops its g_in.
+        # Shift: A_k <- out_k, E_{k-1} <- g_in of stage k. Stage 0 drops its g_in. A stash
+        # replaces its oldest input (D_k ticks old, just used) with this tick's.
         shifts = [a.assign(x) for a, x in zip(buffers.activations, outputs[:-1])]
         shifts += [e.assign(g) for e, g in zip(buffers.errors, input_grads[1:])]
+        inputs = [video[:, t], *activations]
+        shifts += [
+            ring.value[slot % depth].assign(tf.cast(x, ring.dtype))
+            for ring, depth, x in zip(buffers.stashes, buffers.stash, inputs)
+            if ring is not None
+        ]
         with tf.control_dependencies(shifts):
             return t + 1, new_sums, loss_sum + losses[-1], top_outputs.write(t, outputs[-1])
 
