@@ -117,6 +117,11 @@ def map_clips(dataset: tf.data.Dataset, cut, training: bool, seed: int) -> tf.da
     return dataset.map(cut, num_parallel_calls=AUTOTUNE)
 
 
-def batch_and_prefetch(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """The tail of every builder: batches (last one may be smaller) and prefetches."""
-    return dataset.batch(batch_size, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+def batch_and_prefetch(
+    dataset: tf.data.Dataset, batch_size: int, drop_remainder: bool = False
+) -> tf.data.Dataset:
+    """Batches (dropping a smaller last batch if asked, for fixed lanes) and prefetches."""
+    if not isinstance(drop_remainder, bool):
+        raise ValueError(f"Expected drop_remainder to be True or False; got {drop_remainder!r}.")
+    dataset = dataset.batch(batch_size, drop_remainder, num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)

@@ -174,6 +174,7 @@ def moving_digits(
     num_clips: int | None = None,
     target: str = "label",
     batch_size: int = 16,
+    drop_remainder: bool = False,
     shuffle: bool | None = None,
     seed: int = 0,
     channels: int = 1,
@@ -201,6 +202,8 @@ def moving_digits(
         target: "label" (the class of the first digit, int32 [batch]) or "frames" (the
             clip itself, for reconstruction).
         batch_size: clips per batch; the last batch may be smaller.
+        drop_remainder: drop a last batch smaller than `batch_size` (a stateful model
+            needs every batch the same size, see `consecutive_chunks`).
         shuffle: reshuffle every epoch; default True for train, False otherwise.
         seed: non-negative int; picks the digits, their trajectories and the order.
         channels: 1 (grey) or 3 (the grey value repeated).
@@ -234,4 +237,4 @@ def moving_digits(
         shuffle = split == "train"
     if shuffle:
         dataset = dataset.shuffle(len(video), seed=seed, reshuffle_each_iteration=True)
-    return cp.batch_and_prefetch(dataset, batch_size)
+    return cp.batch_and_prefetch(dataset, batch_size, drop_remainder)

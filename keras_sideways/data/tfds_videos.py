@@ -81,6 +81,7 @@ def tfds_video(
     temporal_stride: int = 1,
     image_size: int | tuple[int, int] = 64,
     batch_size: int = 8,
+    drop_remainder: bool = False,
     shuffle: bool | None = None,
     seed: int = 0,
     training: bool | None = None,
@@ -112,6 +113,8 @@ def tfds_video(
         temporal_stride: source frames between clip frames (stride s takes 0, s, 2s, ...).
         image_size: frame size, int or (height, width).
         batch_size: clips per batch; the last batch may be smaller.
+        drop_remainder: drop a last batch smaller than `batch_size` (a stateful model
+            needs every batch the same size, see `consecutive_chunks`).
         shuffle: shuffle files and examples every epoch; default: `training`.
         seed: non-negative int for the shuffles and the clip starts.
         training: random clip starts; default: the split starts with "train".
@@ -212,4 +215,4 @@ def tfds_video(
         return video, (label if target == "label" else video)
 
     dataset = dataset.map(to_model_input, num_parallel_calls=cp.AUTOTUNE)
-    return cp.batch_and_prefetch(dataset, batch_size)
+    return cp.batch_and_prefetch(dataset, batch_size, drop_remainder)

@@ -141,6 +141,7 @@ def video_folder(
     temporal_stride: int = 1,
     image_size: int | tuple[int, int] = 64,
     batch_size: int = 8,
+    drop_remainder: bool = False,
     shuffle: bool | None = None,
     seed: int = 0,
     training: bool = True,
@@ -162,6 +163,8 @@ def video_folder(
         temporal_stride: source frames between clip frames (stride s takes 0, s, 2s, ...).
         image_size: frame size, int or (height, width).
         batch_size: clips per batch; the last batch may be smaller.
+        drop_remainder: drop a last batch smaller than `batch_size` (a stateful model
+            needs every batch the same size, see `consecutive_chunks`).
         shuffle: reshuffle the videos every epoch; default: `training`.
         seed: non-negative int for the order and the clip starts.
         training: random clip starts if True, the centre clip if False.
@@ -254,6 +257,6 @@ def video_folder(
     dataset = dataset.map(
         lambda clip, label: (cp.to_unit_float(clip), label), num_parallel_calls=cp.AUTOTUNE
     )
-    dataset = cp.batch_and_prefetch(dataset, batch_size)
+    dataset = cp.batch_and_prefetch(dataset, batch_size, drop_remainder)
     dataset.class_names = class_names
     return dataset

@@ -1,0 +1,70 @@
+"""Long videos as consecutive chunks, and a stateful model trained on them."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import tiny_conv_stages
+
+import keras_sideways as ks
+from keras_sideways import data
+
+
+def long_digits(**kwargs):
+    args = dict(clip_length=12, image_size=8, num_clips=8, batch_size=4, drop_remainder=True)
+    return data.moving_digits("train", **dict(args, **kwargs))
+
+
+def test_chunks_continue_each_lane_in_order():
+    videos = long_digits(shuffle=False)
+    chunks = data.consecutive_chunks(videos, chunk_length=4)
+    assert chunks.chunks_per_video == 3
+    got = list(chunks)
+    assert len(got) == 2 * 3  # 8 videos in batches of 4, 3 chunks each
+    for g, (video, label) in enumerate(videos):
+        joined = np.concatenate([got[3 * g + i][0].numpy() for i in range(3)], axis=1)
+        np.testing.assert_array_equal(joined, video.numpy())
+        for i in range(3):
+            np.testing.assert_array_equal(got[3 * g + i][1], label)
+
+
+def test_a_stateful_model_is_reset_where_each_batch_of_videos_begins():
+    chunks = data.consecutive_chunks(long_digits(), chunk_length=4)
+    model = ks.SidewaysModel(tiny_conv_stages(classes=10), stateful=True)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    seen = []
+
+    class Ticks(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if model.buffers is not None:
+                seen.append(int(model.buffers.ticks.numpy()))
+
+    reset = ks.callbacks.ResetPipeline(every_n_batches=chunks.chunks_per_video)
+    model.fit(chunks, epochs=2, verbose=0, callbacks=[reset, Ticks()])
+    # Ticks since priming at each step: 0, 4, 8 per batch of videos, over 2 x 2 of them.
+    assert seen == [0, 4, 8] * 4, seen  # 2 epochs of 2 batches of videos, 3 chunks each
+    assert int(model.buffers.ticks.numpy()) == 12
+
+
+@pytest.mark.parametrize(
+    "dataset, chunk, message",
+    [
+        (lambda: long_digits(drop_remainder=False), 4, "fixed size.*drop_remainder=True"),
+        (lambda: long_digits(), 5, "must divide the clip length 12; got chunk_length=5"),
+        (lambda: long_digits(target="frames"), 4, "clip labels .* only"),
+        (lambda: long_digits(), 0, "chunk_length"),
+    ],
+)
+def test_bad_streams_are_refused_by_name(dataset, chunk, message):
+    with pytest.raises(ValueError, match=message):
+        data.consecutive_chunks(dataset(), chunk_length=chunk)
+
+
+def test_reset_every_n_batches_needs_one_step_per_execution():
+    with pytest.raises(ValueError, match="every_n_batches >= 1"):
+        ks.callbacks.ResetPipeline(every_n_batches=0)
+    model = ks.SidewaysModel(tiny_conv_stages(), stateful=True)
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
+    reset = ks.callbacks.ResetPipeline(every_n_batches=2)
+    reset.set_model(model)
+    with pytest.raises(ValueError, match="steps_per_execution=2"):
+        reset.on_train_begin()
