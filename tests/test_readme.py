@@ -21,6 +21,8 @@ def test_readme_python_examples_run_as_written(tmp_path, monkeypatch):
     assert namespace["outputs"].shape == (32, 8, 2)
     assert len(namespace["grads"]) == len(namespace["stages"][0].trainable_variables) * 2 + 2
     assert int(model.buffers.ticks.numpy()) == 4 * 8  # the stream ran 4 chunks of 8 frames
+    # The last batch of digit videos streamed whole after its reset: 4 chunks of 8.
+    assert int(namespace["streamer"].buffers.ticks.numpy()) == 32
     assert namespace["folder"].class_names == ["bikes", "bunny"]
     assert namespace["served"]["probabilities"].shape == (32, 2)
     assert len(namespace["ticks"]) == 8
