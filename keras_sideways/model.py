@@ -26,6 +26,7 @@ class CheckpointError(ValueError, OSError):
 MODES, ENGINES = options.MODES, options.ENGINES
 
 
+@keras.saving.register_keras_serializable(package="keras_sideways")
 class SidewaysModel(keras.Model):
     """A chain of per-frame stages trained on video with Sideways or with backprop.
 
@@ -422,6 +423,18 @@ class SidewaysModel(keras.Model):
             return super().load_weights(filepath, *args, **kwargs)
         except Exception as error:  # h5py and Keras raise several kinds
             raise CheckpointError(f"Cannot load the checkpoint {path}: {error}") from error
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
+        """Keras' `export`, routed to `export_saved_model` for a SavedModel.
+
+        The SavedModel then has the `serve`, `stream` and `reset` endpoints of
+        `keras_sideways.export_saved_model`; other formats are Keras' own.
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose, **kwargs)
+        from keras_sideways.export import export_saved_model  # export imports this module
+
+        return export_saved_model(self, filepath, **kwargs)
 
     def get_config(self):
         config = super().get_config()
