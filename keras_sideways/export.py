@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 from keras_sideways import clips
@@ -91,7 +92,8 @@ def export_saved_model(model, path: str | os.PathLike, metadata: dict | None = N
     `metadata` (class names, clip length, ...) is written as JSON to `sideways.json`
     inside the export, with the number of stages added, for `train/predict.py`.
     The SavedModel is written beside `path` and renamed into place, so an interrupted
-    export never leaves a half-written model where a good one stood.
+    export never leaves a half-written model where a good one stood. A model with a
+    non-finite weight is refused (ValueError), leaving `path` as it was.
 
     Returns:
         The path written.
@@ -100,6 +102,13 @@ def export_saved_model(model, path: str | os.PathLike, metadata: dict | None = N
         raise ValueError(
             "Export needs a built model: fit it, or call it on a batch of video "
             f"{clips.VIDEO_LAYOUT}, first."
+        )
+    broken = [v.path for v in model.weights if not np.all(np.isfinite(v.numpy()))]
+    if broken:
+        raise ValueError(
+            f"Refusing to export a model with non-finite weights ({', '.join(broken[:5])}"
+            f"{', ...' if len(broken) > 5 else ''}): training diverged. Nothing was written "
+            f"to {os.fspath(path)}."
         )
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)

@@ -92,3 +92,14 @@ def test_unbuilt_model_cannot_be_exported(tmp_path):
     model = ks.SidewaysModel(models.vgg_classifier(3, num_stages=3, width=2))
     with pytest.raises(ValueError, match="needs a built model"):
         ks.export_saved_model(model, tmp_path / "m")
+
+
+def test_non_finite_weights_are_refused_and_the_previous_export_kept(tmp_path):
+    model = trained_classifier()
+    path = ks.export_saved_model(model, tmp_path / "m", metadata={"version": 1})
+    kernel = model.stages[0].trainable_variables[0]
+    kernel.assign(tf.fill(kernel.shape, float("nan")))
+    with pytest.raises(ValueError, match=f"non-finite weights \\({kernel.path}.*diverged"):
+        ks.export_saved_model(model, path, metadata={"version": 2})
+    assert json.loads((tmp_path / "m" / export.METADATA_FILE).read_text())["version"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["m"]
