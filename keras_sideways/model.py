@@ -200,11 +200,16 @@ class SidewaysModel(keras.Model):
         )
 
         # Update once per step; a batch with a non-finite loss or gradient (on any
-        # replica) is skipped on every replica.
+        # replica) is skipped on every replica, and an update that makes a weight
+        # non-finite (a diverging learning rate) is rolled back.
         finite = replicas.on_all_replicas(
             tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in [loss, *grads]])
         )
-        replicas.apply_if(finite, self._apply, grads)
+        weights = self.trainable_variables
+        applied = replicas.apply_if(
+            finite, self._apply, grads, [*weights, *self.optimizer.variables], weights
+        )
+        finite = tf.logical_and(finite, applied)
 
         # Metrics: a skipped batch counts in skipped_updates, not in the loss or metrics.
         kept = tf.cast(finite, tf.float32)

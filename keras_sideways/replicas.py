@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
@@ -35,22 +35,54 @@ def first_replica_value(strategy, value):
     return value
 
 
-def apply_if(finite: tf.Tensor, apply: Callable[[list], tf.Tensor], grads: list) -> None:
-    """Runs `apply(grads)` (an optimizer update) when `finite`, the same on every replica."""
+def _guarded(apply, guarded: Sequence, checked: Sequence):
+    """`apply`, undone when it leaves a `checked` variable non-finite; returns True if kept."""
+
+    def update(grads):
+        saved = [tf.identity(v.value if hasattr(v, "value") else v) for v in guarded]
+        with tf.control_dependencies(saved):
+            applied = apply(grads)
+        with tf.control_dependencies([applied]):
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in checked])
+
+        def restore():
+            with tf.control_dependencies([v.assign(s) for v, s in zip(guarded, saved)]):
+                return tf.constant(False)
+
+        return tf.cond(finite, lambda: tf.constant(True), restore)
+
+    return update
+
+
+def apply_if(
+    finite: tf.Tensor,
+    apply: Callable[[list], tf.Tensor],
+    grads: list,
+    guarded: Sequence = (),
+    checked: Sequence = (),
+) -> tf.Tensor:
+    """Runs `apply(grads)` (an optimizer update) when `finite`, the same on every replica.
+
+    An update that leaves any of `checked` (the weights) non-finite is rolled back: every
+    variable of `guarded` (the weights and the optimizer's state) gets its value of
+    before. Returns True where the update was applied and kept.
+    """
     if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
-        tf.cond(finite, lambda: apply(grads), lambda: tf.constant(False))
-        return
+        update = _guarded(apply, guarded, checked)
+        return tf.cond(finite, lambda: update(grads), lambda: tf.constant(False))
 
     # tf.distribute cannot synchronise (the optimizer's merge_call) inside a tf.cond in a
     # replica context: decide in the cross-replica context, as Keras' LossScaleOptimizer
-    # does. The gradients travel as merge_call arguments, so each replica applies its own.
+    # does. The gradients travel as merge_call arguments, so each replica applies its own;
+    # the check and any rollback see (and set) every replica's copy of the variables.
     def cross_replica(strategy, finite, grads):
         finite = strategy.experimental_local_results(finite)[0]
 
-        def apply_everywhere():
+        def apply_everywhere(grads):
             strategy.extended.call_for_each_replica(apply, args=(grads,))
             return tf.constant(True)
 
-        tf.cond(finite, apply_everywhere, lambda: tf.constant(False))
+        update = _guarded(apply_everywhere, guarded, checked)
+        return tf.cond(finite, lambda: update(grads), lambda: tf.constant(False))
 
-    tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, grads))
+    return tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, grads))

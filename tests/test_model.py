@@ -339,3 +339,23 @@ def test_keras_export_writes_the_sideways_saved_model(tmp_path):
     loaded = tf.saved_model.load(path)  # kept: its functions need its variables
     served = loaded.serve(tf.constant(video))["frames"]
     np.testing.assert_allclose(served, model(video), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("strategy", [None, "mirrored"])
+def test_an_update_that_makes_weights_non_finite_is_rolled_back(strategy):
+    video, labels = random_video(batch=4, time=5), np.array([0, 1, 2, 0])
+    scope = tf.distribute.MirroredStrategy(["/cpu:0"]) if strategy else tf.distribute.get_strategy()
+    with scope.scope():
+        model = ks.SidewaysModel(tiny_conv_stages())
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=CLIP_LOSS)
+    model.fit(video, labels, epochs=1, verbose=0)
+    before = model.get_weights()
+    state = [v.numpy() for v in model.optimizer.variables]
+    model.optimizer.learning_rate.assign(float("nan"))  # what --config.learning_rate=nan does
+    logs = model.fit(video, labels, epochs=1, verbose=0).history
+    assert logs["skipped_updates"] == [1.0]
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for v, s in zip(model.optimizer.variables, state):
+        if v.path != model.optimizer.learning_rate.path:
+            np.testing.assert_array_equal(v.numpy(), s, err_msg=v.path)
