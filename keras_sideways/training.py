@@ -33,7 +33,12 @@ class DataInfo:
 
 
 def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
-    """Returns (train, validation, info) for `config.data` and `config.task`."""
+    """Returns (train, validation, info) for `config.data` and `config.task`.
+
+    The validation split takes the clip length, batch size and seed of training unless
+    the optional fields `config.data.test_clip_length`, `test_batch_size` or `test_seed`
+    are set (a test seed of 0 is a seed; leave the field out for the training one).
+    """
     d = config.data
     task = config.task
     if task not in TASKS:
@@ -45,30 +50,42 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
         batch_size=d.batch_size,
         seed=config.seed,
     )
+    val_common = dict(
+        common,
+        clip_length=d.get("test_clip_length") or d.clip_length,
+        batch_size=d.get("test_batch_size") or d.batch_size,
+        seed=d.get("test_seed", config.seed),
+    )
     if d.name == "moving_digits":
         target = "label" if task == "classification" else "frames"
-        kwargs = dict(common, speed=d.speed, num_digits=d.num_digits, target=target)
-        train = video_data.moving_digits("train", num_clips=d.num_train_clips, **kwargs)
-        val = video_data.moving_digits("test", num_clips=d.num_test_clips, **kwargs)
+        extra = dict(speed=d.speed, num_digits=d.num_digits, target=target)
+        train = video_data.moving_digits("train", num_clips=d.num_train_clips, **common, **extra)
+        val = video_data.moving_digits("test", num_clips=d.num_test_clips, **val_common, **extra)
         return train, val, DataInfo(task, 10, [str(i) for i in range(10)])
     if d.name == "tfds":
         train = video_data.tfds_video(
             d.dataset, d.train_split, data_dir=d.data_dir or None, **common
         )
-        val = video_data.tfds_video(d.dataset, d.val_split, data_dir=d.data_dir or None, **common)
+        val = video_data.tfds_video(
+            d.dataset, d.val_split, data_dir=d.data_dir or None, **val_common
+        )
         return train, val, DataInfo(task, d.num_classes or None)
     if d.name == "video_folder":
         if not d.root:
             raise ValueError("config.data.root must name a folder of class subfolders; got ''.")
         train = video_data.video_folder(d.root, training=True, **common)
-        val = video_data.video_folder(d.val_root or d.root, training=False, **common)
+        val = video_data.video_folder(d.val_root or d.root, training=False, **val_common)
         names = list(train.class_names)
         return train, val, DataInfo(task, len(names), names)
     raise ValueError(f"Unknown dataset {d.name!r}; expected moving_digits, tfds or video_folder.")
 
 
 def build_model(config, info: DataInfo) -> SidewaysModel:
-    """The compiled SidewaysModel of `config.model`, `config.mode` and `config.engine`."""
+    """The compiled SidewaysModel of `config.model`, `config.mode` and `config.engine`.
+
+    Adam runs at `config.learning_rate`; with the optional field `config.lr_decay_steps`
+    (> 0), its learning rate decays to 0 along a cosine over that many steps.
+    """
     m = config.model
     if info.task == "classification":
         if not info.num_classes:
@@ -85,7 +102,12 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
     model = SidewaysModel(
         stages, mode=config.mode, engine=config.engine, name=f"{m.name}_{config.mode}"
     )
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics)
+    learning_rate = config.learning_rate
+    if config.get("lr_decay_steps", 0):
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=config.lr_decay_steps
+        )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
     return model
 
 

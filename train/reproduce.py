@@ -1,50 +1,102 @@
 """The Sideways-against-BP study: `make reproduce`, then docs/study.md is up to date.
 
-    python -m train.reproduce              # the full study, about an hour on 2 cores
-    python -m train.reproduce --quick      # CI-sized: one seed, small settings, minutes
+    python -m train.reproduce                     # the full study, about an hour on 2 cores
+    python -m train.reproduce --quick             # CI-sized (config variant "quick"): minutes
+    python -m train.reproduce --report_only       # docs/study.md from docs/study/study.json
+    python -m train.reproduce --config.seeds=0,1 --config.strides=1,4   # any field overridden
+    python -m train.reproduce --config=train/study/config.py:tiny --out=/tmp/study/results \
+        --docs=/tmp/study/study.md                # the seconds-long smoke run
 
-Writes results/study.json and the plots in results/, then regenerates docs/study.md and
-its plots in docs/study/ (see keras_sideways/study.py).
+A run writes --out/study.json as it goes ("complete": false until the end) and
+reconstructions.npz; then the summary, the plots and the report are made from them, and
+both files are copied beside the plots (docs/study/), where they are committed.
+--report_only trains nothing: it reads those copies (or --results) and writes the same
+page again, byte for byte. The study itself is the package train/study/.
 """
 
-import json
-import os
+import shlex
+import sys
+from pathlib import Path
 
+import ml_collections
+import numpy as np
 from absl import app, flags, logging
+from ml_collections import config_flags
 
-from keras_sideways import study
+from train.study import config as study_config
+from train.study import plots, report, runs, summary
 
-_QUICK = flags.DEFINE_bool("quick", False, "Run the CI-sized version: one seed, small settings.")
-_OUT = flags.DEFINE_string("out", "results", "Where study.json and the plots go.")
-_DOCS = flags.DEFINE_string("docs", "docs/study.md", "The report to regenerate; '' for none.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "train/study/config.py", "The study's settings.", lock_config=True
+)
+_QUICK = flags.DEFINE_bool("quick", False, "Shorthand for --config=train/study/config.py:quick.")
+_OUT = flags.DEFINE_string("out", "results", "Where a run writes study.json as it goes.")
+_DOCS = flags.DEFINE_string(
+    "docs", "docs/study.md", "The report; its plots and raw results go to <its stem>/ beside it."
+)
+_RESULTS = flags.DEFINE_string(
+    "results", "", "Where --report_only reads study.json; default: beside --docs' plots."
+)
 _REPORT_ONLY = flags.DEFINE_bool(
-    "report_only", False, "Train nothing: redraw the plots and the report from --out's study.json."
+    "report_only", False, "Train nothing: the plots and the report from existing results."
 )
 
 
-def main(argv):
+def settings() -> ml_collections.ConfigDict:
+    """The config of --config, or of its quick variant with the same overrides (--quick)."""
+    config = _CONFIG.value
+    if not _QUICK.value:
+        return config
+    if config.name != "full":
+        raise app.UsageError(
+            f"--quick means --config=train/study/config.py:quick; got the {config.name!r} "
+            "variant too: give one."
+        )
+    quick = study_config.get_config("quick")
+    for field, value in config_flags.get_override_values(flags.FLAGS["config"]).items():
+        quick[field] = value
+    return quick
+
+
+def headlines(results: dict) -> list[str]:
+    """The headline figures of a finished study, for the end of the output."""
+    s, figures = results["settings"], results["summary"]
+    point, recon = figures["stride"][str(s["strides"][0])], figures["reconstruction"]
+    return [
+        f"study ({s['name']} settings, {len(s['seeds'])} seed(s)): "
+        f"{results['seconds'] / 60:.1f} min",
+        f"moving digits, stride {s['strides'][0]}: test accuracy BP "
+        f"{report.percent(point['bp']['accuracy'])}%, Sideways "
+        f"{report.percent(point['sideways']['accuracy'])}% "
+        f"({summary.accuracy_gap(point):+.1f} points)",
+        f"real footage: test MSE BP {report.number(recon['bp']['mse'], 5)}, Sideways "
+        f"{report.number(recon['sideways']['mse'], 5)} ({100 * summary.mse_change(recon):+.1f}%)",
+    ]
+
+
+def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.ERROR)  # each run is a new model: retracing is expected
+    docs = Path(_DOCS.value) if _DOCS.value else None
+    figures = docs.with_suffix("") if docs else Path(_OUT.value)  # docs/study/
     if _REPORT_ONLY.value:
-        with open(os.path.join(_OUT.value, "study.json")) as f:
-            results = json.load(f)
-        results = study.refresh(results, _OUT.value)
-        print(f"report:  {study.write_report(results, _OUT.value, _DOCS.value)}")
-        return
-    settings = study.Settings.quick() if _QUICK.value else study.Settings()
-    command = "python -m train.reproduce" + (" --quick" if _QUICK.value else "")
-    if _OUT.value != _OUT.default:
-        command += f" --out={_OUT.value}"
-    if _DOCS.value != _DOCS.default:
-        command += f" --docs={_DOCS.value}"
-    results = study.run_study(
-        settings, _OUT.value, log=lambda line: print(line, flush=True), command=command
-    )
-    print()
-    print("\n".join(study.summary_lines(results)))
-    print(f"results: {os.path.join(_OUT.value, 'study.json')} and the plots beside it")
-    if _DOCS.value:
-        print(f"report:  {study.write_report(results, _OUT.value, _DOCS.value)}")
+        source = Path(_RESULTS.value) if _RESULTS.value else figures
+    else:
+        source = Path(_OUT.value)
+        command = shlex.join(["python", "-m", "train.reproduce", *sys.argv[1:]])
+        runs.run_study(
+            settings(), source, log=lambda line: print(line, flush=True), command=command
+        )
+    results = runs.load_results(source)
+    results["summary"] = summary.summarize(results)
+    with np.load(source / runs.SHOWN_FILE) as shown:
+        results["plots"] = plots.write_plots(results, figures, dict(shown))
+    if not _REPORT_ONLY.value:
+        print(f"results: {runs.save_results(results, source)}")
+        runs.copy_results(source, figures)
+    print("\n".join(headlines(results)))
+    if docs:
+        print(f"report:  {report.write_report(results, docs)}, plots and results in {figures}/")
 
 
 if __name__ == "__main__":

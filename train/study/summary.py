@@ -1,0 +1,222 @@
+"""The study's statistics and readings: pure functions of the raw results of `runs`.
+
+`summarize(results)` turns the runs of `study.json` into means and standard deviations over
+seeds per set-up and mode, gradient fidelity per stage, and training curves. The small
+functions after it read the summary the way the report words it (a gap, a verdict, which
+way a trend goes); they return figures and keys, never prose.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from train.study.config import MODES
+
+ACCURACY_TOLERANCE = 1.0  # points: the aim for stride 1
+MSE_TOLERANCE = 0.10  # relative: the aim for the reconstruction
+TREND_THRESHOLD = 0.02  # change of the mean cosine along training that counts as a trend
+
+
+def mean_std(values: Sequence[float]) -> dict:
+    """{"mean", "std", "n"}: the sample standard deviation (0 for a single value)."""
+    values = np.asarray(values, np.float64)
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return dict(mean=float(np.mean(values)), std=std, n=len(values))
+
+
+def mean_std_curve(curves: Sequence[Sequence[float]]) -> dict:
+    """Per-epoch mean and sample standard deviation of several equally long curves."""
+    table = np.asarray(curves, np.float64)
+    std = table.std(axis=0, ddof=1) if len(table) > 1 else np.zeros(table.shape[1])
+    return dict(mean=table.mean(axis=0).tolist(), std=std.tolist())
+
+
+def column_means(table: np.ndarray) -> list[float]:
+    """Means over rows, NaN for a column without a finite value."""
+    means = []
+    for column in np.asarray(table, np.float64).T:
+        finite = column[~np.isnan(column)]
+        means.append(float(finite.mean()) if len(finite) else math.nan)
+    return means
+
+
+def fidelity_means(fidelity: list[dict]) -> dict:
+    """A run's fidelity history -> per-stage cosine and norm ratio averaged over its steps."""
+    cosine = np.asarray([f["cosine"] for f in fidelity], np.float64)
+    ratio = np.asarray([f["norm_ratio"] for f in fidelity], np.float64)
+    return dict(
+        cosine=column_means(cosine),
+        norm_ratio=column_means(ratio),
+        cosine_mean=float(np.nanmean([f["cosine_mean"] for f in fidelity])),
+        norm_ratio_mean=float(np.nanmean([f["norm_ratio_mean"] for f in fidelity])),
+    )
+
+
+def fidelity_summary(runs: list[dict]) -> dict:
+    """Per-stage fidelity averaged over each run's steps, then over runs (seeds)."""
+    per_run = [fidelity_means(r["fidelity"]) for r in runs if r.get("fidelity")]
+    if not per_run:
+        return {}
+    return dict(
+        cosine=column_means(np.asarray([p["cosine"] for p in per_run])),
+        norm_ratio=column_means(np.asarray([p["norm_ratio"] for p in per_run])),
+        cosine_mean=mean_std([p["cosine_mean"] for p in per_run]),
+        norm_ratio_mean=mean_std([p["norm_ratio_mean"] for p in per_run]),
+        measurements=len(runs[0]["fidelity"]),
+    )
+
+
+def fidelity_by_step(runs: list[dict]) -> dict:
+    """The mean cosine over stages at each measurement step, averaged over runs."""
+    histories = [r["fidelity"] for r in runs if r.get("fidelity")]
+    if not histories:
+        return dict(steps=[], cosine_mean=[])
+    count = min(len(h) for h in histories)
+    table = np.asarray([[f["cosine_mean"] for f in h[:count]] for h in histories], np.float64)
+    return dict(steps=[f["step"] for f in histories[0][:count]], cosine_mean=column_means(table))
+
+
+def summarize(results: dict) -> dict:
+    """Means and standard deviations over seeds, per point, per mode, of a finished study."""
+    runs, s = results["runs"], results["settings"]
+
+    def select(**where) -> list[dict]:
+        return [r for r in runs if all(r.get(k) == v for k, v in where.items())]
+
+    def pair(**where) -> dict:
+        point = {
+            mode: dict(accuracy=mean_std([r["accuracy"] for r in select(mode=mode, **where)]))
+            for mode in MODES
+        }
+        point["fidelity"] = fidelity_summary(select(mode="sideways", **where))
+        by_seed = {m: {r["seed"]: r["accuracy"] for r in select(mode=m, **where)} for m in MODES}
+        point["paired_gaps"] = [
+            100 * (by_seed["sideways"][seed] - bp)
+            for seed, bp in sorted(by_seed["bp"].items())
+            if seed in by_seed["sideways"]
+        ]
+        return point
+
+    base = dict(
+        experiment="classification",
+        clip_length=s["clip_length"],
+        speed=s["speed"],
+        epochs=s["epochs"],
+    )
+    stride = {}
+    for x in s["strides"]:
+        where = dict(base, stride=x, num_stages=s["num_stages"])
+        stride[str(x)] = pair(**where)
+        for mode in MODES:
+            chosen = select(mode=mode, **where)
+            stride[str(x)][mode]["curves"] = {
+                key: mean_std_curve([r["history"][key] for r in chosen])
+                for key in ("loss", "val_accuracy")
+            }
+        stride[str(x)]["fidelity_by_step"] = fidelity_by_step(select(mode="sideways", **where))
+    depth = {
+        str(d): pair(**dict(base, stride=s["depth_stride"], num_stages=d)) for d in s["depths"]
+    }
+    at_stride_1 = dict(base, stride=1, num_stages=s["num_stages"])
+    clip_length = {str(t): pair(**dict(at_stride_1, clip_length=t)) for t in s["clip_lengths"]}
+    controls = {"baseline": pair(**at_stride_1)}
+    if s["static_control"]:
+        controls["static"] = pair(**dict(at_stride_1, speed=0.0))
+    if s["long_epochs"]:
+        controls["long"] = pair(**dict(at_stride_1, epochs=s["long_epochs"]))
+    reconstruction = {
+        mode: {
+            key: mean_std([r[key] for r in select(experiment="reconstruction", mode=mode)])
+            for key in ("mse", "psnr")
+        }
+        for mode in MODES
+    }
+    return dict(
+        stride=stride,
+        depth=depth,
+        clip_length=clip_length,
+        controls=controls,
+        reconstruction=reconstruction,
+    )
+
+
+# ------------------------------------------------------------------- readings of a summary
+def accuracy_gap(point: dict) -> float:
+    """Sideways minus BP mean test accuracy, in points (percent)."""
+    return 100 * (point["sideways"]["accuracy"]["mean"] - point["bp"]["accuracy"]["mean"])
+
+
+def spread(point: dict) -> float:
+    """The larger of the two modes' seed-to-seed standard deviations, in points."""
+    return 100 * max(point[m]["accuracy"]["std"] for m in MODES)
+
+
+def mse_change(reconstruction: dict) -> float:
+    """Sideways' test MSE relative to BP's: +0.05 is 5% worse."""
+    bp, sideways = reconstruction["bp"]["mse"]["mean"], reconstruction["sideways"]["mse"]["mean"]
+    return sideways / bp - 1.0
+
+
+def verdict(gap: float, tolerance: float = ACCURACY_TOLERANCE) -> str:
+    """Where a Sideways-minus-BP gap in points falls: "matches", "behind" or "ahead"."""
+    if abs(gap) <= tolerance:
+        return "matches"
+    return "behind" if gap < 0 else "ahead"
+
+
+def against_spread(point: dict, seeds: int, tolerance: float = ACCURACY_TOLERANCE) -> str:
+    """A gap that is no match against the seed-to-seed spread: "inside" or "beyond"; else ""."""
+    gap = accuracy_gap(point)
+    if seeds < 2 or abs(gap) <= tolerance:
+        return ""
+    return "inside" if abs(gap) <= spread(point) else "beyond"
+
+
+def by_verdict(gaps: dict) -> dict[str, list]:
+    """The keys of `gaps` ({key: gap in points}) grouped by verdict, in their order."""
+    groups = {"matches": [], "behind": [], "ahead": []}
+    for key, gap in gaps.items():
+        groups[verdict(gap)].append(key)
+    return groups
+
+
+def trend(values: Sequence[float], threshold: float = TREND_THRESHOLD) -> str:
+    """How the last of `values` compares with the first: "down", "up" or "flat"."""
+    change = values[-1] - values[0]
+    if change < -threshold:
+        return "down"
+    return "up" if change > threshold else "flat"
+
+
+def fill_cost(short: dict, long: dict, tolerance: float = ACCURACY_TOLERANCE) -> str:
+    """Whether short clips cost Sideways more than long ones: "shown", "noise" or "none".
+
+    "shown" when the short-clip gap is below the long-clip gap by more than the tolerance
+    and the seed-to-seed spread, "noise" when only by more than the tolerance.
+    """
+    difference = accuracy_gap(long) - accuracy_gap(short)
+    if difference > max(tolerance, spread(short), spread(long)):
+        return "shown"
+    return "noise" if difference > tolerance else "none"
+
+
+def longer_training(baseline: dict, long: dict, tolerance: float = ACCURACY_TOLERANCE) -> str:
+    """What training longer does to the gap: "narrows", "bias" or "undecided".
+
+    "bias" when a gap beyond the seed-to-seed spread remains, "undecided" when what remains
+    is within it.
+    """
+    gap = accuracy_gap(long)
+    if gap > accuracy_gap(baseline) + tolerance:
+        return "narrows"
+    return "bias" if -gap > max(spread(long), tolerance) else "undecided"
+
+
+def weighted_stages(points: dict, keys: Sequence) -> list[int]:
+    """Stages with a finite cosine at some point (the stages with weights)."""
+    cosines = [points[str(x)]["fidelity"].get("cosine", []) for x in keys]
+    count = max(len(c) for c in cosines)
+    return [k for k in range(count) if any(not math.isnan(c[k]) for c in cosines if len(c) > k)]
