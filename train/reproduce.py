@@ -9,7 +9,9 @@
 
 A run writes --out/study.json as it goes ("complete": false until the end) and
 reconstructions.npz; then the summary, the plots and the report are made from them, and
-both files are copied beside the plots (docs/study/), where they are committed.
+both files are copied beside the plots (docs/study/), where they are committed. Only the
+full study replaces docs/study.md and docs/study/ by default: a variant (--quick) or an
+override writes results/ and its plots there, and a page only where --docs says.
 --report_only trains nothing: it reads those copies (or --results) and writes the same
 page again, byte for byte. The study itself is the package train/study/.
 """
@@ -31,8 +33,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Shorthand for --config=train/study/config.py:quick.")
 _OUT = flags.DEFINE_string("out", "results", "Where a run writes study.json as it goes.")
+REFERENCE_DOCS = "docs/study.md"
 _DOCS = flags.DEFINE_string(
-    "docs", "docs/study.md", "The report; its plots and raw results go to <its stem>/ beside it."
+    "docs",
+    "",
+    "The report; its plots and raw results go to <its stem>/ beside it. Default: "
+    f"{REFERENCE_DOCS} for the full study and --report_only, none for a variant or override.",
 )
 _RESULTS = flags.DEFINE_string(
     "results", "", "Where --report_only reads study.json; default: beside --docs' plots."
@@ -77,16 +83,17 @@ def headlines(results: dict) -> list[str]:
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.ERROR)  # each run is a new model: retracing is expected
-    docs = Path(_DOCS.value) if _DOCS.value else None
+    config = None if _REPORT_ONLY.value else settings()
+    reference = config is None or config.to_dict() == study_config.get_config().to_dict()
+    docs_value = _DOCS.value or (REFERENCE_DOCS if reference else "")
+    docs = Path(docs_value) if docs_value else None  # a variant never replaces the page
     figures = docs.with_suffix("") if docs else Path(_OUT.value)  # docs/study/
     if _REPORT_ONLY.value:
         source = Path(_RESULTS.value) if _RESULTS.value else figures
     else:
         source = Path(_OUT.value)
         command = shlex.join(["python", "-m", "train.reproduce", *sys.argv[1:]])
-        runs.run_study(
-            settings(), source, log=lambda line: print(line, flush=True), command=command
-        )
+        runs.run_study(config, source, log=lambda line: print(line, flush=True), command=command)
     results = runs.load_results(source)
     results["summary"] = summary.summarize(results)
     with np.load(source / runs.SHOWN_FILE) as shown:
