@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from keras_sideways import data as video_data
 from keras_sideways import models
-from keras_sideways.callbacks import BackupAndRestore
+from keras_sideways.callbacks import BackupAndRestore, ResetPipeline
 from keras_sideways.export import export_saved_model
 from keras_sideways.model import SidewaysModel
 
@@ -38,6 +38,10 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
     The validation split takes the clip length, batch size and seed of training unless
     the optional fields `config.data.test_clip_length`, `test_batch_size` or `test_seed`
     are set (a test seed of 0 is a seed; leave the field out for the training one).
+
+    With the optional `config.data.stream_chunks` = c > 1, training videos are c clip
+    lengths long (c times fewer of them: the same frames) and come as consecutive chunks
+    of `clip_length` frames (`data.consecutive_chunks`), for a stateful pipeline.
     """
     d = config.data
     task = config.task
@@ -50,6 +54,10 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
         batch_size=d.batch_size,
         seed=config.seed,
     )
+    chunks = _stream_chunks(config)
+    train_common = common
+    if chunks:
+        train_common = dict(common, clip_length=d.clip_length * chunks, drop_remainder=True)
     val_common = dict(
         common,
         clip_length=d.get("test_clip_length") or d.clip_length,
@@ -59,32 +67,56 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
     if d.name == "moving_digits":
         target = "label" if task == "classification" else "frames"
         extra = dict(speed=d.speed, num_digits=d.num_digits, target=target)
-        train = video_data.moving_digits("train", num_clips=d.num_train_clips, **common, **extra)
+        num_clips = d.num_train_clips // max(chunks, 1)
+        train = video_data.moving_digits("train", num_clips=num_clips, **train_common, **extra)
         val = video_data.moving_digits("test", num_clips=d.num_test_clips, **val_common, **extra)
-        return train, val, DataInfo(task, 10, [str(i) for i in range(10)])
+        return _chunked(train, d, chunks), val, DataInfo(task, 10, [str(i) for i in range(10)])
     if d.name == "tfds":
         train = video_data.tfds_video(
-            d.dataset, d.train_split, data_dir=d.data_dir or None, **common
+            d.dataset, d.train_split, data_dir=d.data_dir or None, **train_common
         )
         val = video_data.tfds_video(
             d.dataset, d.val_split, data_dir=d.data_dir or None, **val_common
         )
-        return train, val, DataInfo(task, d.num_classes or None)
+        return _chunked(train, d, chunks), val, DataInfo(task, d.num_classes or None)
     if d.name == "video_folder":
         if not d.root:
             raise ValueError("config.data.root must name a folder of class subfolders; got ''.")
-        train = video_data.video_folder(d.root, training=True, **common)
+        train = video_data.video_folder(d.root, training=True, **train_common)
         val = video_data.video_folder(d.val_root or d.root, training=False, **val_common)
         names = list(train.class_names)
-        return train, val, DataInfo(task, len(names), names)
+        return _chunked(train, d, chunks), val, DataInfo(task, len(names), names)
     raise ValueError(f"Unknown dataset {d.name!r}; expected moving_digits, tfds or video_folder.")
+
+
+def _stream_chunks(config) -> int:
+    """`config.data.stream_chunks` (0 when absent), checked: 0 or an int >= 2."""
+    chunks = config.data.get("stream_chunks", 0)
+    if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 0 or chunks == 1:
+        raise ValueError(
+            "config.data.stream_chunks must be 0 (clips on their own) or an int >= 2 (chunks "
+            f"per streamed video); got {chunks!r}."
+        )
+    return chunks
+
+
+def _chunked(train: tf.data.Dataset, d, chunks: int) -> tf.data.Dataset:
+    return video_data.consecutive_chunks(train, d.clip_length) if chunks else train
+
+
+def stream_callbacks(train: tf.data.Dataset) -> list:
+    """The callbacks a streamed training set needs: a pipeline reset at each new video."""
+    every = getattr(train, "chunks_per_video", None)
+    return [ResetPipeline(every_n_batches=every)] if every else []
 
 
 def build_model(config, info: DataInfo) -> SidewaysModel:
     """The compiled SidewaysModel of `config.model`, `config.mode` and `config.engine`.
 
     Adam runs at `config.learning_rate`; with the optional field `config.lr_decay_steps`
-    (> 0), its learning rate decays to 0 along a cosine over that many steps.
+    (> 0), its learning rate decays to 0 along a cosine over that many steps. Optional:
+    `config.stash_depth` (Sideways' stash, default 0), and streaming (a stateful Sideways
+    model) when `config.data.stream_chunks` is set.
     """
     m = config.model
     if info.task == "classification":
@@ -100,7 +132,12 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
         loss = keras.losses.MeanSquaredError()
         metrics = []
     model = SidewaysModel(
-        stages, mode=config.mode, engine=config.engine, name=f"{m.name}_{config.mode}"
+        stages,
+        mode=config.mode,
+        engine=config.engine,
+        stateful=config.mode == "sideways" and _stream_chunks(config) > 0,
+        stash_depth=config.get("stash_depth", 0),
+        name=f"{m.name}_{config.mode}",
     )
     learning_rate = config.learning_rate
     if config.get("lr_decay_steps", 0):
@@ -137,6 +174,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             os.path.join(checkpoint_dir, "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
         ),
         BackupAndRestore(os.path.join(workdir, "backup")),
+        *stream_callbacks(train),
     ]
     history = model.fit(
         train,

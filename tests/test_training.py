@@ -186,3 +186,29 @@ def test_comparison_table_and_summary_lines():
         "d_sideways: sideways (batched engine), 1 epochs; validation accuracy 0.7500"
     )
     assert training.summary_lines(summaries["bp"])[0].startswith("d_bp: bp, 1 epochs;")
+
+
+@pytest.mark.slow
+def test_streamed_training_with_a_stash_through_the_command_config(tmp_path):
+    config = tiny(
+        moving_digits,
+        stash_depth=2,
+        export_dir=str(tmp_path / "saved_models"),
+        **{"data.stream_chunks": 2, "data.num_train_clips": 16},
+    )
+    train, _, _ = training.build_datasets(config)
+    assert train.chunks_per_video == 2
+    video, _ = next(iter(train))
+    assert video.shape == (4, 5, 16, 16, 1)  # chunks of the clip length
+    assert len(list(train)) == 2 * 16 // (2 * 4)  # 8 long videos, batches of 4, 2 chunks
+    summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "stream"))
+    assert summary["engine"] == "pipeline"  # streaming needs the tick-by-tick engine
+    model = training.build_model(config, training.DataInfo("classification", 10))
+    assert model.stateful and model.stash == [2, 2, 2, 2, 0]
+
+
+def test_bad_stream_chunks_are_refused_by_name():
+    for bad in (1, -2):
+        config = tiny(moving_digits, **{"data.stream_chunks": bad})
+        with pytest.raises(ValueError, match=f"stream_chunks must be 0 .* got {bad!r}"):
+            training.build_datasets(config)

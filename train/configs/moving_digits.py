@@ -3,6 +3,8 @@
     python -m train.train --config train/configs/moving_digits.py --workdir runs/moving_digits
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_bp \
         --config.mode=bp --config.data.temporal_stride=2
+    python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_stream \
+        --config.data.stream_chunks=4 --config.stash_depth=2   # streamed, with a stash
     python -m train.train --config train/configs/moving_digits.py:tiny --workdir /tmp/smoke
 """
 
@@ -15,6 +17,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.task = "classification"
     config.mode = "sideways"  # or "bp"
     config.engine = "auto"  # "pipeline", "batched"
+    config.stash_depth = 0  # Sideways' stash: an int, "full", or one int per stage (README)
     config.seed = 0
     config.epochs = 10
     config.learning_rate = 1e-3
@@ -33,6 +36,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.num_digits = 1
     config.data.num_train_clips = 1024
     config.data.num_test_clips = 256
+    config.data.stream_chunks = 0  # >= 2: train on videos this many clips long, streamed
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "vgg_classifier"
