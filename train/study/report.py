@@ -121,7 +121,7 @@ def report_markdown(
 ) -> str:
     """The report of finished `results` (with their "summary"); plots under `figures/`."""
     page = _Page(results, figures, template)
-    sections = (_header, _headlines, _fidelity, _tables, _controls)
+    sections = (_header, _headlines, _fidelity, _tables, _controls, _fixes)
     readings = (_why_gap, _why_fill, _why_controls, _why_depth_and_footage)
     for part in sections + readings:
         page.figures.update(part(page))
@@ -290,6 +290,38 @@ def _controls(page: _Page) -> dict:
         control_items=page.each("control_item", items),
     )
     return dict(control_short="\n".join(short), controls_section=section if len(rows) > 1 else "")
+
+
+def _fixes(page: _Page) -> dict:
+    """Section 7: each fix against the same BP runs, per point; the reconstruction."""
+    fixed = page.summary.get("fixes") or {}
+    if not fixed:
+        return dict(fixes_section="")
+    names = fixed["names"]
+
+    def cell(entry: dict) -> str:
+        return f"{percent(entry['accuracy'])} ({entry['gap']:+.1f})"
+
+    rows = []
+    for key, row in fixed["points"].items():
+        stride, stages = key.split("/")
+        cells = " | ".join(cell(row[name]) for name in ["sideways", *names])
+        rows.append(
+            dict(stride=stride, stages=stages, bp=percent(row["bp"]["accuracy"]), cells=cells)
+        )
+    recon = [
+        dict(fix=name, mse=number(entry["mse"], 5), ratio=f"{entry['ratio']:.3f}")
+        for name, entry in fixed["reconstruction"].items()
+    ]
+    section = page(
+        "fixes_section",
+        fix_header=" | ".join(f"Sideways, {name} (%)" for name in names),
+        fix_rule="|".join("---:" for _ in names),
+        fix_rows=page.each("fix_row", rows),
+        fix_recon=page.each("fix_recon_item", recon),
+        fix_names=listing(names),
+    )
+    return dict(fixes_section=section)
 
 
 def _why_gap(page: _Page) -> dict:

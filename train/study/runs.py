@@ -29,6 +29,9 @@ from train.study.config import (
     check_config,
     classification_keys,
     clip_plan,
+    fix_points,
+    fixes,
+    stash_value,
 )
 
 RESULTS_FILE = "study.json"
@@ -48,7 +51,7 @@ def psnr(mse: float | np.ndarray) -> np.ndarray:
 
 
 def classification_config(
-    settings: Settings, mode: str, seed: int, point: Point
+    settings: Settings, mode: str, seed: int, point: Point, fix: dict | None = None
 ) -> ml_collections.ConfigDict:
     """The `training.build_datasets`/`build_model` config of one classification run.
 
@@ -80,26 +83,34 @@ def classification_config(
                 test_clip_length=settings["clip_length"],
                 test_batch_size=settings["batch_size"],
                 test_seed=0,
+                stream_chunks=(fix or {}).get("stream_chunks", 0),
             ),
             model=dict(name="vgg", num_stages=point.num_stages, width=settings["width"]),
+            stash_depth=(fix or {}).get("stash_depth", 0),
         )
     )
 
 
-def classification_run(settings: Settings, mode: str, seed: int, point: Point) -> dict:
-    """Trains vgg_classifier on moving digits at `point` in `mode`; returns its record."""
+def classification_run(
+    settings: Settings, mode: str, seed: int, point: Point, fix: tuple[str, dict] | None = None
+) -> dict:
+    """Trains vgg_classifier on moving digits at `point` in `mode`; returns its record.
+
+    With `fix` (a name and its training-config fields, `config.fixes`), Sideways runs
+    with that fix: a record of experiment "fix", without gradient fidelity.
+    """
     import keras
 
     from keras_sideways import data, training
     from keras_sideways.callbacks import GradientFidelity
 
     start = time.perf_counter()
-    config = classification_config(settings, mode, seed, point)
+    config = classification_config(settings, mode, seed, point, fix[1] if fix else None)
     keras.utils.set_random_seed(seed)  # the same weights, data and order in both modes
     train, test, info = training.build_datasets(config)
     model = training.build_model(config, info)
-    callbacks = []
-    if mode == "sideways":
+    callbacks = training.stream_callbacks(train)
+    if mode == "sideways" and not fix:
         d = config.data
         held = data.moving_digits(
             "test",
@@ -122,16 +133,17 @@ def classification_run(settings: Settings, mode: str, seed: int, point: Point) -
         verbose=0,
     )
     record = dict(
-        experiment="classification",
+        experiment="fix" if fix else "classification",
         mode=mode,
         seed=seed,
+        **(dict(fix=fix[0]) if fix else {}),
         **point._asdict(),
         batch_size=config.data.batch_size,
         accuracy=float(history.history["val_accuracy"][-1]),
         loss=float(history.history["val_loss"][-1]),
         history=_history(history.history),
         frames_seen=frames_seen(config.data.num_train_clips, point.clip_length, point.epochs),
-        fidelity=callbacks[0].history if callbacks else None,
+        fidelity=callbacks[-1].history if mode == "sideways" and not fix else None,
         seconds=time.perf_counter() - start,
     )
     keras.backend.clear_session()
@@ -192,7 +204,7 @@ def footage_clips(settings: Settings) -> dict[str, np.ndarray]:
 
 
 def reconstruction_config(
-    settings: Settings, mode: str, seed: int, num_train_clips: int
+    settings: Settings, mode: str, seed: int, num_train_clips: int, stash_depth: int | str = 0
 ) -> ml_collections.ConfigDict:
     """The `training.build_model` config of one reconstruction run."""
     batch_size = settings["recon_batch_size"]
@@ -211,14 +223,24 @@ def reconstruction_config(
                 num_stages=settings["recon_stages"],
                 width=settings["recon_width"],
             ),
+            stash_depth=stash_depth,
         )
     )
 
 
 def reconstruction_run(
-    settings: Settings, mode: str, seed: int, clips: dict[str, np.ndarray], show: Sequence[int]
+    settings: Settings,
+    mode: str,
+    seed: int,
+    clips: dict[str, np.ndarray],
+    show: Sequence[int],
+    stash: str = "",
 ) -> tuple[dict, np.ndarray]:
-    """Trains encoder_decoder on `clips` in `mode`; returns its record and the clips `show`n."""
+    """Trains encoder_decoder on `clips` in `mode`; returns its record and the clips `show`n.
+
+    With `stash` (a depth of the config), Sideways keeps that stash: experiment
+    "reconstruction_fix".
+    """
     import keras
     import tensorflow as tf
 
@@ -226,7 +248,8 @@ def reconstruction_run(
 
     start = time.perf_counter()
     train_clips, test_clips = clips["train"], clips["test"]
-    config = reconstruction_config(settings, mode, seed, len(train_clips))
+    stash_depth = stash_value(stash) if stash else 0
+    config = reconstruction_config(settings, mode, seed, len(train_clips), stash_depth)
     batch_size = config.data.batch_size
     keras.utils.set_random_seed(seed)
     train = (
@@ -241,9 +264,10 @@ def reconstruction_run(
     outputs = model.predict(test_clips, batch_size=batch_size, verbose=0)
     frame_mse = np.mean((outputs - test_clips) ** 2, axis=(2, 3, 4))  # [clips, time]
     record = dict(
-        experiment="reconstruction",
+        experiment="reconstruction_fix" if stash else "reconstruction",
         mode=mode,
         seed=seed,
+        **(dict(fix=f"stash {stash}") if stash else {}),
         mse=float(np.mean(frame_mse)),
         psnr=float(np.mean(psnr(frame_mse))),
         history=_history(history.history),
@@ -277,52 +301,130 @@ def run_study(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    previous = _previous(out_dir)
     results = dict(
         command=command,
         settings=settings,
-        environment=_environment(),
-        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        environment=previous.get("environment") or _environment(),
+        started=previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         complete=False,
         runs=[],
     )
-    keys = classification_keys(settings)
-    total = 2 * (len(keys) + len(settings["seeds"]))
+    kept_seconds = previous.get("seconds", 0.0)
+    plan = _plan(settings)
+    missing = []
 
-    def record(run: dict) -> None:
+    def record(run: dict, kept: bool = False) -> None:
         results["runs"].append(run)
-        results["seconds"] = time.perf_counter() - started
+        results["seconds"] = kept_seconds + time.perf_counter() - started
         save_results(results, out_dir)
+        how = "kept from the last run" if kept else f"{run['seconds']:.0f} s"
         log(
-            f"[{len(results['runs'])}/{total}] {_describe(run)} ({run['seconds']:.0f} s; "
+            f"[{len(results['runs'])}/{len(plan)}] {_describe(run)} ({how}; "
             f"{results['seconds'] / 60:.1f} min so far)"
         )
 
-    for seed, point in keys:
-        for mode in MODES:
-            record(classification_run(settings, mode, seed, point))
-
-    clips = footage_clips(settings)
-    show = _clips_to_show(clips["test_video"], len(settings["videos"]))
-    shown = {"input": clips["test"][show]}
-    for seed in settings["seeds"]:
-        for mode in MODES:
-            run, outputs = reconstruction_run(settings, mode, seed, clips, show)
-            record(run)
-            if seed == settings["seeds"][0]:
-                shown[mode] = outputs
-    results["footage"] = dict(
-        train_clips=len(clips["train"]), test_clips=len(clips["test"]), shown_clips=show
-    )
-    np.savez_compressed(out_dir / SHOWN_FILE, **shown)  # to redraw the figure
-    results["seconds"] = time.perf_counter() - started
-    results["complete"] = True
+    old_runs = {_key(run): run for run in previous.get("runs", [])}
+    clips = shown = None
+    for section, key, make in plan:
+        if key in old_runs:
+            record(old_runs[key], kept=True)
+        elif section in settings["sections"]:
+            if make.__name__ == "reconstruction" and clips is None:
+                clips = footage_clips(settings)
+                show = _clips_to_show(clips["test_video"], len(settings["videos"]))
+                shown = {"input": clips["test"][show]}
+                results["footage"] = dict(
+                    train_clips=len(clips["train"]),
+                    test_clips=len(clips["test"]),
+                    shown_clips=show,
+                )
+            record(make(clips, shown))
+        else:
+            missing.append(key)
+    if "footage" not in results and "footage" in previous:
+        results["footage"] = previous["footage"]
+    if shown is not None and len(shown) == 1 + len(MODES):
+        np.savez_compressed(out_dir / SHOWN_FILE, **shown)  # to redraw the figure
+    results["complete"] = not missing
+    results["missing"] = len(missing)
     save_results(results, out_dir)
     return results
 
 
+def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
+    """Every run of the study in order: (section, identity, a function that runs it)."""
+    plan = []
+    for seed, point in classification_keys(settings):
+        for mode in MODES:
+            run = lambda clips, shown, m=mode, s=seed, p=point: classification_run(  # noqa: E731
+                settings, m, s, p
+            )
+            plan.append(
+                ("classification", _key(_identity("classification", mode, seed, point)), run)
+            )
+    for seed in settings["seeds"]:
+        for mode in MODES:
+
+            def reconstruction(clips, shown, mode=mode, seed=seed):
+                run, outputs = reconstruction_run(settings, mode, seed, clips, shown_clips(clips))
+                if seed == settings["seeds"][0]:
+                    shown[mode] = outputs
+                return run
+
+            plan.append(
+                ("reconstruction", _key(_identity("reconstruction", mode, seed)), reconstruction)
+            )
+    for seed in settings["seeds"]:
+        for point in fix_points(settings):
+            for fix in fixes(settings):
+                run = lambda clips, shown, s=seed, p=point, f=fix: classification_run(  # noqa: E731
+                    settings, "sideways", s, p, f
+                )
+                plan.append(("fixes", _key(_identity("fix", "sideways", seed, point, fix[0])), run))
+        if settings["fix_recon_stash"]:
+            stash = settings["fix_recon_stash"]
+
+            def reconstruction(clips, shown, seed=seed, stash=stash):
+                return reconstruction_run(settings, "sideways", seed, clips, [0], stash)[0]
+
+            fix = f"stash {stash}"
+            key = _key(_identity("reconstruction_fix", "sideways", seed, None, fix))
+            plan.append(("fixes", key, reconstruction))
+    return plan
+
+
+def shown_clips(clips: dict) -> list[int]:
+    """The test clips the reconstruction figure shows: one from the middle of each video."""
+    return _clips_to_show(clips["test_video"], int(clips["test_video"].max()) + 1)
+
+
+def _identity(experiment: str, mode: str, seed: int, point: Point | None = None, fix=None):
+    run = dict(experiment=experiment, mode=mode, seed=seed)
+    if point is not None:
+        run.update(point._asdict())
+    if fix is not None:
+        run["fix"] = fix
+    return run
+
+
+_KEY_FIELDS = ("experiment", "mode", "seed", "fix", *Point._fields)
+
+
+def _key(run: dict) -> tuple:
+    """What makes a run the same run: its experiment, mode, seed, set-up and fix."""
+    return tuple((field, run.get(field)) for field in _KEY_FIELDS)
+
+
+def _previous(out_dir: Path) -> dict:
+    """The results a former run left in `out_dir` (finished or not), or {}."""
+    path = out_dir / RESULTS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _describe(run: dict) -> str:
     """One progress line's worth of a run: what it trained and its test figure."""
-    if run["experiment"] == "classification":
+    if run["experiment"] in ("classification", "fix"):
         what = (
             f"stride {run['stride']}, {run['num_stages']} stages, clips of "
             f"{run['clip_length']}, speed {run['speed']:g}, {run['epochs']} epochs"
@@ -331,7 +433,8 @@ def _describe(run: dict) -> str:
     else:
         what = "real-footage reconstruction"
         score = f"test MSE {run['mse']:.5f}, PSNR {run['psnr']:.2f} dB"
-    return f"{what}, seed {run['seed']}, {MODE_LABELS[run['mode']]}: {score}"
+    who = MODE_LABELS[run["mode"]] + (f" ({run['fix']})" if run.get("fix") else "")
+    return f"{what}, seed {run['seed']}, {who}: {score}"
 
 
 def _clips_to_show(test_video: np.ndarray, num_videos: int) -> list[int]:

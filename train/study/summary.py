@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from train.study.config import MODES
+from train.study.config import MODES, Point, fix_points, fixes
 
 ACCURACY_TOLERANCE = 1.0  # points: the aim for stride 1
 MSE_TOLERANCE = 0.10  # relative: the aim for the reconstruction
@@ -140,7 +140,52 @@ def summarize(results: dict) -> dict:
         clip_length=clip_length,
         controls=controls,
         reconstruction=reconstruction,
+        fixes=summarize_fixes(runs, s),
     )
+
+
+def summarize_fixes(runs: list[dict], settings: dict) -> dict:
+    """Experiment 6: per point, BP, Sideways and each fix (mean ± std, gap to BP, paired).
+
+    Returns {"points": {"<stride>/<stages>": {"bp": ..., "sideways": ..., "<fix>": ...}},
+    "reconstruction": {"<fix>": {"mse": ..., "ratio": Sideways-with-fix MSE / BP MSE}}};
+    empty when the settings try no fix.
+    """
+    s = settings
+    names = [name for name, _ in fixes(s)] if "fix_stashes" in s else []
+    if not names:
+        return {}
+
+    def accuracies(experiment: str, mode: str, point: Point, fix=None) -> dict[int, float]:
+        return {
+            r["seed"]: r["accuracy"]
+            for r in runs
+            if r["experiment"] == experiment
+            and r["mode"] == mode
+            and r.get("fix") == fix
+            and all(r.get(k) == v for k, v in point._asdict().items())
+        }
+
+    points = {}
+    for point in fix_points(s):
+        bp = accuracies("classification", "bp", point)
+        row = {"bp": dict(accuracy=mean_std(list(bp.values())))}
+        variants = [("sideways", "classification", None)] + [(n, "fix", n) for n in names]
+        for label, experiment, fix in variants:
+            got = accuracies(experiment, "sideways", point, fix)
+            row[label] = dict(
+                accuracy=mean_std(list(got.values())),
+                gap=100 * (np.mean(list(got.values())) - np.mean(list(bp.values()))),
+                paired_gaps=[100 * (got[k] - bp[k]) for k in sorted(got) if k in bp],
+            )
+        points[f"{point.stride}/{point.num_stages}"] = row
+    reconstruction = {}
+    if s.get("fix_recon_stash"):
+        name = f"stash {s['fix_recon_stash']}"
+        mse = [r["mse"] for r in runs if r["experiment"] == "reconstruction_fix"]
+        bp = [r["mse"] for r in runs if r["experiment"] == "reconstruction" and r["mode"] == "bp"]
+        reconstruction[name] = dict(mse=mean_std(mse), ratio=float(np.mean(mse) / np.mean(bp)))
+    return dict(names=names, points=points, reconstruction=reconstruction)
 
 
 # ------------------------------------------------------------------- readings of a summary
