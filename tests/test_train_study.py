@@ -320,3 +320,58 @@ def test_report_only_regenerates_the_committed_page_byte_for_byte(tmp_path):
     docs = tmp_path / "study.md"
     reproduce("--report_only", f"--results={COMMITTED.parent}", f"--docs={docs}")
     assert docs.read_bytes() == (ROOT / "docs" / "study.md").read_bytes()
+
+
+# ----------------------------------------------------------------- experiment 6: the fixes
+def test_fixes_are_summarised_against_the_same_bp_runs():
+    s = settings(seeds=(0, 1), fix_strides=(2,), fix_stashes=("full",), fix_recon_stash="full")
+    results = fake_results(
+        s, lambda mode, p: 0.5 if mode == "bp" else 0.4, {"bp": 0.01, "sideways": 0.02}
+    )
+    stride_2 = study_config.fix_points(s)[0]
+    assert (stride_2.stride, stride_2.num_stages) == (2, s["num_stages"])
+    for seed, value in ((0, 0.52), (1, 0.50)):  # BP: 0.50, 0.52; the fix: 0.52, 0.50
+        results["runs"].append(
+            dict(experiment="fix", mode="sideways", seed=seed, fix="stash full", accuracy=value)
+            | stride_2._asdict()
+        )
+        results["runs"].append(
+            dict(experiment="reconstruction_fix", mode="sideways", seed=seed, fix="stash full")
+            | dict(mse=0.011)
+        )
+    fixed = summary.summarize(results)["fixes"]
+    assert fixed["names"] == ["stash full", "streamed ×2"]
+    row = fixed["points"][f"2/{s['num_stages']}"]
+    assert row["sideways"]["gap"] == pytest.approx(-10.0)  # the paper's Sideways: 0.40 vs 0.50
+    assert row["stash full"]["gap"] == pytest.approx(0.0)
+    assert row["stash full"]["paired_gaps"] == pytest.approx([2.0, -2.0])
+    assert row["streamed ×2"]["accuracy"]["n"] == 0  # not run: no figures, no made-up ones
+    assert fixed["reconstruction"]["stash full"]["ratio"] == pytest.approx(0.011 / 0.0105)
+    page = report.report_markdown(with_summary(results))
+    assert "| 2 | 3 | 51.0 ± 1.4 | 41.0 ± 1.4 (-10.0) | 51.0 ± 1.4 (+0.0) |" in page
+
+
+def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path, monkeypatch):
+    calls = []
+
+    def classification(settings, mode, seed, point, fix=None):
+        calls.append((mode, seed, fix and fix[0]))
+        record = dict(experiment="fix" if fix else "classification", mode=mode, seed=seed)
+        return (
+            record
+            | point._asdict()
+            | (dict(fix=fix[0]) if fix else {})
+            | dict(accuracy=0.5, seconds=0.0)
+        )
+
+    monkeypatch.setattr(runs, "classification_run", classification)
+    config = study_config.get_config("tiny")
+    config.sections = ("classification",)  # no footage: those runs stay missing
+    first = runs.run_study(config, tmp_path, log=lambda line: None)
+    assert not first["complete"] and first["missing"] == 2 + 2  # 2 reconstructions, 2 fixes
+    assert len(calls) == 4  # 2 set-ups x 2 modes
+    config.sections = ("fixes",)
+    config.fix_recon_stash = ""
+    second = runs.run_study(config, tmp_path, log=lambda line: None)
+    assert calls[4:] == [("sideways", 0, "stash full"), ("sideways", 0, "streamed ×2")]
+    assert second["missing"] == 2 and len(second["runs"]) == 6  # the 4 kept, the 2 new

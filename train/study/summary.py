@@ -175,7 +175,11 @@ def summarize_fixes(runs: list[dict], settings: dict) -> dict:
             got = accuracies(experiment, "sideways", point, fix)
             row[label] = dict(
                 accuracy=mean_std(list(got.values())),
-                gap=100 * (np.mean(list(got.values())) - np.mean(list(bp.values()))),
+                gap=(
+                    100 * (np.mean(list(got.values())) - np.mean(list(bp.values())))
+                    if got and bp
+                    else math.nan
+                ),
                 paired_gaps=[100 * (got[k] - bp[k]) for k in sorted(got) if k in bp],
             )
         points[f"{point.stride}/{point.num_stages}"] = row
