@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+
+import keras
 import tensorflow as tf
 
 VIDEO_LAYOUT = "[batch, time, height, width, channels]"
@@ -129,3 +132,32 @@ def clip_probabilities(outputs: tf.Tensor, from_logits: bool) -> tf.Tensor:
         else:
             outputs = tf.nn.softmax(outputs, axis=-1)
     return tf.reduce_mean(outputs, axis=1)
+
+
+def warn_if_too_short(clip_length: int | None, num_stages: int) -> bool:
+    """Warns (and returns True) when a clip is too short for every stage to get an error."""
+    if clip_length is None or clip_length >= num_stages:
+        return False
+    warnings.warn(
+        f"Clips of {clip_length} frames are too short for a {num_stages}-stage Sideways "
+        f"pipeline: the bottom {num_stages - clip_length} stage(s) get no valid error within "
+        f"a clip, so their gradient is zero. Use clips of at least {num_stages} frames.",
+        stacklevel=4,
+    )
+    return True
+
+
+def is_classification_loss(loss) -> bool:
+    """True for a categorical cross-entropy loss (by name or object): clip classification."""
+    name = loss if isinstance(loss, str) else type(loss).__name__
+    return name.replace("_", "").lower() in (
+        "sparsecategoricalcrossentropy",
+        "categoricalcrossentropy",
+    )
+
+
+def loss_takes_logits(loss) -> bool:
+    """True when `loss` is a Keras loss object with from_logits=True."""
+    if isinstance(loss, keras.losses.Loss):
+        return bool(loss.get_config().get("from_logits", False))
+    return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 
 import keras
@@ -106,7 +105,7 @@ class SidewaysModel(keras.Model):
         if self.placement == "auto":
             sample = tf.random.uniform((batch, *input_shape[2:]), seed=0)
             self.devices = placements.auto_placement(self.stages, sample)
-        self._check_placement_fits_strategy()
+        placements.check_fits_strategy(self.devices, self.distribute_strategy)
         x = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
         output_shapes = []
         for k, stage in enumerate(self.stages):
@@ -129,20 +128,6 @@ class SidewaysModel(keras.Model):
             stash=self.stash if streams else None,  # rings only where the pipeline runs
         )
         self.pipeline_state = self.buffers.variables  # tracked: saved with the weights
-
-    def _check_placement_fits_strategy(self) -> None:
-        """Refuses stage placement over several devices under a multi-replica strategy."""
-        count = self.distribute_strategy.num_replicas_in_sync
-        spread = sorted({d for d in self.devices if d is not None})
-        if count > 1 and len(spread) > 1:
-            raise ValueError(
-                f"Stage placement over several devices ({', '.join(spread)}) cannot be "
-                f"combined with a {count}-replica tf.distribute strategy: each replica "
-                "runs on the one device the strategy gives it, so tf.distribute cannot "
-                "place its stages elsewhere. Use placement=None under the strategy (data "
-                "parallelism; engine='pipeline' still runs stages concurrently on a "
-                "replica's device), or placement without a strategy (depth parallelism)."
-            )
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras (TF backend) builds at the first trace of the train function when no
@@ -382,19 +367,11 @@ class SidewaysModel(keras.Model):
 
     def is_classifier(self) -> bool:
         """True when compiled with a categorical cross-entropy loss (clip classification)."""
-        loss = getattr(self, "loss", None)
-        name = loss if isinstance(loss, str) else type(loss).__name__
-        return name.replace("_", "").lower() in (
-            "sparsecategoricalcrossentropy",
-            "categoricalcrossentropy",
-        )
+        return clips.is_classification_loss(getattr(self, "loss", None))
 
     def outputs_are_logits(self) -> bool:
         """True when the compiled loss takes logits (from_logits=True)."""
-        loss = getattr(self, "loss", None)
-        if isinstance(loss, keras.losses.Loss):
-            return bool(loss.get_config().get("from_logits", False))
-        return False
+        return clips.loss_takes_logits(getattr(self, "loss", None))
 
     def _check_inputs(self, video, target, sample_weight):
         """Raises ValueError for a bad batch, naming what was expected and what was given."""
@@ -406,18 +383,8 @@ class SidewaysModel(keras.Model):
             clips.check_stream_batch(video, target, capacity)
 
     def _warn_if_clip_too_short(self, video):
-        time = video.shape[1]
-        depth = len(self.stages)
-        if self.stateful or time is None or time >= depth or self._warned_short_clip:
-            return
-        self._warned_short_clip = True
-        starved = depth - time
-        warnings.warn(
-            f"Clips of {time} frames are too short for a {depth}-stage Sideways pipeline: "
-            f"the bottom {starved} stage(s) get no valid error within a clip, so their "
-            f"gradient is zero. Use clips of at least {depth} frames.",
-            stacklevel=3,
-        )
+        if not (self.stateful or self._warned_short_clip):
+            self._warned_short_clip = clips.warn_if_too_short(video.shape[1], len(self.stages))
 
     def load_weights(self, filepath, *args, **kwargs):
         """`keras.Model.load_weights`, with a CheckpointError naming a missing or bad file."""

@@ -142,3 +142,18 @@ def _fresh_copy(stage: keras.layers.Layer) -> keras.layers.Layer:
         return keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(stage))
     except Exception:  # a custom layer without get_config: time the stage itself
         return stage
+
+
+def check_fits_strategy(devices, strategy) -> None:
+    """Refuses stage placement over several devices under a multi-replica strategy."""
+    count = strategy.num_replicas_in_sync
+    spread = sorted({d for d in devices if d is not None})
+    if count > 1 and len(spread) > 1:
+        raise ValueError(
+            f"Stage placement over several devices ({', '.join(spread)}) cannot be "
+            f"combined with a {count}-replica tf.distribute strategy: each replica "
+            "runs on the one device the strategy gives it, so tf.distribute cannot "
+            "place its stages elsewhere. Use placement=None under the strategy (data "
+            "parallelism; engine='pipeline' still runs stages concurrently on a "
+            "replica's device), or placement without a strategy (depth parallelism)."
+        )

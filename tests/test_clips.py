@@ -65,3 +65,20 @@ def test_a_stream_needs_clip_labels_and_its_first_batch_size():
     with pytest.raises(ValueError, match="fixes the batch size to 3.*batch of 2"):
         clips.check_stream_batch(video, tf.zeros([2]), capacity=3)
     clips.check_stream_batch(video, tf.zeros([2]), capacity=None)  # before the buffers exist
+
+
+def test_losses_are_read_for_classification_and_logits():
+    import keras
+
+    assert clips.is_classification_loss("sparse_categorical_crossentropy")
+    assert clips.is_classification_loss(keras.losses.CategoricalCrossentropy())
+    assert not clips.is_classification_loss(keras.losses.MeanSquaredError())
+    assert clips.loss_takes_logits(keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert not clips.loss_takes_logits(keras.losses.SparseCategoricalCrossentropy())
+    assert not clips.loss_takes_logits("sparse_categorical_crossentropy")  # a name: probabilities
+
+
+def test_a_clip_shorter_than_the_pipeline_is_warned_about():
+    with pytest.warns(UserWarning, match="bottom 2 stage.*at least 5 frames"):
+        assert clips.warn_if_too_short(3, 5)
+    assert not clips.warn_if_too_short(5, 5) and not clips.warn_if_too_short(None, 5)

@@ -71,3 +71,12 @@ def test_stages_run_on_their_devices_with_unchanged_results():
     auto = [int(d.rsplit(":", 1)[1]) for d in report["auto"]]
     assert len(auto) == 4 and auto == sorted(auto) and set(auto) <= {0, 1, 2, 3}
     assert report["auto_engine"] == "pipeline"
+
+
+def test_placement_over_devices_is_refused_under_several_replicas():
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    with pytest.raises(ValueError, match=r"several devices \(/CPU:0, /CPU:1\).*2-replica"):
+        placement.check_fits_strategy(["/CPU:0", "/CPU:1"], TwoReplicas())
+    placement.check_fits_strategy(["/CPU:0", "/CPU:0"], TwoReplicas())  # one device: fine
