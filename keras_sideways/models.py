@@ -10,6 +10,9 @@ from collections.abc import Sequence
 
 import keras
 
+# How many stages each reference model can be cut into, at most (its number of units).
+MAX_STAGES = {"vgg_classifier": 8, "encoder_decoder": 6}
+
 
 def split_into_stages(units: Sequence[keras.layers.Layer], num_stages: int, name: str) -> list:
     """Groups consecutive `units` into `num_stages` stages (a Sequential each when > 1 unit)."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_sideways import data as video_data
@@ -21,6 +23,48 @@ from keras_sideways.export import export_saved_model
 from keras_sideways.model import SidewaysModel
 
 TASKS = ("classification", "reconstruction")
+
+
+class ConfigError(ValueError):
+    """A config value a run cannot use; the message names the field, what was expected
+    and what was given. The training scripts print it as one line."""
+
+
+class DivergedError(RuntimeError):
+    """Training ended with non-finite weights: nothing was exported."""
+
+
+def check_config(config) -> None:
+    """Raises ConfigError for the first config value a run cannot use."""
+
+    def fail(field: str, expected: str, given) -> None:
+        raise ConfigError(f"config.{field}: expected {expected}; got {given!r}.")
+
+    def positive_int(field: str, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            fail(field, "a whole number >= 1", value)
+
+    lr = config.learning_rate
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        fail("learning_rate", "a finite number > 0", lr)
+    positive_int("epochs", config.epochs)
+    if config.task not in TASKS:
+        fail("task", f"one of {', '.join(TASKS)}", config.task)
+    d = config.data
+    for field in ("clip_length", "temporal_stride", "batch_size"):
+        positive_int(f"data.{field}", d[field])
+    for field in ("num_train_clips", "num_test_clips"):
+        if field in d:
+            positive_int(f"data.{field}", d[field])
+    size = d.image_size
+    sizes = size if isinstance(size, (tuple, list)) else (size,)
+    if not sizes or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
+        fail("data.image_size", "a side >= 1, or (height, width)", size)
+    built = "vgg_classifier" if config.task == "classification" else "encoder_decoder"
+    limit, stages = models.MAX_STAGES[built], config.model.num_stages
+    if isinstance(stages, bool) or not isinstance(stages, int) or not 2 <= stages <= limit:
+        fail("model.num_stages", f"2 to {limit} stages ({built})", stages)
+    positive_int("model.width", config.model.width)
 
 
 @dataclasses.dataclass
@@ -158,6 +202,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     last finished epoch when started again with the same workdir (`workdir/backup`).
     With a `tf.distribute` strategy, the model is built in its scope.
     """
+    check_config(config)
     keras.utils.set_random_seed(config.seed)
     workdir = os.path.abspath(workdir)
     name = os.path.basename(workdir.rstrip("/"))
@@ -184,6 +229,11 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         verbose=config.verbose,
     )
     scores = model.evaluate(val, verbose=0, return_dict=True)
+    if not all(np.all(np.isfinite(w)) for w in model.get_weights()):
+        raise DivergedError(
+            f"Training {name} ended with non-finite weights (validation loss "
+            f"{scores.get('loss')}): nothing was exported. Lower config.learning_rate."
+        )
     export_path = export_saved_model(
         model,
         os.path.join(config.export_dir, name),

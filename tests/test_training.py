@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_sideways as ks
 from keras_sideways import training
 from train.configs import moving_digits, moving_digits_autoencode, ucf101, video_folder
 
@@ -106,8 +107,9 @@ def test_unknown_dataset_and_missing_root_are_refused(tmp_path):
         training.build_datasets(tiny(moving_digits, task="segmentation"))
 
 
-def run_script(module, *args, cwd):
-    """Runs `python -m module args` from the repository root; returns its stdout."""
+def run_script(module, *args, cwd, status=0):
+    """Runs `python -m module args` from the repository root; its stdout, or its stderr
+    when it should fail (`status` != 0)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
@@ -118,8 +120,8 @@ def run_script(module, *args, cwd):
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    assert result.returncode == status, result.stderr[-3000:]
+    return result.stdout if status == 0 else result.stderr
 
 
 CONFIG = os.path.join(
@@ -212,3 +214,55 @@ def test_bad_stream_chunks_are_refused_by_name():
         config = tiny(moving_digits, **{"data.stream_chunks": bad})
         with pytest.raises(ValueError, match=f"stream_chunks must be 0 .* got {bad!r}"):
             training.build_datasets(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train.train", "train.compare"])
+def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_path, script):
+    exports = tmp_path / "saved_models"
+    err = run_script(
+        script,
+        f"--config={CONFIG}:tiny",
+        f"--workdir={tmp_path / 'runs' / 'nan'}",
+        f"--config.export_dir={exports}",
+        "--config.learning_rate=nan",
+        cwd=tmp_path,
+        status=1,
+    )
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert lines == ["error: config.learning_rate: expected a finite number > 0; got nan."]
+    assert "Traceback" not in err and not exports.exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("learning_rate", -0.1, "config.learning_rate: expected a finite number > 0; got -0.1"),
+        ("epochs", 0, "config.epochs: expected a whole number >= 1; got 0"),
+        ("data.batch_size", 0, "config.data.batch_size: expected a whole number >= 1; got 0"),
+        ("data.image_size", -4, r"config.data.image_size: expected a side >= 1.*got -4"),
+        ("model.num_stages", 9, r"config.model.num_stages: expected 2 to 8 stages .*got 9"),
+    ],
+)
+def test_config_values_are_checked_where_they_enter(field, value, message):
+    with pytest.raises(training.ConfigError, match=message):
+        training.check_config(tiny(moving_digits, **{field: value}))
+    reconstruction = tiny(moving_digits_autoencode, **{"model.num_stages": 7})
+    with pytest.raises(training.ConfigError, match="2 to 6 stages .encoder_decoder.; got 7"):
+        training.check_config(reconstruction)
+
+
+def test_a_run_ending_with_non_finite_weights_fails_before_exporting(tmp_path, monkeypatch):
+    real_fit = ks.SidewaysModel.fit
+
+    def fit_then_diverge(self, *args, **kwargs):
+        history = real_fit(self, *args, **kwargs)
+        kernel = self.trainable_variables[0]
+        kernel.assign(tf.fill(kernel.shape, float("inf")))
+        return history
+
+    monkeypatch.setattr(ks.SidewaysModel, "fit", fit_then_diverge)
+    config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"))
+    with pytest.raises(training.DivergedError, match="non-finite weights.*nothing was exported"):
+        training.train_and_evaluate(config, str(tmp_path / "runs" / "inf"))
+    assert not (tmp_path / "saved_models").exists()

@@ -9,11 +9,18 @@ writes runs/moving_digits_bp and runs/moving_digits_sideways (both curves on one
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from keras_sideways.training import compare_modes, comparison_table, summary_lines
+from keras_sideways.training import (
+    ConfigError,
+    DivergedError,
+    compare_modes,
+    comparison_table,
+    summary_lines,
+)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -25,7 +32,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
-    summaries = compare_modes(_CONFIG.value, _WORKDIR.value)
+    try:
+        summaries = compare_modes(_CONFIG.value, _WORKDIR.value)
+    except (ConfigError, DivergedError) as error:
+        sys.exit(f"error: {error}")  # one line, exit status 1: no traceback for bad input
     print()
     print(comparison_table(summaries))
     for summary in summaries.values():

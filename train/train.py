@@ -10,11 +10,17 @@ See docs/distributed.md for multi-worker training.
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from keras_sideways.training import summary_lines, train_and_evaluate
+from keras_sideways.training import (
+    ConfigError,
+    DivergedError,
+    summary_lines,
+    train_and_evaluate,
+)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -52,7 +58,10 @@ def make_strategy():
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
-    summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value, make_strategy())
+    try:
+        summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value, make_strategy())
+    except (ConfigError, DivergedError) as error:
+        sys.exit(f"error: {error}")  # one line, exit status 1: no traceback for bad input
     print("\n".join(summary_lines(summary)))
 
 
