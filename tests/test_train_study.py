@@ -368,10 +368,11 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     config = study_config.get_config("tiny")
     config.sections = ("classification",)  # no footage: those runs stay missing
     first = runs.run_study(config, tmp_path, log=lambda line: None)
-    assert not first["complete"] and first["missing"] == 2 + 2  # 2 reconstructions, 2 fixes
+    assert not first["complete"] and first["missing"] == 2 + 3  # 2 reconstructions, 3 fix runs
     assert len(calls) == 4  # 2 set-ups x 2 modes
     config.sections = ("fixes",)
     config.fix_recon_stash = ""
     second = runs.run_study(config, tmp_path, log=lambda line: None)
-    assert calls[4:] == [("sideways", 0, "stash full"), ("sideways", 0, "streamed ×2")]
-    assert second["missing"] == 2 and len(second["runs"]) == 6  # the 4 kept, the 2 new
+    streamed = [("bp", 0, "streamed ×2"), ("sideways", 0, "streamed ×2")]  # same data
+    assert calls[4:] == [("sideways", 0, "stash full"), *streamed]
+    assert second["missing"] == 2 and len(second["runs"]) == 7  # the 4 kept, the 3 new

@@ -226,6 +226,11 @@ def fixes(settings: Settings) -> list[tuple[str, dict]]:
     return chosen
 
 
+def fix_modes(fields: dict) -> tuple[str, ...]:
+    """The modes a fix is run in: streaming changes the data, so BP is run on it too."""
+    return MODES if "stream_chunks" in fields else ("sideways",)
+
+
 def fix_points(settings: Settings) -> list[Point]:
     """Where experiment 6 tries each fix: strides at num_stages, then depths."""
     s = settings

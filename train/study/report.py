@@ -302,10 +302,11 @@ def _fixes(page: _Page) -> dict:
     def cell(entry: dict) -> str:
         return f"{percent(entry['accuracy'])} ({entry['gap']:+.1f})"
 
-    rows = []
+    rows, columns = [], []
     for key, row in fixed["points"].items():
         stride, stages = key.split("/")
-        cells = " | ".join(cell(row[name]) for name in ["sideways", *names])
+        columns = row["columns"]
+        cells = " | ".join(cell(row[label]) for label in columns)
         rows.append(
             dict(stride=stride, stages=stages, bp=percent(row["bp"]["accuracy"]), cells=cells)
         )
@@ -315,8 +316,11 @@ def _fixes(page: _Page) -> dict:
     ]
     section = page(
         "fixes_section",
-        fix_header=" | ".join(f"Sideways, {name} (%)" for name in names),
-        fix_rule="|".join("---:" for _ in names),
+        fix_header=" | ".join(
+            f"{label} (%)" if label.startswith("BP") else f"Sideways, {label} (%)"
+            for label in columns[1:]
+        ),
+        fix_rule="|".join("---:" for _ in columns[1:]),
         fix_rows=page.each("fix_row", rows),
         fix_recon=page.each("fix_recon_item", recon),
         fix_names=listing(names),

@@ -29,6 +29,7 @@ from train.study.config import (
     check_config,
     classification_keys,
     clip_plan,
+    fix_modes,
     fix_points,
     fixes,
     stash_value,
@@ -378,10 +379,12 @@ def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
     for seed in settings["seeds"]:
         for point in fix_points(settings):
             for fix in fixes(settings):
-                run = lambda clips, shown, s=seed, p=point, f=fix: classification_run(  # noqa: E731
-                    settings, "sideways", s, p, f
-                )
-                plan.append(("fixes", _key(_identity("fix", "sideways", seed, point, fix[0])), run))
+                for mode in fix_modes(fix[1]):
+                    run = lambda clips, shown, m=mode, s=seed, p=point, f=fix: (  # noqa: E731
+                        classification_run(settings, m, s, p, f)
+                    )
+                    key = _key(_identity("fix", mode, seed, point, fix[0]))
+                    plan.append(("fixes", key, run))
         if settings["fix_recon_stash"]:
             stash = settings["fix_recon_stash"]
 
