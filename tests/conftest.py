@@ -134,3 +134,18 @@ def assert_all_close(actual, expected, model, rtol=1e-4, atol=1e-6):
         np.testing.assert_allclose(
             np.asarray(a), np.asarray(e), rtol=rtol, atol=atol, err_msg=v.path
         )
+
+
+def engine_against_reference(engine, targets, stash_depth=0, time=7, seed=1):
+    """An engine's gradients beside the slow reference's, on random video (5 stages).
+
+    Returns (model, engine gradients, reference gradients); `targets` is "clip" or "frames".
+    """
+    video = random_video(batch=2, time=time, seed=seed)
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    stages = tiny_conv_stages(num_stages=5)
+    model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth)
+    gradients = model.compute_gradients(video, target)
+    reference = reference_pseudo_gradients(stages, video, target, loss, stash=model.stash)
+    return model, gradients, reference

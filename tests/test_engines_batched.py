@@ -5,14 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import (
-    CLIP_LOSS,
     FRAME_LOSS,
     assert_all_close,
     clip_labels,
     compiled_model,
-    frame_targets,
+    engine_against_reference,
     random_video,
-    reference_pseudo_gradients,
     tiny_conv_stages,
 )
 
@@ -29,14 +27,8 @@ def test_shift_and_delay_move_values_one_tick_later():
 
 @pytest.mark.parametrize("targets", ["clip", "frames"])
 def test_batched_engine_matches_slow_reference_on_random_video(targets):
-    video = random_video(batch=2, time=7, seed=1)
-    target = clip_labels(2) if targets == "clip" else frame_targets(video)
-    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
-    stages = tiny_conv_stages(num_stages=5)
-    model = compiled_model(stages, loss=loss, engine="batched")
-    engine = model.compute_gradients(video, target)
-    reference = reference_pseudo_gradients(stages, video, target, loss)
-    assert_all_close(engine, reference, model)
+    model, gradients, reference = engine_against_reference("batched", targets)
+    assert_all_close(gradients, reference, model)
 
 
 def test_batched_and_pipeline_engines_agree_with_weights_and_regularisers():
@@ -71,12 +63,6 @@ def test_valid_ticks_and_targets_are_reported():
 @pytest.mark.parametrize("stash_depth", [1, 3, "full", [2, 0, 4, 1, 0]], ids=str)
 @pytest.mark.parametrize("targets", ["clip", "frames"])
 def test_stashed_inputs_match_the_slow_reference(targets, stash_depth):
-    video = random_video(batch=2, time=9, seed=7)
-    target = clip_labels(2) if targets == "clip" else frame_targets(video)
-    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
-    stages = tiny_conv_stages(num_stages=5)
-    model = compiled_model(stages, loss=loss, engine="batched", stash_depth=stash_depth)
-    engine = model.compute_gradients(video, target)
-    reference = reference_pseudo_gradients(stages, video, target, loss, stash=model.stash)
-    assert_all_close(engine, reference, model)
+    model, gradients, reference = engine_against_reference("batched", targets, stash_depth, 9, 7)
+    assert_all_close(gradients, reference, model)
     assert model.buffers.stashes == [None] * 5  # the batched engine keeps no rings

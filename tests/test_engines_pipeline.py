@@ -10,6 +10,7 @@ from conftest import (
     assert_all_close,
     clip_labels,
     compiled_model,
+    engine_against_reference,
     frame_targets,
     random_video,
     reference_pseudo_gradients,
@@ -22,14 +23,8 @@ from keras_sideways.engines import pipeline
 
 @pytest.mark.parametrize("targets", ["clip", "frames"])
 def test_engine_matches_slow_reference_on_random_video(targets):
-    video = random_video(batch=2, time=7, seed=1)
-    target = clip_labels(2) if targets == "clip" else frame_targets(video)
-    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
-    stages = tiny_conv_stages(num_stages=5)
-    model = compiled_model(stages, loss=loss, engine="pipeline")
-    engine = model.compute_gradients(video, target)
-    reference = reference_pseudo_gradients(stages, video, target, loss)
-    assert_all_close(engine, reference, model)
+    model, gradients, reference = engine_against_reference("pipeline", targets)
+    assert_all_close(gradients, reference, model)
 
 
 def test_batch_larger_than_buffers_is_run_in_padded_groups():
@@ -102,16 +97,13 @@ STASHES = [1, 3, "full", [2, 0, 4, 1, 0]]
 @pytest.mark.parametrize("stash_depth", STASHES, ids=str)
 @pytest.mark.parametrize("targets", ["clip", "frames"])
 def test_stashed_inputs_match_the_slow_reference(targets, stash_depth):
-    video = random_video(batch=2, time=9, seed=7)
+    model, gradients, reference = engine_against_reference("pipeline", targets, stash_depth, 9, 7)
+    assert_all_close(gradients, reference, model)
+    video = random_video(batch=2, time=9, seed=7)  # what engine_against_reference used
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
-    stages = tiny_conv_stages(num_stages=5)
-    model = compiled_model(stages, loss=loss, engine="pipeline", stash_depth=stash_depth)
-    engine = model.compute_gradients(video, target)
-    reference = reference_pseudo_gradients(stages, video, target, loss, stash=model.stash)
-    assert_all_close(engine, reference, model)
-    plain = reference_pseudo_gradients(stages, video, target, loss)
-    assert not np.allclose(engine[0], plain[0], rtol=1e-3)  # the stash changed the bottom
+    plain = reference_pseudo_gradients(model.stages, video, target, loss)  # no stash
+    assert not np.allclose(gradients[0], plain[0], rtol=1e-3)  # the stash changed the bottom
 
 
 def test_a_stream_continues_its_stash_across_chunks():
