@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras_sideways import data as video_data
 from keras_sideways import models
 from keras_sideways.callbacks import BackupAndRestore, ResetPipeline
+from keras_sideways.engines import ticks
 from keras_sideways.export import export_saved_model
 from keras_sideways.model import SidewaysModel
 
@@ -65,6 +66,10 @@ def check_config(config) -> None:
     if isinstance(stages, bool) or not isinstance(stages, int) or not 2 <= stages <= limit:
         fail("model.num_stages", f"2 to {limit} stages ({built})", stages)
     positive_int("model.width", config.model.width)
+    try:
+        ticks.stash_depths(stages, stash_depth(config))
+    except ValueError as error:
+        raise ConfigError(f"config.stash_depth: {error}") from None
 
 
 @dataclasses.dataclass
@@ -154,6 +159,12 @@ def stream_callbacks(train: tf.data.Dataset) -> list:
     return [ResetPipeline(every_n_batches=every)] if every else []
 
 
+def stash_depth(config):
+    """`config.stash_depth` as SidewaysModel takes it: digits as text become an int."""
+    depth = config.get("stash_depth", 0)
+    return int(depth) if isinstance(depth, str) and depth.isdigit() else depth
+
+
 def build_model(config, info: DataInfo) -> SidewaysModel:
     """The compiled SidewaysModel of `config.model`, `config.mode` and `config.engine`.
 
@@ -180,7 +191,7 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
         mode=config.mode,
         engine=config.engine,
         stateful=config.mode == "sideways" and _stream_chunks(config) > 0,
-        stash_depth=config.get("stash_depth", 0),
+        stash_depth=stash_depth(config),
         name=f"{m.name}_{config.mode}",
     )
     learning_rate = config.learning_rate

@@ -194,7 +194,7 @@ def test_comparison_table_and_summary_lines():
 def test_streamed_training_with_a_stash_through_the_command_config(tmp_path):
     config = tiny(
         moving_digits,
-        stash_depth=2,
+        stash_depth="2",
         export_dir=str(tmp_path / "saved_models"),
         **{"data.stream_chunks": 2, "data.num_train_clips": 16},
     )
@@ -247,6 +247,9 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
 def test_config_values_are_checked_where_they_enter(field, value, message):
     with pytest.raises(training.ConfigError, match=message):
         training.check_config(tiny(moving_digits, **{field: value}))
+    with pytest.raises(training.ConfigError, match="config.stash_depth: .*got 'deep'"):
+        training.check_config(tiny(moving_digits, stash_depth="deep"))
+    training.check_config(tiny(moving_digits, stash_depth="full"))
     reconstruction = tiny(moving_digits_autoencode, **{"model.num_stages": 7})
     with pytest.raises(training.ConfigError, match="2 to 6 stages .encoder_decoder.; got 7"):
         training.check_config(reconstruction)

@@ -4,7 +4,7 @@
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_bp \
         --config.mode=bp --config.data.temporal_stride=2
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_stream \
-        --config.data.stream_chunks=4 --config.stash_depth=2   # streamed, with a stash
+        --config.data.stream_chunks=4 --config.stash_depth=full   # streamed, with a stash
     python -m train.train --config train/configs/moving_digits.py:tiny --workdir /tmp/smoke
 """
 
@@ -17,7 +17,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.task = "classification"
     config.mode = "sideways"  # or "bp"
     config.engine = "auto"  # "pipeline", "batched"
-    config.stash_depth = 0  # Sideways' stash: an int, "full", or one int per stage (README)
+    config.stash_depth = "0"  # Sideways' stash depth: "0" (the paper's), "2", ..., "full" (README)
     config.seed = 0
     config.epochs = 10
     config.learning_rate = 1e-3
@@ -27,14 +27,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "moving_digits"
-    config.data.clip_length = 8
+    config.data.clip_length = 16  # >= 3x the stages: the pipeline's fill is a fraction of a clip
     config.data.temporal_stride = 1
     config.data.image_size = 32
     config.data.channels = 1
-    config.data.batch_size = 16
+    config.data.batch_size = 8  # 128 frames a step, as 16 clips of 8 were
     config.data.speed = 1.0  # pixels per frame: the smoothness knob
     config.data.num_digits = 1
-    config.data.num_train_clips = 1024
+    config.data.num_train_clips = 512
     config.data.num_test_clips = 256
     config.data.stream_chunks = 0  # >= 2: train on videos this many clips long, streamed
 
