@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 from typing import Any
 
 import keras
@@ -49,6 +50,8 @@ def check_config(config) -> None:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         fail("learning_rate", "a finite number > 0", lr)
     positive_int("epochs", config.epochs)
+    if config.get("lr_schedule", "constant") not in ("constant", "cosine"):
+        fail("lr_schedule", "'constant' or 'cosine'", config.lr_schedule)
     if config.task not in TASKS:
         fail("task", f"one of {', '.join(TASKS)}", config.task)
     d = config.data
@@ -159,6 +162,25 @@ def stream_callbacks(train: tf.data.Dataset) -> list:
     return [ResetPipeline(every_n_batches=every)] if every else []
 
 
+def with_schedule(config, train: tf.data.Dataset):
+    """`config` with `lr_decay_steps` set to the whole run when `lr_schedule` is "cosine"."""
+    steps = int(train.cardinality())
+    if config.get("lr_schedule", "constant") != "cosine" or config.get("lr_decay_steps", 0):
+        return config
+    if steps < 1:  # a pipeline that filters or decodes lazily: its length is unknown
+        warnings.warn(
+            "config.lr_schedule='cosine' needs the number of training batches, but this "
+            "training set does not know its length: the learning rate stays constant. Set "
+            "config.lr_decay_steps to decay it.",
+            stacklevel=3,
+        )
+        return config
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.lr_decay_steps = steps * config.epochs
+    return config
+
+
 def stash_depth(config):
     """`config.stash_depth` as SidewaysModel takes it: digits as text become an int."""
     depth = config.get("stash_depth", 0)
@@ -219,6 +241,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     name = os.path.basename(workdir.rstrip("/"))
     os.makedirs(workdir, exist_ok=True)
     train, val, info = build_datasets(config)
+    config = with_schedule(config, train)
     with (strategy or tf.distribute.get_strategy()).scope():
         model = build_model(config, info)
     tensorboard_dir = os.path.join(workdir, "tensorboard")

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -269,3 +270,18 @@ def test_a_run_ending_with_non_finite_weights_fails_before_exporting(tmp_path, m
     with pytest.raises(training.DivergedError, match="non-finite weights.*nothing was exported"):
         training.train_and_evaluate(config, str(tmp_path / "runs" / "inf"))
     assert not (tmp_path / "saved_models").exists()
+
+
+def test_a_cosine_schedule_decays_over_the_whole_run():
+    config = tiny(moving_digits, epochs=3)  # 8 clips in batches of 4: 2 steps an epoch
+    train, _, info = training.build_datasets(config)
+    scheduled = training.with_schedule(config, train)
+    assert scheduled.lr_decay_steps == 2 * 3
+    model = training.build_model(scheduled, info)
+    schedule = model.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert float(schedule(6)) == pytest.approx(0.0, abs=1e-9)  # 0 at the last step
+    constant = training.with_schedule(tiny(moving_digits, lr_schedule="constant"), train)
+    assert not constant.get("lr_decay_steps", 0)
+    with pytest.raises(training.ConfigError, match="lr_schedule: expected 'constant' or"):
+        training.check_config(tiny(moving_digits, lr_schedule="step"))

@@ -21,6 +21,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.seed = 0
     config.epochs = 10
     config.learning_rate = 1e-3
+    config.lr_schedule = "cosine"  # decays to 0 over the run; or "constant"
     config.log_every_steps = 10
     config.verbose = 2
     config.export_dir = "saved_models"
