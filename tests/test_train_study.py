@@ -286,12 +286,16 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     out = tmp_path / "results"
     config = "--config=train/study/config.py:tiny"
     done = reproduce(config, f"--out={out}", f"--docs={docs}")
-    assert "[6/6]" in done.stdout  # stride 1 (= depth 3 = clips of 4), static: 2 × 2, footage 2
+    # stride 1 (= depth 3 = clips of 4) and static: 2 x 2; footage: 2; the fixes: 3
+    assert "[9/9]" in done.stdout
 
     results = runs.load_results(out)
     kinds = [(r["experiment"], r.get("speed"), r["mode"]) for r in results["runs"]]
     experiments = [("classification", 1.0), ("classification", 0.0), ("reconstruction", None)]
-    assert kinds == [(e, speed, mode) for e, speed in experiments for mode in runs.MODES]
+    fixes = [("fix", 1.0, "sideways"), ("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]
+    assert kinds == [(e, speed, mode) for e, speed in experiments for mode in runs.MODES] + fixes
+    assert [r.get("fix") for r in results["runs"][-3:]] == ["stash full"] + ["streamed ×2"] * 2
+    assert "## 7. Closing the gap" in docs.read_text()
     sideways = [r for r in results["runs"] if r["mode"] == "sideways" and r.get("fidelity")]
     assert all([f["step"] for f in r["fidelity"]] == [0, 1, 2] for r in sideways)  # 2 steps
     recon = {r["mode"]: r for r in results["runs"] if r["experiment"] == "reconstruction"}
