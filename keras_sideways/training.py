@@ -297,14 +297,17 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     return summary
 
 
-def compare_modes(config, workdir: str) -> dict[str, dict]:
-    """Runs `config` with BP, then with Sideways, in `<workdir>_bp` and `<workdir>_sideways`."""
+def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict]:
+    """Runs `config` with BP, then with Sideways, in `<workdir>_bp` and `<workdir>_sideways`.
+
+    `log` is called with a line as each run starts (the script prints it).
+    """
     summaries = {}
     for mode in ("bp", "sideways"):
         run = config.copy_and_resolve_references()
         with run.unlocked():
             run.mode = mode
-        print(f"=== {mode}: {workdir}_{mode}", flush=True)
+        log(f"=== {mode}: {workdir}_{mode}")
         summaries[mode] = train_and_evaluate(run, f"{workdir}_{mode}")
     return summaries
 

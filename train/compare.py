@@ -33,7 +33,9 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
     try:
-        summaries = compare_modes(_CONFIG.value, _WORKDIR.value)
+        summaries = compare_modes(
+            _CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True)
+        )
     except (ConfigError, DivergedError) as error:
         sys.exit(f"error: {error}")  # one line, exit status 1: no traceback for bad input
     print()
