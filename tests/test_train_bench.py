@@ -304,7 +304,12 @@ def test_tiny_benchmark_end_to_end(tmp_path):
         name: tiny.rounds for name in runs.CONTENDERS
     }
     steps = {name: [(m["frames"], m["chunk"]) for m in s] for name, s in raw["memory"].items()}
-    assert steps == dict(bp=[(4, 4)], sideways_batched=[(4, 4)], sideways_pipeline=[(4, 2)])
+    assert steps == dict(
+        bp=[(4, 4)],
+        sideways_batched=[(4, 4)],
+        sideways_pipeline=[(4, 2)],
+        sideways_pipeline_full_stash=[(4, 2)],  # streamed as well, with its rings
+    )
     scaling = raw["scaling"]
     assert len(scaling["stage_costs_ms"]) == tiny.scaling_stages
     partitions = {p["devices"]: p["assignment"] for p in scaling["partitions"]}

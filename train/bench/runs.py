@@ -47,6 +47,11 @@ CONTENDERS = {
     "sideways_batched": dict(mode="sideways", engine="batched"),
     "sideways_pipeline": dict(mode="sideways", engine="pipeline"),
 }
+# Memory also measures the pipeline with a full stash (docs/algorithm.md, "Stash depth").
+MEMORY_CONTENDERS = {
+    **CONTENDERS,
+    "sideways_pipeline_full_stash": dict(mode="sideways", engine="pipeline", stash_depth="full"),
+}
 SWEPT = ("bp", "sideways_pipeline")  # the contenders timed at every thread setting
 _ROOT = Path(__file__).resolve().parents[2]  # where `train` imports from, for the children
 _RESULT = "RESULT "
@@ -84,7 +89,7 @@ def build_contender(
 
     keras.utils.set_random_seed(0)
     stages = models.vgg_classifier(config.classes, num_stages or config.num_stages, config.width)
-    model = SidewaysModel(stages, stateful=stateful, **CONTENDERS[name])
+    model = SidewaysModel(stages, stateful=stateful, **MEMORY_CONTENDERS[name])
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -137,9 +142,9 @@ def step_memory(name: str, frames: int, config: ml_collections.ConfigDict) -> di
     """Peak resident bytes of one training step on clips of `frames`, above the pre-step RSS.
 
     Run it in a fresh process. The streaming pipeline (stateful) takes the clip as
-    consecutive chunks of `config.stream_chunk` frames.
+    consecutive chunks of `config.stream_chunk` frames (with its stash, if it has one).
     """
-    streaming = name == "sideways_pipeline"
+    streaming = MEMORY_CONTENDERS[name].get("engine") == "pipeline"
     model = build_contender(name, config, stateful=streaming)
     video, labels = random_batch(config, frames)
     chunk = min(config.stream_chunk, frames) if streaming else frames
@@ -276,8 +281,8 @@ def _thread_sweep(config: ml_collections.ConfigDict, args: dict, log: Log) -> di
 
 def _memory(config: ml_collections.ConfigDict, args: dict, log: Log) -> dict:
     """{contender: [step_memory for each clip length]}, a fresh process each."""
-    memory = {name: [] for name in CONTENDERS}
-    for name in CONTENDERS:
+    memory = {name: [] for name in MEMORY_CONTENDERS}
+    for name in MEMORY_CONTENDERS:
         for frames in config.memory_lengths:
             step = run_child("memory", dict(args, name=name, frames=frames))
             memory[name].append(step)
