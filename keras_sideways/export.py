@@ -78,6 +78,11 @@ class _Exported(tf.Module):
 METADATA_FILE = "sideways.json"
 
 
+def non_finite_weights(model) -> list[str]:
+    """The paths of the model's weights that hold a NaN or an infinity."""
+    return [v.path for v in model.weights if not np.all(np.isfinite(v.numpy()))]
+
+
 def export_saved_model(model, path: str | os.PathLike, metadata: dict | None = None) -> str:
     """Writes `model` as a TensorFlow SavedModel at `path`, replacing what stood there.
 
@@ -103,7 +108,7 @@ def export_saved_model(model, path: str | os.PathLike, metadata: dict | None = N
             "Export needs a built model: fit it, or call it on a batch of video "
             f"{clips.VIDEO_LAYOUT}, first."
         )
-    broken = [v.path for v in model.weights if not np.all(np.isfinite(v.numpy()))]
+    broken = non_finite_weights(model)
     if broken:
         raise ValueError(
             f"Refusing to export a model with non-finite weights ({', '.join(broken[:5])}"

@@ -14,14 +14,13 @@ import warnings
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_sideways import data as video_data
 from keras_sideways import models
 from keras_sideways.callbacks import BackupAndRestore, ResetPipeline
 from keras_sideways.engines import ticks
-from keras_sideways.export import export_saved_model
+from keras_sideways.export import export_saved_model, non_finite_weights
 from keras_sideways.model import SidewaysModel
 
 TASKS = ("classification", "reconstruction")
@@ -69,6 +68,7 @@ def check_config(config) -> None:
     if isinstance(stages, bool) or not isinstance(stages, int) or not 2 <= stages <= limit:
         fail("model.num_stages", f"2 to {limit} stages ({built})", stages)
     positive_int("model.width", config.model.width)
+    _stream_chunks(config)
     try:
         ticks.stash_depths(stages, stash_depth(config))
     except ValueError as error:
@@ -145,7 +145,7 @@ def _stream_chunks(config) -> int:
     """`config.data.stream_chunks` (0 when absent), checked: 0 or an int >= 2."""
     chunks = config.data.get("stream_chunks", 0)
     if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 0 or chunks == 1:
-        raise ValueError(
+        raise ConfigError(
             "config.data.stream_chunks must be 0 (clips on their own) or an int >= 2 (chunks "
             f"per streamed video); got {chunks!r}."
         )
@@ -164,9 +164,9 @@ def stream_callbacks(train: tf.data.Dataset) -> list:
 
 def with_schedule(config, train: tf.data.Dataset):
     """`config` with `lr_decay_steps` set to the whole run when `lr_schedule` is "cosine"."""
-    steps = int(train.cardinality())
     if config.get("lr_schedule", "constant") != "cosine" or config.get("lr_decay_steps", 0):
         return config
+    steps = int(train.cardinality())
     if steps < 1:  # a pipeline that filters or decodes lazily: its length is unknown
         warnings.warn(
             "config.lr_schedule='cosine' needs the number of training batches, but this "
@@ -263,7 +263,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         verbose=config.verbose,
     )
     scores = model.evaluate(val, verbose=0, return_dict=True)
-    if not all(np.all(np.isfinite(w)) for w in model.get_weights()):
+    if non_finite_weights(model):
         raise DivergedError(
             f"Training {name} ended with non-finite weights (validation loss "
             f"{scores.get('loss')}): nothing was exported. Lower config.learning_rate."

@@ -243,6 +243,7 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("data.batch_size", 0, "config.data.batch_size: expected a whole number >= 1; got 0"),
         ("data.image_size", -4, r"config.data.image_size: expected a side >= 1.*got -4"),
         ("model.num_stages", 9, r"config.model.num_stages: expected 2 to 8 stages .*got 9"),
+        ("data.stream_chunks", 1, r"config.data.stream_chunks must be 0 .*got 1"),
     ],
 )
 def test_config_values_are_checked_where_they_enter(field, value, message):

@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras_sideways import clips
 from keras_sideways.engines import ticks
 from keras_sideways.engines.bp import frame_loss
-from keras_sideways.engines.gradients import EngineResult, LossFn, dense
+from keras_sideways.engines.gradients import EngineResult, LossFn, dense, stage_weights
 from keras_sideways.placement import device_scope
 
 
@@ -53,7 +53,7 @@ def batched_sideways_gradients(
     stash = list(stash or [0] * num_stages)
     time = tf.shape(video)[1]
     aligned = ticks.align_targets(target, num_stages, time)
-    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
+    weights = stage_weights(stages)
 
     # Forward: every stage over every tick, each on its own tape (at the stashed inputs).
     x = clips.frames_to_batch(video)

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import clips
-from keras_sideways.engines.gradients import EngineResult, LossFn, dense
+from keras_sideways.engines.gradients import EngineResult, LossFn, dense, stage_weights
 from keras_sideways.placement import device_scope
 
 
@@ -46,7 +46,7 @@ def bp_gradients(
     devices: Sequence[str | None] | None = None,
 ) -> EngineResult:
     """The BP gradient of the mean per-frame loss of one clip batch, per stage."""
-    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
+    weights = stage_weights(stages)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(weights)
         outputs = frame_outputs(stages, video, training=True, devices=devices)

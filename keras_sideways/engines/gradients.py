@@ -23,6 +23,16 @@ class EngineResult:
     valid_ticks: list | None = None  # Sideways: per stage, the ticks averaged over
 
 
+def stage_weights(stages: Sequence[keras.layers.Layer]) -> list[list]:
+    """Per stage, the values of its trainable variables: what an engine differentiates."""
+    return [[v.value for v in stage.trainable_variables] for stage in stages]
+
+
+def zero_sums(weights: Sequence[Sequence]) -> list[list]:
+    """Per stage, zero accumulators shaped like `stage_weights`."""
+    return [[tf.zeros_like(w) for w in ws] for ws in weights]
+
+
 def dense(grads: Sequence, sources: Sequence) -> list:
     """Gradients as tensors, a zero tensor shaped like its source where the tape gave None."""
     return [

@@ -22,7 +22,13 @@ import keras
 import tensorflow as tf
 
 from keras_sideways.engines import ticks
-from keras_sideways.engines.gradients import EngineResult, LossFn, dense
+from keras_sideways.engines.gradients import (
+    EngineResult,
+    LossFn,
+    dense,
+    stage_weights,
+    zero_sums,
+)
 from keras_sideways.placement import device_scope
 
 
@@ -84,8 +90,7 @@ def pipelined_forward(
     """
     activations = prime(stages, video[:, 0], training, devices)
     time = tf.shape(video)[1]
-    below = activations[-1]
-    top_spec = stages[-1].compute_output_spec(keras.KerasTensor(below.shape, below.dtype))
+    top_spec = _top_spec(stages, activations[-1])
 
     def body(t, activations, top_outputs):
         outputs = forward_tick(stages, video[:, t], activations, training, devices)
@@ -207,9 +212,9 @@ def run_ticks(
     """
     num_stages = len(stages)
     devices = devices or [None] * num_stages
-    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
+    weights = stage_weights(stages)
     time = tf.shape(video)[1]
-    top_spec = _top_spec(stages, buffers)
+    top_spec = _top_spec(stages, buffers.activations[-1])
     since_priming = tf.convert_to_tensor(buffers.ticks.value)  # the ring slots continue
 
     def body(t, sums, loss_sum, top_outputs):
@@ -261,7 +266,7 @@ def run_ticks(
         with tf.control_dependencies(shifts):
             return t + 1, new_sums, loss_sum + losses[-1], top_outputs.write(t, outputs[-1])
 
-    sums = [[tf.zeros_like(w) for w in ws] for ws in weights]
+    sums = zero_sums(weights)
     top_outputs = tf.TensorArray(top_spec.dtype, size=time, element_shape=top_spec.shape)
     _, sums, loss_sum, top_outputs = tf.while_loop(
         lambda t, *_: t < time,
@@ -272,9 +277,9 @@ def run_ticks(
     return sums, loss_sum, _time_major_to_batch_major(top_outputs.stack())
 
 
-def _top_spec(stages, buffers) -> keras.KerasTensor:
-    """Shape and dtype of the top stage's output for one tick, [capacity, ...]."""
-    below = buffers.activations[-1]
+def _top_spec(stages, below) -> keras.KerasTensor:
+    """Shape and dtype of the top stage's output for one tick, from the input `below` it
+    gets (A_{L-2}: a buffer or a tensor, [lanes, ...])."""
     return stages[-1].compute_output_spec(keras.KerasTensor(below.shape, below.dtype))
 
 
@@ -355,7 +360,9 @@ def sideways_gradients(
         [s / tf.cast(tf.maximum(count, 1), s.dtype) for s in stage_sums]
         for stage_sums, count in zip(sums, valid)
     ]
-    outputs.set_shape([video.shape[0], video.shape[1], *_top_spec(stages, buffers).shape[1:]])
+    outputs.set_shape(
+        [video.shape[0], video.shape[1], *_top_spec(stages, buffers.activations[-1]).shape[1:]]
+    )
     return EngineResult(
         gradients=gradients,
         loss=loss_sum / tf.cast(time, tf.float32),
@@ -375,9 +382,10 @@ def _dynamic_groups(group, stages, buffers, batch, capacity):
         return g + 1, sums, loss_sum + group_loss, outputs.write(g, group_outputs)
 
     num_groups = (batch + capacity - 1) // capacity
-    weights = [[v.value for v in stage.trainable_variables] for stage in stages]
-    sums = [[tf.zeros_like(w) for w in ws] for ws in weights]
-    outputs = tf.TensorArray(_top_spec(stages, buffers).dtype, size=num_groups, infer_shape=False)
+    sums = zero_sums(stage_weights(stages))
+    outputs = tf.TensorArray(
+        _top_spec(stages, buffers.activations[-1]).dtype, size=num_groups, infer_shape=False
+    )
     _, sums, loss_sum, outputs = tf.while_loop(
         lambda g, *_: g < num_groups,
         body,

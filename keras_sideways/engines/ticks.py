@@ -1,7 +1,7 @@
 """The pipeline's clock: which frame, error and target every stage meets at every tick.
 
-The one home of the tick arithmetic of docs/algorithm.md, used by every engine, by the
-exported `stream` endpoint and by the study's report. With `L` stages, priming at tick 0:
+The one home of the tick arithmetic of docs/algorithm.md, used by the Sideways engines,
+the model's options and the study's report. With `L` stages, priming at tick 0:
 
 - stage `k` at tick `t` processes frame `t - k` (frame 0 while the pipeline fills);
 - the error reaching stage `k` at tick `t` was born from the loss of frame
