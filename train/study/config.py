@@ -208,14 +208,10 @@ def classification_keys(settings: Settings) -> list[tuple[int, Point]]:
     return [(seed, point) for seed in settings["seeds"] for point in study_points(settings)]
 
 
-def stash_value(depth: str) -> int | str:
-    """A stash depth of the config ("full" or digits) as SidewaysModel takes it."""
-    return "full" if depth == "full" else int(depth)
-
-
 def fixes(settings: Settings) -> list[tuple[str, dict]]:
     """The Sideways variants of experiment 6: (name, training-config fields), in run order."""
-    chosen = [(f"stash {d}", dict(stash_depth=stash_value(d))) for d in settings["fix_stashes"]]
+    # The depth stays text, as the training config takes it (`training.stash_depth`).
+    chosen = [(f"stash {d}", dict(stash_depth=d)) for d in settings["fix_stashes"]]
     if settings["fix_stream_chunks"]:
         chosen.append(
             (

@@ -32,7 +32,6 @@ from train.study.config import (
     fix_modes,
     fix_points,
     fixes,
-    stash_value,
 )
 
 RESULTS_FILE = "study.json"
@@ -249,8 +248,7 @@ def reconstruction_run(
 
     start = time.perf_counter()
     train_clips, test_clips = clips["train"], clips["test"]
-    stash_depth = stash_value(stash) if stash else 0
-    config = reconstruction_config(settings, mode, seed, len(train_clips), stash_depth)
+    config = reconstruction_config(settings, mode, seed, len(train_clips), stash or 0)
     batch_size = config.data.batch_size
     keras.utils.set_random_seed(seed)
     train = (
