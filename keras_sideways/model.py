@@ -8,10 +8,14 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from keras_sideways import clips, options, replicas
+from keras_sideways import clips, delays, options, replicas
 from keras_sideways import placement as placements
 from keras_sideways.engines import batched, bp, pipeline, ticks
-from keras_sideways.engines.gradients import EngineResult, in_variable_order
+from keras_sideways.engines.gradients import (
+    EngineResult,
+    in_variable_order,
+    stage_variable_indices,
+)
 from keras_sideways.placement import device_scope
 
 
@@ -51,6 +55,11 @@ class SidewaysModel(keras.Model):
             frame it was born from when D_k covers its frame gap 2(L-1-k). 0 (the
             default) is the paper's Sideways; "full" gives exact per-frame gradients,
             pipelined; an int applies to every stage, a list of L ints to each.
+        delay_warmup_steps: Sideways mode's delay-aware learning rate
+            (docs/algorithm.md, "Delay-aware learning rate"; PipeMare's rescheduling):
+            over the first N steps, stage k's update is scaled by (1 + g_k)^-(1 - t/N),
+            g_k its frame gap after the stash, so the stages with the oldest errors
+            start slow. 0 (the default) keeps the paper's uniform learning rate.
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
@@ -66,6 +75,7 @@ class SidewaysModel(keras.Model):
         engine: str = "auto",
         placement: Sequence[str] | str | None = None,
         stash_depth: int | str | Sequence[int] = 0,
+        delay_warmup_steps: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -79,6 +89,7 @@ class SidewaysModel(keras.Model):
         self.placement = placement
         self.stash_depth = stash_depth
         self.stash = ticks.stash_depths(len(stages), stash_depth)  # per stage, capped
+        self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.devices: list = (
             list(placement) if isinstance(placement, list) else [None] * len(stages)
         )
@@ -192,7 +203,12 @@ class SidewaysModel(keras.Model):
         )
         weights = self.trainable_variables
         applied = replicas.apply_if(
-            finite, self._apply, grads, [*weights, *self.optimizer.variables], weights
+            finite,
+            self._apply,
+            grads,
+            [*weights, *self.optimizer.variables],
+            weights,
+            self._update_scales(),
         )
         finite = tf.logical_and(finite, applied)
 
@@ -338,6 +354,20 @@ class SidewaysModel(keras.Model):
             training=training,
         )
 
+    def _update_scales(self) -> list | None:
+        """Per trainable variable, the delay-aware scale of its update (None: uniform)."""
+        if self.mode != "sideways" or not self.delay_warmup_steps:
+            return None
+        gaps = [ticks.frame_gap(len(self.stages), k, d) for k, d in enumerate(self.stash)]
+        per_stage = delays.stage_scales(gaps, self.optimizer.iterations, self.delay_warmup_steps)
+        scales = [None] * len(self.trainable_variables)
+        positions = stage_variable_indices(self.trainable_variables, self.stages)
+        for k, indices in enumerate(positions):
+            for i in indices:
+                if gaps[k] and scales[i] is None:  # a shared variable: its first stage's
+                    scales[i] = per_stage[k]
+        return scales
+
     def _apply(self, grads):
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return tf.constant(True)
@@ -417,6 +447,7 @@ class SidewaysModel(keras.Model):
             engine=self.engine,
             placement=self.placement,
             stash_depth=self.stash_depth,
+            delay_warmup_steps=self.delay_warmup_steps,
         )
         return config
 

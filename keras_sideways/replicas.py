@@ -35,13 +35,27 @@ def first_replica_value(strategy, value):
     return value
 
 
-def _guarded(apply, guarded: Sequence, checked: Sequence):
-    """`apply`, undone when it leaves a `checked` variable non-finite; returns True if kept."""
+def _guarded(apply, guarded: Sequence, checked: Sequence, scales: Sequence | None = None):
+    """`apply`, undone when it leaves a `checked` variable non-finite; returns True if kept.
+
+    With `scales` (aligned with `checked`; None where 1), the update of each checked
+    variable is multiplied by its scale before the check.
+    """
 
     def update(grads):
         saved = [tf.identity(v.value if hasattr(v, "value") else v) for v in guarded]
         with tf.control_dependencies(saved):
             applied = apply(grads)
+        if scales is not None:
+            before = {id(v): s for v, s in zip(guarded, saved)}
+            with tf.control_dependencies([applied]):
+                applied = tf.group(
+                    [
+                        v.assign(before[id(v)] + scale * (v.value - before[id(v)]))
+                        for v, scale in zip(checked, scales)
+                        if scale is not None
+                    ]
+                )
         with tf.control_dependencies([applied]):
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in checked])
 
@@ -60,29 +74,36 @@ def apply_if(
     grads: list,
     guarded: Sequence = (),
     checked: Sequence = (),
+    scales: Sequence | None = None,
 ) -> tf.Tensor:
     """Runs `apply(grads)` (an optimizer update) when `finite`, the same on every replica.
 
-    An update that leaves any of `checked` (the weights) non-finite is rolled back: every
-    variable of `guarded` (the weights and the optimizer's state) gets its value of
-    before. Returns True where the update was applied and kept.
+    `scales` (optional, aligned with `checked`, None where 1) multiplies each checked
+    variable's update: a per-variable learning rate that holds for any optimizer. An
+    update that leaves any of `checked` (the weights) non-finite is rolled back: every
+    variable of `guarded` (the weights and the optimizer's state, `checked` among them)
+    gets its value of before. Returns True where the update was applied and kept.
     """
     if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
-        update = _guarded(apply, guarded, checked)
+        update = _guarded(apply, guarded, checked, scales)
         return tf.cond(finite, lambda: update(grads), lambda: tf.constant(False))
 
     # tf.distribute cannot synchronise (the optimizer's merge_call) inside a tf.cond in a
     # replica context: decide in the cross-replica context, as Keras' LossScaleOptimizer
     # does. The gradients travel as merge_call arguments, so each replica applies its own;
     # the check and any rollback see (and set) every replica's copy of the variables.
-    def cross_replica(strategy, finite, grads):
-        finite = strategy.experimental_local_results(finite)[0]
+    def cross_replica(strategy, finite, grads, scales):
+        finite = first_replica_value(strategy, finite)
+        if scales is not None:
+            scales = [first_replica_value(strategy, scale) for scale in scales]
 
         def apply_everywhere(grads):
             strategy.extended.call_for_each_replica(apply, args=(grads,))
             return tf.constant(True)
 
-        update = _guarded(apply_everywhere, guarded, checked)
+        update = _guarded(apply_everywhere, guarded, checked, scales)
         return tf.cond(finite, lambda: update(grads), lambda: tf.constant(False))
 
-    return tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, grads))
+    return tf.distribute.get_replica_context().merge_call(
+        cross_replica, args=(finite, grads, scales)
+    )

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import data as video_data
-from keras_sideways import models
+from keras_sideways import delays, models
 from keras_sideways.callbacks import BackupAndRestore, ResetPipeline
 from keras_sideways.engines import ticks
 from keras_sideways.export import export_saved_model, non_finite_weights
@@ -73,6 +73,10 @@ def check_config(config) -> None:
         ticks.stash_depths(stages, stash_depth(config))
     except ValueError as error:
         raise ConfigError(f"config.stash_depth: {error}") from None
+    try:
+        delays.check_warmup_steps(config.get("delay_warmup_steps", 0))
+    except ValueError as error:
+        raise ConfigError(f"config.{error}") from None
 
 
 @dataclasses.dataclass
@@ -192,8 +196,9 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
 
     Adam runs at `config.learning_rate`; with the optional field `config.lr_decay_steps`
     (> 0), its learning rate decays to 0 along a cosine over that many steps. Optional:
-    `config.stash_depth` (Sideways' stash, default 0), and streaming (a stateful Sideways
-    model) when `config.data.stream_chunks` is set.
+    `config.stash_depth` (Sideways' stash, default 0), `config.delay_warmup_steps` (the
+    delay-aware learning rate, default 0: off), and streaming (a stateful Sideways model)
+    when `config.data.stream_chunks` is set.
     """
     m = config.model
     if info.task == "classification":
@@ -214,6 +219,7 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
         engine=config.engine,
         stateful=config.mode == "sideways" and _stream_chunks(config) > 0,
         stash_depth=stash_depth(config),
+        delay_warmup_steps=config.get("delay_warmup_steps", 0),
         name=f"{m.name}_{config.mode}",
     )
     learning_rate = config.learning_rate

@@ -359,3 +359,34 @@ def test_an_update_that_makes_weights_non_finite_is_rolled_back(strategy):
     for v, s in zip(model.optimizer.variables, state):
         if v.path != model.optimizer.learning_rate.path:
             np.testing.assert_array_equal(v.numpy(), s, err_msg=v.path)
+
+
+@pytest.mark.parametrize("strategy", [None, "mirrored"])
+@pytest.mark.parametrize("stash_depth", [0, 2])
+def test_delay_warmup_scales_each_stage_update_by_its_frame_gap(strategy, stash_depth):
+    video, labels = random_video(batch=4, time=8), np.array([0, 1, 2, 0])
+    scope = tf.distribute.MirroredStrategy(["/cpu:0"]) if strategy else tf.distribute.get_strategy()
+    with scope.scope():
+        model = ks.SidewaysModel(tiny_conv_stages(), stash_depth=stash_depth, delay_warmup_steps=4)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=CLIP_LOSS)
+        model(video)
+    stages = [model.stages[k].trainable_variables for k in range(4)]
+    for step in range(2):  # step 0 scales by 1/(1 + gap), step 1 by (1 + gap)^-(3/4)
+        grads = model.compute_gradients(video, labels)
+        before = [v.numpy() for v in model.trainable_variables]
+        model.fit(video, labels, epochs=1, verbose=0, shuffle=False)
+        for v, g, b in zip(model.trainable_variables, grads, before):
+            k = next(k for k, vs in enumerate(stages) if any(v is s for s in vs))
+            gap = max(0, 2 * (3 - k) - stash_depth)
+            scale = (1.0 + gap) ** (step / 4 - 1)
+            np.testing.assert_allclose(v.numpy(), b - 0.1 * scale * g, rtol=1e-4, atol=1e-6)
+
+
+def test_delay_warmup_is_saved_with_the_model_and_checked(tmp_path):
+    model = ks.SidewaysModel(tiny_conv_stages(), delay_warmup_steps=100)
+    model.compile(optimizer="adam", loss=CLIP_LOSS)
+    model(random_video())
+    model.save(tmp_path / "model.keras")
+    assert keras.models.load_model(tmp_path / "model.keras").delay_warmup_steps == 100
+    with pytest.raises(ValueError, match="delay_warmup_steps must be a whole number >= 0"):
+        ks.SidewaysModel(tiny_conv_stages(), delay_warmup_steps=-5)
