@@ -286,15 +286,16 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     out = tmp_path / "results"
     config = "--config=train/study/config.py:tiny"
     done = reproduce(config, f"--out={out}", f"--docs={docs}")
-    # stride 1 (= depth 3 = clips of 4) and static: 2 x 2; footage: 2; the fixes: 3
-    assert "[9/9]" in done.stdout
+    # stride 1 (= depth 3 = clips of 4) and static: 2 x 2; footage: 2; the fixes: 4
+    assert "[10/10]" in done.stdout
 
     results = runs.load_results(out)
     kinds = [(r["experiment"], r.get("speed"), r["mode"]) for r in results["runs"]]
     experiments = [("classification", 1.0), ("classification", 0.0), ("reconstruction", None)]
-    fixes = [("fix", 1.0, "sideways"), ("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]
+    fixes = [("fix", 1.0, "sideways")] * 2 + [("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]
     assert kinds == [(e, speed, mode) for e, speed in experiments for mode in runs.MODES] + fixes
-    assert [r.get("fix") for r in results["runs"][-3:]] == ["stash full"] + ["streamed ×2"] * 2
+    names = ["stash full", "delay warm-up 1"] + ["streamed ×2"] * 2
+    assert [r.get("fix") for r in results["runs"][-4:]] == names
     assert "## 7. Closing the gap" in docs.read_text()
     sideways = [r for r in results["runs"] if r["mode"] == "sideways" and r.get("fidelity")]
     assert all([f["step"] for f in r["fidelity"]] == [0, 1, 2] for r in sideways)  # 2 steps
@@ -328,7 +329,7 @@ def test_report_only_regenerates_the_committed_page_byte_for_byte(tmp_path):
 
 # ----------------------------------------------------------------- experiment 6: the fixes
 def test_fixes_are_summarised_against_the_same_bp_runs():
-    s = settings(seeds=(0, 1), fix_strides=(2,), fix_stashes=("full",), fix_recon_stash="full")
+    s = settings(seeds=(0, 1), fix_strides=(2,), fix_stashes=("full",), fix_recon=("stash full",))
     results = fake_results(
         s, lambda mode, p: 0.5 if mode == "bp" else 0.4, {"bp": 0.01, "sideways": 0.02}
     )
@@ -344,15 +345,16 @@ def test_fixes_are_summarised_against_the_same_bp_runs():
             | dict(mse=0.011)
         )
     fixed = summary.summarize(results)["fixes"]
-    assert fixed["names"] == ["stash full", "streamed ×2"]
+    assert fixed["names"] == ["stash full", "delay warm-up 1", "streamed ×2"]
     row = fixed["points"][f"2/{s['num_stages']}"]
     assert row["sideways"]["gap"] == pytest.approx(-10.0)  # the paper's Sideways: 0.40 vs 0.50
     assert row["stash full"]["gap"] == pytest.approx(0.0)
     assert row["stash full"]["paired_gaps"] == pytest.approx([2.0, -2.0])
     assert row["streamed ×2"]["accuracy"]["n"] == 0  # not run: no figures, no made-up ones
+    assert row["delay warm-up 1"]["accuracy"]["n"] == 0
     assert fixed["reconstruction"]["stash full"]["ratio"] == pytest.approx(0.011 / 0.0105)
     page = report.report_markdown(with_summary(results))
-    assert "| 2 | 3 | 51.0 ± 1.4 | 41.0 ± 1.4 (-10.0) | 51.0 ± 1.4 (+0.0) |" in page
+    assert "| 2 | 3 | 51.0 ± 1.4 | 41.0 ± 1.4 (-10.0) | 51.0 ± 1.4 (+0.0) | – |" in page
 
 
 def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path, monkeypatch):
@@ -372,11 +374,11 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     config = study_config.get_config("tiny")
     config.sections = ("classification",)  # no footage: those runs stay missing
     first = runs.run_study(config, tmp_path, log=lambda line: None)
-    assert not first["complete"] and first["missing"] == 2 + 3  # 2 reconstructions, 3 fix runs
+    assert not first["complete"] and first["missing"] == 2 + 4  # 2 reconstructions, 4 fix runs
     assert len(calls) == 4  # 2 set-ups x 2 modes
     config.sections = ("fixes",)
-    config.fix_recon_stash = ""
     second = runs.run_study(config, tmp_path, log=lambda line: None)
     streamed = [("bp", 0, "streamed ×2"), ("sideways", 0, "streamed ×2")]  # same data
-    assert calls[4:] == [("sideways", 0, "stash full"), *streamed]
-    assert second["missing"] == 2 and len(second["runs"]) == 7  # the 4 kept, the 3 new
+    delay = ("sideways", 0, "delay warm-up 1")
+    assert calls[4:] == [("sideways", 0, "stash full"), delay, *streamed]
+    assert second["missing"] == 2 and len(second["runs"]) == 8  # the 4 kept, the 4 new

@@ -58,12 +58,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.recon_epochs = 20
     config.recon_batch_size = 8
     config.recon_learning_rate = 1e-3
-    # Experiment 6, the fixes: Sideways with a stash or streamed, against the same BP runs.
+    # Experiment 6, the fixes: Sideways with a stash, streamed, or with the delay-aware
+    # learning rate, against the same BP runs.
     config.fix_stashes = ("2", "full")  # stash depths tried ("full", or an int as text)
     config.fix_stream_chunks = 4  # streamed: videos this many clips long (0: not tried)
+    config.fix_delay_warmups = (128,)  # delay_warmup_steps tried (a third of a run's steps)
     config.fix_strides = (1, 2, 4, 8)  # where, at num_stages ...
     config.fix_depths = (8,)  # ... and at depth_stride with these numbers of stages
-    config.fix_recon_stash = "full"  # the reconstruction with this stash ("": not tried)
+    config.fix_recon = ("stash full", "delay warm-up 128")  # the fixes tried on footage
     # Which sections run missing runs; runs already in --out/study.json are kept.
     config.sections = SECTIONS
 
@@ -78,8 +80,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.fidelity_every = 32
         config.recon_epochs = 8
         config.fix_stashes = ("full",)
+        config.fix_delay_warmups = (64,)
         config.fix_strides = (1, 2)
         config.fix_depths = ()
+        config.fix_recon = ("stash full", "delay warm-up 64")
     elif variant == "tiny":  # one seed, stride, depth and clip length; tiny everything
         config.name = "tiny"
         config.seeds = (0,)
@@ -107,9 +111,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.recon_batch_size = 4
         config.fix_stashes = ("full",)
         config.fix_stream_chunks = 2
+        config.fix_delay_warmups = (1,)
         config.fix_strides = (1,)
         config.fix_depths = ()
-        config.fix_recon_stash = ""
+        config.fix_recon = ()
     elif variant:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
     return config
@@ -143,9 +148,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         _fail("video_size", "sides that are multiples of 4 (encoder_decoder)", config.video_size)
     if set(config.videos) - set(SAMPLE_VIDEOS):
         _fail("videos", f"names among {SAMPLE_VIDEOS}", config.videos)
-    for depth in _values(config.fix_stashes) + _values(config.fix_recon_stash or ()):
+    for depth in _values(config.fix_stashes):
         if depth != "full" and not str(depth).isdigit():
             _fail("fix_stashes", "stash depths 'full' or whole numbers as text", depth)
+    for steps in _values(config.fix_delay_warmups):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            _fail("fix_delay_warmups", "step counts >= 1", config.fix_delay_warmups)
+    same_data = [name for name, fields in fixes(config) if "stream_chunks" not in fields]
+    if set(_values(config.fix_recon)) - set(same_data):
+        _fail("fix_recon", f"names among the fixes {same_data}", config.fix_recon)
     if set(_values(config.fix_strides)) - set(_values(config.strides)):
         _fail(
             "fix_strides",
@@ -212,6 +223,10 @@ def fixes(settings: Settings) -> list[tuple[str, dict]]:
     """The Sideways variants of experiment 6: (name, training-config fields), in run order."""
     # The depth stays text, as the training config takes it (`training.stash_depth`).
     chosen = [(f"stash {d}", dict(stash_depth=d)) for d in settings["fix_stashes"]]
+    chosen += [
+        (f"delay warm-up {n}", dict(delay_warmup_steps=n))
+        for n in settings.get("fix_delay_warmups", ())  # absent from older study.json
+    ]
     if settings["fix_stream_chunks"]:
         chosen.append(
             (

@@ -87,6 +87,7 @@ def classification_config(
             ),
             model=dict(name="vgg", num_stages=point.num_stages, width=settings["width"]),
             stash_depth=(fix or {}).get("stash_depth", 0),
+            delay_warmup_steps=(fix or {}).get("delay_warmup_steps", 0),
         )
     )
 
@@ -204,9 +205,9 @@ def footage_clips(settings: Settings) -> dict[str, np.ndarray]:
 
 
 def reconstruction_config(
-    settings: Settings, mode: str, seed: int, num_train_clips: int, stash_depth: int | str = 0
+    settings: Settings, mode: str, seed: int, num_train_clips: int, fix: dict | None = None
 ) -> ml_collections.ConfigDict:
-    """The `training.build_model` config of one reconstruction run."""
+    """The `training.build_model` config of one reconstruction run (with `fix`'s fields)."""
     batch_size = settings["recon_batch_size"]
     return ml_collections.ConfigDict(
         dict(
@@ -223,7 +224,8 @@ def reconstruction_config(
                 num_stages=settings["recon_stages"],
                 width=settings["recon_width"],
             ),
-            stash_depth=stash_depth,
+            stash_depth=(fix or {}).get("stash_depth", 0),
+            delay_warmup_steps=(fix or {}).get("delay_warmup_steps", 0),
         )
     )
 
@@ -234,12 +236,12 @@ def reconstruction_run(
     seed: int,
     clips: dict[str, np.ndarray],
     show: Sequence[int],
-    stash: str = "",
+    fix: tuple[str, dict] | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Trains encoder_decoder on `clips` in `mode`; returns its record and the clips `show`n.
 
-    With `stash` (a depth of the config), Sideways keeps that stash: experiment
-    "reconstruction_fix".
+    With `fix` (a name and its training-config fields, `config.fixes`), Sideways runs
+    with that fix: experiment "reconstruction_fix".
     """
     import keras
     import tensorflow as tf
@@ -248,7 +250,7 @@ def reconstruction_run(
 
     start = time.perf_counter()
     train_clips, test_clips = clips["train"], clips["test"]
-    config = reconstruction_config(settings, mode, seed, len(train_clips), stash or 0)
+    config = reconstruction_config(settings, mode, seed, len(train_clips), fix and fix[1])
     batch_size = config.data.batch_size
     keras.utils.set_random_seed(seed)
     train = (
@@ -263,10 +265,10 @@ def reconstruction_run(
     outputs = model.predict(test_clips, batch_size=batch_size, verbose=0)
     frame_mse = np.mean((outputs - test_clips) ** 2, axis=(2, 3, 4))  # [clips, time]
     record = dict(
-        experiment="reconstruction_fix" if stash else "reconstruction",
+        experiment="reconstruction_fix" if fix else "reconstruction",
         mode=mode,
         seed=seed,
-        **(dict(fix=f"stash {stash}") if stash else {}),
+        **(dict(fix=fix[0]) if fix else {}),
         mse=float(np.mean(frame_mse)),
         psnr=float(np.mean(psnr(frame_mse))),
         history=_history(history.history),
@@ -383,14 +385,14 @@ def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
                     )
                     key = _key(_identity("fix", mode, seed, point, fix[0]))
                     plan.append(("fixes", key, run))
-        if settings["fix_recon_stash"]:
-            stash = settings["fix_recon_stash"]
+        for fix in fixes(settings):
+            if fix[0] not in settings["fix_recon"]:
+                continue
 
-            def reconstruction(clips, shown, seed=seed, stash=stash):
-                return reconstruction_run(settings, "sideways", seed, clips, [0], stash)[0]
+            def reconstruction(clips, shown, seed=seed, fix=fix):
+                return reconstruction_run(settings, "sideways", seed, clips, [0], fix)[0]
 
-            fix = f"stash {stash}"
-            key = _key(_identity("reconstruction_fix", "sideways", seed, None, fix))
+            key = _key(_identity("reconstruction_fix", "sideways", seed, None, fix[0]))
             plan.append(("fixes", key, reconstruction))
     return plan
 

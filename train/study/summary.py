@@ -194,11 +194,13 @@ def summarize_fixes(runs: list[dict], settings: dict) -> dict:
         row["columns"] = [label for label, *_ in variants]
         points[f"{point.stride}/{point.num_stages}"] = row
     reconstruction = {}
-    if s.get("fix_recon_stash"):
-        name = f"stash {s['fix_recon_stash']}"
-        mse = [r["mse"] for r in runs if r["experiment"] == "reconstruction_fix"]
-        bp = [r["mse"] for r in runs if r["experiment"] == "reconstruction" and r["mode"] == "bp"]
-        reconstruction[name] = dict(mse=mean_std(mse), ratio=float(np.mean(mse) / np.mean(bp)))
+    bp = [r["mse"] for r in runs if r["experiment"] == "reconstruction" and r["mode"] == "bp"]
+    for name in s.get("fix_recon", ()):
+        mse = [
+            r["mse"] for r in runs if r["experiment"] == "reconstruction_fix" and r["fix"] == name
+        ]
+        if mse and bp:
+            reconstruction[name] = dict(mse=mean_std(mse), ratio=float(np.mean(mse) / np.mean(bp)))
     return dict(names=names, points=points, reconstruction=reconstruction)
 
 
