@@ -376,7 +376,7 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     first = runs.run_study(config, tmp_path, log=lambda line: None)
     assert not first["complete"] and first["missing"] == 2 + 4  # 2 reconstructions, 4 fix runs
     assert len(calls) == 4  # 2 set-ups x 2 modes
-    config.sections = ("fixes",)
+    config.sections = ("fixes", "streaming")
     second = runs.run_study(config, tmp_path, log=lambda line: None)
     streamed = [("bp", 0, "streamed ×2"), ("sideways", 0, "streamed ×2")]  # same data
     delay = ("sideways", 0, "delay warm-up 1")

@@ -384,7 +384,8 @@ def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
                         classification_run(settings, m, s, p, f)
                     )
                     key = _key(_identity("fix", mode, seed, point, fix[0]))
-                    plan.append(("fixes", key, run))
+                    section = "streaming" if "stream_chunks" in fix[1] else "fixes"
+                    plan.append((section, key, run))
         for fix in fixes(settings):
             if fix[0] not in settings["fix_recon"]:
                 continue
