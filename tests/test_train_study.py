@@ -204,7 +204,7 @@ def test_config_variants():
     full, quick, tiny = (study_config.get_config(v) for v in ("", "quick", "tiny"))
     for config in (full, quick, tiny):
         study_config.check_config(config)
-    assert (full.name, len(full.seeds), full.strides) == ("full", 3, (1, 2, 4, 8))
+    assert (full.name, len(full.seeds), full.strides) == ("full", 5, (1, 2, 4, 8))
     assert (quick.name, quick.seeds, quick.epochs) == ("quick", (0,), 4)
     assert (len(tiny.seeds), len(tiny.strides), len(tiny.depths)) == (1, 1, 1)
     with pytest.raises(ValueError, match="Unknown variant 'huge'"):
