@@ -300,6 +300,8 @@ def _fixes(page: _Page) -> dict:
     names = fixed["names"]
 
     def cell(entry: dict) -> str:
+        if not entry["accuracy"]["n"]:
+            return "–"  # not run
         return f"{percent(entry['accuracy'])} ({entry['gap']:+.1f})"
 
     rows, columns = [], []
