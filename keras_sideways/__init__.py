@@ -5,6 +5,8 @@ See docs/algorithm.md and README.md. The public names:
 - `SidewaysModel`: trains a chain of per-frame stages with Sideways or backprop.
 - `callbacks`: `ResetPipeline`, `GradientFidelity`, an atomic `BackupAndRestore`.
 - `export_saved_model`: writes a SavedModel with `serve`, `stream` and `reset`.
+- `layers`: temporal layers (`CausalTemporalConv`, `TemporalShift`) for stages that see
+  a causal window of their recent inputs.
 - `models`: reference models cut into stages; `data`: video datasets (tf.data), loaded
   on first use so that `import keras_sideways` does not pay for tensorflow-datasets.
 - `engines`: the gradient computations (bp, pipeline, batched) and the tick arithmetic.
@@ -12,7 +14,7 @@ See docs/algorithm.md and README.md. The public names:
 
 import importlib
 
-from keras_sideways import callbacks, engines, models
+from keras_sideways import callbacks, engines, layers, models
 from keras_sideways.export import export_saved_model
 from keras_sideways.model import ENGINES, MODES, CheckpointError, SidewaysModel
 
@@ -26,6 +28,7 @@ __all__ = [
     "data",
     "engines",
     "export_saved_model",
+    "layers",
     "models",
 ]
 

@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sideways import clips
-from keras_sideways.engines import bp, pipeline
+from keras_sideways.engines import bp, pipeline, windows
+from keras_sideways.layers import stage_window
 
 
 class _Exported(tf.Module):
@@ -35,6 +36,20 @@ class _Exported(tf.Module):
             )
             for k, shape in enumerate(below)
         ]
+        # The last W-1 inputs of each temporal stage, oldest first, [W-1, streams, ...].
+        self.windows = [stage_window(stage) for stage in model.stages]
+        inputs = [frame_shape, *below]
+        self.temporal = [k for k, w in enumerate(self.windows) if w > 1]
+        self.histories = [
+            tf.Variable(
+                tf.zeros([w - 1, 0, *inputs[k]]),
+                shape=[w - 1, None, *inputs[k]],
+                trainable=False,
+                name=f"stream_history_{k}",
+            )
+            for k in self.temporal
+            for w in [self.windows[k]]
+        ]
         self.primed = tf.Variable(False, trainable=False, name="stream_primed")
         self.serve = tf.function(
             self._serve, input_signature=[tf.TensorSpec([None, None, *frame_shape], tf.float32)]
@@ -54,7 +69,10 @@ class _Exported(tf.Module):
     def _stream(self, frame):
         def prime():
             primed = pipeline.prime(self._stages, frame, training=False)
-            with tf.control_dependencies([b.assign(x) for b, x in zip(self.state, primed)]):
+            histories = windows.primed_histories(self.windows, [frame, *primed])
+            assigned = [b.assign(x) for b, x in zip(self.state, primed)]
+            assigned += [v.assign(histories[k]) for k, v in zip(self.temporal, self.histories)]
+            with tf.control_dependencies(assigned):
                 return tf.constant(True)
 
         tf.cond(self.primed, lambda: tf.constant(False), prime)
@@ -65,8 +83,14 @@ class _Exported(tf.Module):
         )
         # Every stage reads the state of the last tick, then all of it is overwritten.
         activations = [buffer.read_value() for buffer in self.state]
-        outputs = pipeline.forward_tick(self._stages, frame, activations, training=False)
-        with tf.control_dependencies([b.assign(x) for b, x in zip(self.state, outputs)]):
+        histories = {k: v.read_value() for k, v in zip(self.temporal, self.histories)}
+        outputs = pipeline.forward_tick(
+            self._stages, frame, activations, training=False, histories=histories
+        )
+        histories = windows.advanced(histories, [frame, *activations])
+        assigned = [b.assign(x) for b, x in zip(self.state, outputs)]
+        assigned += [v.assign(histories[k]) for k, v in zip(self.temporal, self.histories)]
+        with tf.control_dependencies(assigned):
             self.primed.assign(True)
             return {"output": tf.identity(outputs[-1])}
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_sideways import clips, delays, options, replicas
 from keras_sideways import placement as placements
-from keras_sideways.engines import batched, bp, pipeline, ticks
+from keras_sideways.engines import batched, bp, pipeline, ticks, windows
 from keras_sideways.engines.gradients import (
     EngineResult,
     in_variable_order,
@@ -89,6 +89,7 @@ class SidewaysModel(keras.Model):
         self.placement = placement
         self.stash_depth = stash_depth
         self.stash = ticks.stash_depths(len(stages), stash_depth)  # per stage, capped
+        self.windows = options.check_windows(stages, self.stash)  # frames each stage sees
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.devices: list = (
             list(placement) if isinstance(placement, list) else [None] * len(stages)
@@ -121,7 +122,9 @@ class SidewaysModel(keras.Model):
         output_shapes = []
         for k, stage in enumerate(self.stages):
             with device_scope(self.devices[k]):  # the stage's weights live on its device
-                x = stage(x)
+                x = stage(
+                    keras.KerasTensor(windows.window_shape(x.shape, self.windows[k]), x.dtype)
+                )
             if None in x.shape[1:]:
                 raise ValueError(
                     f"Stage {k} ({stage.name}) must give outputs of a known shape per "
@@ -137,6 +140,7 @@ class SidewaysModel(keras.Model):
             devices=self.devices,
             frame_shape=self.frame_shape,
             stash=self.stash if streams else None,  # rings only where the pipeline runs
+            window=self.windows if streams else None,
         )
         self.pipeline_state = self.buffers.variables  # tracked: saved with the weights
 

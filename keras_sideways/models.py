@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_sideways import layers
+
 # How many stages each reference model can be cut into, at most (its number of units).
 MAX_STAGES = {"vgg_classifier": 8, "encoder_decoder": 6}
 
@@ -29,7 +31,13 @@ def split_into_stages(units: Sequence[keras.layers.Layer], num_stages: int, name
     return stages
 
 
-def vgg_classifier(num_classes: int, num_stages: int = 5, width: int = 16) -> list:
+def vgg_classifier(
+    num_classes: int,
+    num_stages: int = 5,
+    width: int = 16,
+    temporal_window: int = 1,
+    temporal_shift: float = 0.0,
+) -> list:
     """A small VGG-style frame classifier: a strided stem, 4 conv-conv-pool blocks, a head.
 
     Each block doubles the channels of the last and halves the resolution, so every block
@@ -40,12 +48,24 @@ def vgg_classifier(num_classes: int, num_stages: int = 5, width: int = 16) -> li
         num_classes: the number of output logits.
         num_stages: how many pipeline stages to cut it into, 2 to 8.
         width: the channels of the first block (doubled in each later block).
+        temporal_window: > 1 makes it a video model: the stem becomes a causal temporal
+            convolution over that many frames (`layers.CausalTemporalConv`), which sees
+            motion. 1: per-frame.
+        temporal_shift: > 0 starts every stage above the first with a temporal shift of
+            that share of channels (`layers.TemporalShift`, online TSM). 0: none.
 
     Returns:
         The stages, bottom first, for `SidewaysModel`. Outputs are logits.
     """
     if num_classes < 1 or width < 2:
         raise ValueError(f"Expected num_classes >= 1 and width >= 2; got {num_classes}, {width}.")
+    if isinstance(temporal_window, bool) or not isinstance(temporal_window, int):
+        raise ValueError(f"temporal_window must be a whole number >= 1; got {temporal_window!r}.")
+    if temporal_window < 1 or not 0 <= temporal_shift <= 1:
+        raise ValueError(
+            "Expected temporal_window >= 1 and 0 <= temporal_shift <= 1; got "
+            f"{temporal_window}, {temporal_shift}."
+        )
 
     def conv(channels, **kwargs):
         return keras.layers.Conv2D(
@@ -61,6 +81,15 @@ def vgg_classifier(num_classes: int, num_stages: int = 5, width: int = 16) -> li
         return keras.Sequential([conv(channels), keras.layers.MaxPooling2D(padding="same")])
 
     stem = conv(width // 2, strides=2)
+    if temporal_window > 1:
+        stem = layers.CausalTemporalConv(
+            width // 2,
+            3,
+            window=temporal_window,
+            strides=2,
+            activation="relu",
+            kernel_initializer="he_normal",
+        )
     units = [keras.Sequential([stem, conv(width)]), conv_pool(width)]
     for block in range(1, 4):
         channels = width * 2**block
@@ -68,7 +97,19 @@ def vgg_classifier(num_classes: int, num_stages: int = 5, width: int = 16) -> li
     head = keras.Sequential(
         [units.pop(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes)]
     )
-    return split_into_stages(units + [head], num_stages, "vgg")
+    stages = split_into_stages(units + [head], num_stages, "vgg")
+    if temporal_shift:
+        stages[1:] = [
+            keras.Sequential(
+                [layers.TemporalShift(temporal_shift), *_layers_of(stage)], name=stage.name
+            )
+            for stage in stages[1:]
+        ]
+    return stages
+
+
+def _layers_of(stage: keras.layers.Layer) -> list:
+    return list(stage.layers) if isinstance(stage, keras.Sequential) else [stage]
 
 
 def encoder_decoder(channels: int, num_stages: int = 4, width: int = 16) -> list:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_sideways import placement as placements
+from keras_sideways.layers import stage_window
 
 MODES = ("sideways", "bp")
 ENGINES = ("auto", "pipeline", "batched")
@@ -28,6 +29,20 @@ def check_stages(stages: Sequence[keras.layers.Layer] | keras.Sequential) -> lis
                 f"Each stage must be a Keras layer or model; stage {k} is a {type(stage).__name__}."
             )
     return stages
+
+
+def check_windows(stages: Sequence[keras.layers.Layer], stash: Sequence[int]) -> list[int]:
+    """The frames each stage sees (`layers.stage_window`), or ValueError for a temporal
+    stage that would keep a stash (its stashed input would need its own old window)."""
+    sizes = [stage_window(stage) for stage in stages]
+    for k, (size, depth) in enumerate(zip(sizes, stash)):
+        if size > 1 and depth:
+            raise ValueError(
+                f"Stage {k} ({stages[k].name}) is temporal (window {size}) and cannot keep a "
+                f"stash; got stash depth {depth} for it. Give stash_depth as a list with 0 "
+                "at the temporal stages."
+            )
+    return sizes
 
 
 def check_mode(mode: str) -> str:

@@ -60,8 +60,13 @@ def measure_stage_costs(
     Each stage is timed alone, on the output of the stages below, with the best of
     `repeats` runs after one warm-up run.
     """
+    from keras_sideways.engines import windows  # the engines import this module
+    from keras_sideways.layers import stage_window
+
     costs, x = [], tf.convert_to_tensor(frame_batch)
     for stage in stages:
+        size = stage_window(stage)  # a temporal stage is timed on a window of its input
+        x = windows.tick_window(windows.primed_history(x, size), x)
         weights = [v.value for v in stage.trainable_variables]
 
         @tf.function

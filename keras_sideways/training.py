@@ -68,6 +68,10 @@ def check_config(config) -> None:
     if isinstance(stages, bool) or not isinstance(stages, int) or not 2 <= stages <= limit:
         fail("model.num_stages", f"2 to {limit} stages ({built})", stages)
     positive_int("model.width", config.model.width)
+    positive_int("model.temporal_window", config.model.get("temporal_window", 1))
+    shift = config.model.get("temporal_shift", 0.0)
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 <= shift <= 1:
+        fail("model.temporal_shift", "a share of channels from 0 to 1", shift)
     _stream_chunks(config)
     try:
         ticks.stash_depths(stages, stash_depth(config))
@@ -196,7 +200,9 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
 
     Adam runs at `config.learning_rate`; with the optional field `config.lr_decay_steps`
     (> 0), its learning rate decays to 0 along a cosine over that many steps. Optional:
-    `config.stash_depth` (Sideways' stash, default 0), `config.delay_warmup_steps` (the
+    `config.model.temporal_window` and `temporal_shift` (a classifier that sees motion,
+    `models.vgg_classifier`), `config.stash_depth` (Sideways' stash, default 0),
+    `config.delay_warmup_steps` (the
     delay-aware learning rate, default 0: off), and streaming (a stateful Sideways model)
     when `config.data.stream_chunks` is set.
     """
@@ -206,7 +212,13 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
             raise ValueError(
                 "Classification needs the number of classes (config.data.num_classes)."
             )
-        stages = models.vgg_classifier(info.num_classes, m.num_stages, m.width)
+        stages = models.vgg_classifier(
+            info.num_classes,
+            m.num_stages,
+            m.width,
+            temporal_window=m.get("temporal_window", 1),
+            temporal_shift=m.get("temporal_shift", 0.0),
+        )
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"]
     else:

@@ -42,6 +42,28 @@ def tiny_conv_stages(classes: int = 3, num_stages: int = 4) -> list:
     raise ValueError(f"tiny_conv_stages supports 3 to 5 stages, not {num_stages}")
 
 
+def tiny_temporal_stages(classes: int = 3) -> list:
+    """Four stages, three of them temporal: a causal conv at the bottom, temporal shifts
+    first in a middle stage and in the head."""
+    return [
+        ks.layers.CausalTemporalConv(4, 3, window=3, activation="tanh"),
+        keras.Sequential(
+            [
+                ks.layers.TemporalShift(0.5),
+                keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
+                keras.layers.MaxPooling2D(),
+            ]
+        ),
+        keras.Sequential(
+            [
+                keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
+                keras.layers.GlobalAveragePooling2D(),
+            ]
+        ),
+        keras.Sequential([ks.layers.TemporalShift(0.25), keras.layers.Dense(classes)]),
+    ]
+
+
 def random_video(batch: int = 2, time: int = 6, size: int = 8, channels: int = 1, seed: int = 0):
     """Float32 video [batch, time, size, size, channels] of uniform noise in [0, 1)."""
     rng = np.random.default_rng(seed)
@@ -66,17 +88,25 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
     Buffers are Python lists, swapped whole at the end of each tick. A stage's gradient
     is averaged over the ticks t >= L-1-k, the ones whose error was born from a loss.
     With `stash` (D_k per stage), stage k's backward pass runs at its input of tick
-    t - D_k (the primed input before tick 0).
+    t - D_k (the primed input before tick 0). A temporal stage of window W runs on its
+    inputs of ticks t-W+1 .. t (the primed input before tick 0) and sends down the sum of
+    its input-gradients over that window.
     """
     video = tf.constant(video)
     target = tf.constant(target)
     depth, time = len(stages), video.shape[1]
     stash = stash or [0] * depth
     clip_labels = target.shape.rank == 1
+    sizes = [ks.layers.stage_window(stage) for stage in stages]
+
+    def window_of(history, t, size):  # stage inputs of ticks t-size+1 .. t, [N, size, ...]
+        if size == 1:
+            return history[t]
+        return tf.stack([history[max(t - j, 0)] for j in reversed(range(size))], axis=1)
 
     activations, x = [], video[:, 0]  # priming: one synchronised forward pass
-    for stage in stages[:-1]:
-        x = stage(x, training=True)
+    for stage, size in zip(stages[:-1], sizes):
+        x = stage(window_of([x], 0, size), training=True)
         activations.append(x)
     errors = [tf.zeros_like(a) for a in activations]
     primed_inputs = [video[:, 0]] + activations
@@ -91,9 +121,11 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
             history[k].append(inputs[k])
             lag = t - stash[k]
             paired = history[k][lag] if lag >= 0 else primed_inputs[k]
+            if sizes[k] > 1:
+                paired = window_of(history[k], t, sizes[k])
             weights = stage.trainable_variables
             if k < depth - 1:
-                new_activations[k] = stage(inputs[k], training=True)
+                new_activations[k] = stage(window_of(history[k], t, sizes[k]), training=True)
             with tf.GradientTape() as tape:
                 tape.watch(paired)
                 out = stage(paired, training=True)
@@ -105,7 +137,7 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
             else:
                 grads = tape.gradient(out, [paired] + weights, output_gradients=errors[k])
             if k > 0:
-                new_errors[k - 1] = grads[0]
+                new_errors[k - 1] = grads[0] if sizes[k] == 1 else tf.reduce_sum(grads[0], 1)
             if t >= depth - 1 - k:
                 counts[k] += 1
                 sums[k] = [s + g for s, g in zip(sums[k], grads[1:])]
@@ -136,15 +168,16 @@ def assert_all_close(actual, expected, model, rtol=1e-4, atol=1e-6):
         )
 
 
-def engine_against_reference(engine, targets, stash_depth=0, time=7, seed=1):
-    """An engine's gradients beside the slow reference's, on random video (5 stages).
+def engine_against_reference(engine, targets, stash_depth=0, time=7, seed=1, temporal=False):
+    """An engine's gradients beside the slow reference's, on random video (5 stages, or
+    the 4 of `tiny_temporal_stages` when `temporal`).
 
     Returns (model, engine gradients, reference gradients); `targets` is "clip" or "frames".
     """
     video = random_video(batch=2, time=time, seed=seed)
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
-    stages = tiny_conv_stages(num_stages=5)
+    stages = tiny_temporal_stages() if temporal else tiny_conv_stages(num_stages=5)
     model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth)
     gradients = model.compute_gradients(video, target)
     reference = reference_pseudo_gradients(stages, video, target, loss, stash=model.stash)

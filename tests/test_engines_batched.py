@@ -66,3 +66,9 @@ def test_stashed_inputs_match_the_slow_reference(targets, stash_depth):
     model, gradients, reference = engine_against_reference("batched", targets, stash_depth, 9, 7)
     assert_all_close(gradients, reference, model)
     assert model.buffers.stashes == [None] * 5  # the batched engine keeps no rings
+
+
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_temporal_stages_match_the_slow_reference(targets):
+    model, gradients, reference = engine_against_reference("batched", targets, temporal=True)
+    assert_all_close(gradients, reference, model)

@@ -15,6 +15,7 @@ from conftest import (
     random_video,
     reference_pseudo_gradients,
     tiny_conv_stages,
+    tiny_temporal_stages,
 )
 
 import keras_sideways as ks
@@ -57,12 +58,17 @@ def test_pipeline_output_lags_by_depth_minus_one():
 
 
 def shifted_forward(stages, video):
-    """The pipeline's outputs written plainly: stage k sees stage k-1's output one tick late."""
+    """The pipeline's outputs written plainly: stage k sees stage k-1's output one tick late
+    (a temporal stage: its last W of them, the first repeated before the clip)."""
     x = tf.constant(video)
     for k, stage in enumerate(stages):
         if k > 0:
             x = tf.concat([x[:, :1], x[:, :-1]], axis=1)  # frame 0 while priming
+        size, time = ks.layers.stage_window(stage), x.shape[1]
         frames = tf.reshape(x, [-1, *x.shape[2:]])
+        if size > 1:
+            ticks = [[max(t - j, 0) for j in reversed(range(size))] for t in range(time)]
+            frames = tf.reshape(tf.gather(x, ticks, axis=1), [-1, size, *x.shape[2:]])
         out = stage(frames, training=False)
         x = tf.reshape(out, [x.shape[0], x.shape[1], *out.shape[1:]])
     return x.numpy()
@@ -70,6 +76,15 @@ def shifted_forward(stages, video):
 
 def test_pipelined_forward_is_the_shifted_forward_pass():
     stages = tiny_conv_stages(num_stages=4)
+    model = compiled_model(stages)
+    video = random_video(batch=2, time=7, seed=4)
+    np.testing.assert_allclose(
+        model.pipelined_call(video).numpy(), shifted_forward(stages, video), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_pipelined_forward_with_temporal_stages_is_the_shifted_forward_pass():
+    stages = tiny_temporal_stages()
     model = compiled_model(stages)
     video = random_video(batch=2, time=7, seed=4)
     np.testing.assert_allclose(
@@ -137,3 +152,9 @@ def test_a_stream_continues_its_stash_across_chunks():
 def test_bad_stash_depths_are_refused_by_name(stash_depth, message):
     with pytest.raises(ValueError, match=message):
         ks.SidewaysModel(tiny_conv_stages(num_stages=4), stash_depth=stash_depth)
+
+
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_temporal_stages_match_the_slow_reference(targets):
+    model, gradients, reference = engine_against_reference("pipeline", targets, temporal=True)
+    assert_all_close(gradients, reference, model)

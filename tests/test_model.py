@@ -15,6 +15,7 @@ from conftest import (
     frame_targets,
     random_video,
     tiny_conv_stages,
+    tiny_temporal_stages,
 )
 
 import keras_sideways as ks
@@ -282,6 +283,35 @@ def test_static_video_sideways_equals_bp(targets, engine, stash_depth):
     bp = model.compute_gradients(video, target, mode="bp")
     assert_all_close(sideways, bp, model)
     assert all(np.abs(g).max() > 0 for g in bp)  # the comparison is not between zeros
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_static_video_sideways_equals_bp_with_temporal_stages(targets, engine):
+    video = np.repeat(random_video(batch=2, time=6)[:, :1], 6, axis=1)
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    model = compiled_model(tiny_temporal_stages(), loss=loss, engine=engine)
+    sideways = model.compute_gradients(video, target)
+    bp = model.compute_gradients(video, target, mode="bp")
+    assert_all_close(sideways, bp, model)
+    assert all(np.abs(g).max() > 0 for g in bp)
+
+
+def test_temporal_stages_see_the_frames_before_and_never_those_after():
+    video = random_video(batch=1, time=5, seed=8)
+    other_past = video.copy()
+    other_past[:, :4] = random_video(batch=1, time=4, seed=9)  # same last frame
+    other_future = video.copy()
+    other_future[:, 3:] = random_video(batch=1, time=2, seed=10)  # same first 3 frames
+    temporal = compiled_model(tiny_temporal_stages())
+    per_frame = compiled_model(tiny_conv_stages(num_stages=4))
+    last = lambda model, v: model(v).numpy()[0, -1]  # noqa: E731
+    assert np.abs(last(temporal, video) - last(temporal, other_past)).max() > 1e-4
+    np.testing.assert_allclose(last(per_frame, video), last(per_frame, other_past), rtol=1e-6)
+    np.testing.assert_allclose(  # causal: the first 3 outputs ignore frames 3 and 4
+        temporal(video).numpy()[:, :3], temporal(other_future).numpy()[:, :3], rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)

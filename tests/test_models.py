@@ -41,3 +41,12 @@ def test_units_are_grouped_evenly_and_in_order():
 def test_impossible_stage_counts_are_refused(num_stages):
     with pytest.raises(ValueError, match=f"2 to 8 stages; got num_stages={num_stages}"):
         models.vgg_classifier(num_classes=2, num_stages=num_stages)
+
+
+def test_vgg_classifier_becomes_a_video_model_with_temporal_options():
+    stages = models.vgg_classifier(4, num_stages=5, width=8, temporal_window=3, temporal_shift=0.25)
+    model = ks.SidewaysModel(stages)
+    assert model.windows == [3, 2, 2, 2, 2]
+    assert ks.SidewaysModel(models.vgg_classifier(4, num_stages=5, width=8)).windows == [1] * 5
+    with pytest.raises(ValueError, match="temporal_window >= 1 and 0 <= temporal_shift <= 1"):
+        models.vgg_classifier(4, temporal_window=0)

@@ -244,6 +244,9 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("data.image_size", -4, r"config.data.image_size: expected a side >= 1.*got -4"),
         ("model.num_stages", 9, r"config.model.num_stages: expected 2 to 8 stages .*got 9"),
         ("data.stream_chunks", 1, r"config.data.stream_chunks must be 0 .*got 1"),
+        ("delay_warmup_steps", -3, r"config.delay_warmup_steps must be a whole number >= 0"),
+        ("model.temporal_window", 0, "config.model.temporal_window: expected a whole number"),
+        ("model.temporal_shift", 1.5, "config.model.temporal_shift: expected a share of"),
     ],
 )
 def test_config_values_are_checked_where_they_enter(field, value, message):

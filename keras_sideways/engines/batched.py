@@ -18,9 +18,10 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import clips
-from keras_sideways.engines import ticks
+from keras_sideways.engines import ticks, windows
 from keras_sideways.engines.bp import frame_loss
 from keras_sideways.engines.gradients import EngineResult, LossFn, dense, stage_weights
+from keras_sideways.layers import stage_window
 from keras_sideways.placement import device_scope
 
 
@@ -58,6 +59,7 @@ def batched_sideways_gradients(
     # Forward: every stage over every tick, each on its own tape (at the stashed inputs).
     x = clips.frames_to_batch(video)
     inputs, outputs, tapes = [], [], []
+    sizes = [stage_window(stage) for stage in stages]
     for k, stage in enumerate(stages):
         tape = tf.GradientTape(watch_accessed_variables=False)
         with device_scope(devices[k]):
@@ -67,6 +69,7 @@ def batched_sideways_gradients(
                     clips.batch_to_frames(x, video), ticks.lagged_indices(time, stash[k]), axis=1
                 )
                 x = clips.frames_to_batch(lagged)
+        x = windows.stage_input(x, sizes[k], video)  # a temporal stage: causal windows
         with device_scope(devices[k]), tape:
             tape.watch(weights[k])
             if k > 0:
@@ -95,8 +98,9 @@ def batched_sideways_gradients(
                 delayed = clips.frames_to_batch(delay_errors(clips.batch_to_frames(error, video)))
                 g = tapes[k].gradient(outputs[k], sources, output_gradients=delayed)
         g = dense(g, sources)
-        if k > 0:
+        if k > 0:  # a window's input-gradients are summed: the error of its tick
             error = g.pop(0)
+            error = tf.reduce_sum(error, axis=1) if sizes[k] > 1 else error
         grads[k] = g
 
     # Average each stage over its valid ticks (the 1/T above becomes 1/count).

@@ -8,7 +8,9 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import clips
+from keras_sideways.engines import windows
 from keras_sideways.engines.gradients import EngineResult, LossFn, dense, stage_weights
+from keras_sideways.layers import stage_window
 from keras_sideways.placement import device_scope
 
 
@@ -22,8 +24,8 @@ def frame_outputs(
     devices = devices or [None] * len(stages)
     x = clips.frames_to_batch(video)
     for stage, device in zip(stages, devices):
-        with device_scope(device):
-            x = stage(x, training=training)
+        with device_scope(device):  # a temporal stage reads causal windows of its inputs
+            x = stage(windows.stage_input(x, stage_window(stage), video), training=training)
     return clips.batch_to_frames(x, video)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_sideways.engines import ticks
+from keras_sideways.engines import ticks, windows
 from keras_sideways.engines.gradients import (
     EngineResult,
     LossFn,
@@ -29,6 +29,7 @@ from keras_sideways.engines.gradients import (
     stage_weights,
     zero_sums,
 )
+from keras_sideways.layers import stage_window
 from keras_sideways.placement import device_scope
 
 
@@ -56,9 +57,18 @@ def tick(
     return results
 
 
-def forward_tick(stages, frame, activations, training=False, devices=None) -> list:
-    """The outputs of every stage at one tick, bottom first (see `tick`)."""
-    return tick(stages, frame, activations, lambda k, s, x: s(x, training=training), devices)
+def forward_tick(stages, frame, activations, training=False, devices=None, histories=None):
+    """The outputs of every stage at one tick, bottom first (see `tick`).
+
+    `histories` ({k: the last W-1 inputs of temporal stage k}) give those stages their
+    windows; the caller advances them (`windows.advanced`).
+    """
+    histories = histories or {}
+
+    def run(k, stage, x):
+        return stage(windows.tick_window(histories.get(k), x), training=training)
+
+    return tick(stages, frame, activations, run, devices)
 
 
 def prime(
@@ -67,12 +77,16 @@ def prime(
     training: bool = False,
     devices: Sequence[str | None] | None = None,
 ) -> list:
-    """The primed activations A_0 ... A_{L-2}: one synchronised forward pass of `frame`."""
+    """The primed activations A_0 ... A_{L-2}: one synchronised forward pass of `frame`.
+
+    A temporal stage sees a window of its primed input only (`windows.primed_history`).
+    """
     devices = devices or [None] * len(stages)
     x, activations = frame, []
     for stage, device in zip(stages[:-1], devices):
+        window = stage_window(stage)
         with device_scope(device):
-            x = stage(x, training=training)
+            x = stage(windows.tick_window(windows.primed_history(x, window), x), training=training)
         activations.append(x)
     return activations
 
@@ -89,16 +103,20 @@ def pipelined_forward(
     emits, one frame in and one output out per tick.
     """
     activations = prime(stages, video[:, 0], training, devices)
+    sizes = [stage_window(stage) for stage in stages]
+    histories = windows.primed_histories(sizes, [video[:, 0], *activations])
     time = tf.shape(video)[1]
     top_spec = _top_spec(stages, activations[-1])
 
-    def body(t, activations, top_outputs):
-        outputs = forward_tick(stages, video[:, t], activations, training, devices)
-        return t + 1, outputs[:-1], top_outputs.write(t, outputs[-1])
+    def body(t, activations, histories, top_outputs):
+        frame = video[:, t]
+        outputs = forward_tick(stages, frame, activations, training, devices, histories)
+        histories = windows.advanced(histories, [frame, *activations])
+        return t + 1, outputs[:-1], histories, top_outputs.write(t, outputs[-1])
 
     top_outputs = tf.TensorArray(top_spec.dtype, size=time, element_shape=top_spec.shape)
-    _, _, top_outputs = tf.while_loop(
-        lambda t, *_: t < time, body, (tf.constant(0), activations, top_outputs)
+    _, _, _, top_outputs = tf.while_loop(
+        lambda t, *_: t < time, body, (tf.constant(0), activations, histories, top_outputs)
     )
     return _time_major_to_batch_major(top_outputs.stack())
 
@@ -119,6 +137,8 @@ class PipelineBuffers:
     The first axis of every buffer holds `capacity` independent streams (lanes).
     With `stash[k]` = D_k > 0, `stashes[k]` holds stage k's inputs of its last D_k ticks,
     [D_k, capacity, ...], slot `tick mod D_k` (the input of `frame_shape` for stage 0).
+    With `window[k]` = W_k > 1 (a temporal stage), `histories[k]` holds its last W_k - 1
+    inputs, oldest first, [W_k - 1, capacity, ...].
     """
 
     def __init__(
@@ -129,6 +149,7 @@ class PipelineBuffers:
         devices: Sequence[str | None] | None = None,
         frame_shape: tuple | None = None,
         stash: Sequence[int] | None = None,
+        window: Sequence[int] | None = None,
     ):
         self.capacity = capacity
         num_stages = len(output_shapes) + 1
@@ -149,13 +170,23 @@ class PipelineBuffers:
             with device_scope(device):  # stage k's last `depth` inputs, a ring by tick
                 shape = (depth, capacity, *input_shapes[k])
                 self.stashes.append(_state_variable(shape, dtype, f"stash_{k}"))
+        self.window = list(window or [1] * num_stages)
+        self.histories = {}
+        for k, (size, device) in enumerate(zip(self.window, devices)):
+            if size > 1:
+                if input_shapes[k] is None:
+                    raise ValueError("A temporal stage 0 needs the frame shape of its input.")
+                with device_scope(device):  # the stage's last W-1 inputs, oldest first
+                    shape = (size - 1, capacity, *input_shapes[k])
+                    self.histories[k] = _state_variable(shape, dtype, f"history_{k}")
         self.ticks = _state_variable((), "int64", "ticks")
         self.primed = _state_variable((), "int32", "primed")
 
     @property
     def variables(self) -> list:
         rings = [ring for ring in self.stashes if ring is not None]
-        return [*self.activations, *self.errors, *rings, self.ticks, self.primed]
+        histories = list(self.histories.values())
+        return [*self.activations, *self.errors, *rings, *histories, self.ticks, self.primed]
 
     def reset(self) -> None:
         """Clears every buffer: the next clip is primed afresh."""
@@ -176,6 +207,12 @@ class PipelineBuffers:
             if ring is not None:
                 with device_scope(device):
                     ring.assign(tf.broadcast_to(tf.cast(x, ring.dtype)[None], ring.shape))
+        inputs = [frame, *primed]
+        for k, history in self.histories.items():
+            with device_scope(devices[k]):
+                history.assign(
+                    tf.cast(windows.primed_history(inputs[k], self.window[k]), history.dtype)
+                )
         for buffer in self.errors:
             buffer.assign(tf.zeros(buffer.shape, buffer.dtype))
         self.ticks.assign(0)
@@ -229,6 +266,8 @@ def run_ticks(
             top = k == num_stages - 1
             ring = buffers.stashes[k]
             paired = x if ring is None else tf.gather(ring.value, slot % buffers.stash[k])
+            history = buffers.histories.get(k)  # a temporal stage: its window of inputs
+            paired = windows.tick_window(None if history is None else history.value, paired)
             if ring is not None:
                 out = stage(x, training=True)  # what moves up; the tape sees the stash
             with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -246,6 +285,8 @@ def run_ticks(
                 grads = tape.gradient(y, sources, output_gradients=errors[k])
             grads = dense(grads, sources)
             input_grad = grads.pop(0) if k > 0 else None
+            if input_grad is not None and history is not None:  # the error of its tick:
+                input_grad = tf.reduce_sum(input_grad, axis=1)  # the window's, summed
             return out, input_grad, grads, loss
 
         # Every stage reads the buffers of tick t-1 before any of them is overwritten.
@@ -262,6 +303,10 @@ def run_ticks(
             ring.value[slot % depth].assign(tf.cast(x, ring.dtype))
             for ring, depth, x in zip(buffers.stashes, buffers.stash, inputs)
             if ring is not None
+        ]
+        shifts += [
+            history.assign(windows.next_history(history.value, inputs[k]))
+            for k, history in buffers.histories.items()
         ]
         with tf.control_dependencies(shifts):
             return t + 1, new_sums, loss_sum + losses[-1], top_outputs.write(t, outputs[-1])
@@ -280,7 +325,8 @@ def run_ticks(
 def _top_spec(stages, below) -> keras.KerasTensor:
     """Shape and dtype of the top stage's output for one tick, from the input `below` it
     gets (A_{L-2}: a buffer or a tensor, [lanes, ...])."""
-    return stages[-1].compute_output_spec(keras.KerasTensor(below.shape, below.dtype))
+    shape = windows.window_shape(below.shape, stage_window(stages[-1]))
+    return stages[-1].compute_output_spec(keras.KerasTensor(shape, below.dtype))
 
 
 def sideways_gradients(

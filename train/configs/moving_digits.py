@@ -44,6 +44,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.model.name = "vgg_classifier"
     config.model.num_stages = 5
     config.model.width = 16
+    config.model.temporal_window = 1  # > 1: the stem sees that many frames (sees motion)
+    config.model.temporal_shift = 0.0  # > 0: stages above the first shift channels in time
 
     if variant == "tiny":
         config.epochs = 1

@@ -1,0 +1,67 @@
+"""The inputs a temporal stage sees: causal windows, gathered from a clip or kept by tick.
+
+A stage of window W (`layers.stage_window`) reads its inputs of this tick and the W-1
+before, oldest first, [N, W, ...]; before the first tick its input is the primed one (the
+first frame's), so a window that reaches back before the clip repeats it. The pipeline
+keeps a stage's last W-1 inputs as its history, [W-1, N, ...] (time-major), shifted by
+one at every tick. Per-frame stages (W = 1) get their input unchanged.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_sideways import clips
+from keras_sideways.engines import ticks
+
+
+def clip_windows(frames: tf.Tensor, window: int) -> tf.Tensor:
+    """[batch, time, ...] -> every tick's causal window, [batch·time, window, ...]."""
+    time = tf.shape(frames)[1]
+    lagged = [tf.gather(frames, ticks.lagged_indices(time, lag), axis=1) for lag in range(window)]
+    return clips.frames_to_batch(tf.stack(lagged[::-1], axis=2))
+
+
+def stage_input(x: tf.Tensor, window: int, video: tf.Tensor) -> tf.Tensor:
+    """A stage's input for all ticks at once: `x` [batch·time, ...] of a clip shaped like
+    `video`, or its causal windows when `window` > 1."""
+    if window == 1:
+        return x
+    return clip_windows(clips.batch_to_frames(x, video), window)
+
+
+def tick_window(history: tf.Tensor | None, x: tf.Tensor) -> tf.Tensor:
+    """The window of one tick, [N, W, ...], from the last W-1 inputs and this one `x`."""
+    if history is None:
+        return x
+    ordered = tf.concat([tf.cast(history, x.dtype), x[None]], axis=0)
+    return tf.transpose(ordered, [1, 0, *range(2, ordered.shape.rank)])
+
+
+def next_history(history: tf.Tensor | None, x: tf.Tensor) -> tf.Tensor | None:
+    """The last W-1 inputs after a tick whose input was `x`."""
+    if history is None:
+        return None
+    return tf.concat([history[1:], tf.cast(x, history.dtype)[None]], axis=0)
+
+
+def primed_history(x: tf.Tensor, window: int) -> tf.Tensor | None:
+    """The history at priming: the primed input `x`, W-1 times (None for W = 1)."""
+    if window == 1:
+        return None
+    return tf.broadcast_to(x[None], tf.concat([[window - 1], tf.shape(x)], axis=0))
+
+
+def primed_histories(windows, inputs) -> dict:
+    """{k: stage k's history at priming} for the temporal stages; `inputs` bottom first."""
+    return {k: primed_history(inputs[k], w) for k, w in enumerate(windows) if w > 1}
+
+
+def advanced(histories: dict, inputs) -> dict:
+    """The histories after a tick whose stage inputs were `inputs`, bottom first."""
+    return {k: next_history(h, inputs[k]) for k, h in histories.items()}
+
+
+def window_shape(shape: tuple, window: int) -> tuple:
+    """The shape a stage is called on: `shape` [N, ...], with the window axis if W > 1."""
+    return tuple(shape) if window == 1 else (shape[0], window, *shape[1:])
