@@ -286,16 +286,24 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     out = tmp_path / "results"
     config = "--config=train/study/config.py:tiny"
     done = reproduce(config, f"--out={out}", f"--docs={docs}")
-    # stride 1 (= depth 3 = clips of 4) and static: 2 x 2; footage: 2; the fixes: 4
-    assert "[10/10]" in done.stdout
+    # stride 1 (= depth 3 = clips of 4) and static: 2 x 2; footage: 2; the fixes: 4;
+    # motion: 1 task x 2 models x 2 modes
+    assert "[14/14]" in done.stdout
 
     results = runs.load_results(out)
     kinds = [(r["experiment"], r.get("speed"), r["mode"]) for r in results["runs"]]
     experiments = [("classification", 1.0), ("classification", 0.0), ("reconstruction", None)]
     fixes = [("fix", 1.0, "sideways")] * 2 + [("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]
-    assert kinds == [(e, speed, mode) for e, speed in experiments for mode in runs.MODES] + fixes
+    motion = [("motion", None, mode) for _ in range(2) for mode in runs.MODES]
+    expected = [(e, speed, mode) for e, speed in experiments for mode in runs.MODES]
+    assert kinds == expected + fixes + motion
     names = ["stash full", "delay warm-up 1"] + ["streamed ×2"] * 2
-    assert [r.get("fix") for r in results["runs"][-4:]] == names
+    assert [r.get("fix") for r in results["runs"][-8:-4]] == names
+    models = [(r["task"], r["model"]) for r in results["runs"][-4:]]
+    assert models == [
+        ("moving_digits_direction", m) for m in ("per-frame",) * 2 + ("temporal",) * 2
+    ]
+    assert "## 8. Models that see motion" in docs.read_text()
     assert "## 7. Closing the gap" in docs.read_text()
     sideways = [r for r in results["runs"] if r["mode"] == "sideways" and r.get("fidelity")]
     assert all([f["step"] for f in r["fidelity"]] == [0, 1, 2] for r in sideways)  # 2 steps
@@ -374,11 +382,47 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     config = study_config.get_config("tiny")
     config.sections = ("classification",)  # no footage: those runs stay missing
     first = runs.run_study(config, tmp_path, log=lambda line: None)
-    assert not first["complete"] and first["missing"] == 2 + 4  # 2 reconstructions, 4 fix runs
+    # 2 reconstructions, 4 fix runs, 4 motion runs
+    assert not first["complete"] and first["missing"] == 2 + 4 + 4
     assert len(calls) == 4  # 2 set-ups x 2 modes
     config.sections = ("fixes", "streaming")
     second = runs.run_study(config, tmp_path, log=lambda line: None)
     streamed = [("bp", 0, "streamed ×2"), ("sideways", 0, "streamed ×2")]  # same data
     delay = ("sideways", 0, "delay warm-up 1")
     assert calls[4:] == [("sideways", 0, "stash full"), delay, *streamed]
-    assert second["missing"] == 2 and len(second["runs"]) == 8  # the 4 kept, the 4 new
+    assert second["missing"] == 2 + 4 and len(second["runs"]) == 8  # the 4 kept, the 4 new
+
+
+# ------------------------------------------------------------------ experiment 8: motion
+def test_motion_runs_are_summarised_per_task_and_model_and_shown_on_the_page():
+    s = settings(motion_tasks=("moving_digits_direction", "arrow_of_time"), motion_seeds=(0, 1))
+    results = fake_results(
+        s, lambda mode, p: 0.5 if mode == "bp" else 0.4, {"bp": 0.01, "sideways": 0.02}
+    )
+    for seed in (0, 1):
+        for model, bp, sideways in (
+            ("per-frame", 0.25, 0.26),
+            ("temporal", 0.98, 0.96 + seed / 100),
+        ):
+            for mode, value in (("bp", bp), ("sideways", sideways)):
+                results["runs"].append(
+                    dict(experiment="motion", task="moving_digits_direction", model=model)
+                    | dict(mode=mode, seed=seed, accuracy=value)
+                )
+    motion = summary.summarize(results)["motion"]
+    temporal = motion["moving_digits_direction"]["temporal"]
+    assert temporal["gap"] == pytest.approx(-1.5)
+    assert temporal["paired_gaps"] == pytest.approx([-2.0, -1.0])
+    assert motion["arrow_of_time"]["temporal"]["bp"]["accuracy"]["n"] == 0  # not run
+    page = report.report_markdown(with_summary(results))
+    assert "| moving digits, direction of motion | 25 | temporal | 98.0 ± 0.0 |" in page
+    assert "| real footage, arrow of time | 50 | per-frame | – | – | – | – |" in page
+
+
+def test_motion_configs_come_from_the_task_configs_with_or_without_temporal_layers():
+    s = study_config.get_config().to_dict()
+    temporal = runs.motion_config(s, "arrow_of_time", "temporal", "sideways", 3)
+    per_frame = runs.motion_config(s, "arrow_of_time", "per-frame", "bp", 3)
+    assert (temporal.mode, temporal.seed, temporal.data.name) == ("sideways", 3, "arrow_of_time")
+    assert temporal.model.temporal_window == 3 and per_frame.model.temporal_window == 1
+    assert per_frame.model.temporal_shift == 0.0 and per_frame.mode == "bp"

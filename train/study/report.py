@@ -121,7 +121,7 @@ def report_markdown(
 ) -> str:
     """The report of finished `results` (with their "summary"); plots under `figures/`."""
     page = _Page(results, figures, template)
-    sections = (_header, _headlines, _fidelity, _tables, _controls, _fixes)
+    sections = (_header, _headlines, _fidelity, _tables, _controls, _fixes, _motion)
     readings = (_why_gap, _why_fill, _why_controls, _why_depth_and_footage)
     for part in sections + readings:
         page.figures.update(part(page))
@@ -290,6 +290,46 @@ def _controls(page: _Page) -> dict:
         control_items=page.each("control_item", items),
     )
     return dict(control_short="\n".join(short), controls_section=section if len(rows) > 1 else "")
+
+
+MOTION_TASKS = {  # how the page names each task, and its chance level
+    "moving_digits_direction": ("moving digits, direction of motion", 0.25),
+    "arrow_of_time": ("real footage, arrow of time", 0.5),
+}
+
+
+def _motion(page: _Page) -> dict:
+    """Section 8: per-frame against temporal models on the tasks that need motion."""
+    motion = page.summary.get("motion") or {}
+    if not motion:
+        return dict(motion_section="")
+    rows = []
+    for task, models in motion.items():
+        name, chance = MOTION_TASKS[task]
+        for model, entry in models.items():
+            measured = entry["bp"]["accuracy"]["n"] and entry["sideways"]["accuracy"]["n"]
+            rows.append(
+                dict(
+                    task=name,
+                    chance=f"{100 * chance:.0f}",
+                    model=model,
+                    bp=percent(entry["bp"]["accuracy"]) if entry["bp"]["accuracy"]["n"] else "–",
+                    sideways=(
+                        percent(entry["sideways"]["accuracy"])
+                        if entry["sideways"]["accuracy"]["n"]
+                        else "–"
+                    ),
+                    gap=f"{entry['gap']:+.1f}" if measured else "–",
+                    paired=", ".join(f"{g:+.1f}" for g in entry["paired_gaps"]) or "–",
+                )
+            )
+    seeds = len(page.s["motion_seeds"])
+    section = page(
+        "motion_section",
+        motion_rows=page.each("motion_row", rows),
+        motion_seeds=f"{seeds} seed{'s' if seeds > 1 else ''}",
+    )
+    return dict(motion_section=section)
 
 
 def _fixes(page: _Page) -> dict:

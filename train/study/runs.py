@@ -1,8 +1,9 @@
 """The study's runs: every model trained in both modes, written raw to `study.json`.
 
 `run_study(config, out_dir)` trains, for every seed, each classification set-up of the
-config (moving digits, `vgg_classifier`) and the reconstruction of real footage
-(`encoder_decoder`), once with BP and once with Sideways: the same initial weights,
+config (moving digits, `vgg_classifier`), the reconstruction of real footage
+(`encoder_decoder`) and the tasks that need motion (per-frame and temporal models), once
+with BP and once with Sideways: the same initial weights,
 optimizer, data and frames. It rewrites `out_dir/study.json` after every run ("complete":
 false until the end) and saves the reconstructions it shows as `reconstructions.npz`.
 Models and optimizers come from `keras_sideways.training.build_model`.
@@ -10,6 +11,7 @@ Models and optimizers come from `keras_sideways.training.build_model`.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -24,6 +26,7 @@ import numpy as np
 from train.study.config import (
     MODE_LABELS,
     MODES,
+    MOTION_MODELS,
     Point,
     Settings,
     check_config,
@@ -261,6 +264,56 @@ def reconstruction_run(
     return record, outputs[list(show)]
 
 
+def motion_config(
+    settings: Settings, task: str, model: str, mode: str, seed: int
+) -> ml_collections.ConfigDict:
+    """The training config of one motion run: `train/configs/<task>.py` (its tiny variant in
+    the tiny study), in `mode` and `seed`, its model per-frame or temporal (`model`)."""
+    module = importlib.import_module(f"train.configs.{task}")
+    config = module.get_config("tiny" if settings["name"] == "tiny" else "")
+    config.mode, config.seed, config.verbose = mode, seed, 0
+    if settings["motion_epochs"]:
+        config.epochs = settings["motion_epochs"]
+    if model == "per-frame":  # the same model without its temporal layers
+        config.model.temporal_window, config.model.temporal_shift = 1, 0.0
+    return config
+
+
+def motion_run(settings: Settings, task: str, model: str, mode: str, seed: int) -> dict:
+    """Trains `task`'s config with the per-frame or temporal model in `mode`; its record."""
+    import keras
+
+    from keras_sideways import training
+
+    start = time.perf_counter()
+    config = motion_config(settings, task, model, mode, seed)
+    keras.utils.set_random_seed(seed)
+    train, test, info = training.build_datasets(config)
+    config = training.with_schedule(config, train)
+    trained = training.build_model(config, info)
+    history = trained.fit(
+        train,
+        validation_data=test,
+        epochs=config.epochs,
+        callbacks=training.stream_callbacks(train),
+        verbose=0,
+    )
+    record = dict(
+        experiment="motion",
+        task=task,
+        model=model,
+        mode=mode,
+        seed=seed,
+        epochs=config.epochs,
+        accuracy=float(history.history["val_accuracy"][-1]),
+        loss=float(history.history["val_loss"][-1]),
+        history=_history(history.history),
+        seconds=time.perf_counter() - start,
+    )
+    keras.backend.clear_session()
+    return record
+
+
 def run_study(
     config: ml_collections.ConfigDict,
     out_dir: str | os.PathLike,
@@ -377,6 +430,15 @@ def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
 
             key = _key(_identity("reconstruction_fix", "sideways", seed, None, fix[0]))
             plan.append(("fixes", key, reconstruction))
+    for seed in settings["motion_seeds"]:
+        for task in settings["motion_tasks"]:
+            for model in MOTION_MODELS:
+                for mode in MODES:
+                    run = lambda clips, shown, t=task, m=model, o=mode, s=seed: (  # noqa: E731
+                        motion_run(settings, t, m, o, s)
+                    )
+                    identity = dict(_identity("motion", mode, seed), task=task, model=model)
+                    plan.append(("motion", _key(identity), run))
     return plan
 
 
@@ -394,7 +456,7 @@ def _identity(experiment: str, mode: str, seed: int, point: Point | None = None,
     return run
 
 
-_KEY_FIELDS = ("experiment", "mode", "seed", "fix", *Point._fields)
+_KEY_FIELDS = ("experiment", "mode", "seed", "fix", *Point._fields, "task", "model")
 
 
 def _key(run: dict) -> tuple:
@@ -410,6 +472,10 @@ def _previous(out_dir: Path) -> dict:
 
 def _describe(run: dict) -> str:
     """One progress line's worth of a run: what it trained and its test figure."""
+    if run["experiment"] == "motion":
+        what = f"motion, {run['task']}, {run['model']} model, {run['epochs']} epochs"
+        who = MODE_LABELS[run["mode"]]
+        return f"{what}, seed {run['seed']}, {who}: test accuracy {run['accuracy']:.4f}"
     if run["experiment"] in ("classification", "fix"):
         what = (
             f"stride {run['stride']}, {run['num_stages']} stages, clips of "

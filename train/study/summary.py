@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from train.study.config import MODES, Point, fix_modes, fix_points, fixes
+from train.study.config import MODES, MOTION_MODELS, Point, fix_modes, fix_points, fixes
 
 ACCURACY_TOLERANCE = 1.0  # points: the aim for stride 1
 MSE_TOLERANCE = 0.10  # relative: the aim for the reconstruction
@@ -141,7 +141,40 @@ def summarize(results: dict) -> dict:
         controls=controls,
         reconstruction=reconstruction,
         fixes=summarize_fixes(runs, s),
+        motion=summarize_motion(runs, s),
     )
+
+
+def summarize_motion(runs: list[dict], settings: dict) -> dict:
+    """Experiment 8: per task and model, BP and Sideways (mean ± std, gap, paired gaps).
+
+    Returns {"<task>": {"<model>": {"bp": ..., "sideways": ..., "gap": points,
+    "paired_gaps": [...]}}}; empty when the settings try no motion task.
+    """
+    summary = {}
+    for task in settings.get("motion_tasks", ()):  # absent from older study.json
+        summary[task] = {}
+        for model in MOTION_MODELS:
+            got = {
+                mode: {
+                    r["seed"]: r["accuracy"]
+                    for r in runs
+                    if r["experiment"] == "motion"
+                    and (r["task"], r["model"], r["mode"]) == (task, model, mode)
+                }
+                for mode in MODES
+            }
+            means = [np.mean(list(got[m].values())) if got[m] else math.nan for m in MODES]
+            summary[task][model] = dict(
+                **{m: dict(accuracy=mean_std(list(got[m].values()))) for m in MODES},
+                gap=100 * (means[1] - means[0]),
+                paired_gaps=[
+                    100 * (got["sideways"][seed] - bp)
+                    for seed, bp in sorted(got["bp"].items())
+                    if seed in got["sideways"]
+                ],
+            )
+    return summary
 
 
 def summarize_fixes(runs: list[dict], settings: dict) -> dict:
