@@ -89,7 +89,7 @@ class SidewaysModel(keras.Model):
         self.placement = placement
         self.stash_depth = stash_depth
         self.stash = ticks.stash_depths(len(stages), stash_depth)  # per stage, capped
-        self.windows = options.check_windows(stages, self.stash)  # frames each stage sees
+        self.windows = options.check_windows(stages)  # the frames each stage sees per tick
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.devices: list = (
             list(placement) if isinstance(placement, list) else [None] * len(stages)

@@ -31,18 +31,10 @@ def check_stages(stages: Sequence[keras.layers.Layer] | keras.Sequential) -> lis
     return stages
 
 
-def check_windows(stages: Sequence[keras.layers.Layer], stash: Sequence[int]) -> list[int]:
-    """The frames each stage sees (`layers.stage_window`), or ValueError for a temporal
-    stage that would keep a stash (its stashed input would need its own old window)."""
-    sizes = [stage_window(stage) for stage in stages]
-    for k, (size, depth) in enumerate(zip(sizes, stash)):
-        if size > 1 and depth:
-            raise ValueError(
-                f"Stage {k} ({stages[k].name}) is temporal (window {size}) and cannot keep a "
-                f"stash; got stash depth {depth} for it. Give stash_depth as a list with 0 "
-                "at the temporal stages."
-            )
-    return sizes
+def check_windows(stages: Sequence[keras.layers.Layer]) -> list[int]:
+    """The frames each stage sees per tick (`layers.stage_window`; ValueError for a
+    temporal layer that is not first in its stage)."""
+    return [stage_window(stage) for stage in stages]
 
 
 def check_mode(mode: str) -> str:

@@ -121,8 +121,8 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
             history[k].append(inputs[k])
             lag = t - stash[k]
             paired = history[k][lag] if lag >= 0 else primed_inputs[k]
-            if sizes[k] > 1:
-                paired = window_of(history[k], t, sizes[k])
+            if sizes[k] > 1:  # negative ticks: the primed input
+                paired = window_of(history[k], t - stash[k], sizes[k])
             weights = stage.trainable_variables
             if k < depth - 1:
                 new_activations[k] = stage(window_of(history[k], t, sizes[k]), training=True)

@@ -69,6 +69,9 @@ def test_stashed_inputs_match_the_slow_reference(targets, stash_depth):
 
 
 @pytest.mark.parametrize("targets", ["clip", "frames"])
-def test_temporal_stages_match_the_slow_reference(targets):
-    model, gradients, reference = engine_against_reference("batched", targets, temporal=True)
+@pytest.mark.parametrize("stash_depth", [0, 1, "full"], ids=str)
+def test_temporal_stages_match_the_slow_reference(targets, stash_depth):
+    model, gradients, reference = engine_against_reference(
+        "batched", targets, stash_depth, temporal=True
+    )
     assert_all_close(gradients, reference, model)

@@ -155,6 +155,9 @@ def test_bad_stash_depths_are_refused_by_name(stash_depth, message):
 
 
 @pytest.mark.parametrize("targets", ["clip", "frames"])
-def test_temporal_stages_match_the_slow_reference(targets):
-    model, gradients, reference = engine_against_reference("pipeline", targets, temporal=True)
+@pytest.mark.parametrize("stash_depth", [0, 1, "full"], ids=str)
+def test_temporal_stages_match_the_slow_reference(targets, stash_depth):
+    model, gradients, reference = engine_against_reference(
+        "pipeline", targets, stash_depth, temporal=True
+    )
     assert_all_close(gradients, reference, model)

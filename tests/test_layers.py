@@ -51,11 +51,13 @@ def test_bad_windows_are_refused():
         ks.layers.CausalTemporalConv(4, window=3)(tf.zeros([2, 8, 8, 1]))
 
 
-def test_a_temporal_stage_cannot_keep_a_stash():
-    with pytest.raises(ValueError, match=r"Stage 0 .* is temporal \(window 3\) and cannot keep"):
-        ks.SidewaysModel(tiny_temporal_stages(), stash_depth="full")
-    model = ks.SidewaysModel(tiny_temporal_stages(), stash_depth=[0, 0, 2, 0])
-    assert model.windows == [3, 2, 1, 2] and model.stash == [0, 0, 2, 0]
+def test_a_temporal_stage_keeps_its_stash_in_its_history():
+    model = ks.SidewaysModel(tiny_temporal_stages(), stash_depth=[1, 0, 2, 0], engine="pipeline")
+    model(random_video())
+    assert model.windows == [3, 2, 1, 2] and model.stash == [1, 0, 2, 0]
+    buffers = model.buffers
+    assert buffers.stashes[0] is None and buffers.stashes[2] is not None  # no ring: history
+    assert buffers.histories[0].shape[0] == 3 - 1 + 1 and buffers.histories[1].shape[0] == 1
 
 
 def test_a_temporal_model_saves_loads_and_exports(tmp_path):

@@ -285,13 +285,15 @@ def test_static_video_sideways_equals_bp(targets, engine, stash_depth):
     assert all(np.abs(g).max() > 0 for g in bp)  # the comparison is not between zeros
 
 
+@pytest.mark.parametrize("stash_depth", [0, "full"], ids=str)
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("targets", ["clip", "frames"])
-def test_static_video_sideways_equals_bp_with_temporal_stages(targets, engine):
+def test_static_video_sideways_equals_bp_with_temporal_stages(targets, engine, stash_depth):
     video = np.repeat(random_video(batch=2, time=6)[:, :1], 6, axis=1)
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
-    model = compiled_model(tiny_temporal_stages(), loss=loss, engine=engine)
+    stages = tiny_temporal_stages()
+    model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth)
     sideways = model.compute_gradients(video, target)
     bp = model.compute_gradients(video, target, mode="bp")
     assert_all_close(sideways, bp, model)

@@ -64,7 +64,7 @@ def batched_sideways_gradients(
         tape = tf.GradientTape(watch_accessed_variables=False)
         with device_scope(devices[k]):
             if stash[k]:
-                up = stage(x, training=True)  # what moves up; the tape sees the stash
+                up = stage(windows.stage_input(x, sizes[k], video), training=True)  # moves up
                 lagged = tf.gather(
                     clips.batch_to_frames(x, video), ticks.lagged_indices(time, stash[k]), axis=1
                 )

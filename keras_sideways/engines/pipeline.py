@@ -137,8 +137,9 @@ class PipelineBuffers:
     The first axis of every buffer holds `capacity` independent streams (lanes).
     With `stash[k]` = D_k > 0, `stashes[k]` holds stage k's inputs of its last D_k ticks,
     [D_k, capacity, ...], slot `tick mod D_k` (the input of `frame_shape` for stage 0).
-    With `window[k]` = W_k > 1 (a temporal stage), `histories[k]` holds its last W_k - 1
-    inputs, oldest first, [W_k - 1, capacity, ...].
+    With `window[k]` = W_k > 1 (a temporal stage), `histories[k]` holds its last
+    W_k - 1 + D_k inputs, oldest first, [W_k - 1 + D_k, capacity, ...]: its windows of this
+    tick and of D_k ticks ago (its stash; no ring then).
     """
 
     def __init__(
@@ -161,8 +162,9 @@ class PipelineBuffers:
                 for kind, buffers in (("activation", self.activations), ("error", self.errors)):
                     buffers.append(_state_variable((capacity, *shape), dtype, f"{kind}_{k}"))
         input_shapes = [frame_shape, *output_shapes]
+        self.window = list(window or [1] * num_stages)
         for k, (depth, device) in enumerate(zip(self.stash, devices)):
-            if depth == 0:
+            if depth == 0 or self.window[k] > 1:  # a temporal stage stashes in its history
                 self.stashes.append(None)
                 continue
             if input_shapes[k] is None:
@@ -170,14 +172,13 @@ class PipelineBuffers:
             with device_scope(device):  # stage k's last `depth` inputs, a ring by tick
                 shape = (depth, capacity, *input_shapes[k])
                 self.stashes.append(_state_variable(shape, dtype, f"stash_{k}"))
-        self.window = list(window or [1] * num_stages)
         self.histories = {}
         for k, (size, device) in enumerate(zip(self.window, devices)):
             if size > 1:
                 if input_shapes[k] is None:
                     raise ValueError("A temporal stage 0 needs the frame shape of its input.")
-                with device_scope(device):  # the stage's last W-1 inputs, oldest first
-                    shape = (size - 1, capacity, *input_shapes[k])
+                with device_scope(device):  # the stage's last W-1+D inputs, oldest first
+                    shape = (size - 1 + self.stash[k], capacity, *input_shapes[k])
                     self.histories[k] = _state_variable(shape, dtype, f"history_{k}")
         self.ticks = _state_variable((), "int64", "ticks")
         self.primed = _state_variable((), "int32", "primed")
@@ -211,7 +212,10 @@ class PipelineBuffers:
         for k, history in self.histories.items():
             with device_scope(devices[k]):
                 history.assign(
-                    tf.cast(windows.primed_history(inputs[k], self.window[k]), history.dtype)
+                    tf.cast(
+                        windows.primed_history(inputs[k], self.window[k] + self.stash[k]),
+                        history.dtype,
+                    )
                 )
         for buffer in self.errors:
             buffer.assign(tf.zeros(buffer.shape, buffer.dtype))
@@ -264,19 +268,23 @@ def run_ticks(
             The backward pass runs at the stage's stashed input of D_k ticks ago, if any.
             """
             top = k == num_stages - 1
-            ring = buffers.stashes[k]
-            paired = x if ring is None else tf.gather(ring.value, slot % buffers.stash[k])
-            history = buffers.histories.get(k)  # a temporal stage: its window of inputs
-            paired = windows.tick_window(None if history is None else history.value, paired)
-            if ring is not None:
-                out = stage(x, training=True)  # what moves up; the tape sees the stash
+            ring, depth = buffers.stashes[k], buffers.stash[k]
+            history = buffers.histories.get(k)  # a temporal stage: its windows of inputs
+            if history is not None:  # inputs t-W+1-D .. t: this tick's and the stashed window
+                inputs = windows.tick_window(history.value, x)
+                current, paired = inputs[:, depth:], inputs[:, : buffers.window[k]]
+            else:
+                current = x
+                paired = x if ring is None else tf.gather(ring.value, slot % depth)
+            if depth:
+                out = stage(current, training=True)  # what moves up; the tape sees the stash
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(weights[k])
                 if k > 0:
                     tape.watch(paired)
                 y = stage(paired, training=True)
                 loss = tick_loss(t, y) if top else None
-            if ring is None:
+            if not depth:
                 out = y
             sources = ([paired] if k > 0 else []) + weights[k]
             if top:
