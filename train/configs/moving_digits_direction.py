@@ -30,4 +30,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.model.name = "vgg_classifier"
     config.model.temporal_window = 3  # a video model: the stem sees 3 frames (1: per-frame,
     config.model.temporal_shift = 0.125  # the at-chance baseline, with temporal_shift=0)
+    # Sideways: the bottom stages start slow (README, "Delay-aware learning rate"; without
+    # it Sideways learned the direction far less reliably than BP).
+    config.delay_warmup_steps = 200  # a third of the 640 steps
     return config
