@@ -426,3 +426,13 @@ def test_motion_configs_come_from_the_task_configs_with_or_without_temporal_laye
     assert (temporal.mode, temporal.seed, temporal.data.name) == ("sideways", 3, "arrow_of_time")
     assert temporal.model.temporal_window == 3 and per_frame.model.temporal_window == 1
     assert per_frame.model.temporal_shift == 0.0 and per_frame.mode == "bp"
+
+
+def test_streaming_runs_only_for_its_own_seeds():
+    config = study_config.get_config()
+    keys = [key for section, key, _ in runs._plan(config.to_dict()) if section == "streaming"]
+    seeds = {dict(key)["seed"] for key in keys}
+    assert seeds == set(config.stream_seeds) and seeds < set(config.seeds)
+    config.seeds = (2, 3)  # an override of the seeds: streamed where both lists agree
+    keys = [key for section, key, _ in runs._plan(config.to_dict()) if section == "streaming"]
+    assert {dict(key)["seed"] for key in keys} == {2}

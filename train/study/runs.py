@@ -419,8 +419,10 @@ def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
                         classification_run(settings, m, s, p, f)
                     )
                     key = _key(_identity("fix", mode, seed, point, fix[0]))
-                    section = "streaming" if "stream_chunks" in fix[1] else "fixes"
-                    plan.append((section, key, run))
+                    if "stream_chunks" not in fix[1]:
+                        plan.append(("fixes", key, run))
+                    elif seed in settings.get("stream_seeds", settings["seeds"]):
+                        plan.append(("streaming", key, run))
         for fix in fixes(settings):
             if fix[0] not in settings["fix_recon"]:
                 continue
