@@ -18,6 +18,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.mode = "sideways"  # or "bp"
     config.engine = "auto"  # "pipeline", "batched"
     config.stash_depth = "0"  # Sideways' stash depth: "0" (the paper's), "2", ..., "full" (README)
+    config.threads = "auto"  # TensorFlow's "inter,intra" op threads, e.g. "2,1"; "0,0": defaults
     config.seed = 0
     config.epochs = 10
     config.learning_rate = 1e-3
