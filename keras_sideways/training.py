@@ -393,7 +393,7 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
     spawn = multiprocessing.get_context("spawn")  # a fork would inherit a running TensorFlow
     summaries = {}
     for mode, run in runs.items():
-        log(f"=== {mode}: {workdir}_{mode}, threads {thread_pools(run).describe()}")
+        log(f"=== {mode}: {workdir}_{mode} (threads: {thread_pools(run).describe()})")
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
             summaries[mode] = process.submit(train_and_evaluate, run, f"{workdir}_{mode}").result()
     return summaries
