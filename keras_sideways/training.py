@@ -6,9 +6,11 @@ it with tiny configs.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import warnings
 from typing import Any
@@ -17,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import data as video_data
-from keras_sideways import delays, models
+from keras_sideways import delays, models, options, threads
 from keras_sideways.callbacks import BackupAndRestore, ResetPipeline
 from keras_sideways.engines import ticks
 from keras_sideways.export import export_saved_model, non_finite_weights
@@ -55,6 +57,10 @@ def check_config(config) -> None:
         fail("lr_schedule", "'constant' or 'cosine'", config.lr_schedule)
     if config.task not in TASKS:
         fail("task", f"one of {', '.join(TASKS)}", config.task)
+    if config.mode not in options.MODES:
+        fail("mode", f"one of {', '.join(options.MODES)}", config.mode)
+    if config.engine not in options.ENGINES:
+        fail("engine", f"one of {', '.join(options.ENGINES)}", config.engine)
     d = config.data
     for field in ("clip_length", "temporal_stride", "batch_size"):
         positive_int(f"data.{field}", d[field])
@@ -90,6 +96,65 @@ def check_config(config) -> None:
         delays.check_warmup_steps(config.get("delay_warmup_steps", 0))
     except ValueError as error:
         raise ConfigError(f"config.{error}") from None
+    thread_pools(config)
+
+
+def run_engine(config) -> str:
+    """What trains in a run of `config`: "bp", or the Sideways engine its model will run."""
+    if config.mode != "sideways":
+        return "bp"
+    streams = _stream_chunks(config) > 0  # build_model's stateful model
+    return options.resolve_engine(config.engine, stateful=streams, spread=False)
+
+
+def thread_pools(config) -> threads.Threads:
+    """`config.threads` ("auto" when absent) resolved for the run's engine and this machine's
+    cores (`keras_sideways.threads.resolve`); ConfigError for a value it cannot read."""
+    try:
+        return threads.resolve(config.get("threads", threads.AUTO), run_engine(config))
+    except ValueError as error:
+        raise ConfigError(f"config.threads: {error}") from None
+
+
+def apply_threads(config) -> dict[str, Any]:
+    """Sizes TensorFlow's thread pools as `config.threads` says; returns what was used.
+
+    Call it before anything starts TensorFlow (see `keras_sideways.threads`);
+    `train_and_evaluate` calls it first. Once TensorFlow runs, "auto" keeps the pools it
+    runs with, and an explicit setting that differs raises RuntimeError.
+
+    Returns:
+        `setting` (the text asked for), `resolved` ("inter,intra" it stands for here),
+        `inter` and `intra` (the pools in use, read back from TensorFlow; 0 is its
+        default), `engine` and `cores`.
+    """
+    wanted = thread_pools(config)
+    setting = str(config.get("threads", threads.AUTO)).strip()
+    try:
+        used = threads.apply(wanted)
+    except RuntimeError:
+        if setting != threads.AUTO:
+            raise
+        used = threads.in_use()  # TensorFlow already runs (a notebook, a test): its pools
+    return dict(
+        setting=setting,
+        resolved=str(wanted),
+        inter=used.inter,
+        intra=used.intra,
+        engine=run_engine(config),
+        cores=os.cpu_count(),
+    )
+
+
+def threads_text(record: dict[str, Any]) -> str:
+    """One line on the thread pools of `apply_threads`' record, for logs and summaries."""
+    used = threads.Threads(record["inter"], record["intra"])
+    engine = "BP" if record["engine"] == "bp" else f"the {record['engine']} engine"
+    line = f"{used.describe()} (config.threads {record['setting']!r}, {engine}"
+    line += f", {record['cores']} cores"
+    if str(used) != record["resolved"]:
+        line += f"; it asked for {record['resolved']}, but TensorFlow was already running"
+    return line + ")"
 
 
 @dataclasses.dataclass
@@ -277,9 +342,12 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     `workdir/checkpoints/`, the SavedModel to `config.export_dir/<basename of workdir>`,
     and the summary to `workdir/summary.json`. A run that is killed resumes from its
     last finished epoch when started again with the same workdir (`workdir/backup`).
-    With a `tf.distribute` strategy, the model is built in its scope.
+    With a `tf.distribute` strategy, the model is built in its scope. TensorFlow's thread
+    pools are sized first (`apply_threads`); the summary and a TensorBoard text
+    (`threads`, in `workdir/tensorboard`) record the pools used.
     """
     check_config(config)
+    pools = apply_threads(config)  # before anything starts TensorFlow's runtime
     keras.utils.set_random_seed(config.seed)
     workdir = os.path.abspath(workdir)
     name = os.path.basename(workdir.rstrip("/"))
@@ -291,6 +359,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     tensorboard_dir = os.path.join(workdir, "tensorboard")
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     os.makedirs(checkpoint_dir, exist_ok=True)
+    _log_text(tensorboard_dir, "threads", threads_text(pools))
     callbacks = [
         keras.callbacks.TensorBoard(tensorboard_dir, update_freq=config.log_every_steps),
         keras.callbacks.ModelCheckpoint(
@@ -329,6 +398,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         engine=model.resolved_engine if config.mode == "sideways" else "bp",
         task=info.task,
         epochs=config.epochs,
+        threads=pools,
         validation={k: float(v) for k, v in scores.items()},
         history={k: [float(x) for x in v] for k, v in history.history.items()},
         workdir=workdir,
@@ -341,18 +411,35 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     return summary
 
 
+def _log_text(log_dir: str, tag: str, text: str) -> None:
+    """Writes `text` as a TensorBoard text summary at step 0 in `log_dir`."""
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        tf.summary.text(tag, text, step=0)
+    writer.close()
+
+
 def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict]:
     """Runs `config` with BP, then with Sideways, in `<workdir>_bp` and `<workdir>_sideways`.
 
-    `log` is called with a line as each run starts (the script prints it).
+    Each run has a fresh process of its own (spawned), so each gets the thread pools its
+    `config.threads` resolves to: TensorFlow sizes them once per process. Both configs are
+    checked here first, so a bad value fails before either run starts. Errors of a run
+    (ConfigError, DivergedError, ...) are raised here. `log` is called with a line as each
+    run starts (the script prints it); the runs' own output goes to this process's.
     """
-    summaries = {}
+    runs = {}
     for mode in ("bp", "sideways"):
-        run = config.copy_and_resolve_references()
+        runs[mode] = run = config.copy_and_resolve_references()
         with run.unlocked():
             run.mode = mode
-        log(f"=== {mode}: {workdir}_{mode}")
-        summaries[mode] = train_and_evaluate(run, f"{workdir}_{mode}")
+        check_config(run)
+    spawn = multiprocessing.get_context("spawn")  # a fork would inherit a running TensorFlow
+    summaries = {}
+    for mode, run in runs.items():
+        log(f"=== {mode}: {workdir}_{mode} (threads: {thread_pools(run).describe()})")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
+            summaries[mode] = process.submit(train_and_evaluate, run, f"{workdir}_{mode}").result()
     return summaries
 
 
@@ -375,6 +462,7 @@ def summary_lines(summary: dict) -> list[str]:
     how = summary["mode"] if summary["mode"] == "bp" else f"sideways ({summary['engine']} engine)"
     return [
         f"{summary['name']}: {how}, {summary['epochs']} epochs; validation {scores}",
+        f"  threads:      {threads_text(summary['threads'])}",
         f"  TensorBoard:  tensorboard --logdir {summary['tensorboard']}",
         f"  checkpoints:  {summary['checkpoints']}",
         f"  SavedModel:   {summary['export']}",

@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import sample_video
 
 import keras_sideways as ks
-from keras_sideways import training
+from keras_sideways import threads, training
 from train.configs import (
     arrow_of_time,
     moving_digits,
@@ -53,6 +53,18 @@ def event_tags(folder):
                 for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
                     tags |= {(os.path.basename(root), v.tag) for v in event.summary.value}
     return tags
+
+
+def event_texts(folder):
+    """{tag: text} of the TensorBoard text summaries in `folder` itself."""
+    texts = {}
+    for name in os.listdir(folder):
+        if name.startswith("events.out"):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+                for v in event.summary.value:
+                    if v.metadata.plugin_data.plugin_name == "text":
+                        texts[v.tag] = tf.make_ndarray(v.tensor).item().decode()
+    return texts
 
 
 @pytest.mark.slow
@@ -180,12 +192,20 @@ def test_train_script_takes_config_overrides(tmp_path):
         "--workdir=runs/tiny",
         "--config.mode=bp",
         "--config.data.temporal_stride=2",
+        "--config.threads=1,1",
         f"--config.export_dir={tmp_path / 'exports'}",
         cwd=tmp_path,
     )
     assert "tiny: bp, 1 epochs; validation accuracy" in out
+    assert "  threads:      inter-op 1, intra-op 1 (config.threads '1,1', BP, " in out
     with open(tmp_path / "runs" / "tiny" / "summary.json") as f:
-        assert json.load(f)["mode"] == "bp"
+        summary = json.load(f)
+    assert summary["mode"] == "bp"
+    assert summary["threads"] == dict(
+        setting="1,1", resolved="1,1", inter=1, intra=1, engine="bp", cores=os.cpu_count()
+    )
+    text = event_texts(tmp_path / "runs" / "tiny" / "tensorboard")["threads"]
+    assert text.startswith("inter-op 1, intra-op 1 (config.threads '1,1', BP, ")
     assert (tmp_path / "exports" / "tiny" / "saved_model.pb").exists()
 
 
@@ -218,9 +238,19 @@ def test_compare_script_trains_both_modes_and_prints_side_by_side(tmp_path):
         "train.compare",
         f"--config={CONFIG}:tiny",
         "--workdir=runs/digits",
+        "--config.engine=pipeline",
         f"--config.export_dir={tmp_path / 'exports'}",
         cwd=tmp_path,
     )
+    # Each mode ran in its own process, at the pools "auto" gives its engine.
+    for mode, engine, pools in [
+        ("bp", "bp", (0, 0)),
+        ("sideways", "pipeline", (os.cpu_count(), 1)),
+    ]:
+        with open(tmp_path / "runs" / f"digits_{mode}" / "summary.json") as f:
+            used = json.load(f)["threads"]
+        assert used["setting"] == "auto" and used["engine"] == engine
+        assert (used["inter"], used["intra"]) == pools
     header = next(line for line in out.splitlines() if line.startswith("validation"))
     assert header.split() == ["validation", "bp", "sideways"]
     assert any(line.startswith("accuracy") and len(line.split()) == 3 for line in out.splitlines())
@@ -237,6 +267,7 @@ def test_comparison_table_and_summary_lines():
             engine="batched",
             epochs=1,
             validation={"accuracy": acc, "loss": 1.0, "skipped_updates": 0.0},
+            threads=dict(setting="auto", resolved="2,1", inter=0, intra=0, engine="x", cores=2),
             tensorboard="/r/tb",
             checkpoints="/r/ck",
             export=f"/s/d_{mode}",
@@ -251,6 +282,10 @@ def test_comparison_table_and_summary_lines():
         "d_sideways: sideways (batched engine), 1 epochs; validation accuracy 0.7500"
     )
     assert training.summary_lines(summaries["bp"])[0].startswith("d_bp: bp, 1 epochs;")
+    assert lines[1] == (
+        "  threads:      inter-op default, intra-op default (config.threads 'auto', the x "
+        "engine, 2 cores; it asked for 2,1, but TensorFlow was already running)"
+    )
 
 
 @pytest.mark.slow
@@ -309,6 +344,9 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("delay_warmup_steps", -3, r"config.delay_warmup_steps must be a whole number >= 0"),
         ("model.temporal_window", 0, "config.model.temporal_window: expected a whole number"),
         ("model.temporal_shift", 1.5, "config.model.temporal_shift: expected a share of"),
+        ("mode", "backprop", "config.mode: expected one of sideways, bp; got 'backprop'"),
+        ("engine", "tpu", "config.engine: expected one of auto, pipeline, batched; got 'tpu'"),
+        ("threads", "2", r"config.threads: expected 'auto' or 'inter,intra', .*; got '2'\."),
     ],
 )
 def test_config_values_are_checked_where_they_enter(field, value, message):
@@ -351,3 +389,59 @@ def test_a_cosine_schedule_decays_over_the_whole_run():
     assert not constant.get("lr_decay_steps", 0)
     with pytest.raises(training.ConfigError, match="lr_schedule: expected 'constant' or"):
         training.check_config(tiny(moving_digits, lr_schedule="step"))
+
+
+@pytest.mark.parametrize(
+    "overrides, engine",
+    [
+        (dict(mode="bp", engine="pipeline"), "bp"),
+        (dict(engine="auto"), "batched"),
+        (dict(engine="pipeline"), "pipeline"),
+        ({"engine": "auto", "data.stream_chunks": 2}, "pipeline"),  # streaming: the pipeline
+    ],
+)
+def test_auto_threads_follow_the_engine_that_trains(monkeypatch, overrides, engine):
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    config = tiny(moving_digits, **overrides)
+    assert training.run_engine(config) == engine
+    expected = (3, 1) if engine == "pipeline" else (0, 0)
+    assert training.thread_pools(config) == threads.Threads(*expected)
+    assert training.thread_pools(tiny(moving_digits, threads="1,2", **overrides)) == (
+        threads.Threads(1, 2)
+    )
+
+
+def test_once_tensorflow_runs_auto_keeps_its_pools_and_an_explicit_setting_fails(monkeypatch):
+    tf.constant(1.0) + 1.0  # TensorFlow has started in this process
+    running = threads.in_use()
+    monkeypatch.setattr(os, "cpu_count", lambda: running.inter + 1)
+    record = training.apply_threads(tiny(moving_digits, engine="pipeline"))
+    assert (record["inter"], record["intra"]) == (running.inter, running.intra)
+    assert record["resolved"] == f"{running.inter + 1},1"
+    assert "but TensorFlow was already running" in training.threads_text(record)
+    explicit = f"{running.inter + 1},{running.intra}"
+    with pytest.raises(RuntimeError, match="TensorFlow has already started in this process"):
+        training.apply_threads(tiny(moving_digits, threads=explicit))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "script, value",
+    [("train.train", "abc"), ("train.train", "-1,2"), ("train.train", "2"), ("train.compare", "2")],
+)
+def test_a_bad_threads_setting_is_one_line_of_error(tmp_path, script, value):
+    err = run_script(
+        script,
+        f"--config={CONFIG}:tiny",
+        f"--workdir={tmp_path / 'runs' / 'threads'}",
+        f"--config.export_dir={tmp_path / 'saved_models'}",
+        f"--config.threads={value}",
+        cwd=tmp_path,
+        status=1,
+    )
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert lines == [
+        "error: config.threads: expected 'auto' or 'inter,intra', two whole numbers >= 0 such "
+        f"as '2,1' ('0,0': TensorFlow's defaults); got {value!r}."
+    ]
+    assert "Traceback" not in err and not (tmp_path / "runs").exists()

@@ -5,7 +5,8 @@ This is `make train`:
     python -m train.compare --config train/configs/moving_digits.py --workdir runs/moving_digits
 
 writes runs/moving_digits_bp and runs/moving_digits_sideways (both curves on one chart:
-`tensorboard --logdir runs`) and exports saved_models/moving_digits_{bp,sideways}.
+`tensorboard --logdir runs`) and exports saved_models/moving_digits_{bp,sideways}. Each
+run has a process of its own, at the thread pools `config.threads` gives its engine.
 """
 
 import os

@@ -5,6 +5,8 @@
         --config.mode=bp --config.data.temporal_stride=2
     python -m train.train --config train/configs/moving_digits.py:tiny --workdir runs/mirrored \
         --strategy=mirrored --logical_cpus=2      # data parallelism on 2 logical CPUs
+    python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_2_1 \
+        --config.engine=pipeline --config.threads=2,1   # inter-op, intra-op threads
 
 See docs/distributed.md for multi-worker training.
 """
@@ -18,6 +20,8 @@ from ml_collections import config_flags
 from keras_sideways.training import (
     ConfigError,
     DivergedError,
+    apply_threads,
+    check_config,
     summary_lines,
     train_and_evaluate,
 )
@@ -59,6 +63,8 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
     try:
+        check_config(_CONFIG.value)  # bad values: one line, before TensorFlow starts
+        apply_threads(_CONFIG.value)  # TensorFlow sizes its thread pools once, as it starts
         summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value, make_strategy())
     except (ConfigError, DivergedError) as error:
         sys.exit(f"error: {error}")  # one line, exit status 1: no traceback for bad input

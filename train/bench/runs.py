@@ -69,13 +69,6 @@ def _tf():
     return tf
 
 
-def configure_threads(inter: int, intra: int) -> None:
-    """Sets TensorFlow's inter- and intra-op thread pools (0: TensorFlow's choice)."""
-    tf = _tf()
-    tf.config.threading.set_inter_op_parallelism_threads(inter)
-    tf.config.threading.set_intra_op_parallelism_threads(intra)
-
-
 def build_contender(
     name: str,
     config: ml_collections.ConfigDict,
@@ -226,7 +219,9 @@ def child(task: str, args: dict, threads: str) -> list | dict:
     """The work of one child process: "fps" (one contender), "throughput" or "memory"."""
     if task not in TASKS:
         raise ValueError(f"Unknown benchmark task {task!r}; expected one of {TASKS}.")
-    configure_threads(*(int(n) for n in threads.split(",")))
+    from keras_sideways import threads as thread_pools
+
+    thread_pools.apply(thread_pools.parse(threads))  # before TensorFlow starts
     config = ml_collections.ConfigDict(args["config"])
     if task == "fps":
         return throughput(config, names=(args["name"],))[args["name"]]

@@ -6,6 +6,12 @@
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_stream \
         --config.data.stream_chunks=4 --config.stash_depth=full   # streamed, with a stash
     python -m train.train --config train/configs/moving_digits.py:tiny --workdir /tmp/smoke
+
+Sideways runs the batched engine ("auto"), not the depth-parallel pipeline: on this small
+32 px model the pipeline's per-tick overhead outweighs its concurrency on a 2-core CPU (it
+was slower in side-by-side runs; docs/performance.md has the benchmark's figures). On more
+cores, or the 64 px model, try `--config.engine=pipeline` ("auto" threads give it one
+inter-op thread per core).
 """
 
 import ml_collections
@@ -16,9 +22,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.task = "classification"
     config.mode = "sideways"  # or "bp"
-    config.engine = "auto"  # "pipeline", "batched"
+    config.engine = "auto"  # the batched engine here, faster than "pipeline" (docstring)
     config.stash_depth = "0"  # Sideways' stash depth: "0" (the paper's), "2", ..., "full" (README)
     config.delay_warmup_steps = 0  # Sideways' delay-aware learning rate: steps (0: off; README)
+    config.threads = "auto"  # TensorFlow's "inter,intra" op threads, e.g. "2,1"; "0,0": defaults
     config.seed = 0
     config.epochs = 10
     config.learning_rate = 1e-3
