@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from keras_sideways.engines import tick_layers
+
 
 def visible_devices() -> list:
     """The devices stages may go to: the GPUs (or TPUs) if any, else the CPUs."""
@@ -62,6 +64,9 @@ def measure_stage_costs(
     """
     costs, x = [], tf.convert_to_tensor(frame_batch)
     for stage in stages:
+        stage(x)  # built, so that what timing changes can be put back
+        state = tick_layers.state_variables([stage])  # batch-norm statistics, seeds
+        saved = [v.numpy() for v in state]
         weights = [v.value for v in stage.trainable_variables]
 
         @tf.function
@@ -79,6 +84,8 @@ def measure_stage_costs(
             _, grads = step(x)
             [g.numpy() for g in grads if g is not None]
             best = min(best, time.perf_counter() - start)
+        for variable, value in zip(state, saved):
+            variable.assign(value)
         costs.append(best)
         x = out
     return costs
