@@ -55,7 +55,9 @@ class SidewaysModel(keras.Model):
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
     per-frame outputs [batch, time, ...] in both modes. Targets are clip labels [batch]
-    or per-frame targets [batch, time, ...].
+    or per-frame targets [batch, time, ...]. What batch normalisation, dropout and other
+    random layers inside the stages mean in Sideways mode, and which are refused, is in
+    docs/algorithm.md ("Normalisation and stochastic layers").
     """
 
     def __init__(
