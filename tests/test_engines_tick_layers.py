@@ -90,3 +90,20 @@ def test_check_stages_names_the_layer(layer, engine, message):
     with pytest.raises(ValueError, match=message):
         tick_layers.check_stages(stages, engine)
     tick_layers.check_stages([keras.layers.Dense(2), keras.layers.Dropout(0.5)], "batched")
+
+
+@pytest.mark.parametrize("layer", [keras.layers.Dropout(0.5), keras.layers.GaussianNoise(1.0)])
+def test_noise_is_a_function_of_step_seed_tick_and_group(layer):
+    layers = tick_layers.TickLayers([layer])
+    x = tf.ones([2, 6])
+    seeds = layers.draw_seeds()
+
+    def noisy(tick, group=0, step_seeds=seeds):
+        with layers.rows(tick_layers.TickRows(step_seeds, tick, group)):
+            return layer(x, training=True).numpy()
+
+    with layers.patched():
+        again = noisy(3)  # what a stash's second pass at the input of tick 3 meets
+        np.testing.assert_array_equal(noisy(3), again)
+        for other in (noisy(4), noisy(3, group=1), noisy(3, step_seeds=layers.draw_seeds())):
+            assert np.any(other != again)

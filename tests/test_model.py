@@ -252,7 +252,7 @@ def test_layers_an_engine_cannot_run_are_refused_by_name():
     with pytest.raises(ValueError, match="GaussianNoise layer 'jitter'.*engine='pipeline'"):
         ks.SidewaysModel(noisy(), engine="batched")
     assert ks.SidewaysModel(noisy()).resolved_engine == "pipeline"  # "auto" picks it
-    streams = compiled_model(noisy(), stash_depth="full")  # keyed noise: the stash meets it
+    streams = compiled_model(noisy(), stash_depth="full")  # the pipeline keys its noise
     first = streams.compute_gradients(random_video(), clip_labels(2))
     assert_all_close(streams.compute_gradients(random_video(), clip_labels(2)), first, streams)
     assert ks.SidewaysModel(noisy(), mode="bp", engine="batched").mode == "bp"

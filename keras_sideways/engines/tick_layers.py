@@ -95,7 +95,7 @@ def state_variables(stages: Sequence[keras.layers.Layer]) -> list:
     moving statistics of batch normalisation and the state of random layers' seeds."""
     found = []
     for layer in batch_norms(stages):
-        found += [v for v in layer.non_trainable_variables]
+        found += list(layer.non_trainable_variables)
     for layer in random_layers(stages):
         found += [getattr(layer, name).state for name in _seed_attributes(layer)]
     return found
