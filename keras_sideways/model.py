@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_sideways import clips, delays, options, replicas
 from keras_sideways import placement as placements
-from keras_sideways.engines import batched, bp, pipeline, ticks, windows
+from keras_sideways.engines import batched, bp, pipeline, tick_layers, ticks, windows
 from keras_sideways.engines.gradients import (
     EngineResult,
     in_variable_order,
@@ -64,7 +64,9 @@ class SidewaysModel(keras.Model):
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
     per-frame outputs [batch, time, ...] in both modes. Targets are clip labels [batch]
-    or per-frame targets [batch, time, ...].
+    or per-frame targets [batch, time, ...]. What batch normalisation, dropout and other
+    random layers inside the stages mean in Sideways mode, and which are refused, is in
+    docs/algorithm.md ("Normalisation and stochastic layers").
     """
 
     def __init__(
@@ -99,6 +101,8 @@ class SidewaysModel(keras.Model):
         self.skipped_updates = keras.metrics.Sum(name="skipped_updates")
         self._gradient_fns = {}
         self._warned_short_clip = False
+        if mode == "sideways":
+            self._check_layers()
 
     # ----------------------------------------------------------------- building
     def build(self, input_shape):
@@ -131,6 +135,8 @@ class SidewaysModel(keras.Model):
                     f"frame; got {x.shape}."
                 )
             output_shapes.append(tuple(x.shape[1:]))
+        if self.mode == "sideways":
+            self._check_layers()  # again: stages may make their layers when built
         self.frame_shape = tuple(input_shape[2:])
         streams = self.resolved_engine == "pipeline"
         self.buffers = pipeline.PipelineBuffers(
@@ -141,6 +147,8 @@ class SidewaysModel(keras.Model):
             frame_shape=self.frame_shape,
             stash=self.stash if streams else None,  # rings only where the pipeline runs
             window=self.windows if streams else None,
+            # A stream keeps the seeds its random layers key their noise with.
+            random_layers=len(tick_layers.random_layers(self.stages)) if self.stateful else 0,
         )
         self.pipeline_state = self.buffers.variables  # tracked: saved with the weights
 
@@ -195,7 +203,7 @@ class SidewaysModel(keras.Model):
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
 
         # Forward, loss and (pseudo-)gradients, by the engine of the mode.
-        loss, grads, outputs, scored = self._loss_and_gradients(
+        loss, grads, outputs, scored, statistics = self._loss_and_gradients(
             video, target, sample_weight, self.mode
         )
 
@@ -215,6 +223,8 @@ class SidewaysModel(keras.Model):
             self._update_scales(),
         )
         finite = tf.logical_and(finite, applied)
+        # Sideways' batch-norm moving statistics: once per step, as the update (BP: Keras').
+        tick_layers.update_moving_statistics(statistics, finite)
 
         # Metrics: a skipped batch counts in skipped_updates, not in the loss or metrics.
         kept = tf.cast(finite, tf.float32)
@@ -264,19 +274,22 @@ class SidewaysModel(keras.Model):
         if mode not in self._gradient_fns:
 
             def gradients(video, target, sample_weight):
-                loss, grads, _, _ = self._loss_and_gradients(video, target, sample_weight, mode)
+                loss, grads, *_ = self._loss_and_gradients(video, target, sample_weight, mode)
                 return loss, grads
 
             self._gradient_fns[mode] = tf.function(gradients, reduce_retracing=True)
-        saved = [tf.identity(v.value) for v in self.buffers.variables]
+        # The pipeline, batch-norm statistics and random layers' seeds are left as they were.
+        state = [*self.buffers.variables, *tick_layers.state_variables(self.stages)]
+        saved = [tf.identity(v.value) for v in state]
         _, grads = self._gradient_fns[mode](video, target, sample_weight)
-        for variable, value in zip(self.buffers.variables, saved):
+        for variable, value in zip(state, saved):
             variable.assign(value)
         return list(grads)
 
     # ----------------------------------------------------------------- internals
     def _loss_and_gradients(self, video, target, sample_weight, mode):
-        """Returns (loss, gradients, outputs, scored targets) for one clip batch."""
+        """Returns (loss, gradients, outputs, scored targets, batch-norm statistics) for one
+        clip batch; the statistics (Sideways only) are for `update_moving_statistics`."""
         self._check_inputs(video, target, sample_weight)
         if not self.built:  # a custom loop that never called the model
             self._build_for(video)
@@ -286,7 +299,14 @@ class SidewaysModel(keras.Model):
         elif self.resolved_engine == "batched":
             self._warn_if_clip_too_short(video)
             result = batched.batched_sideways_gradients(
-                self.stages, video, target, loss_fn, sample_weight, devices, self.stash
+                self.stages,
+                video,
+                target,
+                loss_fn,
+                sample_weight,
+                devices,
+                self.stash,
+                capacity=self.buffers.capacity,  # lanes grouped as the pipeline would
             )
         else:
             self._warn_if_clip_too_short(video)
@@ -310,7 +330,8 @@ class SidewaysModel(keras.Model):
         return self._with_regularisers(result)
 
     def _with_regularisers(self, result: EngineResult):
-        """(loss, gradients, outputs, targets), weight regularisers added once per step."""
+        """(loss, gradients, outputs, targets, statistics), weight regularisers added once
+        per step."""
         grads = in_variable_order(self.trainable_variables, self.stages, result.gradients)
         loss = result.loss
         if self.losses:  # weight regularisers: their exact gradient, once per step
@@ -320,7 +341,7 @@ class SidewaysModel(keras.Model):
             reg = tape.gradient(penalty, self.trainable_variables)
             grads = [g if r is None else g + r for g, r in zip(grads, reg)]
             loss = loss + penalty
-        return loss, grads, result.outputs, result.targets
+        return loss, grads, result.outputs, result.targets, result.statistics
 
     @property
     def resolved_engine(self) -> str:
@@ -329,7 +350,13 @@ class SidewaysModel(keras.Model):
             spread = len(placements.visible_devices()) > 1
         else:
             spread = len({d for d in self.devices if d is not None}) > 1
-        return options.resolve_engine(self.engine, self.stateful, spread)
+        batched_ok = not tick_layers.unkeyable_layers(self.stages)
+        return options.resolve_engine(self.engine, self.stateful, spread, batched_ok)
+
+    def _check_layers(self) -> None:
+        """Raises ValueError for a stage layer Sideways cannot run as docs/algorithm.md
+        defines it ("Normalisation and stochastic layers"), naming what to use instead."""
+        tick_layers.check_stages(self.stages, self.resolved_engine)
 
     def _tick_loss(self, y_true, y_pred, sample_weight):
         """The compiled loss of one tick, a mean over the lanes given."""

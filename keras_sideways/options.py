@@ -73,9 +73,10 @@ def check_placement(placement, num_stages: int):
     return placements.check_placement(placement, num_stages)
 
 
-def resolve_engine(engine: str, stateful: bool, spread: bool) -> str:
+def resolve_engine(engine: str, stateful: bool, spread: bool, batched_ok: bool = True) -> str:
     """The engine Sideways mode runs: the one asked for, or for "auto" the batched engine
-    unless the model streams or its stages span several devices."""
+    unless the model streams, its stages span several devices, or they hold a layer the
+    batched engine cannot run (`batched_ok` False: see `engines.tick_layers`)."""
     if engine != "auto":
         return engine
-    return "pipeline" if stateful or spread else "batched"
+    return "pipeline" if stateful or spread or not batched_ok else "batched"

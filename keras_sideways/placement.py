@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from keras_sideways.engines import tick_layers
+
 
 def visible_devices() -> list:
     """The devices stages may go to: the GPUs (or TPUs) if any, else the CPUs."""
@@ -67,6 +69,9 @@ def measure_stage_costs(
     for stage in stages:
         size = stage_window(stage)  # a temporal stage is timed on a window of its input
         x = windows.tick_window(windows.primed_history(x, size), x)
+        stage(x)  # built, so that what timing changes can be put back
+        state = tick_layers.state_variables([stage])  # batch-norm statistics, seeds
+        saved = [v.numpy() for v in state]
         weights = [v.value for v in stage.trainable_variables]
 
         @tf.function
@@ -84,6 +89,8 @@ def measure_stage_costs(
             _, grads = step(x)
             [g.numpy() for g in grads if g is not None]
             best = min(best, time.perf_counter() - start)
+        for variable, value in zip(state, saved):
+            variable.assign(value)
         costs.append(best)
         x = out
     return costs

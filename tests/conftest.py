@@ -64,6 +64,49 @@ def tiny_temporal_stages(classes: int = 3) -> list:
     ]
 
 
+# Layers inside stages that are not plain per-frame functions of one lane, or might not be.
+LAYER_KINDS = ["batch_norm", "layer_norm", "group_norm", "dropout"]
+NORMALISATIONS = ["batch_norm", "layer_norm", "group_norm"]
+
+
+def layer_of(kind: str) -> keras.layers.Layer:
+    """A fresh layer of `kind` (LAYER_KINDS), with settings that make it matter."""
+    if kind == "batch_norm":
+        return keras.layers.BatchNormalization(momentum=0.5)  # moves visibly in one step
+    if kind == "layer_norm":
+        return keras.layers.LayerNormalization()
+    if kind == "group_norm":
+        return keras.layers.GroupNormalization(groups=2)
+    if kind == "dropout":
+        return keras.layers.Dropout(0.3)
+    raise ValueError(f"unknown layer kind {kind!r}")
+
+
+def stages_with(kind: str) -> list:
+    """Three tiny conv stages with a `kind` layer nested in the two lower ones (8x8 frames).
+
+    Stage 0 normalises (or drops) right after its convolution, which then has no bias
+    (batch norm would make its gradient zero); stage 1 after its pooling.
+    """
+    return [
+        keras.Sequential(
+            [
+                keras.layers.Conv2D(4, 3, padding="same", use_bias=False),
+                layer_of(kind),
+                keras.layers.Activation("tanh"),
+            ]
+        ),
+        keras.Sequential(
+            [
+                keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
+                keras.layers.MaxPooling2D(),
+                layer_of(kind),
+            ]
+        ),
+        keras.Sequential([keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)]),
+    ]
+
+
 def random_video(batch: int = 2, time: int = 6, size: int = 8, channels: int = 1, seed: int = 0):
     """Float32 video [batch, time, size, size, channels] of uniform noise in [0, 1)."""
     rng = np.random.default_rng(seed)

@@ -7,6 +7,8 @@ import tensorflow as tf
 from conftest import (
     CLIP_LOSS,
     FRAME_LOSS,
+    LAYER_KINDS,
+    NORMALISATIONS,
     assert_all_close,
     clip_labels,
     compiled_model,
@@ -14,17 +16,31 @@ from conftest import (
     frame_targets,
     random_video,
     reference_pseudo_gradients,
+    stages_with,
     tiny_conv_stages,
     tiny_temporal_stages,
 )
 
 import keras_sideways as ks
-from keras_sideways.engines import pipeline
+from keras_sideways.engines import pipeline, tick_layers
 
 
 @pytest.mark.parametrize("targets", ["clip", "frames"])
 def test_engine_matches_slow_reference_on_random_video(targets):
     model, gradients, reference = engine_against_reference("pipeline", targets)
+    assert_all_close(gradients, reference, model)
+
+
+@pytest.mark.parametrize("stash_depth", [0, "full"], ids=str)
+@pytest.mark.parametrize("kind", NORMALISATIONS)
+def test_engine_matches_slow_reference_with_normalisation(kind, stash_depth):
+    # The reference calls Keras' layers tick by tick, so its batch norm normalises each
+    # tick over the lanes: what Sideways defines (docs/algorithm.md).
+    stages = stages_with(kind)
+    video = random_video(batch=3, time=6, seed=9)
+    model = compiled_model(stages, stash_depth=stash_depth)
+    gradients = model.compute_gradients(video, clip_labels(3))
+    reference = reference_pseudo_gradients(stages, video, clip_labels(3), CLIP_LOSS, model.stash)
     assert_all_close(gradients, reference, model)
 
 
@@ -74,13 +90,31 @@ def shifted_forward(stages, video):
     return x.numpy()
 
 
-def test_pipelined_forward_is_the_shifted_forward_pass():
-    stages = tiny_conv_stages(num_stages=4)
+@pytest.mark.parametrize("kind", [None, *LAYER_KINDS])
+def test_pipelined_forward_is_the_shifted_forward_pass(kind):
+    stages = tiny_conv_stages(num_stages=4) if kind is None else stages_with(kind)
     model = compiled_model(stages)
     video = random_video(batch=2, time=7, seed=4)
+    if kind is not None:
+        model.train_on_batch(video, clip_labels(2))  # batch norm: moving statistics moved
+    state = [v.numpy() for v in model.non_trainable_variables]
     np.testing.assert_allclose(
         model.pipelined_call(video).numpy(), shifted_forward(stages, video), rtol=1e-5, atol=1e-6
     )
+    for before, v in zip(state, model.non_trainable_variables):  # inference changes nothing
+        np.testing.assert_array_equal(before, v.numpy(), err_msg=v.path)
+
+
+def test_dropout_masks_are_fresh_at_every_tick_and_call():
+    stages = [keras.layers.Dropout(0.5), keras.layers.Dropout(0.5), keras.layers.Flatten()]
+    video = tf.ones([2, 8, 4, 4, 1])  # a static video: only the masks change
+    first = pipeline.pipelined_forward(stages, video, training=True).numpy()
+    second = pipeline.pipelined_forward(stages, video, training=True).numpy()
+    assert set(np.unique(first)) <= {0.0, 4.0}  # two masks of rate 0.5: kept values x 2 x 2
+    assert all(np.any(first[:, t] != first[:, t + 1]) for t in range(2, 7))
+    assert np.any(first != second)  # a fresh seed for every call (every training step)
+    inference = pipeline.pipelined_forward(stages, video, training=False).numpy()
+    np.testing.assert_array_equal(inference, np.ones_like(inference))
 
 
 def test_pipelined_forward_with_temporal_stages_is_the_shifted_forward_pass():
@@ -121,12 +155,16 @@ def test_stashed_inputs_match_the_slow_reference(targets, stash_depth):
     assert not np.allclose(gradients[0], plain[0], rtol=1e-3)  # the stash changed the bottom
 
 
-def test_a_stream_continues_its_stash_across_chunks():
-    stages = tiny_conv_stages(num_stages=4)
+@pytest.mark.parametrize("kind", [None, "batch_norm", "dropout"])
+def test_a_stream_continues_its_stash_across_chunks(kind):
+    stages = tiny_conv_stages(num_stages=4) if kind is None else stages_with(kind)
     video = random_video(batch=2, time=10, seed=8)
+    seeds = [(v, v.numpy()) for v in tick_layers.state_variables(stages) if "seed" in v.path]
 
     def streamed(chunks):
         """The pipeline state after streaming `chunks`, with weights held still."""
+        for variable, value in seeds:  # both streams draw the same dropout seeds
+            variable.assign(value)
         model = ks.SidewaysModel(stages, stateful=True, stash_depth="full")
         model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CLIP_LOSS)
         for chunk in chunks:
@@ -134,8 +172,12 @@ def test_a_stream_continues_its_stash_across_chunks():
         return model.buffers
 
     whole, parts = streamed([video]), streamed([video[:, :4], video[:, 4:7], video[:, 7:]])
-    assert [0 if r is None else r.shape[0] for r in parts.stashes] == [6, 4, 2, 0]
+    depth = len(stages)
+    assert [0 if r is None else r.shape[0] for r in parts.stashes] == [
+        2 * (depth - 1 - k) for k in range(depth)
+    ]
     assert int(parts.ticks.numpy()) == 10
+    assert (parts.seeds is None) == (kind != "dropout")  # a stream keeps its dropout seeds
     for a, b in zip(whole.variables, parts.variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_video
+from conftest import clip_labels, compiled_model, random_video, stages_with
 
 import keras_sideways as ks
 from keras_sideways import export, models
@@ -56,6 +56,21 @@ def test_stream_matches_the_pipelined_forward_pass(tmp_path):
     np.testing.assert_allclose(restarted, per_frame[:, 5], atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="call reset"):
         loaded.stream(tf.constant(video[:1, 0]))
+
+
+@pytest.mark.parametrize("kind", ["batch_norm", "dropout"])
+def test_serve_and_stream_use_the_moving_statistics(tmp_path, kind):
+    model = compiled_model(stages_with(kind))
+    video = random_video(batch=2, time=5, seed=3)
+    model.fit(video, clip_labels(2), epochs=1, verbose=0)  # moving statistics moved
+    loaded = tf.saved_model.load(ks.export_saved_model(model, tmp_path / "m"))
+    frames = model(video).numpy()
+    # Each clip and frame on its own gives the same outputs: no batch statistics.
+    np.testing.assert_allclose(model(video[1:, 2:4]), frames[1:, 2:4], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.serve(tf.constant(video))["frames"], frames, atol=1e-5)
+    streamed = np.stack([loaded.stream(tf.constant(video[:, t]))["output"] for t in range(5)], 1)
+    np.testing.assert_allclose(streamed, model.pipelined_call(video), atol=1e-5)
+    np.testing.assert_allclose(streamed[:, 2:], frames[:, :3], atol=1e-5)  # 3 stages: lag 2
 
 
 def test_reconstruction_model_serves_frames_only(tmp_path):

@@ -14,11 +14,13 @@ from conftest import (
     compiled_model,
     frame_targets,
     random_video,
+    stages_with,
     tiny_conv_stages,
     tiny_temporal_stages,
 )
 
 import keras_sideways as ks
+from keras_sideways.engines import tick_layers
 
 ENGINES = ["pipeline", "batched"]
 
@@ -83,16 +85,22 @@ def test_sequential_layers_become_the_stages():
     assert model(random_video()).shape == (2, 6, 3)
 
 
-def test_compute_gradients_does_not_touch_weights():
+@pytest.mark.parametrize("kind", [None, "batch_norm", "dropout"])
+@pytest.mark.parametrize("mode", ["sideways", "bp"])
+def test_compute_gradients_does_not_touch_weights(mode, kind):
     video = random_video()
-    model = ks.SidewaysModel(tiny_conv_stages())
+    model = ks.SidewaysModel(tiny_conv_stages() if kind is None else stages_with(kind))
     model.compile(optimizer="sgd", loss=CLIP_LOSS)
     model.build(video.shape)
-    before = [v.numpy().copy() for v in model.trainable_variables]
-    grads = model.compute_gradients(video, np.array([0, 1]))
+    before = [v.numpy().copy() for v in model.variables]  # moving statistics, seeds too
+    grads = model.compute_gradients(video, np.array([0, 1]), mode=mode)
     assert [g.shape for g in grads] == [tuple(v.shape) for v in model.trainable_variables]
-    for b, v in zip(before, model.trainable_variables):
-        np.testing.assert_array_equal(b, v.numpy())
+    for b, v in zip(before, model.variables):
+        np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
+    if mode == "sideways":  # the same masks again: what the next train_step would apply
+        again = model.compute_gradients(video, np.array([0, 1]))
+        for a, g in zip(again, grads):
+            np.testing.assert_array_equal(a, g)
 
 
 # ------------------------------------------------------------------ stateful streaming
@@ -232,6 +240,40 @@ def test_streaming_needs_the_pipeline_engine():
     assert ks.SidewaysModel(tiny_conv_stages()).resolved_engine == "batched"
 
 
+def test_layers_an_engine_cannot_run_are_refused_by_name():
+    def noisy():  # nested: found at any depth
+        return [
+            keras.Sequential(
+                [keras.layers.Conv2D(4, 3), keras.layers.GaussianNoise(0.1, name="jitter")]
+            ),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3),
+        ]
+
+    with pytest.raises(ValueError, match="GaussianNoise layer 'jitter'.*engine='pipeline'"):
+        ks.SidewaysModel(noisy(), engine="batched")
+    assert ks.SidewaysModel(noisy()).resolved_engine == "pipeline"  # "auto" picks it
+    streams = compiled_model(noisy(), stash_depth="full")  # the pipeline keys its noise
+    first = streams.compute_gradients(random_video(), clip_labels(2))
+    assert_all_close(streams.compute_gradients(random_video(), clip_labels(2)), first, streams)
+    assert ks.SidewaysModel(noisy(), mode="bp", engine="batched").mode == "bp"
+
+    synchronized = [
+        keras.Sequential(
+            [keras.layers.Dense(3), keras.layers.BatchNormalization(synchronized=True, name="sync")]
+        ),
+        keras.layers.Dense(3),
+    ]
+    with pytest.raises(
+        ValueError, match="BatchNormalization layer 'sync'.*synchronized=True.*mode='bp'"
+    ):
+        ks.SidewaysModel(synchronized)
+    assert ks.SidewaysModel(synchronized, mode="bp").mode == "bp"
+    assert (
+        ks.SidewaysModel(stages_with("batch_norm"), engine="batched").resolved_engine == "batched"
+    )
+
+
 def test_fewer_than_two_stages_is_refused():
     with pytest.raises(ValueError, match="at least two stages.*got 1"):
         ks.SidewaysModel([keras.layers.Dense(3)])
@@ -300,6 +342,22 @@ def test_static_video_sideways_equals_bp_with_temporal_stages(targets, engine, s
     assert all(np.abs(g).max() > 0 for g in bp)
 
 
+@pytest.mark.parametrize(
+    "kind, stash_depth",
+    [("batch_norm", 0), ("batch_norm", "full"), ("layer_norm", 0), ("group_norm", 0)],
+)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_static_video_sideways_equals_bp_with_normalisation(engine, kind, stash_depth):
+    # BP's batch norm normalises over all batch*time frames, Sideways' over each tick's
+    # lanes: the same statistics when the frames do not change.
+    video = np.repeat(random_video(batch=3, time=5)[:, :1], 5, axis=1)
+    model = compiled_model(stages_with(kind), engine=engine, stash_depth=stash_depth)
+    sideways = model.compute_gradients(video, clip_labels(3))
+    bp = model.compute_gradients(video, clip_labels(3), mode="bp")
+    assert_all_close(sideways, bp, model)
+    assert all(np.abs(g).max() > 0 for g in bp)
+
+
 def test_temporal_stages_see_the_frames_before_and_never_those_after():
     video = random_video(batch=1, time=5, seed=8)
     other_past = video.copy()
@@ -313,6 +371,106 @@ def test_temporal_stages_see_the_frames_before_and_never_those_after():
     np.testing.assert_allclose(last(per_frame, video), last(per_frame, other_past), rtol=1e-6)
     np.testing.assert_allclose(  # causal: the first 3 outputs ignore frames 3 and 4
         temporal(video).numpy()[:, :3], temporal(other_future).numpy()[:, :3], rtol=1e-6
+    )
+
+
+def fresh_copies(stages):
+    """model_for(mode, engine): a compiled model of `stages` whose weights and moving
+    statistics are put back to their present values (the stages are shared)."""
+    variables = [v for stage in stages for v in stage.variables]
+    start = [v.numpy() for v in variables]
+
+    def model_for(mode, engine):
+        for variable, value in zip(variables, start):
+            variable.assign(value)
+        return compiled_model(stages, mode=mode, engine=engine)
+
+    return model_for
+
+
+def moving_statistics(stages):
+    norms = tick_layers.batch_norms(stages)
+    return [v.numpy() for n in norms for v in (n.moving_mean, n.moving_variance)]
+
+
+@pytest.mark.parametrize("video_kind, lanes", [("static", 3), ("random", 2)])
+def test_one_step_leaves_the_same_moving_statistics_in_both_engines(video_kind, lanes):
+    # With buffers of 2 lanes the batch of 3 runs in two groups (2, and 1 padded).
+    video = random_video(batch=3, time=6, seed=2)
+    if video_kind == "static":
+        video = np.repeat(video[:, :1], 6, axis=1)
+    stages = stages_with("batch_norm")
+    compiled_model(stages).build((lanes, 6, 8, 8, 1))
+    model_for = fresh_copies(stages)
+    after = {}
+    for mode, engine in MODES_AND_ENGINES:
+        model = model_for(mode, engine)
+        model.build((lanes, 6, 8, 8, 1))
+        model.train_on_batch(video, clip_labels(3))
+        after[mode, engine] = moving_statistics(stages)
+    pipeline, batched, bp = after.values()
+    for a, b in zip(pipeline, batched):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if video_kind == "static":  # every tick's statistics are BP's over all frames
+        for a, b in zip(pipeline, bp):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    else:  # BP's variance also holds the spread of the frames' means over time
+        assert not np.allclose(pipeline[1], bp[1], rtol=1e-3)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_moving_statistics_move_once_per_step_by_the_mean_tick(engine):
+    video = random_video(batch=2, time=5, seed=3)
+    stages = stages_with("batch_norm")
+    model = compiled_model(stages, engine=engine)
+    model.build(video.shape)
+    conv, norm = stages[0].layers[0], stages[0].layers[1]
+    # The bottom stage processes frame t at tick t: each tick's statistics are its frame's.
+    frames = conv(video.reshape(10, 8, 8, 1)).numpy().reshape(2, 5, 8 * 8, 4)
+    tick_means = frames.mean(axis=(0, 2))  # over the lanes and positions: [ticks, channels]
+    tick_variances = frames.var(axis=(0, 2))
+    model.train_on_batch(video, clip_labels(2))
+    # One update with momentum 0.5 from the initial (0, 1); priming adds none.
+    np.testing.assert_allclose(norm.moving_mean, 0.5 * tick_means.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        norm.moving_variance, 0.5 + 0.5 * tick_variances.mean(0), rtol=1e-4, atol=1e-6
+    )
+
+
+def test_a_skipped_step_leaves_the_moving_statistics():
+    video = random_video(batch=2, time=5)
+    video[0, 2, 3, 3, 0] = np.nan
+    stages = stages_with("batch_norm")
+    model = compiled_model(stages)
+    model.build(video.shape)
+    before = moving_statistics(stages)
+    assert model.train_on_batch(video, clip_labels(2), return_dict=True)["skipped_updates"] == 1
+    for a, b in zip(before, moving_statistics(stages)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_is_inert_at_inference_and_at_rate_zero():
+    def stages(rate):
+        return [
+            keras.Sequential(
+                [keras.layers.Conv2D(4, 3, padding="same"), keras.layers.Dropout(rate)]
+            ),
+            keras.Sequential([keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)]),
+        ]
+
+    video = random_video(batch=2, time=4)
+    plain, at_zero, dropping = (compiled_model(stages(r)) for r in (0.0, 0.0, 0.5))
+    for model in (plain, at_zero, dropping):
+        model.build(video.shape)
+        model.set_weights(plain.get_weights())
+    np.testing.assert_array_equal(dropping(video), plain(video))
+    np.testing.assert_array_equal(dropping.pipelined_call(video), plain.pipelined_call(video))
+    labels = clip_labels(2)
+    assert_all_close(
+        at_zero.compute_gradients(video, labels), plain.compute_gradients(video, labels), plain
+    )
+    assert not np.allclose(
+        dropping.compute_gradients(video, labels)[0], plain.compute_gradients(video, labels)[0]
     )
 
 

@@ -12,6 +12,8 @@ def test_auto_engine_is_batched_unless_streaming_or_spread_over_devices():
     assert options.resolve_engine("auto", stateful=True, spread=False) == "pipeline"
     assert options.resolve_engine("auto", stateful=False, spread=True) == "pipeline"
     assert options.resolve_engine("batched", stateful=False, spread=True) == "batched"
+    # Stages with a random layer the batched engine cannot key by tick (GaussianNoise, ...).
+    assert options.resolve_engine("auto", False, False, batched_ok=False) == "pipeline"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,10 @@ the output of the stage below shifted by one tick. Going down, the error of stag
 tick t is the input-gradient of stage k+1 at tick t-1 (zero at t = 0, as primed). One
 forward and one backward pass per stage over every tick: the FLOPs and batch shapes of
 BP, the numbers of the tick-by-tick engine.
+
+Batch normalisation and random layers keep that equality (`tick_layers.ClipRows`): each
+frame is normalised with the statistics of its tick and group of lanes, and each dropout
+mask is the one the pipeline draws for that tick and group.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import clips
-from keras_sideways.engines import ticks, windows
+from keras_sideways.engines import tick_layers, ticks, windows
 from keras_sideways.engines.bp import frame_loss
 from keras_sideways.engines.gradients import EngineResult, LossFn, dense, stage_weights
 from keras_sideways.layers import stage_window
@@ -43,18 +47,38 @@ def batched_sideways_gradients(
     sample_weight: tf.Tensor | None = None,
     devices: Sequence[str | None] | None = None,
     stash: Sequence[int] | None = None,
+    capacity: int | None = None,
 ) -> EngineResult:
     """The pseudo-gradients of `pipeline.sideways_gradients`, one batched pass per stage.
 
     With `stash[k]` = D_k > 0, stage k's backward pass runs at its inputs of D_k ticks
     earlier (a second forward pass over the lagged inputs), as the pipeline's stash does.
+    `capacity` is the pipeline's number of lanes: batch normalisation and dropout treat
+    the batch in groups of that many lanes, as the pipeline runs it (None: one group).
     """
+    layers = tick_layers.TickLayers(stages)
+    with layers.patched():
+        return _batched_sideways_gradients(
+            stages, video, target, loss_fn, sample_weight, devices, stash, capacity, layers
+        )
+
+
+def _batched_sideways_gradients(
+    stages, video, target, loss_fn, sample_weight, devices, stash, capacity, layers
+) -> EngineResult:
     num_stages = len(stages)
     devices = devices or [None] * num_stages
     stash = list(stash or [0] * num_stages)
     time = tf.shape(video)[1]
     aligned = ticks.align_targets(target, num_stages, time)
     weights = stage_weights(stages)
+    batch = tf.shape(video)[0]
+    seeds = layers.draw_seeds()
+
+    def rows(lag=0):
+        """The rows of every tick, holding the inputs of `lag` ticks before (primed: 0)."""
+        lanes = capacity or video.shape[0] or batch
+        return tick_layers.ClipRows(seeds, batch, time, lanes, ticks.lagged_indices(time, lag))
 
     # Forward: every stage over every tick, each on its own tape (at the stashed inputs).
     x = clips.frames_to_batch(video)
@@ -64,13 +88,14 @@ def batched_sideways_gradients(
         tape = tf.GradientTape(watch_accessed_variables=False)
         with device_scope(devices[k]):
             if stash[k]:
-                up = stage(windows.stage_input(x, sizes[k], video), training=True)  # moves up
+                with layers.rows(rows(), record=True):  # what moves up; the tape sees the stash
+                    up = stage(windows.stage_input(x, sizes[k], video), training=True)
                 lagged = tf.gather(
                     clips.batch_to_frames(x, video), ticks.lagged_indices(time, stash[k]), axis=1
                 )
                 x = clips.frames_to_batch(lagged)
         x = windows.stage_input(x, sizes[k], video)  # a temporal stage: causal windows
-        with device_scope(devices[k]), tape:
+        with device_scope(devices[k]), tape, layers.rows(rows(stash[k]), record=not stash[k]):
             tape.watch(weights[k])
             if k > 0:
                 tape.watch(x)
@@ -116,4 +141,8 @@ def batched_sideways_gradients(
         outputs=clips.batch_to_frames(outputs[-1], video),
         targets=aligned,
         valid_ticks=valid,
+        statistics=[
+            (layer, mean, variance)
+            for layer, (mean, variance) in zip(layers.recording_norms(), layers.take_statistics())
+        ],
     )

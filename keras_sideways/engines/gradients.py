@@ -21,6 +21,8 @@ class EngineResult:
     outputs: tf.Tensor  # the top stage's output for every frame or tick, [batch, time, ...]
     targets: tf.Tensor  # the targets those outputs were scored against
     valid_ticks: list | None = None  # Sideways: per stage, the ticks averaged over
+    # Sideways: (BatchNormalization, mean, variance) of the step, for one moving update.
+    statistics: list = dataclasses.field(default_factory=list)
 
 
 def stage_weights(stages: Sequence[keras.layers.Layer]) -> list[list]:

@@ -10,7 +10,8 @@ independent, and TensorFlow may run them concurrently.
 
 `tick` and `prime` are the only places that step the pipeline: training (`run_ticks`),
 `pipelined_forward` (`SidewaysModel.pipelined_call`) and the exported `stream` endpoint
-all use them.
+all use them. In training mode every stage call is made inside `tick_layers` rows of
+its tick, which give batch normalisation and random layers their per-tick meaning.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_sideways.engines import ticks, windows
+from keras_sideways.engines import tick_layers, ticks, windows
 from keras_sideways.engines.gradients import (
     EngineResult,
     LossFn,
@@ -100,24 +101,30 @@ def pipelined_forward(
     """The top stage's output at every tick of a freshly primed pipeline, [batch, time, ...].
 
     The output at tick t belongs to frame max(t - L + 1, 0): what a streaming deployment
-    emits, one frame in and one output out per tick.
+    emits, one frame in and one output out per tick. In training mode batch normalisation
+    uses each tick's statistics (its moving statistics stay) and dropout fresh masks.
     """
-    activations = prime(stages, video[:, 0], training, devices)
-    sizes = [stage_window(stage) for stage in stages]
-    histories = windows.primed_histories(sizes, [video[:, 0], *activations])
-    time = tf.shape(video)[1]
-    top_spec = _top_spec(stages, activations[-1])
+    layers = tick_layers.TickLayers(stages)
+    with layers.patched():
+        seeds = layers.draw_seeds() if training else None
+        with layers.rows(tick_layers.TickRows(seeds, 0)):
+            activations = prime(stages, video[:, 0], training, devices)
+        sizes = [stage_window(stage) for stage in stages]
+        histories = windows.primed_histories(sizes, [video[:, 0], *activations])
+        time = tf.shape(video)[1]
+        top_spec = _top_spec(stages, activations[-1])
 
-    def body(t, activations, histories, top_outputs):
-        frame = video[:, t]
-        outputs = forward_tick(stages, frame, activations, training, devices, histories)
-        histories = windows.advanced(histories, [frame, *activations])
-        return t + 1, outputs[:-1], histories, top_outputs.write(t, outputs[-1])
+        def body(t, activations, histories, top_outputs):
+            frame = video[:, t]
+            with layers.rows(tick_layers.TickRows(seeds, t)):
+                outputs = forward_tick(stages, frame, activations, training, devices, histories)
+            histories = windows.advanced(histories, [frame, *activations])
+            return t + 1, outputs[:-1], histories, top_outputs.write(t, outputs[-1])
 
-    top_outputs = tf.TensorArray(top_spec.dtype, size=time, element_shape=top_spec.shape)
-    _, _, _, top_outputs = tf.while_loop(
-        lambda t, *_: t < time, body, (tf.constant(0), activations, histories, top_outputs)
-    )
+        top_outputs = tf.TensorArray(top_spec.dtype, size=time, element_shape=top_spec.shape)
+        _, _, _, top_outputs = tf.while_loop(
+            lambda t, *_: t < time, body, (tf.constant(0), activations, histories, top_outputs)
+        )
     return _time_major_to_batch_major(top_outputs.stack())
 
 
@@ -140,6 +147,8 @@ class PipelineBuffers:
     With `window[k]` = W_k > 1 (a temporal stage), `histories[k]` holds its last
     W_k - 1 + D_k inputs, oldest first, [W_k - 1 + D_k, capacity, ...]: its windows of this
     tick and of D_k ticks ago (its stash; no ring then).
+    With `random_layers` > 0, `seeds` [random_layers, 2] holds the seeds the stream's
+    random layers key their noise with, drawn at priming (`tick_layers`).
     """
 
     def __init__(
@@ -151,6 +160,7 @@ class PipelineBuffers:
         frame_shape: tuple | None = None,
         stash: Sequence[int] | None = None,
         window: Sequence[int] | None = None,
+        random_layers: int = 0,
     ):
         self.capacity = capacity
         num_stages = len(output_shapes) + 1
@@ -182,12 +192,24 @@ class PipelineBuffers:
                     self.histories[k] = _state_variable(shape, dtype, f"history_{k}")
         self.ticks = _state_variable((), "int64", "ticks")
         self.primed = _state_variable((), "int32", "primed")
+        self.seeds = (
+            _state_variable((random_layers, 2), "int64", "seeds") if random_layers else None
+        )
 
     @property
     def variables(self) -> list:
         rings = [ring for ring in self.stashes if ring is not None]
         histories = list(self.histories.values())
-        return [*self.activations, *self.errors, *rings, *histories, self.ticks, self.primed]
+        seeds = [] if self.seeds is None else [self.seeds]
+        return [
+            *self.activations,
+            *self.errors,
+            *rings,
+            *histories,
+            self.ticks,
+            self.primed,
+            *seeds,
+        ]
 
     def reset(self) -> None:
         """Clears every buffer: the next clip is primed afresh."""
@@ -243,14 +265,26 @@ def run_ticks(
     video: tf.Tensor,
     tick_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
     devices: Sequence[str | None] | None = None,
+    layers: tick_layers.TickLayers | None = None,
+    seeds: tf.Tensor | None = None,
+    lanes: tf.Tensor | int | None = None,
+    group: tf.Tensor | int = 0,
 ):
     """Runs the pipeline over every frame of `video` [capacity, time, ...].
 
     Stage k runs on `devices[k]` (None: wherever TensorFlow puts it). `tick_loss(t,
-    top_output)` gives the loss of tick t. Returns the per-stage sums of
-    pseudo-gradients over the ticks, the sum of tick losses, and the top stage's output
-    at every tick, [capacity, time, ...].
+    top_output)` gives the loss of tick t. `layers` (patched by the caller), `seeds`,
+    `lanes` (the real ones, first) and `group` (of lanes) are what the stages' batch-norm
+    and random layers see (`tick_layers.TickRows`); without `layers` they are made here.
+    Returns the per-stage sums of pseudo-gradients over the ticks, the sum of tick
+    losses, the top stage's output at every tick, [capacity, time, ...], and per
+    recording batch norm the sums over the ticks of its (mean, variance).
     """
+    if layers is None:
+        layers = tick_layers.TickLayers(stages)
+        with layers.patched():
+            seeds = layers.draw_seeds()
+            return run_ticks(stages, buffers, video, tick_loss, devices, layers, seeds, lanes)
     num_stages = len(stages)
     devices = devices or [None] * num_stages
     weights = stage_weights(stages)
@@ -258,14 +292,19 @@ def run_ticks(
     top_spec = _top_spec(stages, buffers.activations[-1])
     since_priming = tf.convert_to_tensor(buffers.ticks.value)  # the ring slots continue
 
-    def body(t, sums, loss_sum, top_outputs):
+    def rows_at(tick):
+        return tick_layers.TickRows(seeds, tick, group, lanes)
+
+    def body(t, sums, loss_sum, top_outputs, statistics):
         errors = [tf.convert_to_tensor(e) for e in buffers.errors]
-        slot = tf.cast(since_priming, tf.int32) + t
+        slot = tf.cast(since_priming, tf.int32) + t  # the tick since priming
 
         def forward_and_backward(k, stage, x):
             """Stage k's output, input-gradient and weight pseudo-gradients; the top's loss.
 
-            The backward pass runs at the stage's stashed input of D_k ticks ago, if any.
+            The backward pass runs at the stage's stashed input of D_k ticks ago, if any,
+            as the stage ran then (`rows_at` that tick); this tick's pass is the one whose
+            batch-norm statistics count.
             """
             top = k == num_stages - 1
             ring, depth = buffers.stashes[k], buffers.stash[k]
@@ -277,8 +316,15 @@ def run_ticks(
                 current = x
                 paired = x if ring is None else tf.gather(ring.value, slot % depth)
             if depth:
-                out = stage(current, training=True)  # what moves up; the tape sees the stash
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                with layers.rows(rows_at(slot), record=True):
+                    out = stage(current, training=True)  # what moves up; the tape sees the stash
+                paired_rows = rows_at(tf.maximum(slot - depth, 0))
+            else:
+                paired_rows = rows_at(slot)
+            with (
+                tf.GradientTape(watch_accessed_variables=False) as tape,
+                layers.rows(paired_rows, record=not depth),
+            ):
                 tape.watch(weights[k])
                 if k > 0:
                     tape.watch(paired)
@@ -302,6 +348,10 @@ def run_ticks(
         results = tick(stages, video[:, t], activations, forward_and_backward, devices)
         outputs, input_grads, grads, losses = zip(*results)
         new_sums = [[s + g for s, g in zip(sums[k], grads[k])] for k in range(num_stages)]
+        statistics = [
+            (m + tick_m, v + tick_v)
+            for (m, v), (tick_m, tick_v) in zip(statistics, layers.take_statistics())
+        ]
         # Shift: A_k <- out_k, E_{k-1} <- g_in of stage k. Stage 0 drops its g_in. A stash
         # replaces its oldest input (D_k ticks old, just used) with this tick's.
         shifts = [a.assign(x) for a, x in zip(buffers.activations, outputs[:-1])]
@@ -317,17 +367,18 @@ def run_ticks(
             for k, history in buffers.histories.items()
         ]
         with tf.control_dependencies(shifts):
-            return t + 1, new_sums, loss_sum + losses[-1], top_outputs.write(t, outputs[-1])
+            top_outputs = top_outputs.write(t, outputs[-1])
+            return t + 1, new_sums, loss_sum + losses[-1], top_outputs, statistics
 
     sums = zero_sums(weights)
     top_outputs = tf.TensorArray(top_spec.dtype, size=time, element_shape=top_spec.shape)
-    _, sums, loss_sum, top_outputs = tf.while_loop(
+    _, sums, loss_sum, top_outputs, statistics = tf.while_loop(
         lambda t, *_: t < time,
         body,
-        (tf.constant(0), sums, tf.constant(0.0), top_outputs),
+        (tf.constant(0), sums, tf.constant(0.0), top_outputs, layers.zero_statistics()),
         parallel_iterations=1,  # each tick depends on the buffers the last one wrote
     )
-    return sums, loss_sum, _time_major_to_batch_major(top_outputs.stack())
+    return sums, loss_sum, _time_major_to_batch_major(top_outputs.stack()), statistics
 
 
 def _top_spec(stages, below) -> keras.KerasTensor:
@@ -354,8 +405,20 @@ def sideways_gradients(
     frame. With `stateful`, the batch must fill the buffers exactly, and only a pipeline
     that was never primed (or was reset) is primed: the clip continues the last one.
     Each stage's pseudo-gradient is averaged over the ticks in which it had a valid error.
-    Stage k runs on `devices[k]` when given.
+    Stage k runs on `devices[k]` when given. Batch normalisation normalises each tick over
+    the real lanes of its group, and its step statistics (the mean over ticks and groups,
+    by lanes) come back in `statistics`, for one moving-statistics update.
     """
+    layers = tick_layers.TickLayers(stages)
+    with layers.patched():
+        return _sideways_gradients(
+            stages, buffers, video, target, loss_fn, sample_weight, stateful, devices, layers
+        )
+
+
+def _sideways_gradients(
+    stages, buffers, video, target, loss_fn, sample_weight, stateful, devices, layers
+) -> EngineResult:
     num_stages = len(stages)
     batch, time = tf.shape(video)[0], tf.shape(video)[1]
     capacity = buffers.capacity
@@ -367,6 +430,7 @@ def sideways_gradients(
 
     ticks_before = buffers.ticks.value if stateful else tf.constant(0, tf.int64)
     batch_f = tf.cast(batch, tf.float32)
+    step_seeds = None if stateful else layers.draw_seeds()  # a stream keeps its own
 
     def group(start, lanes):
         """Primes (unless streaming on) and runs lanes start..start+lanes, padded."""
@@ -374,19 +438,25 @@ def sideways_gradients(
         targets = aligned[start : start + lanes]
         weights = None if sample_weight is None else sample_weight[start : start + lanes]
         share = tf.cast(lanes, tf.float32) / batch_f  # groups add up to the batch mean
+        index = start // capacity
 
         def tick_loss(t, out):
             return loss_fn(target_at(targets, t), out[:lanes], weights) * share
 
         if stateful:
-            tf.cond(
+            seeds = tf.cond(
                 buffers.primed.value > 0,
-                lambda: tf.constant(False),
-                lambda: _prime_returning_true(buffers, stages, clip[:, 0], devices),
+                lambda: _stream_seeds(buffers, layers),
+                lambda: _prime_stream(buffers, layers, stages, clip[:, 0], devices),
             )
         else:
-            buffers.prime(stages, clip[:, 0], devices)
-        return run_ticks(stages, buffers, clip, tick_loss, devices)
+            seeds = step_seeds
+            with layers.rows(tick_layers.TickRows(seeds, 0, index, lanes)):
+                buffers.prime(stages, clip[:, 0], devices)
+        sums, loss, outputs, statistics = run_ticks(
+            stages, buffers, clip, tick_loss, devices, layers, seeds, lanes, index
+        )
+        return sums, loss, outputs, [(m * share, v * share) for m, v in statistics]
 
     static_batch = video.shape[0]
     if stateful or static_batch is not None:
@@ -404,8 +474,14 @@ def sideways_gradients(
         ]
         loss_sum = tf.add_n([r[1] for r in results])
         outputs = tf.concat([r[2] for r in results], axis=0)[:batch]
+        statistics = [
+            tuple(tf.add_n(list(parts)) for parts in zip(*layer))
+            for layer in zip(*[r[3] for r in results])
+        ]
     else:
-        sums, loss_sum, outputs = _dynamic_groups(group, stages, buffers, batch, capacity)
+        sums, loss_sum, outputs, statistics = _dynamic_groups(
+            group, stages, buffers, batch, capacity, layers
+        )
     if stateful:
         buffers.ticks.assign_add(tf.cast(time, tf.int64))
 
@@ -417,41 +493,67 @@ def sideways_gradients(
     outputs.set_shape(
         [video.shape[0], video.shape[1], *_top_spec(stages, buffers.activations[-1]).shape[1:]]
     )
+    time_f = tf.cast(time, tf.float32)
     return EngineResult(
         gradients=gradients,
-        loss=loss_sum / tf.cast(time, tf.float32),
+        loss=loss_sum / time_f,
         outputs=outputs,
         targets=aligned,
         valid_ticks=valid,
+        statistics=[
+            (layer, mean / time_f, variance / time_f)
+            for layer, (mean, variance) in zip(layers.recording_norms(), statistics)
+        ],
     )
 
 
-def _dynamic_groups(group, stages, buffers, batch, capacity):
+def _dynamic_groups(group, stages, buffers, batch, capacity, layers):
     """Runs `group` over a batch of unknown size in a tf.while_loop; returns the totals."""
 
-    def body(g, sums, loss_sum, outputs):
+    def body(g, sums, loss_sum, outputs, statistics):
         start = g * capacity
-        group_sums, group_loss, group_outputs = group(start, tf.minimum(capacity, batch - start))
+        group_sums, group_loss, group_outputs, group_statistics = group(
+            start, tf.minimum(capacity, batch - start)
+        )
         sums = [[a + b for a, b in zip(s, gs)] for s, gs in zip(sums, group_sums)]
-        return g + 1, sums, loss_sum + group_loss, outputs.write(g, group_outputs)
+        statistics = [(m + gm, v + gv) for (m, v), (gm, gv) in zip(statistics, group_statistics)]
+        return g + 1, sums, loss_sum + group_loss, outputs.write(g, group_outputs), statistics
 
     num_groups = (batch + capacity - 1) // capacity
     sums = zero_sums(stage_weights(stages))
     outputs = tf.TensorArray(
         _top_spec(stages, buffers.activations[-1]).dtype, size=num_groups, infer_shape=False
     )
-    _, sums, loss_sum, outputs = tf.while_loop(
+    _, sums, loss_sum, outputs, statistics = tf.while_loop(
         lambda g, *_: g < num_groups,
         body,
-        (tf.constant(0), sums, tf.constant(0.0), outputs),
+        (tf.constant(0), sums, tf.constant(0.0), outputs, layers.zero_statistics()),
         parallel_iterations=1,
     )
-    return sums, loss_sum, outputs.concat()[:batch]
+    return sums, loss_sum, outputs.concat()[:batch], statistics
 
 
-def _prime_returning_true(buffers, stages, frame, devices):
-    buffers.prime(stages, frame, devices)
-    return tf.constant(True)
+def _stream_seeds(buffers: PipelineBuffers, layers: tick_layers.TickLayers) -> tf.Tensor:
+    """The seeds a primed stream keeps for its random layers."""
+    if buffers.seeds is None:
+        if layers.random:
+            raise ValueError(
+                f"The stages hold {len(layers.random)} random layers, but the pipeline "
+                "buffers keep no seeds for them: build them with random_layers="
+                f"{len(layers.random)}."
+            )
+        return layers.draw_seeds()  # no random layers: an empty [0, 2]
+    return tf.convert_to_tensor(buffers.seeds.value)
+
+
+def _prime_stream(buffers, layers, stages, frame, devices) -> tf.Tensor:
+    """Primes a stream on `frame` with fresh seeds, which it keeps; returns them."""
+    seeds = layers.draw_seeds()
+    with layers.rows(tick_layers.TickRows(seeds, 0)):
+        buffers.prime(stages, frame, devices)
+    if buffers.seeds is not None:
+        buffers.seeds.assign(seeds)
+    return tf.identity(seeds)
 
 
 def _pad_lanes(x: tf.Tensor, capacity: int) -> tf.Tensor:
