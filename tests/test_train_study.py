@@ -428,11 +428,30 @@ def test_motion_configs_come_from_the_task_configs_with_or_without_temporal_laye
     assert per_frame.model.temporal_shift == 0.0 and per_frame.mode == "bp"
 
 
-def test_streaming_runs_only_for_its_own_seeds():
+def test_few_seed_fixes_run_only_for_the_few_seeds():
     config = study_config.get_config()
-    keys = [key for section, key, _ in runs._plan(config.to_dict()) if section == "streaming"]
-    seeds = {dict(key)["seed"] for key in keys}
-    assert seeds == set(config.stream_seeds) and seeds < set(config.seeds)
-    config.seeds = (2, 3)  # an override of the seeds: streamed where both lists agree
-    keys = [key for section, key, _ in runs._plan(config.to_dict()) if section == "streaming"]
-    assert {dict(key)["seed"] for key in keys} == {2}
+
+    def seeds_of(fix):
+        keys = [dict(key) for _, key, _ in runs._plan(config.to_dict())]
+        return {key["seed"] for key in keys if key["fix"] == fix}
+
+    assert seeds_of("streamed ×4") == seeds_of("stash 2") == set(config.few_seeds)
+    assert seeds_of("stash full") == set(config.seeds) > set(config.few_seeds)
+    config.seeds = (2, 3)  # an override of the seeds: few-seed fixes where both lists agree
+    assert seeds_of("stash 2") == {2}
+
+
+def test_a_run_for_other_seeds_keeps_the_runs_it_does_not_plan(tmp_path, monkeypatch):
+    def classification(settings, mode, seed, point, fix=None):
+        record = dict(experiment="fix" if fix else "classification", mode=mode, seed=seed)
+        extra = dict(accuracy=0.5, seconds=0.0)
+        return record | point._asdict() | (dict(fix=fix[0]) if fix else {}) | extra
+
+    monkeypatch.setattr(runs, "classification_run", classification)
+    config = study_config.get_config("tiny")
+    config.sections = ("classification",)
+    runs.run_study(config, tmp_path, log=lambda line: None)
+    config.seeds = (5,)  # another seed into the same results
+    second = runs.run_study(config, tmp_path, log=lambda line: None)
+    assert {r["seed"] for r in second["runs"]} == {0, 5}
+    assert len(second["runs"]) == 8  # 4 runs of each seed: none lost

@@ -65,8 +65,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # learning rate, against the same BP runs.
     config.fix_stashes = ("2", "full")  # stash depths tried ("full", or an int as text)
     config.fix_stream_chunks = 4  # streamed: videos this many clips long (0: not tried)
-    config.stream_seeds = (0, 1, 2)  # those of `seeds` streamed: its gaps are far wider
-    # than the seed spread, so three seeds suffice
+    # Fixes whose gaps are far wider than the seed spread run for `few_seeds` only.
+    config.few_seed_fixes = ("stash 2", "streamed ×4")
+    config.few_seeds = (0, 1, 2)
     config.fix_delay_warmups = (128,)  # delay_warmup_steps tried (a third of a run's steps)
     config.fix_strides = (1, 2, 4, 8)  # where, at num_stages ...
     config.fix_depths = (8,)  # ... and at depth_stride with these numbers of stages

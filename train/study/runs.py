@@ -378,6 +378,9 @@ def run_study(
             record(make(clips, shown))
         else:
             missing.append(key)
+    # Runs of the file that this plan does not hold (other seeds, say) stay in it.
+    planned = {key for _, key, _ in plan}
+    results["runs"] += [run for key, run in old_runs.items() if key not in planned]
     if "footage" not in results and "footage" in previous:
         results["footage"] = previous["footage"]
     if shown is not None and len(shown) == 1 + len(MODES):
@@ -419,10 +422,13 @@ def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
                         classification_run(settings, m, s, p, f)
                     )
                     key = _key(_identity("fix", mode, seed, point, fix[0]))
-                    if "stream_chunks" not in fix[1]:
-                        plan.append(("fixes", key, run))
-                    elif seed in settings.get("stream_seeds", settings["seeds"]):
-                        plan.append(("streaming", key, run))
+                    if (
+                        fix[0] in settings.get("few_seed_fixes", ())
+                        and seed not in (settings["few_seeds"])
+                    ):
+                        continue
+                    section = "streaming" if "stream_chunks" in fix[1] else "fixes"
+                    plan.append((section, key, run))
         for fix in fixes(settings):
             if fix[0] not in settings["fix_recon"]:
                 continue
