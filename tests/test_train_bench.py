@@ -213,6 +213,11 @@ def test_config_defaults_are_the_reference_workload():
         scaling_devices=(2, 4, 8),
         scaling_repeats=2,
         thread_settings=((0, 0), (1, 2), (2, 1), (1, 1)),
+        race_image_sizes=(32, 64),
+        race_epochs=10,
+        race_train_clips=512,
+        race_test_clips=256,
+        race_digits_variant="",
     )
     quick = bench_config.get_config("quick")
     assert (quick.num_stages, quick.image_size, quick.batch, quick.frames, quick.width) == (
@@ -223,6 +228,7 @@ def test_config_defaults_are_the_reference_workload():
         4,
     )
     assert quick.memory_lengths == (4, 8, 16) and quick.thread_settings == ((0, 0), (1, 1))
+    assert (quick.race_image_sizes, quick.race_epochs) == ((16,), 3)
     for variant in bench_config.VARIANTS:
         bench_config.check(bench_config.get_config(variant))
     with pytest.raises(ValueError, match="Unknown benchmark variant 'huge'"):
@@ -239,6 +245,13 @@ def test_config_defaults_are_the_reference_workload():
         ("scaling_devices", (), r"config.scaling_devices: expected device counts >= 1; got \(\)"),
         ("thread_settings", ((1,),), r"config.thread_settings: expected \(inter-op, intra-op\)"),
         ("thread_settings", ((-1, 0),), r"\(0: TensorFlow's choice\); got \(\(-1, 0\),\)"),
+        ("race_image_sizes", (), r"config.race_image_sizes: expected increasing .*; got \(\)"),
+        ("race_epochs", 0, r"config.race_epochs: expected an integer >= 1; got 0"),
+        (
+            "race_digits_variant",
+            "huge",
+            r"config.race_digits_variant: .*\('' or 'tiny'\); got 'huge'",
+        ),
     ],
 )
 def test_config_check_names_field_expected_and_given(field, value, message):
@@ -246,6 +259,22 @@ def test_config_check_names_field_expected_and_given(field, value, message):
     config[field] = value
     with pytest.raises(ValueError, match=message):
         bench_config.check(config)
+
+
+def test_race_contenders_train_the_same_model_on_the_same_data():
+    config = bench_config.get_config()
+    bp, sideways = (runs.race_config(config, name, 64).to_dict() for name in runs.SWEPT)
+    different = {k for k in bp if bp[k] != sideways[k]}
+    assert different == {"mode", "engine"}  # same seed, data, model, optimizer, epochs
+    assert (sideways["mode"], sideways["engine"], sideways["stash_depth"]) == (
+        "sideways",
+        "pipeline",
+        "0",
+    )
+    assert bp["data"]["image_size"] == 64 and bp["epochs"] == config.race_epochs
+    assert bp["data"]["num_train_clips"] == 512 and bp["data"]["num_test_clips"] == 256
+    tiny = runs.race_config(bench_config.get_config("tiny"), "bp", 16)
+    assert (tiny.model.width, tiny.data.clip_length, tiny.epochs) == (2, 5, 2)
 
 
 # ------------------------------------------------------------------ processes
@@ -276,6 +305,17 @@ def test_report_only_rewrites_the_page_from_raw_results(tmp_path):
     expected = summary.summarize(hand_made_raw())
     assert (tmp_path / "p.md").read_text() == report.page(expected)
     assert report.text(expected) in done.stdout
+
+
+@pytest.mark.slow
+def test_tiny_race_child_trains_and_times_every_epoch():
+    tiny = bench_config.get_config("tiny")
+    args = dict(config=tiny.to_dict(), name="sideways_pipeline", image_size=16)
+    result = runs.run_child("race", args, threads="0,0")
+    assert len(result["seconds"]) == len(result["val_accuracy"]) == tiny.race_epochs
+    assert 0 < result["seconds"][0] < result["seconds"][1]  # cumulative
+    assert all(0 <= a <= 1 for a in result["val_accuracy"])
+    assert result["frames_per_epoch"] == tiny.race_train_clips * 5  # the tiny clips' frames
 
 
 @pytest.mark.skipif(
