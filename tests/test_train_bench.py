@@ -450,8 +450,11 @@ def test_committed_page_regenerates_byte_for_byte(tmp_path):
 @pytest.mark.slow
 def test_tiny_benchmark_end_to_end(tmp_path):
     raw_path, page_path = tmp_path / "bench.json", tmp_path / "performance.md"
-    done = _script(
-        "--config=train/bench/config.py:tiny", f"--json={raw_path}", f"--docs={page_path}"
+    done = _script(  # a dozen TensorFlow processes, two of them training runs
+        "--config=train/bench/config.py:tiny",
+        f"--json={raw_path}",
+        f"--docs={page_path}",
+        timeout=900,
     )
     tiny = bench_config.get_config("tiny")
     raw = json.loads(raw_path.read_text())

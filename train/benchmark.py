@@ -1,4 +1,4 @@
-"""Speed and memory of Sideways against BP, side by side: `make bench` (see train/bench/).
+"""Speed, memory and time to accuracy of Sideways against BP: `make bench` (see train/bench/).
 
     make bench                                  # the reference workload, then the page
     python -m train.benchmark --report_only     # the page again, from the committed results
