@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 
 import keras
 
 from keras_sideways.fidelity import GradientFidelity
 
-__all__ = ["BackupAndRestore", "GradientFidelity", "ResetPipeline"]
+__all__ = ["BackupAndRestore", "GradientFidelity", "ResetPipeline", "TrainingClock"]
 
 
 class ResetPipeline(keras.callbacks.Callback):
@@ -67,3 +69,44 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
         os.replace(staged_weights, self._weights_path)
         os.replace(staged_metadata, self._training_metadata_path)
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Wall-clock seconds spent training in each epoch, validation left out.
+
+    An epoch's time runs from its start to the end of its last training batch; Keras
+    validates after that, so validation is not counted. What runs in the epoch is: the
+    first epoch's tracing, the input pipeline, and other callbacks' batch hooks. Keras
+    turns each batch's logs into numbers before the batch-end hooks, so on an accelerator
+    too the time is that of finished steps. Successive `fit` calls add to the same clock.
+
+    Args:
+        timer: seconds from an arbitrary origin (default `time.perf_counter`).
+
+    Attributes:
+        history: the training seconds of each epoch, in order.
+    """
+
+    def __init__(self, timer: Callable[[], float] = time.perf_counter):
+        super().__init__()
+        self.timer = timer
+        self.history: list[float] = []
+        self._start = self._last = 0.0
+
+    @property
+    def cumulative(self) -> list[float]:
+        """Training seconds from the first epoch's start to the end of each epoch."""
+        total, sums = 0.0, []
+        for seconds in self.history:
+            total += seconds
+            sums.append(total)
+        return sums
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self._last = self.timer()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = self.timer()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append(self._last - self._start)

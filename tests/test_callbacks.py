@@ -1,4 +1,5 @@
-"""The callbacks of keras_sideways.callbacks: ResetPipeline and atomic BackupAndRestore."""
+"""The callbacks of keras_sideways.callbacks: ResetPipeline, atomic BackupAndRestore and
+TrainingClock."""
 
 import json
 
@@ -44,3 +45,39 @@ def test_backups_are_replaced_atomically(tmp_path, monkeypatch):
         model.fit(video, labels, epochs=2, verbose=0, callbacks=[backup])
     assert (tmp_path / "latest.weights.h5").read_bytes() == good
     assert json.loads((tmp_path / "training_metadata.json").read_text())["epoch"] == 1
+
+
+class _FakeTime(keras.callbacks.Callback):
+    """A clock that moves only when told: 1 s per training batch, 100 s per validation
+    batch, 1000 s between epochs."""
+
+    def __init__(self):
+        super().__init__()
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.now += 1000.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.now += 1.0
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self.now += 100.0
+
+
+def test_training_clock_counts_training_batches_and_leaves_validation_out():
+    model = ks.SidewaysModel(tiny_conv_stages(), mode="bp")
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    video, labels = random_video(batch=6, time=3), np.array([0, 1, 2, 0, 1, 2])
+    fake = _FakeTime()
+    clock = ks.callbacks.TrainingClock(timer=fake)
+    # The fake clock's hooks run before the TrainingClock's: 3 batches of 2 clips an epoch.
+    fit = dict(batch_size=2, validation_data=(video, labels), verbose=0, callbacks=[fake, clock])
+    model.fit(video, labels, epochs=2, **fit)
+    assert fake.now == 2 * (1000 + 3 + 3 * 100)  # validation did advance the fake clock
+    assert clock.history == [3.0, 3.0] and clock.cumulative == [3.0, 6.0]
+    model.fit(video, labels, epochs=1, **fit)  # a later fit adds to the same clock
+    assert clock.cumulative == [3.0, 6.0, 9.0]

@@ -9,16 +9,64 @@ from pathlib import Path
 import pytest
 
 from train.bench import config as bench_config
-from train.bench import report, runs, summary
+from train.bench import plots, report, runs, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_JSON = ROOT / "docs" / "performance" / "bench.json"
 MiB = 2**20
 
 
-def hand_made_raw(gpus=(), devices=(2, 4)) -> dict:
-    """Raw results as runs.run_benchmark writes them, with figures chosen to tell bugs apart."""
-    return {
+def hand_made_race() -> dict:
+    """A race as runs.run_benchmark writes it: at 32 px both reach the target, at 64 px
+    Sideways never does."""
+    contender = lambda threads, seconds, accuracy: dict(
+        threads=threads, seconds=seconds, val_accuracy=accuracy, frames_per_epoch=512 * 16
+    )
+    return dict(
+        setup=dict(
+            num_stages=5,
+            width=16,
+            clip_length=16,
+            batch=8,
+            epochs=4,
+            train_clips=512,
+            test_clips=256,
+            learning_rate=0.001,
+            lr_schedule="cosine",
+            seed=0,
+        ),
+        sizes=[
+            dict(
+                image_size=32,
+                contenders=dict(
+                    # Target 0.95 - 0.01: BP at 30 + 10 * 0.04 / 0.05 = 38 s.
+                    bp=contender("1,1", [10.0, 20.0, 30.0, 40.0], [0.5, 0.8, 0.9, 0.95]),
+                    # First at or above 0.94 in epoch 3 (not its final one): 12 + 6 * 0.2 /
+                    # 0.25 = 16.8 s, so 16.8 / 38 = 0.44 of BP's time.
+                    sideways_pipeline=contender(
+                        "0,0", [6.0, 12.0, 18.0, 24.0], [0.54, 0.74, 0.99, 0.96]
+                    ),
+                ),
+            ),
+            dict(
+                image_size=64,
+                contenders=dict(
+                    bp=contender("1,1", [10.0, 20.0, 30.0, 40.0], [0.5, 0.6, 0.7, 0.8]),
+                    sideways_pipeline=contender(
+                        "0,0", [8.0, 16.0, 24.0, 32.0], [0.3, 0.5, 0.7, 0.78]
+                    ),
+                ),
+            ),
+        ],
+    )
+
+
+def hand_made_raw(gpus=(), devices=(2, 4), race=True) -> dict:
+    """Raw results as runs.run_benchmark writes them, with figures chosen to tell bugs apart.
+
+    Without `race`, they are as written before the benchmark had a race.
+    """
+    raw = {
         "command": "make bench",
         "machine": dict(
             cpu="x86_64",
@@ -82,6 +130,9 @@ def hand_made_raw(gpus=(), devices=(2, 4)) -> dict:
             "concurrent_fps": [[200.0], [240.0, 260.0, 250.0]],
         },
     }
+    if race:
+        raw["race"] = hand_made_race()
+    return raw
 
 
 # ------------------------------------------------------------------ pure summary figures
@@ -120,7 +171,7 @@ def test_summarize_figures_and_tables():
     assert figures["stream_chunk"] == "8"
     assert figures["four_devices_speedup"] == "3.43"
     assert figures["gpus"] == "none" and figures["stage_costs_ms"].startswith("2.00, 1.00,")
-    assert result.conditions == dict(four_devices=True, no_gpu=True)
+    assert result.conditions == dict(four_devices=True, no_gpu=True, race=True, no_race=False)
     throughput = result.tables["throughput"]
     assert throughput.header[:3] == ("contender", "frames/s", "÷ BP")
     assert throughput.rows[1] == ("sideways_batched", "300.0", "0.900", "1, 1 (BP's best)")
@@ -141,11 +192,56 @@ def test_summarize_figures_and_tables():
 
 def test_summarize_without_four_devices_or_with_a_gpu():
     result = summary.summarize(hand_made_raw(gpus=["/physical_device:GPU:0"], devices=(2,)))
-    assert result.conditions == dict(four_devices=False, no_gpu=False)
+    assert result.conditions == dict(four_devices=False, no_gpu=False, race=True, no_race=False)
     assert result.figures["gpus"] == "/physical_device:GPU:0"
     page = report.page(result)
     assert "over 4 devices" not in page and "No GPU" not in page
     assert page.endswith("grow with it.\n")
+
+
+def test_time_to_target_first_epoch_interpolated_exact_and_never():
+    seconds = [10.0, 20.0, 30.0]
+    assert summary.time_to(seconds, [0.9, 0.95, 0.97], 0.8) == 10.0  # nothing before epoch 1
+    assert summary.time_to(seconds, [0.5, 0.7, 0.9], 0.8) == pytest.approx(25.0)
+    assert summary.time_to(seconds, [0.5, 0.8, 0.9], 0.8) == 20.0  # at, not above
+    assert summary.time_to(seconds, [0.5, 0.9, 0.6], 0.85) == pytest.approx(18.75)  # first
+    assert summary.time_to(seconds, [0.5, 0.7, 0.79], 0.8) is None
+
+
+def test_race_headline_is_sideways_time_to_bps_final_accuracy_minus_one_point_over_bps():
+    small, large = summary.race(hand_made_race()["sizes"])
+    assert small["image_size"] == 32 and small["target"] == pytest.approx(0.94)
+    bp, sideways = small["contenders"]["bp"], small["contenders"]["sideways_pipeline"]
+    assert bp["time_to_target"] == pytest.approx(38.0)
+    assert sideways["time_to_target"] == pytest.approx(16.8)
+    assert small["ratio"] == pytest.approx(16.8 / 38.0)
+    assert (sideways["final_accuracy"], sideways["seconds"], sideways["threads"]) == (
+        0.96,
+        24.0,
+        "0,0",
+    )
+    assert sideways["fps"] == pytest.approx(4 * 8192 / 24.0)
+    assert large["contenders"]["bp"]["time_to_target"] == pytest.approx(39.0)
+    assert large["contenders"]["sideways_pipeline"]["time_to_target"] is None
+    assert large["ratio"] is None
+    table = summary.race_table(hand_made_race()["sizes"])
+    assert table.header[0] == "image (px)" and table.header[-2:] == ("to target (s)", "÷ BP")
+    assert table.rows[0] == ("32", "bp", "1, 1", "0.950", "40.0", "819.2", "0.940", "38.0", "1.00")
+    assert table.rows[1][-2:] == ("16.8", "0.44")
+    assert table.rows[3] == (
+        "64",
+        "sideways_pipeline",
+        "0, 0",
+        "0.780",
+        "32.0",
+        "1024.0",
+        "0.790",
+        "never",
+        "never",
+    )
+    figures = summary.summarize(hand_made_raw()).figures
+    assert figures["race_ratios"] == "32 px: 0.44, 64 px: never"
+    assert (figures["race_epochs"], figures["race_clip_length"]) == ("4", "16")
 
 
 # ------------------------------------------------------------------ renderers and report
@@ -173,7 +269,28 @@ def test_page_and_text_show_the_same_figures():
     assert "**1.50×** BP's frames/s (pipeline (0,0), BP (1,1))" in page
     assert "pipeline (0,0) ÷ BP (1,1): 1.50" in text
     assert "over 4 devices predicts 3.43×." in page and "No GPU was available" in page
+    assert "over BP's: **32 px: 0.44, 64 px: never**." in page
+    assert "](performance/time_to_accuracy.png)" in page and "Not measured" not in page
+    assert "BP's final accuracy - 1 point ÷ BP's: 32 px: 0.44, 64 px: never" in text
     assert "${" not in page + text and "<!--" not in page
+
+
+def test_page_and_text_of_results_from_before_the_race_say_it_was_not_measured():
+    result = summary.summarize(hand_made_raw(race=False))
+    assert result.conditions["no_race"] and "race" not in result.tables
+    page, text = report.page(result), report.text(result)
+    assert "## Time to accuracy\n\nNot measured: these results were written before" in page
+    assert "time_to_accuracy.png" not in page and not any(
+        name.startswith("race") for name in result.figures
+    )
+    assert text.endswith("Time to accuracy: not in these results (make bench measures it).\n")
+    assert "${" not in page + text and "<!--" not in page + text
+
+
+def test_race_chart_is_a_png(tmp_path):
+    path = plots.race_chart(hand_made_race(), tmp_path / "sub" / "chart.png")
+    assert path == tmp_path / "sub" / "chart.png"
+    assert path.read_bytes().startswith(b"\x89PNG")
 
 
 def test_fill_keeps_or_drops_blocks_and_names_a_missing_figure():
@@ -213,6 +330,11 @@ def test_config_defaults_are_the_reference_workload():
         scaling_devices=(2, 4, 8),
         scaling_repeats=2,
         thread_settings=((0, 0), (1, 2), (2, 1), (1, 1)),
+        race_image_sizes=(32, 64),
+        race_epochs=10,
+        race_train_clips=512,
+        race_test_clips=256,
+        race_digits_variant="",
     )
     quick = bench_config.get_config("quick")
     assert (quick.num_stages, quick.image_size, quick.batch, quick.frames, quick.width) == (
@@ -223,6 +345,7 @@ def test_config_defaults_are_the_reference_workload():
         4,
     )
     assert quick.memory_lengths == (4, 8, 16) and quick.thread_settings == ((0, 0), (1, 1))
+    assert (quick.race_image_sizes, quick.race_epochs) == ((16,), 3)
     for variant in bench_config.VARIANTS:
         bench_config.check(bench_config.get_config(variant))
     with pytest.raises(ValueError, match="Unknown benchmark variant 'huge'"):
@@ -239,6 +362,13 @@ def test_config_defaults_are_the_reference_workload():
         ("scaling_devices", (), r"config.scaling_devices: expected device counts >= 1; got \(\)"),
         ("thread_settings", ((1,),), r"config.thread_settings: expected \(inter-op, intra-op\)"),
         ("thread_settings", ((-1, 0),), r"\(0: TensorFlow's choice\); got \(\(-1, 0\),\)"),
+        ("race_image_sizes", (), r"config.race_image_sizes: expected increasing .*; got \(\)"),
+        ("race_epochs", 0, r"config.race_epochs: expected an integer >= 1; got 0"),
+        (
+            "race_digits_variant",
+            "huge",
+            r"config.race_digits_variant: .*\('' or 'tiny'\); got 'huge'",
+        ),
     ],
 )
 def test_config_check_names_field_expected_and_given(field, value, message):
@@ -246,6 +376,22 @@ def test_config_check_names_field_expected_and_given(field, value, message):
     config[field] = value
     with pytest.raises(ValueError, match=message):
         bench_config.check(config)
+
+
+def test_race_contenders_train_the_same_model_on_the_same_data():
+    config = bench_config.get_config()
+    bp, sideways = (runs.race_config(config, name, 64).to_dict() for name in runs.SWEPT)
+    different = {k for k in bp if bp[k] != sideways[k]}
+    assert different == {"mode", "engine"}  # same seed, data, model, optimizer, epochs
+    assert (sideways["mode"], sideways["engine"], sideways["stash_depth"]) == (
+        "sideways",
+        "pipeline",
+        "0",
+    )
+    assert bp["data"]["image_size"] == 64 and bp["epochs"] == config.race_epochs
+    assert bp["data"]["num_train_clips"] == 512 and bp["data"]["num_test_clips"] == 256
+    tiny = runs.race_config(bench_config.get_config("tiny"), "bp", 16)
+    assert (tiny.model.width, tiny.data.clip_length, tiny.epochs) == (2, 5, 2)
 
 
 # ------------------------------------------------------------------ processes
@@ -274,8 +420,21 @@ def test_report_only_rewrites_the_page_from_raw_results(tmp_path):
         "--report_only", f"--json={tmp_path / 'bench.json'}", f"--docs={tmp_path / 'p.md'}"
     )
     expected = summary.summarize(hand_made_raw())
-    assert (tmp_path / "p.md").read_text() == report.page(expected)
+    # The chart is drawn beside the raw results, and the page links to it from its folder.
+    assert (tmp_path / "p.md").read_text() == report.page(expected, "time_to_accuracy.png")
+    assert (tmp_path / "time_to_accuracy.png").read_bytes().startswith(b"\x89PNG")
     assert report.text(expected) in done.stdout
+
+
+@pytest.mark.slow
+def test_tiny_race_child_trains_and_times_every_epoch():
+    tiny = bench_config.get_config("tiny")
+    args = dict(config=tiny.to_dict(), name="sideways_pipeline", image_size=16)
+    result = runs.run_child("race", args, threads="0,0")
+    assert len(result["seconds"]) == len(result["val_accuracy"]) == tiny.race_epochs
+    assert 0 < result["seconds"][0] < result["seconds"][1]  # cumulative
+    assert all(0 <= a <= 1 for a in result["val_accuracy"])
+    assert result["frames_per_epoch"] == tiny.race_train_clips * 5  # the tiny clips' frames
 
 
 @pytest.mark.skipif(
@@ -291,8 +450,11 @@ def test_committed_page_regenerates_byte_for_byte(tmp_path):
 @pytest.mark.slow
 def test_tiny_benchmark_end_to_end(tmp_path):
     raw_path, page_path = tmp_path / "bench.json", tmp_path / "performance.md"
-    done = _script(
-        "--config=train/bench/config.py:tiny", f"--json={raw_path}", f"--docs={page_path}"
+    done = _script(  # a dozen TensorFlow processes, two of them training runs
+        "--config=train/bench/config.py:tiny",
+        f"--json={raw_path}",
+        f"--docs={page_path}",
+        timeout=900,
     )
     tiny = bench_config.get_config("tiny")
     raw = json.loads(raw_path.read_text())
@@ -316,7 +478,13 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert partitions[4] == [0, 1, 2, 3] and sorted(partitions[2]) == partitions[2]
     assert set(partitions[2]) == {0, 1}
     assert len(scaling["serial_fps"]) == len(scaling["concurrent_fps"]) == tiny.scaling_repeats
+    race = raw["race"]
+    assert race["setup"]["epochs"] == tiny.race_epochs
+    assert [size["image_size"] for size in race["sizes"]] == list(tiny.race_image_sizes)
+    for contender in race["sizes"][0]["contenders"].values():
+        assert contender["threads"] == "0,0" and len(contender["seconds"]) == tiny.race_epochs
+    assert (tmp_path / "time_to_accuracy.png").exists()
     # The page and the printed summary are those of the raw results, as --report_only makes them.
     result = summary.summarize(raw)
-    assert page_path.read_text() == report.page(result)
+    assert page_path.read_text() == report.page(result, "time_to_accuracy.png")
     assert report.text(result) in done.stdout and f"results: {raw_path}" in done.stdout

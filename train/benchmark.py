@@ -1,4 +1,4 @@
-"""Speed and memory of Sideways against BP, side by side: `make bench` (see train/bench/).
+"""Speed, memory and time to accuracy of Sideways against BP: `make bench` (see train/bench/).
 
     make bench                                  # the reference workload, then the page
     python -m train.benchmark --report_only     # the page again, from the committed results
@@ -10,18 +10,20 @@
 The reference workload writes its raw results to docs/performance/bench.json and the page
 to docs/performance.md. Any other workload (a variant, an override) writes
 bench/results.json and no page unless --json and --docs say otherwise, so that only the
-reference run replaces the committed figures.
+reference run replaces the committed figures. The time-to-accuracy chart is drawn beside
+the raw results (docs/performance/time_to_accuracy.png), where they hold a race.
 """
 
 import os
 import shlex
+from pathlib import Path
 
 import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
 from train.bench import config as bench_config
-from train.bench import report, runs, summary
+from train.bench import plots, report, runs, summary
 
 REFERENCE_JSON = "docs/performance/bench.json"
 REFERENCE_DOCS = "docs/performance.md"
@@ -75,11 +77,16 @@ def main(argv):
         runs.write_json(raw, json_path)
     elif not os.path.exists(json_path):
         raise app.UsageError(f"--report_only reads raw results, but there is no {json_path}.")
-    figures = summary.summarize(runs.read_json(json_path))
+    raw = runs.read_json(json_path)
+    figures = summary.summarize(raw)
     print("\n" + report.text(figures))
     print(f"\nresults: {json_path}")
+    chart = None
+    if "race" in raw:
+        chart = plots.race_chart(raw["race"], Path(json_path).with_name(plots.RACE_CHART))
+        print(f"chart:   {chart}")
     if docs_path:
-        print(f"report:  {report.write_page(figures, docs_path)}")
+        print(f"report:  {report.write_page(figures, docs_path, chart)}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,16 @@
     python -m train.benchmark --config=train/bench/config.py:tiny \
         --json=/tmp/bench.json --docs=/tmp/performance.md      # variant "tiny": CI smoke
     python -m train.benchmark --config.batch=4 --config.memory_lengths='(8, 16)'
+    python -m train.benchmark --config.race_image_sizes='(64,)' --config.race_epochs=5
+
+The race (time to accuracy) trains the model of train/configs/moving_digits.py (its variant
+`race_digits_variant`) on moving digits at each of `race_image_sizes`, for `race_epochs` of
+`race_train_clips`, validated on `race_test_clips` after every epoch.
 """
 
 import ml_collections
+
+from train.configs import moving_digits
 
 VARIANTS = ("", "quick", "tiny")
 MAX_STAGES = 8  # models.vgg_classifier is cut into 2 to 8 stages
@@ -31,6 +38,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.scaling_devices = (2, 4, 8)
     config.scaling_repeats = 2  # serial, then concurrent stages, timed this many times each
     config.thread_settings = ((0, 0), (1, 2), (2, 1), (1, 1))  # (inter-op, intra-op)
+    config.race_image_sizes = (32, 64)
+    config.race_epochs = 10  # as `make train`: the cosine schedule decays over them
+    config.race_train_clips = 512
+    config.race_test_clips = 256
+    config.race_digits_variant = ""  # of train/configs/moving_digits.py: "" or "tiny"
 
     if variant == "quick":
         config.num_stages = 3
@@ -43,6 +55,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.memory_lengths = (4, 8, 16)
         config.stream_chunk = 4
         config.thread_settings = ((0, 0), (1, 1))
+        config.race_image_sizes = (16,)
+        config.race_epochs = 3
+        config.race_train_clips = 64
+        config.race_test_clips = 32
     elif variant == "tiny":
         config.num_stages = 3
         config.image_size = 8
@@ -57,6 +73,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.scaling_devices = (2, 4)
         config.scaling_repeats = 1
         config.thread_settings = ((0, 0),)
+        config.race_image_sizes = (16,)
+        config.race_epochs = 2
+        config.race_train_clips = 8
+        config.race_test_clips = 4
+        config.race_digits_variant = "tiny"
     elif variant:
         raise ValueError(f"Unknown benchmark variant {variant!r}; expected one of {VARIANTS}.")
     return config
@@ -78,6 +99,9 @@ def check(config: ml_collections.ConfigDict) -> None:
         "rounds",
         "stream_chunk",
         "scaling_repeats",
+        "race_epochs",
+        "race_train_clips",
+        "race_test_clips",
     ):
         if not _ints([config[field]]):
             raise ValueError(f"config.{field}: expected an integer >= 1; got {config[field]!r}.")
@@ -107,3 +131,15 @@ def check(config: ml_collections.ConfigDict) -> None:
             "config.thread_settings: expected (inter-op, intra-op) pairs of integers >= 0 "
             f"(0: TensorFlow's choice); got {settings!r}."
         )
+    sizes = config.race_image_sizes
+    if not sizes or not _ints(sizes) or list(sizes) != sorted(set(sizes)):
+        raise ValueError(
+            f"config.race_image_sizes: expected increasing image sides >= 1; got {sizes!r}."
+        )
+    try:
+        moving_digits.get_config(config.race_digits_variant)
+    except ValueError:
+        raise ValueError(
+            "config.race_digits_variant: expected a variant of train/configs/moving_digits.py "
+            f"('' or 'tiny'); got {config.race_digits_variant!r}."
+        ) from None

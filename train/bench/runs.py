@@ -12,11 +12,16 @@
 4. depth-parallel scaling: the `auto` partition of the model cut into `scaling_stages`
    stages over `scaling_devices` devices and the speed-up it predicts from measured stage
    costs, and the pipeline timed with its stages serialised and concurrent on this
-   machine's cores.
+   machine's cores;
+5. time to accuracy (the race): BP and the Sideways pipeline (tick by tick) train the
+   model of train/configs/moving_digits.py on the same moving digits, same seed, at each
+   of `race_image_sizes`, each in a fresh process at its best setting of step 1; the
+   training seconds (validation left out, `TrainingClock`) and the validation accuracy
+   at the end of every epoch.
 
-It returns raw results only (frames/s of every round, bytes, milliseconds); `summary`
-turns them into figures. TensorFlow fixes its thread pools when it starts, hence the
-child processes.
+It returns raw results only (frames/s of every round, bytes, milliseconds, seconds and
+accuracies of every epoch); `summary` turns them into figures. TensorFlow fixes its
+thread pools when it starts, hence the child processes.
 """
 
 from __future__ import annotations
@@ -53,6 +58,12 @@ MEMORY_CONTENDERS = {
     "sideways_pipeline_full_stash": dict(mode="sideways", engine="pipeline", stash_depth="full"),
 }
 SWEPT = ("bp", "sideways_pipeline")  # the contenders timed at every thread setting
+# The race's contenders, as fields of the moving-digits config; Sideways without a stash.
+RACE_CONTENDERS = {
+    "bp": dict(mode="bp"),
+    "sideways_pipeline": dict(mode="sideways", engine="pipeline", stash_depth="0"),
+}
+RACE_TIMEOUT = 3600  # seconds for one contender's whole training run
 _ROOT = Path(__file__).resolve().parents[2]  # where `train` imports from, for the children
 _RESULT = "RESULT "
 
@@ -188,6 +199,48 @@ def machine_info() -> dict:
     )
 
 
+def race_config(
+    config: ml_collections.ConfigDict, name: str, image_size: int
+) -> ml_collections.ConfigDict:
+    """The moving-digits config that contender `name` trains at `image_size` in the race."""
+    from train.configs import moving_digits
+
+    run = moving_digits.get_config(config.race_digits_variant)
+    run.update(RACE_CONTENDERS[name])
+    run.epochs = config.race_epochs
+    run.verbose = 0
+    run.data.image_size = image_size
+    run.data.num_train_clips = config.race_train_clips
+    run.data.num_test_clips = config.race_test_clips
+    return run
+
+
+def race(config: ml_collections.ConfigDict, name: str, image_size: int) -> dict:
+    """Trains contender `name` at `image_size`; its clock and validation accuracy per epoch.
+
+    Data, model and optimizer are those of `keras_sideways.training` (as `make train`
+    builds them), with no logs or checkpoints written.
+    """
+    import keras
+
+    from keras_sideways import training
+    from keras_sideways.callbacks import TrainingClock
+
+    run = race_config(config, name, image_size)
+    training.check_config(run)
+    keras.utils.set_random_seed(run.seed)  # the same data order and first weights in both
+    train, val, info = training.build_datasets(run)
+    run = training.with_schedule(run, train)
+    model = training.build_model(run, info)
+    clock = TrainingClock()
+    history = model.fit(train, validation_data=val, epochs=run.epochs, callbacks=[clock], verbose=0)
+    return dict(
+        seconds=clock.cumulative,
+        val_accuracy=[float(a) for a in history.history["val_accuracy"]],
+        frames_per_epoch=run.data.num_train_clips * run.data.clip_length,
+    )
+
+
 # ------------------------------------------------------------------ child processes
 def run_child(task: str, args: dict, threads: str = "0,0", timeout: int = 600) -> list | dict:
     """Runs `task` (see `child`) in a fresh Python process at `threads` ("inter,intra")."""
@@ -212,11 +265,12 @@ def run_child(task: str, args: dict, threads: str = "0,0", timeout: int = 600) -
     return json.loads(lines[-1][len(_RESULT) :])
 
 
-TASKS = ("fps", "throughput", "memory")
+TASKS = ("fps", "throughput", "memory", "race")
 
 
 def child(task: str, args: dict, threads: str) -> list | dict:
-    """The work of one child process: "fps" (one contender), "throughput" or "memory"."""
+    """The work of one child process: "fps" (one contender), "throughput", "memory" or
+    "race" (one contender at one image size)."""
     if task not in TASKS:
         raise ValueError(f"Unknown benchmark task {task!r}; expected one of {TASKS}.")
     from keras_sideways import threads as thread_pools
@@ -227,6 +281,8 @@ def child(task: str, args: dict, threads: str) -> list | dict:
         return throughput(config, names=(args["name"],))[args["name"]]
     if task == "throughput":
         return throughput(config)
+    if task == "race":
+        return race(config, args["name"], args["image_size"])
     return step_memory(args["name"], args["frames"], config)
 
 
@@ -240,14 +296,14 @@ def run_benchmark(config: ml_collections.ConfigDict, command: str, log: Log = _n
 
     Returns:
         A JSON-ready dict: command, machine, workload, thread_sweep, throughput, memory,
-        scaling.
+        scaling, race.
     """
     bench_config.check(config)
     args = dict(config=config.to_dict())
     results = dict(command=command, machine=machine_info(), workload=config.to_dict())
-    log("1/4 thread settings (inter-op, intra-op), BP and pipeline, a fresh process each ...")
+    log("1/5 thread settings (inter-op, intra-op), BP and pipeline, a fresh process each ...")
     results["thread_sweep"] = sweep = _thread_sweep(config, args, log)
-    log("2/4 throughput, contenders alternating in one process, at BP's best threads ...")
+    log("2/5 throughput, contenders alternating in one process, at BP's best threads ...")
     results["throughput"] = []
     for name in SWEPT:  # BP's best setting, then the pipeline's if it differs
         threads = best_setting(sweep[name])
@@ -256,10 +312,12 @@ def run_benchmark(config: ml_collections.ConfigDict, command: str, log: Log = _n
             results["throughput"].append(dict(threads=threads, best_for=name, fps=fps))
             figures = ", ".join(f"{n} {statistics.median(v):.1f}" for n, v in fps.items())
             log(f"    at {name}'s best threads ({threads}), frames/s: {figures}")
-    log("3/4 memory of one training step against clip length, a fresh process each ...")
+    log("3/5 memory of one training step against clip length, a fresh process each ...")
     results["memory"] = _memory(config, args, log)
-    log("4/4 depth-parallel scaling ...")
+    log("4/5 depth-parallel scaling ...")
     results["scaling"] = _scaling(config, args)
+    log("5/5 time to accuracy on moving digits, each contender at its best threads ...")
+    results["race"] = _race(config, args, sweep, log)
     return results
 
 
@@ -293,6 +351,38 @@ def _scaling(config: ml_collections.ConfigDict, args: dict) -> dict:
         scaling["serial_fps"].append(run_child("fps", pipeline, "1,1"))
         scaling["concurrent_fps"].append(run_child("fps", pipeline, "0,1"))
     return scaling
+
+
+def _race(config: ml_collections.ConfigDict, args: dict, sweep: dict, log: Log) -> dict:
+    """The race's set-up, and per image size each contender's threads, seconds, accuracies."""
+    run = race_config(config, "bp", config.race_image_sizes[0])
+    setup = dict(
+        num_stages=run.model.num_stages,
+        width=run.model.width,
+        clip_length=run.data.clip_length,
+        batch=run.data.batch_size,
+        epochs=run.epochs,
+        train_clips=run.data.num_train_clips,
+        test_clips=run.data.num_test_clips,
+        learning_rate=run.learning_rate,
+        lr_schedule=run.lr_schedule,
+        seed=run.seed,
+    )
+    sizes = []
+    for size in config.race_image_sizes:
+        contenders = {}
+        for name in SWEPT:
+            threads = best_setting(sweep[name])
+            result = run_child(
+                "race", dict(args, name=name, image_size=size), threads, timeout=RACE_TIMEOUT
+            )
+            contenders[name] = dict(threads=threads, **result)
+            log(
+                f"    {name}, {size} px, threads {threads}: {result['seconds'][-1]:.1f} s, "
+                f"validation accuracy {result['val_accuracy'][-1]:.3f}"
+            )
+        sizes.append(dict(image_size=size, contenders=contenders))
+    return dict(setup=setup, sizes=sizes)
 
 
 def write_json(results: dict, path: str | os.PathLike) -> None:

@@ -11,6 +11,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 LABELS = {"bp": "BP's best", "sideways_pipeline": "the pipeline's best"}
+RACE_MARGIN = 0.01  # the race's target: BP's final validation accuracy minus one point
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,55 @@ def core_speedup(serial: Sequence[Sequence[float]], concurrent: Sequence[Sequenc
     return medians(concurrent) / medians(serial)
 
 
+def time_to(seconds: Sequence[float], accuracy: Sequence[float], target: float) -> float | None:
+    """Training seconds at which `accuracy` first reaches `target`; None if it never does.
+
+    Accuracy is measured at the end of each epoch (cumulative `seconds`). Between the last
+    epoch below the target and the first at or above it, the time is interpolated
+    linearly; reached at the first epoch, it is the first epoch's time (nothing is
+    measured before it).
+    """
+    before = None
+    for t, a in zip(seconds, accuracy):
+        if a >= target:
+            if before is None:
+                return t
+            t0, a0 = before
+            return t0 + (t - t0) * (target - a0) / (a - a0)
+        before = (t, a)
+    return None
+
+
+def race(sizes: Sequence[Mapping]) -> list[dict]:
+    """Per image size: the target (BP's final accuracy minus `RACE_MARGIN`), each
+    contender's final accuracy, training seconds, frames/s and time to the target, and
+    the headline ratio, Sideways' time to the target over BP's (None if never reached)."""
+    results = []
+    for size in sizes:
+        contenders = size["contenders"]
+        target = contenders["bp"]["val_accuracy"][-1] - RACE_MARGIN
+        figures = {}
+        for name, c in contenders.items():
+            seconds = c["seconds"][-1]
+            figures[name] = dict(
+                threads=c["threads"],
+                final_accuracy=c["val_accuracy"][-1],
+                seconds=seconds,
+                fps=len(c["seconds"]) * c["frames_per_epoch"] / seconds,
+                time_to_target=time_to(c["seconds"], c["val_accuracy"], target),
+            )
+        sideways, bp = (figures[n]["time_to_target"] for n in ("sideways_pipeline", "bp"))
+        ratio = None if sideways is None else sideways / bp
+        results.append(
+            dict(image_size=size["image_size"], target=target, contenders=figures, ratio=ratio)
+        )
+    return results
+
+
+def _or_never(value: float | None, spec: str) -> str:
+    return "never" if value is None else format(value, spec)
+
+
 def _threads(setting: str) -> str:
     return setting.replace(",", ", ")
 
@@ -108,6 +158,49 @@ def partition_table(raw: Mapping) -> Table:
     return Table(header, rows)
 
 
+def race_table(sizes: Sequence[Mapping]) -> Table:
+    """Per image size and contender: threads, final accuracy, time, frames/s, time to target."""
+    rows = []
+    for size in race(sizes):
+        for name, c in size["contenders"].items():
+            ratio = 1.0 if name == "bp" else size["ratio"]
+            rows.append(
+                (
+                    str(size["image_size"]),
+                    name,
+                    _threads(c["threads"]),
+                    f"{c['final_accuracy']:.3f}",
+                    f"{c['seconds']:.1f}",
+                    f"{c['fps']:.1f}",
+                    f"{size['target']:.3f}",
+                    _or_never(c["time_to_target"], ".1f"),
+                    _or_never(ratio, ".2f"),
+                )
+            )
+    header = (
+        "image (px)",
+        "contender",
+        "threads",
+        "final accuracy",
+        "training (s)",
+        "frames/s",
+        "target",
+        "to target (s)",
+        "÷ BP",
+    )
+    return Table(header, tuple(rows))
+
+
+def _race_figures(results: Mapping) -> dict[str, str]:
+    """The race's set-up and headline ratios, formatted."""
+    figures = {f"race_{k}": str(v) for k, v in results["setup"].items()}
+    figures["race_ratios"] = ", ".join(
+        f"{size['image_size']} px: {_or_never(size['ratio'], '.2f')}"
+        for size in race(results["sizes"])
+    )
+    return figures
+
+
 def summarize(raw: Mapping) -> Summary:
     """Every figure of the page and the terminal summary, formatted, from the raw results."""
     machine, workload, scaling = raw["machine"], raw["workload"], raw["scaling"]
@@ -140,4 +233,11 @@ def summarize(raw: Mapping) -> Summary:
         memory=memory_table(raw),
         partitions=partition_table(raw),
     )
-    return Summary(figures, tables, dict(four_devices=bool(four), no_gpu=not machine["gpus"]))
+    raced = "race" in raw  # results written before the race was measured have none
+    if raced:
+        figures.update(_race_figures(raw["race"]))
+        tables["race"] = race_table(raw["race"]["sizes"])
+    conditions = dict(
+        four_devices=bool(four), no_gpu=not machine["gpus"], race=raced, no_race=not raced
+    )
+    return Summary(figures, tables, conditions)
