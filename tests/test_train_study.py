@@ -455,3 +455,13 @@ def test_a_run_for_other_seeds_keeps_the_runs_it_does_not_plan(tmp_path, monkeyp
     second = runs.run_study(config, tmp_path, log=lambda line: None)
     assert {r["seed"] for r in second["runs"]} == {0, 5}
     assert len(second["runs"]) == 8  # 4 runs of each seed: none lost
+
+
+def test_stash_memory_grows_with_depth_and_stages_from_nothing():
+    s = study_config.get_config().to_dict()
+    five = {d: summary.stash_bytes(s, 5, d) for d in ("0", "2", "full")}
+    assert five["0"] == 0 < five["2"] < five["full"]
+    # The bottom stage's input (one 32x32 frame of a batch of 8) is stashed 2 deep by "2".
+    frame = s["batch_size"] * s["image_size"] ** 2 * 4
+    assert five["2"] > 2 * frame
+    assert summary.stash_bytes(s, 8, "full") > five["full"]

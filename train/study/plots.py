@@ -68,7 +68,46 @@ def write_plots(results: dict, out_dir: str | os.PathLike, shown: dict) -> dict[
     files["reconstructions"] = _save(
         _reconstructions(plt, settings, shown), out_dir / "reconstructions.png"
     )
-    return {name: files[name] for name in PLOT_NAMES}
+    if summary.get("fixes"):
+        files["stash_depth"] = _save(
+            _stash_depth(plt, summary["fixes"]), out_dir / "stash_depth.png"
+        )
+    return {name: files[name] for name in (*PLOT_NAMES, "stash_depth") if name in files}
+
+
+def _stash_depth(plt, fixes: dict):
+    """The gap to BP and the memory a stash adds, against the stash depth."""
+    memory = fixes["stash_memory"]
+    depths = list(next(iter(memory.values())))
+    fig, (gaps, sizes) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, row in fixes["points"].items():
+        stride, stages = key.split("/")
+        columns = ["sideways" if d == "0" else f"stash {d}" for d in depths]
+        gaps.plot(
+            range(len(depths)),
+            [row[c]["gap"] for c in columns],
+            marker="o",
+            label=f"stride {stride}, {stages} stages",
+        )
+    gaps.axhline(0.0, color="grey", linewidth=0.8)
+    gaps.set_ylabel("Sideways − BP, test accuracy (points)")
+    for ax in (gaps, sizes):
+        ax.set_xticks(range(len(depths)))
+        ax.set_xticklabels(depths)
+        ax.set_xlabel("stash depth")
+    gaps.legend(fontsize=7)
+    width = 0.8 / len(memory)
+    for i, (stages, by_depth) in enumerate(memory.items()):
+        sizes.bar(
+            [j + (i - (len(memory) - 1) / 2) * width for j in range(len(depths))],
+            [by_depth[d] / 2**20 for d in depths],
+            width=width,
+            label=f"{stages} stages",
+        )
+    sizes.set_ylabel("memory the stash adds (MiB, one step's batch)")
+    sizes.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def _errorbars(ax, summary: dict, key: str, xs) -> None:

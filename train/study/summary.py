@@ -234,7 +234,28 @@ def summarize_fixes(runs: list[dict], settings: dict) -> dict:
         ]
         if mse and bp:
             reconstruction[name] = dict(mse=mean_std(mse), ratio=float(np.mean(mse) / np.mean(bp)))
-    return dict(names=names, points=points, reconstruction=reconstruction)
+    depths = ["0"] + [str(d) for d in s["fix_stashes"]]
+    stages = sorted({p.num_stages for p in fix_points(s)})
+    memory = {str(n): {d: stash_bytes(s, n, d) for d in depths} for n in stages}
+    return dict(names=names, points=points, reconstruction=reconstruction, stash_memory=memory)
+
+
+def stash_bytes(settings: dict, num_stages: int, depth: str) -> int:
+    """Bytes the stash of `depth` ("0", "2", "full") adds to the study's classifier (float32
+    stage inputs of one step's batch): what a pipeline keeps beyond the paper's Sideways."""
+    import keras
+
+    from keras_sideways import models
+    from keras_sideways.engines import ticks
+
+    size = settings["image_size"]
+    x = keras.KerasTensor((settings["batch_size"], size, size, 1))
+    inputs = []  # values per lane of each stage's input
+    for stage in models.vgg_classifier(10, num_stages, settings["width"]):
+        inputs.append(int(np.prod(x.shape[1:])))
+        x = stage.compute_output_spec(x)
+    stash = ticks.stash_depths(num_stages, int(depth) if depth.isdigit() else depth)
+    return int(sum(d * n for d, n in zip(stash, inputs)) * settings["batch_size"] * 4)
 
 
 # ------------------------------------------------------------------- readings of a summary
