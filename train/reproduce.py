@@ -1,6 +1,7 @@
 """The Sideways-against-BP study: `make reproduce`, then docs/study.md is up to date.
 
-    python -m train.reproduce                     # the full study, about an hour on 2 cores
+    python -m train.reproduce                     # the full study: hours on 2 cores
+    python -m train.reproduce --config.sections=fixes   # one section (each under an hour)
     python -m train.reproduce --quick             # CI-sized (config variant "quick"): minutes
     python -m train.reproduce --report_only       # docs/study.md from docs/study/study.json
     python -m train.reproduce --config.seeds=0,1 --config.strides=1,4   # any field overridden
