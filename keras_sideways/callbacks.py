@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable
 
 import keras
+import tensorflow as tf
 
 from keras_sideways.fidelity import GradientFidelity
 
-__all__ = ["BackupAndRestore", "GradientFidelity", "ResetPipeline", "TrainingClock"]
+__all__ = ["BackupAndRestore", "GradientFidelity", "ResetPipeline", "SetDataEpoch", "TrainingClock"]
 
 
 class ResetPipeline(keras.callbacks.Callback):
@@ -49,6 +50,37 @@ class ResetPipeline(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self.every_n_batches and batch and batch % self.every_n_batches == 0:
             self.model.reset_pipeline()
+
+
+class SetDataEpoch(keras.callbacks.Callback):
+    """Tells a training set of `keras_sideways.data` which epoch `fit` runs, at every epoch start.
+
+    The builders draw each epoch's order and clip starts from their seed, the epoch and the
+    example alone, and read the epoch from `dataset.epoch` as a pass begins
+    (`data.epochs`). Set from `fit`'s epoch, a run that `BackupAndRestore` resumes at
+    epoch k draws epoch k's data, as the run that was never stopped did; the same role as
+    PyTorch's `DistributedSampler.set_epoch`. Needs one pass of the dataset per epoch
+    (no `steps_per_epoch` shorter than the dataset).
+
+    Args:
+        dataset: a dataset with an `epoch` variable (a shuffled or training set of the
+            builders, or `consecutive_chunks` of one), or that variable.
+    """
+
+    def __init__(self, dataset):
+        super().__init__()
+        epoch = getattr(dataset, "epoch", dataset)
+        if not isinstance(epoch, tf.Variable):
+            raise ValueError(
+                "SetDataEpoch needs a dataset with an `epoch` variable (a training set of "
+                "keras_sideways.data) or that variable; got "
+                f"{type(dataset).__name__} without one. Datasets derived with map, take... "
+                "lose the attribute: pass the builder's `dataset.epoch`."
+            )
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):

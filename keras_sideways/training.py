@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from keras_sideways import data as video_data
 from keras_sideways import delays, models, options, threads
-from keras_sideways.callbacks import BackupAndRestore, ResetPipeline
+from keras_sideways.callbacks import BackupAndRestore, ResetPipeline, SetDataEpoch
 from keras_sideways.engines import ticks
 from keras_sideways.export import export_saved_model, non_finite_weights
 from keras_sideways.model import SidewaysModel
@@ -255,10 +255,13 @@ def _chunked(train: tf.data.Dataset, d, chunks: int) -> tf.data.Dataset:
     return video_data.consecutive_chunks(train, d.clip_length) if chunks else train
 
 
-def stream_callbacks(train: tf.data.Dataset) -> list:
-    """The callbacks a streamed training set needs: a pipeline reset at each new video."""
+def data_callbacks(train: tf.data.Dataset) -> list:
+    """The callbacks a training set of `build_datasets` needs: its epoch set from `fit`'s
+    (`SetDataEpoch`: a resumed run draws the data an uninterrupted one drew) and, when it
+    is streamed, a pipeline reset at each new video."""
+    callbacks = [SetDataEpoch(train)] if hasattr(train, "epoch") else []
     every = getattr(train, "chunks_per_video", None)
-    return [ResetPipeline(every_n_batches=every)] if every else []
+    return callbacks + ([ResetPipeline(every_n_batches=every)] if every else [])
 
 
 def with_schedule(config, train: tf.data.Dataset):
@@ -341,10 +344,12 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     `config.log_every_steps` steps and epoch_*; validation: epoch_*), weights to
     `workdir/checkpoints/`, the SavedModel to `config.export_dir/<basename of workdir>`,
     and the summary to `workdir/summary.json`. A run that is killed resumes from its
-    last finished epoch when started again with the same workdir (`workdir/backup`).
-    With a `tf.distribute` strategy, the model is built in its scope. TensorFlow's thread
-    pools are sized first (`apply_threads`); the summary and a TensorBoard text
-    (`threads`, in `workdir/tensorboard`) record the pools used.
+    last finished epoch when started again with the same workdir (`workdir/backup`), and
+    ends with the weights and optimizer state of a run that was never stopped: the
+    training set draws each epoch's data from the seed and the epoch alone
+    (`data_callbacks`). With a `tf.distribute` strategy, the model is built in its scope.
+    TensorFlow's thread pools are sized first (`apply_threads`); the summary and a
+    TensorBoard text (`threads`, in `workdir/tensorboard`) record the pools used.
     """
     check_config(config)
     pools = apply_threads(config)  # before anything starts TensorFlow's runtime
@@ -366,7 +371,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             os.path.join(checkpoint_dir, "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
         ),
         BackupAndRestore(os.path.join(workdir, "backup")),
-        *stream_callbacks(train),
+        *data_callbacks(train),
     ]
     history = model.fit(
         train,

@@ -1,12 +1,13 @@
-"""The callbacks of keras_sideways.callbacks: ResetPipeline, atomic BackupAndRestore and
-TrainingClock."""
+"""The callbacks of keras_sideways.callbacks: ResetPipeline, SetDataEpoch, atomic
+BackupAndRestore and TrainingClock."""
 
 import json
 
 import keras
 import numpy as np
 import pytest
-from conftest import random_video, tiny_conv_stages
+import tensorflow as tf
+from conftest import CLIP_LOSS, random_video, tiny_conv_stages
 
 import keras_sideways as ks
 
@@ -81,3 +82,49 @@ def test_training_clock_counts_training_batches_and_leaves_validation_out():
     assert clock.history == [3.0, 3.0] and clock.cumulative == [3.0, 6.0]
     model.fit(video, labels, epochs=1, **fit)  # a later fit adds to the same clock
     assert clock.cumulative == [3.0, 6.0, 9.0]
+
+
+def test_set_data_epoch_makes_a_resumed_fit_draw_the_epochs_it_resumes():
+    def digits():
+        return ks.data.moving_digits(
+            "train", clip_length=2, image_size=8, num_clips=8, batch_size=2
+        )
+
+    def dense_model():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=CLIP_LOSS)
+        model.build((None, 2, 8, 8, 1))
+        return model
+
+    straight, train = dense_model(), digits()
+    after_first = []
+
+    def keep_first(epoch, logs):
+        if epoch == 0:
+            after_first.extend(straight.get_weights())
+
+    keep = keras.callbacks.LambdaCallback(on_epoch_end=keep_first)
+    callbacks = [ks.callbacks.SetDataEpoch(train), keep]
+    straight.fit(train, epochs=3, shuffle=False, verbose=0, callbacks=callbacks)
+
+    def resumed(set_epoch):
+        model, train = dense_model(), digits()
+        model.set_weights(after_first)  # SGD has no state but the step count, unused here
+        callbacks = [ks.callbacks.SetDataEpoch(train)] if set_epoch else []
+        model.fit(train, epochs=3, initial_epoch=1, shuffle=False, verbose=0, callbacks=callbacks)
+        return model.get_weights()
+
+    for expected, actual in zip(straight.get_weights(), resumed(set_epoch=True)):
+        np.testing.assert_array_equal(actual, expected)
+    assert not all(
+        np.array_equal(a, e) for a, e in zip(resumed(set_epoch=False), straight.get_weights())
+    )
+
+
+def test_set_data_epoch_takes_a_variable_and_refuses_a_dataset_without_one():
+    epoch = tf.Variable(0, dtype=tf.int64)
+    ks.callbacks.SetDataEpoch(epoch).on_epoch_begin(4)
+    assert int(epoch.numpy()) == 4
+    with pytest.raises(ValueError, match="needs a dataset with an `epoch` variable"):
+        ks.callbacks.SetDataEpoch(tf.data.Dataset.range(3).map(lambda x: x))

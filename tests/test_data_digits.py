@@ -107,7 +107,7 @@ def test_same_seed_same_bits_other_seed_other_clips():
     assert not np.array_equal(first[0], other[0])
 
 
-def test_shuffled_order_follows_seed_and_changes_each_epoch():
+def test_shuffled_order_follows_seed_and_epoch_and_changes_each_epoch():
     def epochs(dataset):
         return [np.concatenate([y.numpy() for _, y in dataset]) for _ in range(2)]
 
@@ -116,6 +116,9 @@ def test_shuffled_order_follows_seed_and_changes_each_epoch():
     again = epochs(digits.moving_digits("train", batch_size=32, **kwargs))
     unshuffled = digits.moving_digit_clips("train", **kwargs)[1]
     np.testing.assert_array_equal(first, again)
+    resumed = digits.moving_digits("train", batch_size=32, **kwargs)
+    resumed.epoch.assign(1)  # as callbacks.SetDataEpoch does: epoch 1 without epoch 0
+    np.testing.assert_array_equal(epochs(resumed)[0], first[1])
     assert not np.array_equal(first[0], first[1])
     assert not np.array_equal(first[0], unshuffled)
     np.testing.assert_array_equal(np.sort(first[0]), np.sort(unshuffled))

@@ -88,14 +88,18 @@ def test_training_clips_are_strided_runs_from_random_starts():
     assert len(set(starts)) > 1
 
 
-def test_training_is_deterministic_per_seed():
-    def clips(seed):
-        return clips_of(
-            tfds_videos.tfds_video("moving_mnist", "train", clip_length=2, image_size=16, seed=seed)
+def test_training_is_deterministic_per_seed_and_epoch():
+    def clips(seed, epoch=0):
+        dataset = tfds_videos.tfds_video(
+            "moving_mnist", "train", clip_length=2, image_size=16, seed=seed
         )
+        dataset.epoch.assign(epoch)  # as callbacks.SetDataEpoch does
+        return clips_of(dataset)
 
     np.testing.assert_array_equal(clips(3), clips(3))
     assert not np.array_equal(clips(3), clips(4))
+    np.testing.assert_array_equal(clips(3, epoch=1), clips(3, epoch=1))
+    assert not np.array_equal(clips(3), clips(3, epoch=1))
 
 
 def test_short_videos_repeat_their_last_frame():

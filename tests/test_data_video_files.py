@@ -122,7 +122,7 @@ def test_evaluation_takes_the_centre_clip(good_root):
     np.testing.assert_array_equal(clips_and_labels(dataset)[0], clips)  # cached, stable
 
 
-def test_training_clips_follow_the_seed_and_change_each_epoch(good_root):
+def test_training_clips_follow_the_seed_and_epoch_and_change_each_epoch(good_root):
     def epochs(seed):
         dataset = video_files.video_folder(
             good_root,
@@ -136,6 +136,11 @@ def test_training_clips_follow_the_seed_and_change_each_epoch(good_root):
 
     first, again, other = epochs(0), epochs(0), epochs(1)
     np.testing.assert_array_equal(first, again)
+    resumed = video_files.video_folder(
+        good_root, clip_length=2, temporal_stride=3, image_size=SIZE, seed=0, shuffle=False
+    )
+    resumed.epoch.assign(1)  # as callbacks.SetDataEpoch does: epoch 1 without epoch 0
+    np.testing.assert_array_equal(clips_and_labels(resumed)[0], first[1])
     assert not np.array_equal(first[0], first[1])
     assert not np.array_equal(first[0], other[0])
     bikes = decode_all(good_root / "bikes" / "bikes.mp4")

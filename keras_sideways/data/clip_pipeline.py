@@ -106,17 +106,6 @@ def to_unit_float(clip_uint8: tf.Tensor) -> tf.Tensor:
     return tf.cast(clip_uint8, tf.float32) / 255.0
 
 
-def map_clips(dataset: tf.data.Dataset, cut, training: bool, seed: int) -> tf.data.Dataset:
-    """Maps `cut(*example, key)` with a fresh random int64 key per example when training
-    (a random clip start, different every epoch), else `cut(*example)` (the centre clip)."""
-    if training:
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        return tf.data.Dataset.zip(dataset, keys).map(
-            lambda example, key: cut(*example, key), num_parallel_calls=AUTOTUNE
-        )
-    return dataset.map(cut, num_parallel_calls=AUTOTUNE)
-
-
 def batch_and_prefetch(
     dataset: tf.data.Dataset, batch_size: int, drop_remainder: bool = False
 ) -> tf.data.Dataset:

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sideways.data import clip_pipeline as cp
+from keras_sideways.data import epochs
 
 NUM_CLASSES = 10
 DIRECTIONS = ("right", "left", "up", "down")  # target="direction": class i is DIRECTIONS[i]
@@ -240,9 +241,9 @@ def moving_digits(
     """Bouncing handwritten digits, the built-in video dataset: no download.
 
     Every clip is generated up front with numpy (1,024 clips of 16 32x32 frames are 64 MiB)
-    and served from memory. The same arguments give the same clips, bit for bit; the order
-    of a shuffled split comes from `tf.data` shuffling with `seed` (and TensorFlow's global
-    seed, when one is set).
+    and served from memory. The same arguments give the same clips, bit for bit. A shuffled
+    split is reshuffled every epoch, in an order drawn from `seed` and the epoch alone
+    (`data.epochs`): its `epoch` attribute is the variable `callbacks.SetDataEpoch` sets.
 
     Args:
         split: "train", "validation" or "test"; train and test use disjoint digit images
@@ -290,14 +291,16 @@ def moving_digits(
         target=target,
     )
     # The clips already live in memory, so caching would only copy them.
-    if target != "frames":
-        dataset = tf.data.Dataset.from_tensor_slices((video, labels))
-    else:
-        dataset = tf.data.Dataset.from_tensor_slices(video).map(
-            lambda clip: (clip, clip), num_parallel_calls=cp.AUTOTUNE
-        )
+    dataset = tf.data.Dataset.from_tensor_slices((video, labels) if target != "frames" else video)
     if shuffle is None:
         shuffle = split == "train"
+    epoch = None
     if shuffle:
-        dataset = dataset.shuffle(len(video), seed=seed, reshuffle_each_iteration=True)
-    return cp.batch_and_prefetch(dataset, batch_size, drop_remainder)
+        dataset = epochs.epoch_passes(dataset, seed, shuffle_window=len(video))
+        epoch = dataset.epoch
+    if target == "frames":
+        dataset = dataset.map(lambda clip: (clip, clip), num_parallel_calls=cp.AUTOTUNE)
+    dataset = cp.batch_and_prefetch(dataset, batch_size, drop_remainder)
+    if epoch is not None:
+        dataset.epoch = epoch
+    return dataset

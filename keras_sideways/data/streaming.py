@@ -27,7 +27,8 @@ def consecutive_chunks(dataset: tf.data.Dataset, chunk_length: int) -> tf.data.D
         A dataset of (video chunk [batch, chunk_length, ...], labels [batch]): the chunks
         of one batch of videos in order, then those of the next. Lane b of each chunk
         continues lane b of the chunk before. Its `chunks_per_video` attribute is the
-        number of chunks a batch of videos becomes: reset the pipeline that often.
+        number of chunks a batch of videos becomes: reset the pipeline that often. It
+        keeps `dataset`'s `epoch` attribute, if any.
 
     Raises:
         ValueError: for per-frame targets, an unknown batch size or clip length, or a
@@ -65,4 +66,6 @@ def consecutive_chunks(dataset: tf.data.Dataset, chunk_length: int) -> tf.data.D
         chunked = chunked.apply(tf.data.experimental.assert_cardinality(batches * count))
     chunked = chunked.prefetch(tf.data.AUTOTUNE)
     chunked.chunks_per_video = count
+    if hasattr(dataset, "epoch"):  # the builders' variable that callbacks.SetDataEpoch sets
+        chunked.epoch = dataset.epoch
     return chunked

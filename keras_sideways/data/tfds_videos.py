@@ -14,8 +14,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_sideways.data import clip_pipeline as cp
+from keras_sideways.data import epochs
 
-SHUFFLE_BUFFER = 256  # examples of still-encoded frames; UCF-101's average about 3 MB
+SHUFFLE_BUFFER = 256  # examples reordered together, still encoded; UCF-101's average 3 MB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,12 +100,15 @@ def tfds_video(
     other dataset the video feature is found by type when there is one; pass `video_key`,
     `label_key` and `target` as needed.
 
-    Training draws each clip's start at random, anew every epoch, from `seed`; evaluation
-    takes the centre clip. A video shorter than the clip's span,
-    (clip_length - 1) * temporal_stride + 1 frames, is padded by repeating its last frame.
+    Training draws each clip's start at random, anew every epoch, from `seed`, the epoch and
+    the example alone (`data.epochs`); evaluation takes the centre clip. A video shorter
+    than the clip's span, (clip_length - 1) * temporal_stride + 1 frames, is padded by
+    repeating its last frame.
     Frames are resized to image_size (aspect ratio not kept, antialiased) and rounded to
-    uint8 before the conversion to float. Order and clip starts come from `tf.data` seeded
-    ops, so they also depend on TensorFlow's global seed when one is set.
+    uint8 before the conversion to float. Shuffling reads the files in an order of `seed`
+    (and of TensorFlow's global seed, when one is set), the same every epoch, and reorders
+    each run of SHUFFLE_BUFFER examples anew every epoch, from `seed` and the epoch alone.
+    Such a dataset's `epoch` attribute is the variable `callbacks.SetDataEpoch` sets.
 
     Args:
         name: a preset or any TFDS name, e.g. "ucf101/ucf101_1_256" or "moving_mnist".
@@ -115,7 +119,8 @@ def tfds_video(
         batch_size: clips per batch; the last batch may be smaller.
         drop_remainder: drop a last batch smaller than `batch_size` (a stateful model
             needs every batch the same size, see `consecutive_chunks`).
-        shuffle: shuffle files and examples every epoch; default: `training`.
+        shuffle: shuffle the files once and the examples every epoch (above); default:
+            `training`.
         seed: non-negative int for the shuffles and the clip starts.
         training: random clip starts; default: the split starts with "train".
         data_dir: the TFDS data directory; default TFDS's own.
@@ -177,16 +182,20 @@ def tfds_video(
     dataset = builder.as_dataset(
         split=tfds_split,
         decoders={video_key: tfds.decode.SkipDecoding()},  # decode only the clip's frames
-        shuffle_files=shuffle,
-        read_config=tfds.ReadConfig(shuffle_seed=seed),
+        shuffle_files=shuffle,  # in an order of `seed`, the same every epoch
+        read_config=tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False),
     )
     dataset = dataset.map(
         lambda ex: (ex[video_key], tf.cast(ex[label_key], tf.int32) if target == "label" else 0),
         num_parallel_calls=cp.AUTOTUNE,
     )
     cache_clips = cache and not training
-    if shuffle and not cache_clips:  # a cache would freeze the first epoch's order
-        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    reorder = shuffle and not cache_clips  # a cache would freeze the first epoch's order
+    epoch = None
+    if training or reorder:  # a new draw every epoch, from (seed, epoch, example) alone
+        window = SHUFFLE_BUFFER if reorder else 0
+        dataset = epochs.epoch_passes(dataset, seed, shuffle_window=window, clip_keys=training)
+        epoch = dataset.epoch
     span = cp.clip_span(clip_length, temporal_stride)
 
     def cut_clip(encoded, label, key=None):
@@ -204,15 +213,19 @@ def tfds_video(
         clip = tf.cast(tf.round(tf.clip_by_value(frames, 0.0, 1.0) * 255.0), tf.uint8)
         return tf.ensure_shape(clip, (clip_length, height, width, channels)), label
 
-    dataset = cp.map_clips(dataset, cut_clip, training, seed)
+    dataset = dataset.map(cut_clip, num_parallel_calls=cp.AUTOTUNE)
     if cache_clips:
         dataset = dataset.cache()
         if shuffle:
-            dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+            dataset = epochs.epoch_passes(dataset, seed, shuffle_window=SHUFFLE_BUFFER)
+            epoch = dataset.epoch
 
     def to_model_input(clip, label):
         video = cp.to_unit_float(clip)
         return video, (label if target == "label" else video)
 
     dataset = dataset.map(to_model_input, num_parallel_calls=cp.AUTOTUNE)
-    return cp.batch_and_prefetch(dataset, batch_size, drop_remainder)
+    dataset = cp.batch_and_prefetch(dataset, batch_size, drop_remainder)
+    if epoch is not None:
+        dataset.epoch = epoch
+    return dataset

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sideways.data import clip_pipeline as cp
+from keras_sideways.data import epochs
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 
@@ -154,8 +155,10 @@ def video_folder(
     The class names are set on the returned dataset as `dataset.class_names` (they do not
     carry over to datasets derived from it by `map`, `take`...; `folder_class_names(root)`
     gives them too). Videos are RGB; frames are resized to image_size without keeping the
-    aspect ratio. Training draws each clip's start at random, anew every epoch, from `seed`
-    (and TensorFlow's global seed, when one is set); evaluation takes the centre clip.
+    aspect ratio. Training draws each clip's start at random, anew every epoch, from `seed`,
+    the epoch and the file alone (`data.epochs`), and so does a shuffled order; evaluation
+    takes the centre clip. Such a dataset's `epoch` attribute is the variable
+    `callbacks.SetDataEpoch` sets.
 
     Args:
         root: the folder; its subfolders are the classes, in sorted order.
@@ -230,8 +233,12 @@ def video_folder(
         (list(paths), np.array(labels, np.int32), np.array(num_frames, np.int32))
     )
     cache_clips = cache and not training
-    if shuffle and not cache_clips:  # a cache would freeze the first epoch's order
-        dataset = dataset.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+    reorder = shuffle and not cache_clips  # a cache would freeze the first epoch's order
+    epoch = None
+    if training or reorder:  # a new draw every epoch, from (seed, epoch, file) alone
+        window = len(usable) if reorder else 0
+        dataset = epochs.epoch_passes(dataset, seed, shuffle_window=window, clip_keys=training)
+        epoch = dataset.epoch
 
     def decode(path: tf.Tensor, indices: tf.Tensor):
         path = path.numpy().decode()
@@ -247,16 +254,19 @@ def video_folder(
         clip, ok = tf.py_function(decode, [path, indices], [tf.uint8, tf.bool])
         return tf.ensure_shape(clip, (clip_length, height, width, 3)), label, ok
 
-    dataset = cp.map_clips(dataset, load_clip, training, seed)
+    dataset = dataset.map(load_clip, num_parallel_calls=cp.AUTOTUNE)
     dataset = dataset.filter(lambda clip, label, ok: ok)
     dataset = dataset.map(lambda clip, label, ok: (clip, label), num_parallel_calls=cp.AUTOTUNE)
     if cache_clips:
         dataset = dataset.cache()
         if shuffle:
-            dataset = dataset.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+            dataset = epochs.epoch_passes(dataset, seed, shuffle_window=len(usable))
+            epoch = dataset.epoch
     dataset = dataset.map(
         lambda clip, label: (cp.to_unit_float(clip), label), num_parallel_calls=cp.AUTOTUNE
     )
     dataset = cp.batch_and_prefetch(dataset, batch_size, drop_remainder)
     dataset.class_names = class_names
+    if epoch is not None:
+        dataset.epoch = epoch
     return dataset

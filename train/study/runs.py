@@ -113,7 +113,7 @@ def classification_run(
     keras.utils.set_random_seed(seed)  # the same weights, data and order in both modes
     train, test, info = training.build_datasets(config)
     model = training.build_model(config, info)
-    callbacks = training.stream_callbacks(train)
+    callbacks = training.data_callbacks(train)
     if mode == "sideways" and not fix:
         d = config.data
         held = data.moving_digits(
@@ -295,7 +295,7 @@ def motion_run(settings: Settings, task: str, model: str, mode: str, seed: int) 
         train,
         validation_data=test,
         epochs=config.epochs,
-        callbacks=training.stream_callbacks(train),
+        callbacks=training.data_callbacks(train),
         verbose=0,
     )
     record = dict(
