@@ -202,6 +202,7 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
         batch_size=d.get("test_batch_size") or d.batch_size,
         seed=d.get("test_seed", config.seed),
     )
+    target = "label" if task == "classification" else "frames"
     if d.name == "moving_digits":
         target = d.get("target", "label") if task == "classification" else "frames"
         extra = dict(speed=d.speed, num_digits=d.num_digits, target=target)
@@ -223,12 +224,9 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
         names = list(video_data.ARROW_OF_TIME_CLASSES)
         return _chunked(train, d, chunks), val, DataInfo(task, len(names), names)
     if d.name == "tfds":
-        train = video_data.tfds_video(
-            d.dataset, d.train_split, data_dir=d.data_dir or None, **train_common
-        )
-        val = video_data.tfds_video(
-            d.dataset, d.val_split, data_dir=d.data_dir or None, **val_common
-        )
+        extra = dict(data_dir=d.data_dir or None, target=target)
+        train = video_data.tfds_video(d.dataset, d.train_split, **train_common, **extra)
+        val = video_data.tfds_video(d.dataset, d.val_split, **val_common, **extra)
         return _chunked(train, d, chunks), val, DataInfo(task, d.num_classes or None)
     if d.name == "video_folder":
         if not d.root:
