@@ -262,6 +262,21 @@ def data_callbacks(train: tf.data.Dataset) -> list:
     return callbacks + ([ResetPipeline(every_n_batches=every)] if every else [])
 
 
+class _TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard whose batch steps go on where a resumed run's backup left off.
+
+    Keras counts them from 0 in every process, so a resumed run would log its batches over
+    the first epochs' steps.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch and self._global_train_batch == 0:  # the first epoch of a resumed run
+            steps = self.params.get("steps")
+            done = epoch * steps if steps else int(self.model.optimizer.iterations)
+            self._global_train_batch = done
+        super().on_epoch_begin(epoch, logs)
+
+
 def with_schedule(config, train: tf.data.Dataset):
     """`config` with `lr_decay_steps` set to the whole run when `lr_schedule` is "cosine"."""
     if config.get("lr_schedule", "constant") != "cosine" or config.get("lr_decay_steps", 0):
@@ -364,7 +379,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     os.makedirs(checkpoint_dir, exist_ok=True)
     _log_text(tensorboard_dir, "threads", threads_text(pools))
     callbacks = [
-        keras.callbacks.TensorBoard(tensorboard_dir, update_freq=config.log_every_steps),
+        _TensorBoard(tensorboard_dir, update_freq=config.log_every_steps),
         keras.callbacks.ModelCheckpoint(
             os.path.join(checkpoint_dir, "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
         ),
