@@ -1,0 +1,209 @@
+"""The training command killed mid-epoch and run again ends where an uninterrupted run ends.
+
+Each case runs `python -m train.train` three times on a tiny config of 3 epochs of 2 batches:
+once straight through; once stalled after the first batch of epoch 1 (tests/stall_probe.py)
+and killed there with SIGKILL; and once more, the same command in the killed run's workdir,
+which resumes from the backup of epoch 0. The final checkpoints (weights, pipeline buffers
+and optimizer state) must be equal bit for bit, and the rerun must log to TensorBoard the
+batch losses of the uninterrupted run, after the steps of the epochs it did not run.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "tests"
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+EPOCHS = 3
+BATCHES = 2  # per epoch, in every case
+KILL_AT = (1, 0)  # (epoch, batch): after epoch 0's backup, before epoch 1's last batch
+
+
+def write_video(path: Path, frames: np.ndarray) -> None:
+    """Encodes RGB uint8 frames [time, height, width, 3] with FFmpeg's MPEG-4 encoder."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def moving_bars(length: int, label: int, seed: int, size: int = 16) -> np.ndarray:
+    """A bright bar crossing a noisy frame, down for label 0, across for label 1."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 60, (length, size, size, 3), dtype=np.uint8)
+    for t in range(length):
+        line = (t + seed) % size
+        if label:
+            frames[t, :, line] = 255
+        else:
+            frames[t, line] = 255
+    return frames
+
+
+@pytest.fixture(scope="module")
+def video_root(tmp_path_factory):
+    """2 classes of 2 videos each, 12 frames: the clips of 4 have 9 possible starts."""
+    root = tmp_path_factory.mktemp("videos")
+    for label, name in enumerate(["down", "across"]):
+        (root / name).mkdir()
+        for i in range(2):
+            write_video(root / name / f"{i}.mp4", moving_bars(12, label, seed=10 * label + i))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    """A TFDS dataset prepared on disk, `tiny_videos` (train: 4 videos of 8 to 14 frames,
+    test: 2), which a fresh process loads from its files by name."""
+    import tensorflow_datasets as tfds
+
+    class TinyVideos(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            video = tfds.features.Video(shape=(None, 16, 16, 3))
+            label = tfds.features.ClassLabel(num_classes=2)
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict({"video": video, "label": label})
+            )
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(4, 0), "test": self._generate_examples(2, 9)}
+
+        def _generate_examples(self, count, offset):
+            for i in range(count):
+                yield i, {"video": moving_bars(8 + 2 * i, i % 2, seed=offset + i), "label": i % 2}
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    TinyVideos(data_dir=str(data_dir)).download_and_prepare()
+    return data_dir
+
+
+def command(config: str, workdir: Path, overrides: list[str]) -> list[str]:
+    return [
+        f"--config={ROOT / 'train' / 'configs' / config}:tiny",
+        f"--workdir={workdir}",
+        f"--config.epochs={EPOCHS}",
+        f"--config.export_dir={workdir.parent / 'saved_models'}",
+        *overrides,
+    ]
+
+
+def run_to_the_end(flags: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "train.train", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def kill_mid_epoch(flags: list[str], workdir: Path) -> None:
+    """Runs the command until it stalls at KILL_AT, then kills it with SIGKILL."""
+    marker = workdir.parent / f"{workdir.name}.stalled"
+    probe = [sys.executable, str(HERE / "stall_probe.py"), *map(str, KILL_AT), str(marker)]
+    victim = subprocess.Popen(
+        [*probe, *flags], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV
+    )
+    try:
+        deadline = time.time() + 240
+        while not marker.exists():
+            assert victim.poll() is None, victim.stderr.read().decode()[-3000:]
+            assert time.time() < deadline, "the training run never reached the kill point"
+            time.sleep(0.1)
+        os.kill(victim.pid, signal.SIGKILL)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert sorted(os.listdir(workdir / "backup")) == ["latest.weights.h5", "training_metadata.json"]
+
+
+def checkpoint(path: Path) -> dict[str, np.ndarray]:
+    """Every array in a Keras .weights.h5 file, by its path in the file."""
+    arrays = {}
+
+    def keep(name, item):
+        if isinstance(item, h5py.Dataset):
+            arrays[name] = item[()]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(keep)
+    return arrays
+
+
+def batch_losses(workdir: Path, newest_only: bool = False) -> dict[int, float]:
+    """The training batch_loss logged to TensorBoard by step: by every run in `workdir`, or
+    by the last one only."""
+    import tensorflow as tf
+
+    files = sorted((workdir / "tensorboard" / "train").glob("events.out.*"), key=os.path.getmtime)
+    losses = {}
+    for path in files[-1:] if newest_only else files:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == "batch_loss":
+                    losses[event.step] = float(tf.make_ndarray(value.tensor))
+    return losses
+
+
+CASES = {
+    "digits-sideways": ("moving_digits.py", []),
+    "digits-bp": ("moving_digits.py", ["--config.mode=bp"]),
+    "digits-streamed": ("moving_digits.py", ["--config.data.stream_chunks=2"]),
+    "video-folder": ("video_folder.py", []),
+    "tfds": ("ucf101.py", []),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_killed_mid_epoch_and_rerun_ends_with_the_uninterrupted_weights(case, tmp_path, request):
+    config, overrides = CASES[case]
+    if case == "video-folder":
+        overrides = [f"--config.data.root={request.getfixturevalue('video_root')}"]
+    if case == "tfds":
+        data_dir = request.getfixturevalue("tfds_dir")
+        overrides = [
+            "--config.data.dataset=tiny_videos",
+            f"--config.data.data_dir={data_dir}",
+            "--config.data.num_classes=2",
+            "--config.data.clip_length=4",
+        ]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_to_the_end(command(config, straight, overrides))
+    kill_mid_epoch(command(config, resumed, overrides), resumed)
+    run_to_the_end(command(config, resumed, overrides))  # the same command again: it resumes
+
+    last = f"checkpoints/epoch_{EPOCHS:03d}.weights.h5"
+    expected, actual = checkpoint(straight / last), checkpoint(resumed / last)
+    assert sorted(actual) == sorted(expected)
+    assert any(name.startswith("optimizer/") for name in expected)
+    different = [name for name in expected if not np.array_equal(actual[name], expected[name])]
+    assert not different, f"{len(different)} of {len(expected)} arrays differ: {different[:5]}"
+    assert not (resumed / "backup").exists()  # the finished run removed its backup
+
+    # TensorBoard's steps go on from the backup: the rerun logs the losses of the epochs it
+    # ran after the steps of those before.
+    logged = batch_losses(straight)
+    steps = sorted(logged)
+    assert len(steps) == EPOCHS * BATCHES
+    rerun = batch_losses(resumed, newest_only=True)
+    assert min(rerun) > steps[KILL_AT[0] * BATCHES - 1]
+    assert [rerun[s] for s in sorted(rerun)] == [logged[s] for s in steps[KILL_AT[0] * BATCHES :]]
