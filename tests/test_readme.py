@@ -35,3 +35,6 @@ def test_readme_python_examples_run_as_written(tmp_path, monkeypatch):
     assert len(cosines) == 3 and np.isnan(cosines[1])
     assert history[-1]["cosine_mean"] == pytest.approx(np.mean([cosines[0], cosines[2]]))
     assert (tmp_path / "runs" / "fidelity_demo" / "fidelity").is_dir()
+    # SetDataEpoch set the data's epoch to fit's last one, 1, whose pass moved it on to 2.
+    assert int(namespace["resume_digits"].epoch.numpy()) == 2
+    assert not (tmp_path / "runs" / "resume_demo" / "backup").exists()  # removed at the end
