@@ -14,6 +14,11 @@ batch_size, shuffle and seed:
 
 `consecutive_chunks` turns batches of long videos into consecutive chunks for a stateful
 pipeline (`SidewaysModel(..., stateful=True)`), which then fills once per video.
+
+Training sets draw each epoch's order and clip starts from their seed, the epoch and the
+example alone (`epochs`), and read the epoch from their `epoch` variable, which
+`callbacks.SetDataEpoch` sets from `fit`'s: a resumed run sees the data of the epochs it
+resumes.
 """
 
 from keras_sideways.data.digits import DIRECTIONS as DIGIT_DIRECTIONS
