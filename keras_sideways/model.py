@@ -151,6 +151,9 @@ class SidewaysModel(keras.Model):
             random_layers=len(tick_layers.random_layers(self.stages)) if self.stateful else 0,
         )
         self.pipeline_state = self.buffers.variables  # tracked: saved with the weights
+        # Keras saves no SeedGenerator's state: tracked here, a resumed run draws the masks
+        # an uninterrupted one would.
+        self.seed_state = tick_layers.seed_states(self.stages)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras (TF backend) builds at the first trace of the train function when no

@@ -462,7 +462,8 @@ def test_dropout_is_inert_at_inference_and_at_rate_zero():
     plain, at_zero, dropping = (compiled_model(stages(r)) for r in (0.0, 0.0, 0.5))
     for model in (plain, at_zero, dropping):
         model.build(video.shape)
-        model.set_weights(plain.get_weights())
+        for variable, value in zip(model.trainable_variables, plain.trainable_variables):
+            variable.assign(value)  # not the seed state, which only the dropping model has
     np.testing.assert_array_equal(dropping(video), plain(video))
     np.testing.assert_array_equal(dropping.pipelined_call(video), plain.pipelined_call(video))
     labels = clip_labels(2)
@@ -519,6 +520,35 @@ def test_keras_save_and_load_model_round_trip_and_training_continues(tmp_path):
     loaded.fit(video, labels, epochs=1, verbose=0, shuffle=False)
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["sideways", "bp"])
+def test_dropout_seeds_are_saved_so_training_resumed_from_weights_draws_the_same_masks(
+    tmp_path, mode
+):
+    video, labels = random_video(batch=2, time=4), np.array([0, 1])
+
+    def model():
+        keras.utils.set_random_seed(0)
+        built = ks.SidewaysModel(stages_with("dropout"), mode=mode)
+        built.compile(optimizer="adam", loss=CLIP_LOSS)
+        built.build(video.shape)
+        built.optimizer.build(built.trainable_variables)
+        return built
+
+    straight = model()
+    straight.fit(video, labels, epochs=1, verbose=0)
+    straight.save_weights(tmp_path / "epoch_1.weights.h5")
+    straight.fit(video, labels, epochs=2, initial_epoch=1, verbose=0)
+    resumed = model()  # a fresh process's model: its seed generators start again
+    resumed.load_weights(tmp_path / "epoch_1.weights.h5")
+    resumed.fit(video, labels, epochs=2, initial_epoch=1, verbose=0)
+    states = [tick_layers.seed_states(m.stages) for m in (straight, resumed)]
+    assert len(states[0]) == 2 and int(states[0][0][1]) == 2  # two steps drawn
+    for a, b in zip(*states):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_keras_export_writes_the_sideways_saved_model(tmp_path):

@@ -90,15 +90,22 @@ def check_stages(stages: Sequence[keras.layers.Layer], engine: str) -> None:
             )
 
 
+def seed_states(stages: Sequence[keras.layers.Layer]) -> list:
+    """The state variables of the random layers' SeedGenerators, which each step advances."""
+    return [
+        getattr(layer, name).state
+        for layer in random_layers(stages)
+        for name in _seed_attributes(layer)
+    ]
+
+
 def state_variables(stages: Sequence[keras.layers.Layer]) -> list:
     """What a training step changes besides the weights and the pipeline buffers: the
     moving statistics of batch normalisation and the state of random layers' seeds."""
     found = []
     for layer in batch_norms(stages):
         found += list(layer.non_trainable_variables)
-    for layer in random_layers(stages):
-        found += [getattr(layer, name).state for name in _seed_attributes(layer)]
-    return found
+    return found + seed_states(stages)
 
 
 def update_moving_statistics(statistics: Sequence, keep: tf.Tensor) -> list:
