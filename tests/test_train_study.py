@@ -433,7 +433,7 @@ def test_few_seed_fixes_run_only_for_the_few_seeds():
 
     def seeds_of(fix):
         keys = [dict(key) for _, key, _ in runs._plan(config.to_dict())]
-        return {key["seed"] for key in keys if key["fix"] == fix}
+        return {key["seed"] for key in keys if key.get("fix") == fix}
 
     assert seeds_of("streamed ×4") == seeds_of("stash 2") == set(config.few_seeds)
     assert seeds_of("stash full") == set(config.seeds) > set(config.few_seeds)
@@ -465,3 +465,20 @@ def test_stash_memory_grows_with_depth_and_stages_from_nothing():
     frame = s["batch_size"] * s["image_size"] ** 2 * 4
     assert five["2"] > 2 * frame
     assert summary.stash_bytes(s, 8, "full") > five["full"]
+
+
+def test_a_finished_motion_run_is_kept_by_a_rerun(tmp_path, monkeypatch):
+    calls = []
+
+    def motion(settings, task, model, mode, seed):
+        calls.append((task, model, mode))
+        return dict(experiment="motion", task=task, model=model, mode=mode, seed=seed) | dict(
+            epochs=1, accuracy=0.5, seconds=0.0
+        )
+
+    monkeypatch.setattr(runs, "motion_run", motion)
+    config = study_config.get_config("tiny")
+    config.sections = ("motion",)
+    runs.run_study(config, tmp_path, log=lambda line: None)
+    runs.run_study(config, tmp_path, log=lambda line: None)
+    assert len(calls) == 4  # 2 models x 2 modes, trained once: the rerun keeps them

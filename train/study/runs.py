@@ -464,11 +464,15 @@ def _identity(experiment: str, mode: str, seed: int, point: Point | None = None,
     return run
 
 
-_KEY_FIELDS = ("experiment", "mode", "seed", "fix", *Point._fields, "task", "model")
+_KEY_FIELDS = ("experiment", "mode", "seed", "fix", *Point._fields)
+_MOTION_KEY_FIELDS = ("experiment", "mode", "seed", "task", "model")
 
 
 def _key(run: dict) -> tuple:
-    """What makes a run the same run: its experiment, mode, seed, set-up and fix."""
+    """What makes a run the same run: its experiment, mode, seed, set-up and fix (a motion
+    run: its task and model; its epochs are its config's)."""
+    if run["experiment"] == "motion":
+        return tuple((field, run.get(field)) for field in _MOTION_KEY_FIELDS)
     return tuple((field, run.get(field)) for field in _KEY_FIELDS)
 
 
