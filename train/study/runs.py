@@ -346,6 +346,8 @@ def run_study(
         complete=False,
         runs=[],
     )
+    if "footage" in previous:  # kept in every save, so that an interrupted run keeps it
+        results["footage"] = previous["footage"]
     kept_seconds = previous.get("seconds", 0.0)
     plan = _plan(settings)
     missing = []
