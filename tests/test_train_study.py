@@ -380,7 +380,7 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
 
     monkeypatch.setattr(runs, "classification_run", classification)
     config = study_config.get_config("tiny")
-    config.sections = ("classification",)  # no footage: those runs stay missing
+    config.sections = ("classification", "controls")  # no footage: those runs stay missing
     first = runs.run_study(config, tmp_path, log=lambda line: None)
     # 2 reconstructions, 4 fix runs, 4 motion runs
     assert not first["complete"] and first["missing"] == 2 + 4 + 4
@@ -449,7 +449,7 @@ def test_a_run_for_other_seeds_keeps_the_runs_it_does_not_plan(tmp_path, monkeyp
 
     monkeypatch.setattr(runs, "classification_run", classification)
     config = study_config.get_config("tiny")
-    config.sections = ("classification",)
+    config.sections = ("classification", "controls")
     runs.run_study(config, tmp_path, log=lambda line: None)
     config.seeds = (5,)  # another seed into the same results
     second = runs.run_study(config, tmp_path, log=lambda line: None)
@@ -482,3 +482,15 @@ def test_a_finished_motion_run_is_kept_by_a_rerun(tmp_path, monkeypatch):
     runs.run_study(config, tmp_path, log=lambda line: None)
     runs.run_study(config, tmp_path, log=lambda line: None)
     assert len(calls) == 4  # 2 models x 2 modes, trained once: the rerun keeps them
+
+
+def test_controls_are_a_section_of_their_own():
+    config = study_config.get_config().to_dict()
+    sections = {}
+    for section, key, _ in runs._plan(config):
+        key = dict(key)
+        if key["experiment"] == "classification":
+            point = (key["stride"], key["num_stages"], key["clip_length"])
+            sections.setdefault(section, set()).add(point)
+    assert (1, 5, 8) in sections["controls"] and (1, 5, 8) not in sections["classification"]
+    assert (2, 5, 16) in sections["classification"] and (1, 8, 16) in sections["classification"]

@@ -21,7 +21,7 @@ VARIANTS = ("", "quick", "tiny")
 MOTION_TASKS = ("moving_digits_direction", "arrow_of_time")  # configs in train/configs/
 MOTION_MODELS = ("per-frame", "temporal")  # the config's model without / with its temporal
 
-SECTIONS = ("classification", "reconstruction", "fixes", "streaming", "motion")
+SECTIONS = ("classification", "controls", "reconstruction", "fixes", "streaming", "motion")
 Settings = ml_collections.ConfigDict | Mapping[str, Any]  # get_config()'s, or study.json's
 
 
@@ -232,6 +232,16 @@ def study_points(settings: Settings) -> list[Point]:
     if s["long_epochs"]:
         wanted.append(base._replace(epochs=s["long_epochs"]))
     return list(dict.fromkeys(wanted))
+
+
+def control_points(settings: Settings) -> set[Point]:
+    """The set-ups of the "controls" section: clip lengths, static video, long training
+    (those that are not also a stride or depth set-up)."""
+    s = settings
+    base = Point(1, s["num_stages"], s["clip_length"], s["speed"], s["epochs"])
+    main = {base._replace(stride=stride) for stride in s["strides"]}
+    main |= {base._replace(stride=s["depth_stride"], num_stages=d) for d in s["depths"]}
+    return set(study_points(settings)) - main
 
 
 def classification_keys(settings: Settings) -> list[tuple[int, Point]]:

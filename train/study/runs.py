@@ -32,6 +32,7 @@ from train.study.config import (
     check_config,
     classification_keys,
     clip_plan,
+    control_points,
     fix_modes,
     fix_points,
     fixes,
@@ -396,14 +397,14 @@ def run_study(
 def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
     """Every run of the study in order: (section, identity, a function that runs it)."""
     plan = []
+    controls = control_points(settings)  # their own section: each section under an hour
     for seed, point in classification_keys(settings):
+        section = "controls" if point in controls else "classification"
         for mode in MODES:
             run = lambda clips, shown, m=mode, s=seed, p=point: classification_run(  # noqa: E731
                 settings, m, s, p
             )
-            plan.append(
-                ("classification", _key(_identity("classification", mode, seed, point)), run)
-            )
+            plan.append((section, _key(_identity("classification", mode, seed, point)), run))
     for seed in settings["seeds"]:
         for mode in MODES:
 
