@@ -312,34 +312,23 @@ def test_short_clip_warning_is_given_once(engine):
         model.compute_gradients(random_video(time=2, seed=5), np.array([0, 1]))
 
 
-@pytest.mark.parametrize("stash_depth", [0, 2, "full"], ids=str)
+@pytest.mark.parametrize(
+    "temporal, stash_depth",
+    [(False, 0), (False, 2), (False, "full"), (True, 0), (True, "full")],
+    ids=str,
+)
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("targets", ["clip", "frames"])
-def test_static_video_sideways_equals_bp(targets, engine, stash_depth):
+def test_static_video_sideways_equals_bp(targets, engine, temporal, stash_depth):
     video = np.repeat(random_video(batch=2, time=6)[:, :1], 6, axis=1)
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
-    stages = tiny_conv_stages(num_stages=4)
+    stages = tiny_temporal_stages() if temporal else tiny_conv_stages(num_stages=4)
     model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth)
     sideways = model.compute_gradients(video, target)
     bp = model.compute_gradients(video, target, mode="bp")
     assert_all_close(sideways, bp, model)
     assert all(np.abs(g).max() > 0 for g in bp)  # the comparison is not between zeros
-
-
-@pytest.mark.parametrize("stash_depth", [0, "full"], ids=str)
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("targets", ["clip", "frames"])
-def test_static_video_sideways_equals_bp_with_temporal_stages(targets, engine, stash_depth):
-    video = np.repeat(random_video(batch=2, time=6)[:, :1], 6, axis=1)
-    target = clip_labels(2) if targets == "clip" else frame_targets(video)
-    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
-    stages = tiny_temporal_stages()
-    model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth)
-    sideways = model.compute_gradients(video, target)
-    bp = model.compute_gradients(video, target, mode="bp")
-    assert_all_close(sideways, bp, model)
-    assert all(np.abs(g).max() > 0 for g in bp)
 
 
 @pytest.mark.parametrize(

@@ -298,6 +298,11 @@ MOTION_TASKS = {  # how the page names each task, and its chance level
 }
 
 
+def _percent_or_dash(accuracy: dict) -> str:
+    """A mean ± std in percent, or a dash for a set-up that was not run."""
+    return percent(accuracy) if accuracy["n"] else "–"
+
+
 def _motion(page: _Page) -> dict:
     """Section 8: per-frame against temporal models on the tasks that need motion."""
     motion = page.summary.get("motion") or {}
@@ -313,12 +318,8 @@ def _motion(page: _Page) -> dict:
                     task=name,
                     chance=f"{100 * chance:.0f}",
                     model=model,
-                    bp=percent(entry["bp"]["accuracy"]) if entry["bp"]["accuracy"]["n"] else "–",
-                    sideways=(
-                        percent(entry["sideways"]["accuracy"])
-                        if entry["sideways"]["accuracy"]["n"]
-                        else "–"
-                    ),
+                    bp=_percent_or_dash(entry["bp"]["accuracy"]),
+                    sideways=_percent_or_dash(entry["sideways"]["accuracy"]),
                     gap=f"{entry['gap']:+.1f}" if measured else "–",
                     paired=", ".join(f"{g:+.1f}" for g in entry["paired_gaps"]) or "–",
                 )
@@ -341,7 +342,7 @@ def _fixes(page: _Page) -> dict:
 
     def cell(entry: dict) -> str:
         if not entry["accuracy"]["n"]:
-            return "–"  # not run
+            return _percent_or_dash(entry["accuracy"])
         return f"{percent(entry['accuracy'])} ({entry['gap']:+.1f})"
 
     rows, columns = [], []
