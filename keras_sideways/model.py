@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from keras_sideways import clips, delays, options, replicas
+from keras_sideways import clips, delays, options, replicas, threads
 from keras_sideways import placement as placements
 from keras_sideways.engines import batched, bp, pipeline, tick_layers, ticks, windows
 from keras_sideways.engines.gradients import (
@@ -43,10 +43,17 @@ class SidewaysModel(keras.Model):
             consecutive batches can be consecutive chunks of the same videos. The batch
             size is then fixed by the first batch. Sideways mode only.
         engine: how Sideways mode computes its pseudo-gradients, all with the same
-            result: "pipeline" (tick by tick, buffers in variables, stages concurrent
-            within a tick), "batched" (one pass per stage over all ticks: BP's cost on
-            one device) or "auto" (batched, unless stateful or placed on several
+            result: "pipeline" (depth-parallel: stages run concurrently, on blocks of
+            `pipeline_chunk` ticks), "batched" (one pass per stage over all ticks: BP's
+            cost on one device) or "auto" (batched, unless stateful or placed on several
             devices).
+        pipeline_chunk: ticks per block of the pipeline engine. "auto" (the default)
+            cuts a clip into as many blocks as there are workers (the devices the
+            stages span, else CPU cores; at least 2, at most the stages): every stage
+            works on a block at once, with ops as big as a block. 1 runs tick by tick
+            in a loop over buffers, whose memory does not grow with the clip; streams
+            (`stateful=True`), clips of unknown length and random layers other than
+            Dropout always run so. The pseudo-gradients are the same for every value.
         placement: the device of each stage, e.g. ["/GPU:0", "/GPU:0", "/GPU:1",
             "/GPU:1"], or "auto" to balance measured stage costs over the visible
             devices (GPUs/TPUs, else CPUs); None leaves placement to TensorFlow.
@@ -78,6 +85,7 @@ class SidewaysModel(keras.Model):
         placement: Sequence[str] | str | None = None,
         stash_depth: int | str | Sequence[int] = 0,
         delay_warmup_steps: int = 0,
+        pipeline_chunk: int | str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,6 +101,7 @@ class SidewaysModel(keras.Model):
         self.stash = ticks.stash_depths(len(stages), stash_depth)  # per stage, capped
         self.windows = options.check_windows(stages)  # the frames each stage sees per tick
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
+        self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
         self.devices: list = (
             list(placement) if isinstance(placement, list) else [None] * len(stages)
         )
@@ -311,6 +320,19 @@ class SidewaysModel(keras.Model):
                 self.stash,
                 capacity=self.buffers.capacity,  # lanes grouped as the pipeline would
             )
+        elif self._chunk(video) is not None:  # the pipeline, in blocks of ticks
+            self._warn_if_clip_too_short(video)
+            result = batched.batched_sideways_gradients(
+                self.stages,
+                video,
+                target,
+                loss_fn,
+                sample_weight,
+                devices,
+                self.stash,
+                capacity=self.buffers.capacity,
+                chunk=self._chunk(video),
+            )
         else:
             self._warn_if_clip_too_short(video)
             if self.stateful:
@@ -355,6 +377,15 @@ class SidewaysModel(keras.Model):
             spread = len({d for d in self.devices if d is not None}) > 1
         batched_ok = not tick_layers.unkeyable_layers(self.stages)
         return options.resolve_engine(self.engine, self.stateful, spread, batched_ok)
+
+    def _chunk(self, video) -> int | None:
+        """Ticks per block of the pipeline engine for `video`; None: tick by tick."""
+        keyed = not tick_layers.unkeyable_layers(self.stages)
+        placed = {d for d in self.devices if d is not None}
+        workers = len(placed) if len(placed) > 1 else threads.inter_op_workers()
+        return options.resolve_chunk(
+            self.pipeline_chunk, video.shape[1], self.stateful, keyed, workers, len(self.stages)
+        )
 
     def _check_layers(self) -> None:
         """Raises ValueError for a stage layer Sideways cannot run as docs/algorithm.md
@@ -482,6 +513,7 @@ class SidewaysModel(keras.Model):
             placement=self.placement,
             stash_depth=self.stash_depth,
             delay_warmup_steps=self.delay_warmup_steps,
+            pipeline_chunk=self.pipeline_chunk,
         )
         return config
 

@@ -11,6 +11,7 @@ from keras_sideways.layers import stage_window
 
 MODES = ("sideways", "bp")
 ENGINES = ("auto", "pipeline", "batched")
+AUTO_CHUNK = "auto"
 
 
 def check_stages(stages: Sequence[keras.layers.Layer] | keras.Sequential) -> list:
@@ -80,3 +81,47 @@ def resolve_engine(engine: str, stateful: bool, spread: bool, batched_ok: bool =
     if engine != "auto":
         return engine
     return "pipeline" if stateful or spread or not batched_ok else "batched"
+
+
+def check_chunk(chunk, stateful: bool):
+    """`pipeline_chunk`: "auto" or an int >= 1 (ValueError naming what was given)."""
+    if chunk == AUTO_CHUNK:
+        return chunk
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(
+            f"pipeline_chunk must be 'auto' or an int >= 1 (ticks per block; 1: tick by "
+            f"tick); got {chunk!r}."
+        )
+    if stateful and chunk > 1:
+        raise ValueError(
+            "stateful=True streams tick by tick, carrying the buffers from batch to batch; "
+            f"pipeline_chunk must be 1 or 'auto' then; got {chunk!r}."
+        )
+    return chunk
+
+
+def resolve_chunk(
+    chunk, time: int | None, stateful: bool, keyed: bool = True, workers: int = 2, stages: int = 2
+) -> int | None:
+    """Ticks per block of the pipeline engine, or None for the tick-by-tick loop.
+
+    The loop runs where blocks cannot: a stream (`stateful`), a clip of unknown length
+    under "auto", random layers the blocks cannot key to their ticks (`keyed` False), and
+    `chunk` 1. "auto" cuts a clip of T ticks into as many blocks as there are `workers`
+    (devices the stages span, else CPU cores), at least 2 and at most `stages`: blocks of
+    ceil(T / blocks) ticks (docs/performance.md, "Blocks of ticks").
+    """
+    if stateful or not keyed or chunk == 1:
+        return None
+    if time is None:
+        if chunk == AUTO_CHUNK:
+            return None
+        raise ValueError(
+            f"pipeline_chunk={chunk} cuts clips into blocks of {chunk} ticks, which needs "
+            "clips of a static length; got a clip of unknown length. Use "
+            "pipeline_chunk='auto' or 1, or batches of fixed-length clips."
+        )
+    if chunk == AUTO_CHUNK:
+        blocks = min(max(workers, 2), max(stages, 2))
+        chunk = -(-time // blocks)
+    return min(chunk, time)

@@ -88,6 +88,11 @@ def in_use() -> Threads:
     )
 
 
+def inter_op_workers() -> int:
+    """How many ops TensorFlow runs side by side here: its inter-op pool (default: cores)."""
+    return in_use().inter or os.cpu_count() or 1
+
+
 def apply(threads: Threads) -> Threads:
     """Sizes TensorFlow's pools to `threads`; returns the pools in use (read back).
 

@@ -189,6 +189,10 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
 
 
 def compiled_model(stages, mode="sideways", loss=CLIP_LOSS, engine="pipeline", **kwargs):
+    """A model compiled with SGD; engine="pipeline" runs tick by tick unless a
+    `pipeline_chunk` is given (the tests of blocks of ticks give theirs)."""
+    if engine == "pipeline":
+        kwargs.setdefault("pipeline_chunk", 1)
     model = ks.SidewaysModel(stages, mode=mode, engine=engine, **kwargs)
     model.compile(optimizer="sgd", loss=loss)
     return model
@@ -211,9 +215,11 @@ def assert_all_close(actual, expected, model, rtol=1e-4, atol=1e-6):
         )
 
 
-def engine_against_reference(engine, targets, stash_depth=0, time=7, seed=1, temporal=False):
+def engine_against_reference(
+    engine, targets, stash_depth=0, time=7, seed=1, temporal=False, **options
+):
     """An engine's gradients beside the slow reference's, on random video (5 stages, or
-    the 4 of `tiny_temporal_stages` when `temporal`).
+    the 4 of `tiny_temporal_stages` when `temporal`); `options` go to the model.
 
     Returns (model, engine gradients, reference gradients); `targets` is "clip" or "frames".
     """
@@ -221,7 +227,7 @@ def engine_against_reference(engine, targets, stash_depth=0, time=7, seed=1, tem
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
     stages = tiny_temporal_stages() if temporal else tiny_conv_stages(num_stages=5)
-    model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth)
+    model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth, **options)
     gradients = model.compute_gradients(video, target)
     reference = reference_pseudo_gradients(stages, video, target, loss, stash=model.stash)
     return model, gradients, reference

@@ -96,3 +96,69 @@ def test_engines_agree_with_normalisation_and_dropout_in_padded_groups(kind, sta
         slow.compute_gradients(video, clip_labels(3)),
         fast,
     )
+
+
+# Blocks of ticks: the pipeline engine's default on clips of a static length.
+
+
+def test_chunk_bounds_cover_the_clip_in_order():
+    assert batched.chunk_bounds(7, 3) == [(0, 3), (3, 3), (6, 1)]
+    assert batched.chunk_bounds(4, 4) == [(0, 4)]
+    assert batched.chunk_bounds(5, None) == [(0, 5)]
+
+
+def test_shift_and_delay_carry_the_tick_before_a_chunk():
+    x = tf.constant([[3.0, 4.0]])[..., None]
+    before = tf.constant([[2.0]])[..., None]
+    np.testing.assert_array_equal(batched.shift_ticks(x, before)[..., 0], [[2, 3]])
+    np.testing.assert_array_equal(batched.delay_errors(x, before)[..., 0], [[2, 3]])
+
+
+# Chunks of 2, of 3 (the last one shorter), and of the whole clip.
+@pytest.mark.parametrize("chunk", [2, 3, 7])
+@pytest.mark.parametrize("stash_depth", [0, 3, "full"], ids=str)
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_blocks_of_ticks_match_the_slow_reference(targets, stash_depth, chunk):
+    model, gradients, reference = engine_against_reference(
+        "pipeline", targets, stash_depth, 7, 7, pipeline_chunk=chunk
+    )
+    assert model._chunk(tf.zeros([2, 7, 8, 8, 1])) == chunk
+    assert_all_close(gradients, reference, model)
+
+
+@pytest.mark.parametrize("chunk", [2, 3])
+@pytest.mark.parametrize("stash_depth", [0, "full"], ids=str)
+def test_temporal_stages_in_blocks_of_ticks_match_the_slow_reference(stash_depth, chunk):
+    # Windows and stashes that reach back across one or more chunk boundaries.
+    model, gradients, reference = engine_against_reference(
+        "pipeline", "frames", stash_depth, temporal=True, pipeline_chunk=chunk
+    )
+    assert_all_close(gradients, reference, model)
+
+
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_blocks_of_ticks_agree_with_ticks_with_normalisation_and_dropout(kind):
+    # Chunks of 4 and 2 ticks over a clip of 6 in padded groups of lanes: the same
+    # per-tick statistics, moving statistics and dropout masks as tick by tick.
+    stages = stages_with(kind)
+    video = random_video(batch=3, time=6, seed=6)
+    blocks = compiled_model(stages, pipeline_chunk=4, stash_depth="full")
+    ticks = compiled_model(stages, pipeline_chunk=1, stash_depth="full")
+    for model in (blocks, ticks):
+        model.build((2, 6, 8, 8, 1))
+    assert_all_close(
+        blocks.compute_gradients(video, clip_labels(3)),
+        ticks.compute_gradients(video, clip_labels(3)),
+        blocks,
+    )
+    # One training step of each from the same state (the models share their stages).
+    state = [v for stage in stages for v in stage.variables]
+    before = [v.numpy() for v in state]
+    results = []
+    for model in (blocks, ticks):
+        for variable, value in zip(state, before):
+            variable.assign(value)
+        model.fit(video, clip_labels(3), batch_size=3, epochs=1, verbose=0)
+        results.append([v.numpy() for v in state])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

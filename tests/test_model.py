@@ -599,3 +599,55 @@ def test_delay_warmup_is_saved_with_the_model_and_checked(tmp_path):
     assert keras.models.load_model(tmp_path / "model.keras").delay_warmup_steps == 100
     with pytest.raises(ValueError, match="delay_warmup_steps must be a whole number >= 0"):
         ks.SidewaysModel(tiny_conv_stages(), delay_warmup_steps=-5)
+
+
+@pytest.mark.parametrize("temporal, stash_depth", [(False, 0), (False, "full"), (True, 0)], ids=str)
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_static_video_sideways_in_blocks_of_ticks_equals_bp(targets, temporal, stash_depth):
+    video = np.repeat(random_video(batch=2, time=6)[:, :1], 6, axis=1)
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    stages = tiny_temporal_stages() if temporal else tiny_conv_stages(num_stages=4)
+    model = compiled_model(stages, loss=loss, stash_depth=stash_depth, pipeline_chunk=4)
+    assert_all_close(
+        model.compute_gradients(video, target),
+        model.compute_gradients(video, target, mode="bp"),
+        model,
+    )
+
+
+def _augmented_clips(batch_size: int) -> tf.data.Dataset:
+    """Shuffled, randomly flipped brightness clips, as a user's input pipeline makes them."""
+    x, y = brightness_videos(12, seed=3)
+    flip = lambda v, label: (tf.image.random_flip_left_right(v, seed=4), label)  # noqa: E731
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(12, seed=5).map(flip)
+    return data.batch(batch_size, drop_remainder=True)
+
+
+def test_fit_in_blocks_of_ticks_trains_as_tick_by_tick():
+    # The default pipeline (blocks of ticks, "auto") and the tick-by-tick loop reach the
+    # same weights after an epoch of a shuffled, augmented tf.data pipeline.
+    weights, chunks = [], []
+    for chunk in ("auto", 1):
+        keras.utils.set_random_seed(0)
+        model = ks.SidewaysModel(brightness_stages(), engine="pipeline", pipeline_chunk=chunk)
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=CLIP_LOSS)
+        model.fit(_augmented_clips(4), epochs=1, verbose=0)
+        weights.append([v.numpy() for v in model.trainable_variables])
+        chunks.append(model._chunk(tf.zeros([4, 8, 12, 12, 1])))
+    assert chunks[0] in (2, 4) and chunks[1] is None  # blocks of ticks, then a tick loop
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_blocks_of_ticks_need_clips_of_a_static_length():
+    spec = (tf.TensorSpec([2, None, 8, 8, 1]), tf.TensorSpec([2], tf.int64))
+    clips_of_any_length = tf.data.Dataset.from_generator(
+        lambda: iter([(random_video(batch=2, time=5), np.array([0, 1]))]), output_signature=spec
+    )
+    model = compiled_model(tiny_conv_stages(), pipeline_chunk=3)
+    with pytest.raises(ValueError, match="pipeline_chunk=3 .* clips of a static length"):
+        model.fit(clips_of_any_length, epochs=1, verbose=0)
+    auto = compiled_model(tiny_conv_stages(), pipeline_chunk="auto")  # runs tick by tick
+    history = auto.fit(clips_of_any_length, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

@@ -16,6 +16,23 @@ def test_auto_engine_is_batched_unless_streaming_or_spread_over_devices():
     assert options.resolve_engine("auto", False, False, batched_ok=False) == "pipeline"
 
 
+def test_auto_chunk_makes_a_block_per_worker_between_two_and_the_stages():
+    resolve = options.resolve_chunk
+    assert resolve("auto", 16, False, workers=2, stages=5) == 8
+    assert resolve("auto", 16, False, workers=1, stages=5) == 8  # at least 2 blocks
+    assert resolve("auto", 16, False, workers=16, stages=5) == 4  # at most one per stage
+    assert resolve("auto", 7, False, workers=2, stages=5) == 4  # the last block shorter
+    assert resolve(5, 16, False) == 5
+    assert resolve(32, 16, False) == 16  # one block: the batched engine's passes
+    # Tick by tick: asked for, streaming, an unknown clip length, unkeyable noise.
+    assert resolve(1, 16, False) is None
+    assert resolve("auto", 16, True) is None
+    assert resolve("auto", None, False) is None
+    assert resolve("auto", 16, False, keyed=False) is None
+    with pytest.raises(ValueError, match="pipeline_chunk=4 .* static length"):
+        resolve(4, None, False)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -24,6 +41,10 @@ def test_auto_engine_is_batched_unless_streaming_or_spread_over_devices():
         (dict(mode="bp", stateful=True), "mode='bp' has no pipeline"),
         (dict(engine="batched", stateful=True), "cannot stream"),
         (dict(placement="/CPU:0"), "one per stage.*got '/CPU:0'"),
+        (dict(pipeline_chunk=0), "pipeline_chunk must be 'auto' or an int >= 1.*got 0"),
+        (dict(pipeline_chunk="4"), "pipeline_chunk must be 'auto' or an int >= 1.*got '4'"),
+        (dict(pipeline_chunk=True), "pipeline_chunk must be 'auto' or an int >= 1.*got True"),
+        (dict(stateful=True, pipeline_chunk=4), "must be 1 or 'auto' then; got 4"),
     ],
 )
 def test_bad_options_are_refused_by_name(kwargs, message):

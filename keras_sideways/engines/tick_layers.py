@@ -281,14 +281,17 @@ class TickLayers:
 
     def take_statistics(self) -> list:
         """Per recording norm, (mean, variance) recorded since the last take, averaged over
-        its calls (its moving statistics where it recorded none)."""
+        its calls by their rows (its moving statistics where it recorded none)."""
         taken = []
         for layer in self.recording_norms():
             calls = self._recorded.get(id(layer), [])
             if not calls:
                 taken.append((layer.moving_mean.value, layer.moving_variance.value))
                 continue
-            taken.append(tuple(tf.add_n(list(s)) / len(calls) for s in zip(*calls)))
+            total = tf.add_n([rows for *_, rows in calls])
+            taken.append(
+                tuple(tf.add_n([call[i] * (call[2] / total) for call in calls]) for i in range(2))
+            )
         self._recorded = {}
         return taken
 
@@ -351,7 +354,7 @@ class TickLayers:
         if self._record:
             share = (counts / tf.reduce_sum(counts))[:, None]
             step = [tf.stop_gradient(tf.reduce_sum(s * share, 0)) for s in (mean, variance)]
-            self._recorded.setdefault(id(layer), []).append(step)
+            self._recorded.setdefault(id(layer), []).append((*step, tf.reduce_sum(counts)))
         rank, axis = x.shape.rank, layer.axis % x.shape.rank
         inverse = tf.math.rsqrt(_per_row(variance, ids, rank, axis) + layer.epsilon)
         channel_shape = [-1 if a == axis else 1 for a in range(rank)]
