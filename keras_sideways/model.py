@@ -378,14 +378,19 @@ class SidewaysModel(keras.Model):
         batched_ok = not tick_layers.unkeyable_layers(self.stages)
         return options.resolve_engine(self.engine, self.stateful, spread, batched_ok)
 
-    def _chunk(self, video) -> int | None:
-        """Ticks per block of the pipeline engine for `video`; None: tick by tick."""
+    def resolved_chunk(self, clip_length: int | None) -> int | None:
+        """Ticks per block the pipeline engine runs clips of `clip_length` (None: unknown)
+        in, for this model's `pipeline_chunk`, devices and this process's inter-op
+        threads; None where it runs tick by tick."""
         keyed = not tick_layers.unkeyable_layers(self.stages)
         placed = {d for d in self.devices if d is not None}
         workers = len(placed) if len(placed) > 1 else threads.inter_op_workers()
         return options.resolve_chunk(
-            self.pipeline_chunk, video.shape[1], self.stateful, keyed, workers, len(self.stages)
+            self.pipeline_chunk, clip_length, self.stateful, keyed, workers, len(self.stages)
         )
+
+    def _chunk(self, video) -> int | None:
+        return self.resolved_chunk(video.shape[1])
 
     def _check_layers(self) -> None:
         """Raises ValueError for a stage layer Sideways cannot run as docs/algorithm.md

@@ -96,6 +96,11 @@ def check_config(config) -> None:
         delays.check_warmup_steps(config.get("delay_warmup_steps", 0))
     except ValueError as error:
         raise ConfigError(f"config.{error}") from None
+    try:
+        streams = config.mode == "sideways" and _stream_chunks(config) > 0
+        options.check_chunk(pipeline_chunk(config), streams)
+    except ValueError as error:
+        raise ConfigError(f"config.{error}") from None
     thread_pools(config)
 
 
@@ -302,6 +307,12 @@ def stash_depth(config):
     return int(depth) if isinstance(depth, str) and depth.isdigit() else depth
 
 
+def pipeline_chunk(config) -> int | str:
+    """`config.pipeline_chunk` ("auto" when absent) as SidewaysModel takes it."""
+    chunk = config.get("pipeline_chunk", options.AUTO_CHUNK)
+    return int(chunk) if isinstance(chunk, str) and chunk.isdigit() else chunk
+
+
 def build_model(config, info: DataInfo) -> SidewaysModel:
     """The compiled SidewaysModel of `config.model`, `config.mode` and `config.engine`.
 
@@ -339,6 +350,7 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
         stateful=config.mode == "sideways" and _stream_chunks(config) > 0,
         stash_depth=stash_depth(config),
         delay_warmup_steps=config.get("delay_warmup_steps", 0),
+        pipeline_chunk=pipeline_chunk(config),
         name=f"{m.name}_{config.mode}",
     )
     learning_rate = config.learning_rate
@@ -414,6 +426,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         name=name,
         mode=config.mode,
         engine=model.resolved_engine if config.mode == "sideways" else "bp",
+        pipeline_chunk=_chunk_used(model, config),
         task=info.task,
         epochs=config.epochs,
         threads=pools,
@@ -472,12 +485,22 @@ def comparison_table(summaries: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _chunk_used(model: SidewaysModel, config) -> int | None:
+    """Ticks per block of the run's pipeline engine; None for other engines or tick by tick."""
+    if config.mode != "sideways" or model.resolved_engine != "pipeline":
+        return None
+    return model.resolved_chunk(config.data.clip_length)
+
+
 def summary_lines(summary: dict) -> list[str]:
     """The closing lines of a run: headline figures and where everything went."""
     scores = ", ".join(
         f"{k} {v:.4f}" for k, v in summary["validation"].items() if k != "skipped_updates"
     )
     how = summary["mode"] if summary["mode"] == "bp" else f"sideways ({summary['engine']} engine)"
+    if summary.get("engine") == "pipeline":
+        chunk = summary.get("pipeline_chunk")
+        how = how[:-1] + (", tick by tick)" if chunk is None else f", blocks of {chunk} ticks)")
     return [
         f"{summary['name']}: {how}, {summary['epochs']} epochs; validation {scores}",
         f"  threads:      {threads_text(summary['threads'])}",

@@ -7,11 +7,11 @@
         --config.data.stream_chunks=4 --config.stash_depth=full   # streamed, with a stash
     python -m train.train --config train/configs/moving_digits.py:tiny --workdir /tmp/smoke
 
-Sideways runs the batched engine ("auto"), not the depth-parallel pipeline: on this small
-32 px model the pipeline's per-tick overhead outweighs its concurrency on a 2-core CPU (it
-was slower in side-by-side runs; docs/performance.md has the benchmark's figures). On more
-cores, or the 64 px model, try `--config.engine=pipeline` ("auto" threads give it one
-inter-op thread per core).
+Sideways runs the depth-parallel pipeline engine, in blocks of ticks ("auto": as many
+blocks of a clip as cores, at least 2), with one inter-op thread per core ("auto"
+threads): its stages work side by side, where BP runs one op at a time. On this 2-core
+machine that trains faster than BP and than the batched engine (docs/performance.md).
+`--config.engine=batched` runs BP's cost; `--config.pipeline_chunk=1` runs tick by tick.
 """
 
 import ml_collections
@@ -22,7 +22,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.task = "classification"
     config.mode = "sideways"  # or "bp"
-    config.engine = "auto"  # the batched engine here, faster than "pipeline" (docstring)
+    config.engine = "pipeline"  # Sideways' depth-parallel engine: faster here (docstring)
+    config.pipeline_chunk = "auto"  # its ticks per block: "auto", or 1 (tick by tick), 2, ...
     config.stash_depth = "0"  # Sideways' stash depth: "0" (the paper's), "2", ..., "full" (README)
     config.delay_warmup_steps = 0  # Sideways' delay-aware learning rate: steps (0: off; README)
     config.threads = "auto"  # TensorFlow's "inter,intra" op threads, e.g. "2,1"; "0,0": defaults
