@@ -228,12 +228,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             or config[field] < 1
         ):
             _fail(field, "a whole number >= 1", config[field])
-    if not realtime_seeds(config):
-        _fail(
-            "few_seeds",
-            f"at least one of the seeds {config.seeds} (the real-time runs)",
-            config.few_seeds,
-        )
     if not 0 < config.video_train_fraction < 1:
         _fail(
             "video_train_fraction",

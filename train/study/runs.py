@@ -259,7 +259,12 @@ def reconstruction_run(
     train = tf.data.Dataset.from_tensor_slices(train_clips).shuffle(len(train_clips), seed=seed)
     if keep is not None:  # the stream: each epoch's order, the same in both modes
         taken_tensor = tf.constant(taken)
-        train = train.enumerate().filter(lambda i, clip: taken_tensor[i]).map(lambda i, c: c)
+        train = (
+            train.enumerate()
+            .filter(lambda i, clip: taken_tensor[i])
+            .map(lambda i, clip: clip)
+            .apply(tf.data.experimental.assert_cardinality(int(taken.sum())))
+        )
     train = train.map(lambda clip: (clip, clip)).batch(batch_size)
     test = tf.data.Dataset.from_tensor_slices((test_clips, test_clips)).batch(batch_size)
     model = training.build_model(config, training.DataInfo("reconstruction"))
@@ -354,6 +359,8 @@ def measure_realtime_fps(settings: Settings, log: Log = print) -> dict:
             log(f"    {MODE_LABELS[mode]} at threads {threads[mode]}: {median:.1f} frames/s")
     return dict(
         experiment="realtime_fps",
+        mode=None,  # both: the record of the section's frame rates
+        seed=None,
         engine=training.run_engine(configs["sideways"]),
         threads=threads,
         clip=list(realtime_clip(settings)),
