@@ -92,8 +92,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.realtime_engine = "pipeline"  # Sideways' engine, timed against BP
     config.realtime_threads = "auto"  # keras_sideways.threads: "auto" is each one's best
     config.realtime_fps_steps = 4  # fit steps per timed round
-    config.realtime_fps_rounds = 3  # timed rounds per process
-    config.realtime_fps_processes = 2  # fresh processes per method, BP and Sideways in turn
+    config.realtime_fps_rounds = 5  # timed rounds per process
+    config.realtime_fps_processes = 3  # fresh processes per method, BP and Sideways in turn
     # Which sections run missing runs; runs already in --out/study.json are kept.
     config.sections = SECTIONS
 
