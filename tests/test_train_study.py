@@ -222,6 +222,8 @@ def test_config_variants():
         ("video_size", (10, 12), r"config\.video_size: expected .*multiples of 4.*\(10, 12\)"),
         ("videos", ("nope",), r"config\.videos: expected names among .*\('nope',\)"),
         ("video_train_fraction", 1.0, r"config\.video_train_fraction: .*; got 1\.0"),
+        ("realtime_engine", "fast", r"config\.realtime_engine: expected a Sideways engine"),
+        ("realtime_fps_rounds", 0, r"config\.realtime_fps_rounds: expected a whole number >= 1"),
     ],
 )
 def test_config_errors_name_the_field_the_expectation_and_the_value(field, value, message):
@@ -287,24 +289,32 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     config = "--config=train/study/config.py:tiny"
     done = reproduce(config, f"--out={out}", f"--docs={docs}")
     # stride 1 (= depth 3 = clips of 4) and static: 2 x 2; footage: 2; the fixes: 4;
-    # motion: 1 task x 2 models x 2 modes
-    assert "[14/14]" in done.stdout
+    # motion: 1 task x 2 models x 2 modes; real time: the frame rates, then 2 modes
+    assert "[17/17]" in done.stdout
 
     results = runs.load_results(out)
     kinds = [(r["experiment"], r.get("speed"), r["mode"]) for r in results["runs"]]
     experiments = [("classification", 1.0), ("classification", 0.0), ("reconstruction", None)]
     fixes = [("fix", 1.0, "sideways")] * 2 + [("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]
     motion = [("motion", None, mode) for _ in range(2) for mode in runs.MODES]
+    realtime = [("realtime_fps", None, None)] + [("realtime", None, m) for m in runs.MODES]
     expected = [(e, speed, mode) for e, speed in experiments for mode in runs.MODES]
-    assert kinds == expected + fixes + motion
+    assert kinds == expected + fixes + motion + realtime
     names = ["stash full", "delay warm-up 1"] + ["streamed ×2"] * 2
-    assert [r.get("fix") for r in results["runs"][-8:-4]] == names
-    models = [(r["task"], r["model"]) for r in results["runs"][-4:]]
+    assert [r.get("fix") for r in results["runs"][-11:-7]] == names
+    models = [(r["task"], r["model"]) for r in results["runs"][-7:-3]]
     assert models == [
         ("moving_digits_direction", m) for m in ("per-frame",) * 2 + ("temporal",) * 2
     ]
     assert "## 8. Models that see motion" in docs.read_text()
     assert "## 7. Closing the gap" in docs.read_text()
+    measured, *trained = results["runs"][-3:]
+    assert all(len(measured["fps"][m]) == 1 and measured["fps"][m][0][0] > 0 for m in runs.MODES)
+    assert measured["threads"]["sideways"] == f"{os.cpu_count()},1"  # the pipeline's best
+    rates = summary.stream_rates(measured)
+    assert [r["keep"] for r in trained] == [rates["keep"][m] for m in runs.MODES]
+    assert max(r["keep"] for r in trained) == 1.0  # the faster method takes every clip
+    assert "## 9. The real-time setting" in docs.read_text() and "real time:" in done.stdout
     sideways = [r for r in results["runs"] if r["mode"] == "sideways" and r.get("fidelity")]
     assert all([f["step"] for f in r["fidelity"]] == [0, 1, 2] for r in sideways)  # 2 steps
     recon = {r["mode"]: r for r in results["runs"] if r["experiment"] == "reconstruction"}
@@ -382,15 +392,15 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     config = study_config.get_config("tiny")
     config.sections = ("classification", "controls")  # no footage: those runs stay missing
     first = runs.run_study(config, tmp_path, log=lambda line: None)
-    # 2 reconstructions, 4 fix runs, 4 motion runs
-    assert not first["complete"] and first["missing"] == 2 + 4 + 4
+    # 2 reconstructions, 4 fix runs, 4 motion runs, 3 real-time records
+    assert not first["complete"] and first["missing"] == 2 + 4 + 4 + 3
     assert len(calls) == 4  # 2 set-ups x 2 modes
     config.sections = ("fixes", "streaming")
     second = runs.run_study(config, tmp_path, log=lambda line: None)
     streamed = [("bp", 0, "streamed ×2"), ("sideways", 0, "streamed ×2")]  # same data
     delay = ("sideways", 0, "delay warm-up 1")
     assert calls[4:] == [("sideways", 0, "stash full"), delay, *streamed]
-    assert second["missing"] == 2 + 4 and len(second["runs"]) == 8  # the 4 kept, the 4 new
+    assert second["missing"] == 2 + 4 + 3 and len(second["runs"]) == 8  # 4 kept, 4 new
 
 
 # ------------------------------------------------------------------ experiment 8: motion
@@ -494,3 +504,99 @@ def test_controls_are_a_section_of_their_own():
             sections.setdefault(section, set()).add(point)
     assert (1, 5, 8) in sections["controls"] and (1, 5, 8) not in sections["classification"]
     assert (2, 5, 16) in sections["classification"] and (1, 8, 16) in sections["classification"]
+
+
+# ------------------------------------------------------------- experiment 9: real time
+def test_stream_keep_takes_the_first_clip_then_a_share_evenly_spread():
+    assert np.flatnonzero(runs.stream_keep(10, 0.5)).tolist() == [0, 2, 4, 6, 8]
+    assert np.flatnonzero(runs.stream_keep(10, 0.3)).tolist() == [0, 4, 7]
+    assert runs.stream_keep(7, 1.0).all()
+    assert abs(int(runs.stream_keep(1000, 0.37).sum()) - 370) <= 1
+    for keep in (0.0, 1.5):
+        with pytest.raises(ValueError, match="keep: expected a fraction in"):
+            runs.stream_keep(10, keep)
+
+
+def measured_rates(bp, sideways) -> dict:
+    """A "realtime_fps" record with these frames/s (per process, per round)."""
+    return dict(
+        experiment="realtime_fps",
+        mode=None,
+        seed=None,
+        engine="pipeline",
+        threads=dict(bp="0,0", sideways="2,1"),
+        clip=[8, 16, 36, 64, 3],
+        fps=dict(bp=bp, sideways=sideways),
+        seconds=1.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "bp, sideways, keep, slower",
+    [
+        ([[100.0, 120.0], [110.0]], [[55.0]], dict(bp=1.0, sideways=0.5), "sideways"),
+        ([[50.0]], [[200.0], [190.0, 210.0]], dict(bp=0.25, sideways=1.0), "bp"),
+        ([[80.0]], [[80.0]], dict(bp=1.0, sideways=1.0), ""),
+    ],
+)
+def test_the_faster_method_sets_the_stream_rate_and_the_slower_skips(bp, sideways, keep, slower):
+    rates = summary.stream_rates(measured_rates(bp, sideways))
+    assert rates["keep"] == pytest.approx(keep) and rates["slower"] == slower
+    assert rates["rate"] == max(rates["fps"].values())
+
+
+def test_realtime_runs_train_on_the_share_the_measured_rates_give(tmp_path, monkeypatch):
+    calls = []
+
+    def reconstruction(settings, mode, seed, clips, show, fix=None, keep=None):
+        calls.append((mode, keep))
+        record = dict(experiment="realtime", mode=mode, seed=seed, keep=keep, mse=0.01)
+        return record | dict(seconds=0.0), None
+
+    frames = np.zeros((4, 4, 8, 12, 3), np.float32)
+    clips = dict(train=frames, test=frames, test_video=np.array([0, 0, 1, 1]))
+    monkeypatch.setattr(runs, "footage_clips", lambda settings: clips)
+    monkeypatch.setattr(runs, "reconstruction_run", reconstruction)
+    monkeypatch.setattr(
+        runs, "measure_realtime_fps", lambda settings: measured_rates([[100.0]], [[200.0]])
+    )
+    config = study_config.get_config("tiny")
+    config.sections = ("realtime",)
+    runs.run_study(config, tmp_path, log=lambda line: None)
+    assert calls == [("bp", 0.5), ("sideways", 1.0)]  # BP keeps up with half the stream
+    runs.run_study(config, tmp_path, log=lambda line: None)
+    assert len(calls) == 2  # kept by the rerun
+
+
+def realtime_records(s: dict, mse: dict) -> list[dict]:
+    """The real-time section's records: Sideways twice as fast, seed s adds 10% to the MSE."""
+    records = [measured_rates([[100.0]], [[200.0]])]
+    for seed in study_config.realtime_seeds(s):
+        for mode, taken in (("bp", 5), ("sideways", 10)):
+            value = mse[mode] * (1 + 0.1 * seed)
+            records.append(
+                dict(experiment="realtime", mode=mode, seed=seed, keep=taken / 10)
+                | dict(stream_clips=10, clips_taken=taken, mse=value, psnr=20.0)
+                | dict(history=dict(val_loss=[2 * value, value]), frames_seen=taken * 32)
+            )
+    return records
+
+
+def test_realtime_section_reports_the_rates_the_shares_and_the_ratio():
+    s = settings(seeds=(0, 1), few_seeds=(0, 1))
+    results = fake_results(
+        s, lambda mode, p: 0.5 if mode == "bp" else 0.4, {"bp": 0.01, "sideways": 0.02}
+    )
+    page = report.report_markdown(with_summary(results))
+    assert "## 9. The real-time setting\n\nNot run yet" in page and "**Real time**" not in page
+    results["runs"] += realtime_records(s, dict(bp=0.010, sideways=0.007))
+    realtime = summary.summarize(results)["realtime"]
+    assert realtime["ratio"] == pytest.approx(0.7)
+    assert realtime["sideways"]["curve"]["mean"] == pytest.approx([0.0147, 0.00735])
+    page = report.report_markdown(with_summary(results))
+    assert "$" not in page and "Not run yet" not in page
+    assert "Sideways ÷ BP **0.700**. The bound (≤ 1) is **met**, the aim (≤ 0.8) **met**" in page
+    assert "Sideways keeps up with every clip, BP with 50% of them." in page
+    assert "| BP | 100.0 | 0,0 | 5 of 10 (p = 0.500) | 0.01050 ± 0.00071 | 20.00 ± 0.00 |" in page
+    assert "one pass lasts 0.8 s and the 2 passes 1.6 s of wall-clock" in page  # 10·16 / 200
+    assert "](study/realtime.png)" in page

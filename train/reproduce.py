@@ -2,6 +2,7 @@
 
     python -m train.reproduce                     # the full study: hours on 2 cores
     python -m train.reproduce --config.sections=fixes   # one section (each under an hour)
+    python -m train.reproduce --config.sections=realtime   # section 9, on an idle machine
     python -m train.reproduce --quick             # CI-sized (config variant "quick"): minutes
     python -m train.reproduce --report_only       # docs/study.md from docs/study/study.json
     python -m train.reproduce --config.seeds=0,1 --config.strides=1,4   # any field overridden
@@ -69,6 +70,16 @@ def headlines(results: dict) -> list[str]:
     """The headline figures of a finished study, for the end of the output."""
     s, figures = results["settings"], results["summary"]
     point, recon = figures["stride"][str(s["strides"][0])], figures["reconstruction"]
+    realtime = figures.get("realtime") or {}
+    lines = []
+    if realtime and not np.isnan(realtime["ratio"]):
+        lines.append(
+            f"real time: training frames/s BP {realtime['fps']['bp']:.1f}, Sideways "
+            f"{realtime['fps']['sideways']:.1f} ({realtime['engine']}); at equal wall-clock test "
+            f"MSE BP {report.number(realtime['bp']['mse'], 5)}, Sideways "
+            f"{report.number(realtime['sideways']['mse'], 5)} (Sideways ÷ BP "
+            f"{realtime['ratio']:.3f})"
+        )
     return [
         f"study ({s['name']} settings, {len(s['seeds'])} seed(s)): "
         f"{results['seconds'] / 60:.1f} min",
@@ -78,6 +89,7 @@ def headlines(results: dict) -> list[str]:
         f"({summary.accuracy_gap(point):+.1f} points)",
         f"real footage: test MSE BP {report.number(recon['bp']['mse'], 5)}, Sideways "
         f"{report.number(recon['sideways']['mse'], 5)} ({100 * summary.mse_change(recon):+.1f}%)",
+        *lines,
     ]
 
 

@@ -21,7 +21,7 @@
 
 It returns raw results only (frames/s of every round, bytes, milliseconds, seconds and
 accuracies of every epoch); `summary` turns them into figures. TensorFlow fixes its
-thread pools when it starts, hence the child processes.
+thread pools when it starts, hence the child processes (`train.child_process`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,10 +37,12 @@ from typing import TYPE_CHECKING
 
 import ml_collections
 
+from train import child_process
 from train.bench import config as bench_config
 from train.bench.summary import best_setting
 
 if TYPE_CHECKING:
+    import keras
     import numpy as np
 
     from keras_sideways import SidewaysModel
@@ -64,8 +64,6 @@ RACE_CONTENDERS = {
     "sideways_pipeline": dict(mode="sideways", engine="pipeline", stash_depth="0"),
 }
 RACE_TIMEOUT = 3600  # seconds for one contender's whole training run
-_ROOT = Path(__file__).resolve().parents[2]  # where `train` imports from, for the children
-_RESULT = "RESULT "
 
 Log = Callable[[str], None]
 
@@ -122,14 +120,23 @@ def throughput(
     video, labels = random_batch(config)
     data = tf.data.Dataset.from_tensors((video, labels)).repeat()
     contenders = {name: build_contender(name, config) for name in names}
-    for model in contenders.values():  # tracing and first-run allocations
+    return fit_fps(contenders, data, config.batch * config.frames, config.steps, config.rounds)
+
+
+def fit_fps(
+    models: dict[str, keras.Model], data, frames_per_step: int, steps: int, rounds: int
+) -> dict[str, list[float]]:
+    """Training frames/s of each compiled model in every round of `steps` fit steps on
+    `data` (a repeated batch), the models alternating round by round after two warm-up
+    steps each (tracing and first-run allocations)."""
+    for model in models.values():
         model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
-    fps = {name: [] for name in names}
-    frames = config.steps * config.batch * config.frames
-    for _ in range(config.rounds):
-        for name, model in contenders.items():
+    fps = {name: [] for name in models}
+    frames = steps * frames_per_step
+    for _ in range(rounds):
+        for name, model in models.items():
             start = time.perf_counter()
-            model.fit(data, steps_per_epoch=config.steps, epochs=1, verbose=0)
+            model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
             fps[name].append(frames / (time.perf_counter() - start))
     return fps
 
@@ -244,38 +251,18 @@ def race(config: ml_collections.ConfigDict, name: str, image_size: int) -> dict:
 # ------------------------------------------------------------------ child processes
 def run_child(task: str, args: dict, threads: str = "0,0", timeout: int = 600) -> list | dict:
     """Runs `task` (see `child`) in a fresh Python process at `threads` ("inter,intra")."""
-    code = (
-        "import json, sys; from train.bench import runs; "
-        f"print({_RESULT!r} + json.dumps(runs.child(*json.loads(sys.argv[1]))))"
-    )
-    path = os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path)
-    done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps([task, args, threads])],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith(_RESULT)]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"benchmark child {task} {args.get('name', '')} failed:\n{done.stderr[-3000:]}"
-        )
-    return json.loads(lines[-1][len(_RESULT) :])
+    return child_process.run("train.bench.runs:child", dict(args, task=task), threads, timeout)
 
 
 TASKS = ("fps", "throughput", "memory", "race")
 
 
-def child(task: str, args: dict, threads: str) -> list | dict:
-    """The work of one child process: "fps" (one contender), "throughput", "memory" or
-    "race" (one contender at one image size)."""
+def child(args: dict) -> list | dict:
+    """The work of one child process, `args["task"]`: "fps" (one contender), "throughput",
+    "memory" or "race" (one contender at one image size)."""
+    task = args["task"]
     if task not in TASKS:
         raise ValueError(f"Unknown benchmark task {task!r}; expected one of {TASKS}.")
-    from keras_sideways import threads as thread_pools
-
-    thread_pools.apply(thread_pools.parse(threads))  # before TensorFlow starts
     config = ml_collections.ConfigDict(args["config"])
     if task == "fps":
         return throughput(config, names=(args["name"],))[args["name"]]

@@ -21,7 +21,15 @@ VARIANTS = ("", "quick", "tiny")
 MOTION_TASKS = ("moving_digits_direction", "arrow_of_time")  # configs in train/configs/
 MOTION_MODELS = ("per-frame", "temporal")  # the config's model without / with its temporal
 
-SECTIONS = ("classification", "controls", "reconstruction", "fixes", "streaming", "motion")
+SECTIONS = (
+    "classification",
+    "controls",
+    "reconstruction",
+    "fixes",
+    "streaming",
+    "motion",
+    "realtime",
+)
 Settings = ml_collections.ConfigDict | Mapping[str, Any]  # get_config()'s, or study.json's
 
 
@@ -77,6 +85,15 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.motion_tasks = MOTION_TASKS
     config.motion_seeds = (0, 1, 2)
     config.motion_epochs = 0  # 0: each task config's own
+    # Experiment 9, the real-time setting: the footage of experiment 3 as a stream at the
+    # frame rate the faster method sustains (each timed in fresh processes at its best
+    # thread pools); the slower method trains on the clips it keeps up with. Seeds: those
+    # of `seeds` that are also `few_seeds`.
+    config.realtime_engine = "pipeline"  # Sideways' engine, timed against BP
+    config.realtime_threads = "auto"  # keras_sideways.threads: "auto" is each one's best
+    config.realtime_fps_steps = 4  # fit steps per timed round
+    config.realtime_fps_rounds = 5  # timed rounds per process
+    config.realtime_fps_processes = 3  # fresh processes per method, BP and Sideways in turn
     # Which sections run missing runs; runs already in --out/study.json are kept.
     config.sections = SECTIONS
 
@@ -97,6 +114,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.fix_recon = ("stash full", "delay warm-up 64")
         config.motion_seeds = (0,)
         config.motion_epochs = 4
+        config.realtime_fps_rounds = 2
     elif variant == "tiny":  # one seed, stride, depth and clip length; tiny everything
         config.name = "tiny"
         config.seeds = (0,)
@@ -131,6 +149,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.motion_tasks = ("moving_digits_direction",)  # footage is in reconstruction
         config.motion_seeds = (0,)
         config.motion_epochs = 1
+        config.realtime_fps_steps = 1
+        config.realtime_fps_rounds = 1
+        config.realtime_fps_processes = 1
     elif variant:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
     return config
@@ -194,6 +215,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         _fail("motion_tasks", f"names among {MOTION_TASKS}", config.motion_tasks)
     if config.motion_epochs < 0:
         _fail("motion_epochs", "0 (the task config's) or more", config.motion_epochs)
+    if config.realtime_engine not in ("pipeline", "batched", "auto"):
+        _fail(
+            "realtime_engine",
+            "a Sideways engine: pipeline, batched or auto",
+            config.realtime_engine,
+        )
+    for field in ("realtime_fps_steps", "realtime_fps_rounds", "realtime_fps_processes"):
+        if (
+            isinstance(config[field], bool)
+            or not isinstance(config[field], int)
+            or config[field] < 1
+        ):
+            _fail(field, "a whole number >= 1", config[field])
     if not 0 < config.video_train_fraction < 1:
         _fail(
             "video_train_fraction",
@@ -287,3 +321,8 @@ def clip_plan(settings: Settings, clip_length: int) -> tuple[int, int]:
         settings["num_train_clips"] * settings["clip_length"] // clip_length,
         settings["batch_size"] * settings["clip_length"] // clip_length,
     )
+
+
+def realtime_seeds(settings: Settings) -> list[int]:
+    """The seeds of the real-time runs: those of `seeds` that are also `few_seeds`."""
+    return [seed for seed in settings["seeds"] if seed in settings["few_seeds"]]

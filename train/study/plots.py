@@ -72,7 +72,31 @@ def write_plots(results: dict, out_dir: str | os.PathLike, shown: dict) -> dict[
         files["stash_depth"] = _save(
             _stash_depth(plt, summary["fixes"]), out_dir / "stash_depth.png"
         )
-    return {name: files[name] for name in (*PLOT_NAMES, "stash_depth") if name in files}
+    realtime = summary.get("realtime") or {}
+    if realtime and not np.isnan(realtime["ratio"]):
+        files["realtime"] = _save(_realtime(plt, realtime), out_dir / "realtime.png")
+    optional = ("stash_depth", "realtime")
+    return {name: files[name] for name in (*PLOT_NAMES, *optional) if name in files}
+
+
+def _realtime(plt, realtime: dict):
+    """Test MSE after each pass of the stream against its wall-clock, both methods."""
+    pass_seconds = realtime["stream_clips"] * realtime["clip"][1] / realtime["rate"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for mode in MODES:
+        curve = realtime[mode]["curve"]
+        mean, std = np.asarray(curve["mean"]), np.asarray(curve["std"])
+        seconds = pass_seconds * np.arange(1, len(mean) + 1)
+        label = f"{MODE_LABELS[mode]} ({100 * realtime['keep'][mode]:.0f}% of the clips)"
+        ax.plot(seconds, mean, marker="o", color=MODE_COLOURS[mode], label=label)
+        ax.fill_between(seconds, mean - std, mean + std, color=MODE_COLOURS[mode], alpha=0.2)
+    ax.set_xlabel(f"stream wall-clock (s), at {realtime['rate']:.0f} training frames/s")
+    ax.set_ylabel("test MSE")
+    ax.set_yscale("log")
+    ax.set_title("Real time: the slower method skips clips (mean ± std over seeds)", fontsize=9)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
 
 
 def _stash_depth(plt, fixes: dict):

@@ -121,7 +121,7 @@ def report_markdown(
 ) -> str:
     """The report of finished `results` (with their "summary"); plots under `figures/`."""
     page = _Page(results, figures, template)
-    sections = (_header, _headlines, _fidelity, _tables, _controls, _fixes, _motion)
+    sections = (_header, _headlines, _fidelity, _tables, _controls, _fixes, _motion, _realtime)
     readings = (_why_gap, _why_fill, _why_controls, _why_depth_and_footage)
     for part in sections + readings:
         page.figures.update(part(page))
@@ -331,6 +331,50 @@ def _motion(page: _Page) -> dict:
         motion_seeds=f"{seeds} seed{'s' if seeds > 1 else ''}",
     )
     return dict(motion_section=section)
+
+
+def _realtime(page: _Page) -> dict:
+    """Section 9 and its line in "In short": the real-time setting, or that it is not run."""
+    rt = page.summary.get("realtime") or {}
+    if not rt or math.isnan(rt["ratio"]):
+        return dict(realtime_short="", realtime_section=page("realtime_not_run"))
+    passes = rt["epochs"]
+    pass_seconds = rt["stream_clips"] * rt["clip"][1] / rt["rate"]
+    ratio = round(rt["ratio"], 3)  # the verdicts read the figure the page shows
+    figures = dict(
+        rate=f"{rt['rate']:.0f}",
+        ratio=f"{ratio:.3f}",
+        bound=f"{stats.REALTIME_BOUND:g}",
+        aim=f"{stats.REALTIME_AIM:g}",
+        bound_verdict="met" if ratio <= stats.REALTIME_BOUND else "missed",
+        aim_verdict="met" if ratio <= stats.REALTIME_AIM else "missed",
+        engine=rt["engine"],
+        stream_clips=rt["stream_clips"],
+        batch_clips=rt["clip"][0],
+        clip_frames=rt["clip"][1],
+        clip_size="×".join(str(side) for side in rt["clip"][2:4]),
+        pass_seconds=f"{pass_seconds:.1f}",
+        stream_seconds=f"{pass_seconds * passes:.1f}",
+        realtime_epochs=passes,
+        realtime_seed_list=listing(rt["sideways"]["seeds"]),
+    )
+    for mode in ("bp", "sideways"):
+        figures.update(
+            {
+                f"fps_{mode}": f"{rt['fps'][mode]:.1f}",
+                f"threads_{mode}": rt["threads"][mode],
+                f"keep_{mode}": f"{rt['keep'][mode]:.3f}",
+                f"percent_{mode}": f"{100 * rt['keep'][mode]:.0f}",
+                f"taken_{mode}": rt[mode]["clips_taken"],
+                f"realtime_mse_{mode}": number(rt[mode]["mse"], 5),
+                f"realtime_psnr_{mode}": number(rt[mode]["psnr"], 2),
+            }
+        )
+    figures["who_skips"] = page(f"{rt['slower'] or 'none'}_skips", **figures)
+    return dict(
+        realtime_short=page("realtime_short", **figures),
+        realtime_section=page("realtime_section", **figures),
+    )
 
 
 def _fixes(page: _Page) -> dict:

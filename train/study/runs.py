@@ -4,8 +4,12 @@
 config (moving digits, `vgg_classifier`), the reconstruction of real footage
 (`encoder_decoder`) and the tasks that need motion (per-frame and temporal models), once
 with BP and once with Sideways: the same initial weights,
-optimizer, data and frames. It rewrites `out_dir/study.json` after every run ("complete":
-false until the end) and saves the reconstructions it shows as `reconstructions.npz`.
+optimizer, data and frames. The real-time section first times both methods on the
+reconstruction model, each in fresh processes at its best thread pools
+(`train.child_process`), then trains both on the same stream of footage, the slower one
+on the clips it keeps up with (`stream_keep`). It rewrites `out_dir/study.json` after
+every run ("complete": false until the end) and saves the reconstructions it shows as
+`reconstructions.npz`.
 Models and optimizers come from `keras_sideways.training.build_model`.
 """
 
@@ -23,6 +27,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from train import child_process
 from train.study.config import (
     MODE_LABELS,
     MODES,
@@ -36,7 +41,9 @@ from train.study.config import (
     fix_modes,
     fix_points,
     fixes,
+    realtime_seeds,
 )
+from train.study.summary import stream_rates
 
 RESULTS_FILE = "study.json"
 SHOWN_FILE = "reconstructions.npz"
@@ -191,7 +198,12 @@ def footage_clips(settings: Settings) -> dict[str, np.ndarray]:
 
 
 def reconstruction_config(
-    settings: Settings, mode: str, seed: int, num_train_clips: int, fix: dict | None = None
+    settings: Settings,
+    mode: str,
+    seed: int,
+    num_train_clips: int,
+    fix: dict | None = None,
+    engine: str = "auto",
 ) -> ml_collections.ConfigDict:
     """The `training.build_model` config of one reconstruction run (with `fix`'s fields)."""
     batch_size = settings["recon_batch_size"]
@@ -199,7 +211,7 @@ def reconstruction_config(
         dict(
             task="reconstruction",
             mode=mode,
-            engine="auto",
+            engine=engine,
             seed=seed,
             epochs=settings["recon_epochs"],
             learning_rate=settings["recon_learning_rate"],
@@ -223,11 +235,15 @@ def reconstruction_run(
     clips: dict[str, np.ndarray],
     show: Sequence[int],
     fix: tuple[str, dict] | None = None,
+    keep: float | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Trains encoder_decoder on `clips` in `mode`; returns its record and the clips `show`n.
 
     With `fix` (a name and its training-config fields, `config.fixes`), Sideways runs
-    with that fix: experiment "reconstruction_fix".
+    with that fix: experiment "reconstruction_fix". With `keep` (a fraction), the run is
+    one of the real-time setting, experiment "realtime": each epoch's shuffled training
+    clips are the stream, and it trains on the clips `stream_keep` picks, its learning
+    rate decaying over its own steps.
     """
     import keras
     import tensorflow as tf
@@ -236,33 +252,121 @@ def reconstruction_run(
 
     start = time.perf_counter()
     train_clips, test_clips = clips["train"], clips["test"]
-    config = reconstruction_config(settings, mode, seed, len(train_clips), fix and fix[1])
+    taken = stream_keep(len(train_clips), 1.0 if keep is None else keep)
+    config = reconstruction_config(settings, mode, seed, int(taken.sum()), fix and fix[1])
     batch_size = config.data.batch_size
     keras.utils.set_random_seed(seed)
-    train = (
-        tf.data.Dataset.from_tensor_slices(train_clips)
-        .shuffle(len(train_clips), seed=seed)
-        .map(lambda clip: (clip, clip))
-        .batch(batch_size)
-    )
+    train = tf.data.Dataset.from_tensor_slices(train_clips).shuffle(len(train_clips), seed=seed)
+    if keep is not None:  # the stream: each epoch's order, the same in both modes
+        taken_tensor = tf.constant(taken)
+        train = (
+            train.enumerate()
+            .filter(lambda i, clip: taken_tensor[i])
+            .map(lambda i, clip: clip)
+            .apply(tf.data.experimental.assert_cardinality(int(taken.sum())))
+        )
+    train = train.map(lambda clip: (clip, clip)).batch(batch_size)
     test = tf.data.Dataset.from_tensor_slices((test_clips, test_clips)).batch(batch_size)
     model = training.build_model(config, training.DataInfo("reconstruction"))
     history = model.fit(train, validation_data=test, epochs=config.epochs, shuffle=False, verbose=0)
     outputs = model.predict(test_clips, batch_size=batch_size, verbose=0)
     frame_mse = np.mean((outputs - test_clips) ** 2, axis=(2, 3, 4))  # [clips, time]
+    experiment = "realtime" if keep is not None else "reconstruction"
+    stream = {}
+    if keep is not None:
+        stream = dict(keep=keep, stream_clips=len(train_clips), clips_taken=int(taken.sum()))
     record = dict(
-        experiment="reconstruction_fix" if fix else "reconstruction",
+        experiment="reconstruction_fix" if fix else experiment,
         mode=mode,
         seed=seed,
         **(dict(fix=fix[0]) if fix else {}),
+        **stream,
         mse=float(np.mean(frame_mse)),
         psnr=float(np.mean(psnr(frame_mse))),
         history=_history(history.history),
-        frames_seen=frames_seen(len(train_clips), settings["video_clip_length"], config.epochs),
+        frames_seen=frames_seen(int(taken.sum()), settings["video_clip_length"], config.epochs),
         seconds=time.perf_counter() - start,
     )
     keras.backend.clear_session()
     return record, outputs[list(show)]
+
+
+def stream_keep(num_clips: int, keep: float) -> np.ndarray:
+    """The clips of a stream that a method keeping up with a fraction `keep` trains on.
+
+    The clips arrive one after another; the method takes the first, and while it trains
+    on a clip the next ones go by, so it takes clip i when floor(i·keep) > floor((i-1)·keep):
+    about keep·num_clips clips, evenly spread (all of them at keep = 1).
+
+    Returns:
+        bool [num_clips]: True for each clip trained on.
+    """
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep: expected a fraction in (0, 1]; got {keep!r}.")
+    i = np.arange(num_clips)
+    return np.floor(i * keep) > np.floor((i - 1) * keep)
+
+
+def realtime_fps(args: dict) -> list[float]:
+    """The work of one child process: training frames/s of the reconstruction model in
+    `args["mode"]` (Sideways on the settings' `realtime_engine`), in each timed round of
+    `bench.runs.fit_fps` on a fixed random batch of the footage's clip shape."""
+    import tensorflow as tf
+
+    from keras_sideways import training
+    from train.bench.runs import fit_fps
+
+    settings, mode = args["settings"], args["mode"]
+    config = realtime_config(settings, mode)
+    clip = realtime_clip(settings)
+    video = np.random.default_rng(0).random(clip, dtype=np.float32)
+    data = tf.data.Dataset.from_tensors((video, video)).repeat()
+    model = training.build_model(config, training.DataInfo("reconstruction"))
+    steps, rounds = settings["realtime_fps_steps"], settings["realtime_fps_rounds"]
+    return fit_fps({mode: model}, data, clip[0] * clip[1], steps, rounds)[mode]
+
+
+def realtime_config(settings: Settings, mode: str) -> ml_collections.ConfigDict:
+    """The reconstruction model's config as the real-time section times it in `mode`."""
+    engine = settings["realtime_engine"] if mode == "sideways" else "auto"
+    config = reconstruction_config(settings, mode, 0, settings["recon_batch_size"], engine=engine)
+    config.threads = settings["realtime_threads"]
+    return config
+
+
+def realtime_clip(settings: Settings) -> tuple[int, ...]:
+    """The shape of one training batch of footage: [batch, time, height, width, 3]."""
+    height, width = settings["video_size"]
+    return (settings["recon_batch_size"], settings["video_clip_length"], height, width, 3)
+
+
+def measure_realtime_fps(settings: Settings, log: Log = print) -> dict:
+    """Times BP and Sideways on the reconstruction model, each at its thread pools, in
+    `realtime_fps_processes` fresh processes per method, in turn; returns the record."""
+    from keras_sideways import training
+
+    start = time.perf_counter()
+    configs = {mode: realtime_config(settings, mode) for mode in MODES}
+    threads = {mode: str(training.thread_pools(configs[mode])) for mode in MODES}
+    fps = {mode: [] for mode in MODES}
+    for _ in range(settings["realtime_fps_processes"]):
+        for mode in MODES:
+            args = dict(settings=dict(settings), mode=mode)
+            fps[mode].append(
+                child_process.run("train.study.runs:realtime_fps", args, threads[mode])
+            )
+            median = np.median(fps[mode][-1])
+            log(f"    {MODE_LABELS[mode]} at threads {threads[mode]}: {median:.1f} frames/s")
+    return dict(
+        experiment="realtime_fps",
+        mode=None,  # both: the record of the section's frame rates
+        seed=None,
+        engine=training.run_engine(configs["sideways"]),
+        threads=threads,
+        clip=list(realtime_clip(settings)),
+        fps=fps,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def motion_config(
@@ -350,7 +454,7 @@ def run_study(
     if "footage" in previous:  # kept in every save, so that an interrupted run keeps it
         results["footage"] = previous["footage"]
     kept_seconds = previous.get("seconds", 0.0)
-    plan = _plan(settings)
+    plan = _plan(settings, results["runs"])
     missing = []
 
     def record(run: dict, kept: bool = False) -> None:
@@ -369,7 +473,7 @@ def run_study(
         if key in old_runs:
             record(old_runs[key], kept=True)
         elif section in settings["sections"]:
-            if make.__name__ == "reconstruction" and clips is None:
+            if make.__name__ in ("reconstruction", "realtime") and clips is None:
                 clips = footage_clips(settings)
                 show = _clips_to_show(clips["test_video"], len(settings["videos"]))
                 shown = {"input": clips["test"][show]}
@@ -394,8 +498,13 @@ def run_study(
     return results
 
 
-def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
-    """Every run of the study in order: (section, identity, a function that runs it)."""
+def _plan(settings: Settings, done: list[dict] | None = None) -> list[tuple[str, tuple, Callable]]:
+    """Every run of the study in order: (section, identity, a function that runs it).
+
+    `done` is the list of records the study fills as it goes: the real-time runs read the
+    frame rates measured before them there.
+    """
+    done = [] if done is None else done
     plan = []
     controls = control_points(settings)  # their own section: each section under an hour
     for seed, point in classification_keys(settings):
@@ -450,6 +559,17 @@ def _plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
                     )
                     identity = dict(_identity("motion", mode, seed), task=task, model=model)
                     plan.append(("motion", _key(identity), run))
+    measure = lambda clips, shown: measure_realtime_fps(settings)  # noqa: E731
+    plan.append(("realtime", _key(dict(experiment="realtime_fps")), measure))
+    for seed in realtime_seeds(settings):
+        for mode in MODES:
+
+            def realtime(clips, shown, mode=mode, seed=seed):
+                measured = [r for r in done if r["experiment"] == "realtime_fps"]
+                keep = stream_rates(measured[-1])["keep"][mode]
+                return reconstruction_run(settings, mode, seed, clips, [0], keep=keep)[0]
+
+            plan.append(("realtime", _key(_identity("realtime", mode, seed)), realtime))
     return plan
 
 
@@ -491,6 +611,16 @@ def _describe(run: dict) -> str:
         what = f"motion, {run['task']}, {run['model']} model, {run['epochs']} epochs"
         who = MODE_LABELS[run["mode"]]
         return f"{what}, seed {run['seed']}, {who}: test accuracy {run['accuracy']:.4f}"
+    if run["experiment"] == "realtime_fps":
+        figures = ", ".join(
+            f"{MODE_LABELS[m]} {np.median(run['fps'][m]):.1f} (threads {run['threads'][m]})"
+            for m in MODES
+        )
+        return f"real time: training frames/s of the footage model, {figures}"
+    if run["experiment"] == "realtime":
+        what = f"real-time reconstruction, {100 * run['keep']:.0f}% of the stream's clips"
+        score = f"test MSE {run['mse']:.5f}"
+        return f"{what}, seed {run['seed']}, {MODE_LABELS[run['mode']]}: {score}"
     if run["experiment"] in ("classification", "fix"):
         what = (
             f"stride {run['stride']}, {run['num_stages']} stages, clips of "

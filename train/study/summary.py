@@ -17,6 +17,8 @@ from train.study.config import MODES, MOTION_MODELS, Point, fix_modes, fix_point
 
 ACCURACY_TOLERANCE = 1.0  # points: the aim for stride 1
 MSE_TOLERANCE = 0.10  # relative: the aim for the reconstruction
+REALTIME_BOUND = 1.0  # Sideways ÷ BP real-time MSE: what it must not exceed ...
+REALTIME_AIM = 0.8  # ... and what it aims at
 TREND_THRESHOLD = 0.02  # change of the mean cosine along training that counts as a trend
 
 
@@ -142,7 +144,52 @@ def summarize(results: dict) -> dict:
         reconstruction=reconstruction,
         fixes=summarize_fixes(runs, s),
         motion=summarize_motion(runs, s),
+        realtime=summarize_realtime(runs),
     )
+
+
+def stream_rates(measured: dict) -> dict:
+    """The real-time setting from a "realtime_fps" record: each method's frames/s (the
+    median of all its timed rounds), the stream's rate (the faster one's), the fraction of
+    the stream each keeps up with, and the slower method ("" when neither is slower)."""
+    fps = {m: float(np.median(np.concatenate(measured["fps"][m]))) for m in MODES}
+    rate = max(fps.values())
+    keep = {m: min(1.0, fps[m] / rate) for m in MODES}
+    slower = min(MODES, key=lambda m: fps[m]) if fps["bp"] != fps["sideways"] else ""
+    return dict(fps=fps, rate=rate, keep=keep, slower=slower)
+
+
+def summarize_realtime(runs: list[dict]) -> dict:
+    """Experiment 9, the real-time setting: the measured rates, and per mode the test MSE
+    and the test MSE after each epoch of the stream (mean ± std over seeds).
+
+    Returns {} before the frame rates are measured; else `stream_rates`' figures with
+    "threads", "engine", "frames_per_epoch" (training frames the stream delivers in one
+    epoch, over both modes' runs), "bp"/"sideways": {"mse", "psnr", "curve", "seeds"},
+    and "ratio" (Sideways ÷ BP mean MSE; NaN until both modes have runs).
+    """
+    measured = [r for r in runs if r["experiment"] == "realtime_fps"]
+    if not measured:
+        return {}
+    summary = dict(stream_rates(measured[-1]), threads=measured[-1]["threads"])
+    summary.update(engine=measured[-1]["engine"], clip=measured[-1]["clip"])
+    done = {m: [r for r in runs if r["experiment"] == "realtime" and r["mode"] == m] for m in MODES}
+    for mode, chosen in done.items():
+        summary[mode] = dict(
+            mse=mean_std([r["mse"] for r in chosen]) if chosen else dict(n=0),
+            psnr=mean_std([r["psnr"] for r in chosen]) if chosen else dict(n=0),
+            curve=mean_std_curve([r["history"]["val_loss"] for r in chosen]) if chosen else {},
+            seeds=sorted(r["seed"] for r in chosen),
+            clips_taken=chosen[0]["clips_taken"] if chosen else 0,
+        )
+    ran = [r for chosen in done.values() for r in chosen]
+    summary["stream_clips"] = ran[0]["stream_clips"] if ran else 0
+    summary["epochs"] = len(ran[0]["history"]["val_loss"]) if ran else 0
+    both = all(summary[m]["mse"]["n"] for m in MODES)
+    summary["ratio"] = (
+        summary["sideways"]["mse"]["mean"] / summary["bp"]["mse"]["mean"] if both else math.nan
+    )
+    return summary
 
 
 def summarize_motion(runs: list[dict], settings: dict) -> dict:

@@ -1,0 +1,66 @@
+"""Work done in a fresh Python process with TensorFlow's thread pools sized for it.
+
+TensorFlow sizes its inter-op and intra-op pools once per process, when its runtime starts
+(`keras_sideways.threads`), so a measurement at other pools needs a process of its own.
+`run("package.module:function", args, threads)` starts one, sizes the pools to `threads`
+before anything imports TensorFlow's runtime, calls `function(args)` there and returns
+its JSON result. The benchmark (`train/bench/runs.py`) and the study's real-time section
+(`train/study/runs.py`) time their contenders this way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parents[1]  # where `train` imports from, for the children
+_RESULT = "RESULT "
+
+
+def run(function: str, args: dict, threads: str = "0,0", timeout: int = 600) -> Any:
+    """Calls `function` ("module:name") on `args` in a fresh process at `threads`.
+
+    Args:
+        function: the importable function, as "package.module:name"; it takes `args`
+            and returns something JSON can write.
+        args: its argument, JSON-ready.
+        threads: TensorFlow's pools in the child, "inter,intra" (`keras_sideways.threads`).
+        timeout: seconds before the child is killed (subprocess.TimeoutExpired).
+
+    Returns:
+        What `function` returned, read back from JSON.
+
+    Raises:
+        RuntimeError: the child failed; the message holds the end of its stderr.
+    """
+    code = (
+        "import json, sys; from train import child_process; "
+        f"print({_RESULT!r} + json.dumps(child_process.child(*json.loads(sys.argv[1]))))"
+    )
+    path = os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path)
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([function, args, threads])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith(_RESULT)]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"child process {function} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len(_RESULT) :])
+
+
+def child(function: str, args: dict, threads: str) -> Any:
+    """The child's side of `run`: sizes the pools, then calls `function(args)`."""
+    from keras_sideways import threads as thread_pools
+
+    thread_pools.apply(thread_pools.parse(threads))  # before TensorFlow starts
+    module, _, name = function.partition(":")
+    return getattr(importlib.import_module(module), name)(args)
