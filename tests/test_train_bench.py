@@ -43,8 +43,9 @@ def hand_made_race() -> dict:
                     bp=contender("1,1", [10.0, 20.0, 30.0, 40.0], [0.5, 0.8, 0.9, 0.95]),
                     # First at or above 0.94 in epoch 3 (not its final one): 12 + 6 * 0.2 /
                     # 0.25 = 16.8 s, so 16.8 / 38 = 0.44 of BP's time.
-                    sideways_pipeline=contender(
-                        "0,0", [6.0, 12.0, 18.0, 24.0], [0.54, 0.74, 0.99, 0.96]
+                    sideways_pipeline=dict(
+                        contender("0,0", [6.0, 12.0, 18.0, 24.0], [0.54, 0.74, 0.99, 0.96]),
+                        chunk=8,
                     ),
                 ),
             ),
@@ -52,8 +53,9 @@ def hand_made_race() -> dict:
                 image_size=64,
                 contenders=dict(
                     bp=contender("1,1", [10.0, 20.0, 30.0, 40.0], [0.5, 0.6, 0.7, 0.8]),
-                    sideways_pipeline=contender(
-                        "0,0", [8.0, 16.0, 24.0, 32.0], [0.3, 0.5, 0.7, 0.78]
+                    sideways_pipeline=dict(
+                        contender("0,0", [8.0, 16.0, 24.0, 32.0], [0.3, 0.5, 0.7, 0.78]),
+                        chunk=8,
                     ),
                 ),
             ),
@@ -61,10 +63,11 @@ def hand_made_race() -> dict:
     )
 
 
-def hand_made_raw(gpus=(), devices=(2, 4), race=True) -> dict:
+def hand_made_raw(gpus=(), devices=(2, 4), race=True, blocks=True) -> dict:
     """Raw results as runs.run_benchmark writes them, with figures chosen to tell bugs apart.
 
-    Without `race`, they are as written before the benchmark had a race.
+    Without `race` (`blocks`), they are as written before the benchmark had a race (timed
+    blocks of ticks).
     """
     raw = {
         "command": "make bench",
@@ -103,6 +106,17 @@ def hand_made_raw(gpus=(), devices=(2, 4), race=True) -> dict:
                 },
             ),
         ],
+        "blocks": dict(
+            threads="0,0",
+            auto_chunk=8,
+            # Ratios to BP per round: ticks 0.5, 0.5, 0.25 (median 0.5); 8 ticks 2, 1.5, 1.
+            fps={
+                "bp": [100.0, 200.0, 400.0],
+                "sideways_pipeline_chunk1": [50.0, 100.0, 100.0],
+                "sideways_pipeline_chunk8": [200.0, 300.0, 400.0],
+                "sideways_pipeline": [210.0, 290.0, 380.0],
+            },
+        ),
         "memory": {
             name: [
                 dict(frames=t, bytes=int(m * MiB), chunk=c, peak_reset=True)
@@ -111,7 +125,7 @@ def hand_made_raw(gpus=(), devices=(2, 4), race=True) -> dict:
             for name, mib, chunks in (
                 ("bp", (10.0, 40.0, 25.0), (8, 32, 128)),  # growth 2.5 (last, not largest)
                 ("sideways_batched", (20.0, 30.0, 50.0), (8, 32, 128)),
-                ("sideways_pipeline", (16.0, 16.5, 17.0), (8, 8, 8)),
+                ("sideways_pipeline_stream", (16.0, 16.5, 17.0), (8, 8, 8)),
             )
         },
         "scaling": {
@@ -132,6 +146,8 @@ def hand_made_raw(gpus=(), devices=(2, 4), race=True) -> dict:
     }
     if race:
         raw["race"] = hand_made_race()
+    if not blocks:
+        del raw["blocks"]
     return raw
 
 
@@ -171,7 +187,9 @@ def test_summarize_figures_and_tables():
     assert figures["stream_chunk"] == "8"
     assert figures["four_devices_speedup"] == "3.43"
     assert figures["gpus"] == "none" and figures["stage_costs_ms"].startswith("2.00, 1.00,")
-    assert result.conditions == dict(four_devices=True, no_gpu=True, race=True, no_race=False)
+    assert result.conditions == dict(
+        four_devices=True, no_gpu=True, race=True, no_race=False, blocks=True
+    )
     throughput = result.tables["throughput"]
     assert throughput.header[:3] == ("contender", "frames/s", "÷ BP")
     assert throughput.rows[1] == ("sideways_batched", "300.0", "0.900", "1, 1 (BP's best)")
@@ -188,11 +206,30 @@ def test_summarize_figures_and_tables():
     assert memory.rows[0] == ("bp", "10.0", "40.0", "25.0", "2.50")
     assert memory.rows[2][-1] == "1.06"  # 17 / 16
     assert result.tables["partitions"].rows[1] == ("4", "[0, 0, 1, 1, 2, 2, 3, 3]", "3.43")
+    blocks = result.tables["blocks"]
+    assert blocks.header == ("ticks per block", "frames/s", "÷ BP")
+    assert blocks.rows == (
+        ("BP", "200.0", "1.000"),
+        ("1 (tick by tick)", "100.0", "0.500"),
+        ("8", "300.0", "1.500"),
+        ("auto", "290.0", "1.450"),
+    )
+    assert (figures["auto_chunk"], figures["pipeline_ticks_over_bp"]) == ("8", "0.50")
+    assert figures["race_chunk"] == "8"
+
+
+def test_results_from_before_blocks_of_ticks_leave_the_section_out():
+    result = summary.summarize(hand_made_raw(blocks=False))
+    assert not result.conditions["blocks"] and "blocks" not in result.tables
+    page = report.page(result)
+    assert "## Blocks of ticks" not in page and "${" not in page
 
 
 def test_summarize_without_four_devices_or_with_a_gpu():
     result = summary.summarize(hand_made_raw(gpus=["/physical_device:GPU:0"], devices=(2,)))
-    assert result.conditions == dict(four_devices=False, no_gpu=False, race=True, no_race=False)
+    assert result.conditions == dict(
+        four_devices=False, no_gpu=False, race=True, no_race=False, blocks=True
+    )
     assert result.figures["gpus"] == "/physical_device:GPU:0"
     page = report.page(result)
     assert "over 4 devices" not in page and "No GPU" not in page
@@ -270,6 +307,8 @@ def test_page_and_text_show_the_same_figures():
     assert "pipeline (0,0) ÷ BP (1,1): 1.50" in text
     assert "over 4 devices predicts 3.43×." in page and "No GPU was available" in page
     assert "over BP's: **32 px: 0.44, 64 px: never**." in page
+    assert "## Blocks of ticks" in page and "picks C = 8 for these 16-frame clips" in page
+    assert 'in blocks of 8 ticks, what `pipeline_chunk="auto"` picked' in page
     assert "](performance/time_to_accuracy.png)" in page and "Not measured" not in page
     assert "BP's final accuracy - 1 point ÷ BP's: 32 px: 0.44, 64 px: never" in text
     assert "${" not in page + text and "<!--" not in page
@@ -330,6 +369,7 @@ def test_config_defaults_are_the_reference_workload():
         scaling_devices=(2, 4, 8),
         scaling_repeats=2,
         thread_settings=((0, 0), (1, 2), (2, 1), (1, 1)),
+        chunk_sizes=(1, 2, 4, 8, 16),
         race_image_sizes=(32, 64),
         race_epochs=10,
         race_train_clips=512,
@@ -363,6 +403,7 @@ def test_config_defaults_are_the_reference_workload():
         ("thread_settings", ((1,),), r"config.thread_settings: expected \(inter-op, intra-op\)"),
         ("thread_settings", ((-1, 0),), r"\(0: TensorFlow's choice\); got \(\(-1, 0\),\)"),
         ("race_image_sizes", (), r"config.race_image_sizes: expected increasing .*; got \(\)"),
+        ("chunk_sizes", (4, 2), r"config.chunk_sizes: expected increasing ticks .*\(4, 2\)"),
         ("race_epochs", 0, r"config.race_epochs: expected an integer >= 1; got 0"),
         (
             "race_digits_variant",
@@ -382,7 +423,7 @@ def test_race_contenders_train_the_same_model_on_the_same_data():
     config = bench_config.get_config()
     bp, sideways = (runs.race_config(config, name, 64).to_dict() for name in runs.SWEPT)
     different = {k for k in bp if bp[k] != sideways[k]}
-    assert different == {"mode", "engine"}  # same seed, data, model, optimizer, epochs
+    assert different == {"mode"}  # same seed, data, model, optimizer, epochs (and engine)
     assert (sideways["mode"], sideways["engine"], sideways["stash_depth"]) == (
         "sideways",
         "pipeline",
@@ -434,6 +475,8 @@ def test_tiny_race_child_trains_and_times_every_epoch():
     assert len(result["seconds"]) == len(result["val_accuracy"]) == tiny.race_epochs
     assert 0 < result["seconds"][0] < result["seconds"][1]  # cumulative
     assert all(0 <= a <= 1 for a in result["val_accuracy"])
+    # Its 5-frame clips in a block per core (at least 2, at most the 5 stages).
+    assert result["chunk"] == -(-5 // min(max(os.cpu_count(), 2), 5))
     assert result["frames_per_epoch"] == tiny.race_train_clips * 5  # the tiny clips' frames
 
 
@@ -469,9 +512,13 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert steps == dict(
         bp=[(4, 4)],
         sideways_batched=[(4, 4)],
-        sideways_pipeline=[(4, 2)],
-        sideways_pipeline_full_stash=[(4, 2)],  # streamed as well, with its rings
+        sideways_pipeline=[(4, 4)],
+        sideways_pipeline_stream=[(4, 2)],
+        sideways_pipeline_stream_full_stash=[(4, 2)],  # streamed as well, with its rings
     )
+    blocks = raw["blocks"]
+    assert set(blocks["fps"]) == {"bp", "sideways_pipeline_chunk2", "sideways_pipeline"}
+    assert blocks["auto_chunk"] == 2 and blocks["threads"] == "0,0"
     scaling = raw["scaling"]
     assert len(scaling["stage_costs_ms"]) == tiny.scaling_stages
     partitions = {p["devices"]: p["assignment"] for p in scaling["partitions"]}

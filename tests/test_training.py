@@ -251,6 +251,11 @@ def test_compare_script_trains_both_modes_and_prints_side_by_side(tmp_path):
             used = json.load(f)["threads"]
         assert used["setting"] == "auto" and used["engine"] == engine
         assert (used["inter"], used["intra"]) == pools
+    # The tiny 5-frame clips in a block per core (at least 2, at most the 5 stages).
+    chunk = -(-5 // min(max(os.cpu_count(), 2), 5))
+    with open(tmp_path / "runs" / "digits_sideways" / "summary.json") as f:
+        assert json.load(f)["pipeline_chunk"] == chunk
+    assert f"digits_sideways: sideways (pipeline engine, blocks of {chunk} ticks)" in out
     header = next(line for line in out.splitlines() if line.startswith("validation"))
     assert header.split() == ["validation", "bp", "sideways"]
     assert any(line.startswith("accuracy") and len(line.split()) == 3 for line in out.splitlines())
@@ -303,6 +308,7 @@ def test_streamed_training_with_a_stash_through_the_command_config(tmp_path):
     assert len(list(train)) == 2 * 16 // (2 * 4)  # 8 long videos, batches of 4, 2 chunks
     summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "stream"))
     assert summary["engine"] == "pipeline"  # streaming needs the tick-by-tick engine
+    assert summary["pipeline_chunk"] is None
     model = training.build_model(config, training.DataInfo("classification", 10))
     assert model.stateful and model.stash == [2, 2, 2, 2, 0]
 
@@ -347,11 +353,15 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("mode", "backprop", "config.mode: expected one of sideways, bp; got 'backprop'"),
         ("engine", "tpu", "config.engine: expected one of auto, pipeline, batched; got 'tpu'"),
         ("threads", "2", r"config.threads: expected 'auto' or 'inter,intra', .*; got '2'\."),
+        ("pipeline_chunk", "big", r"config.pipeline_chunk must be 'auto' or an int >= 1.*'big'"),
+        ("pipeline_chunk", "0", r"config.pipeline_chunk must be 'auto' or an int >= 1.*got 0"),
+        ({"pipeline_chunk": "4", "data.stream_chunks": 2}, None, "must be 1 or 'auto' then; got 4"),
     ],
 )
 def test_config_values_are_checked_where_they_enter(field, value, message):
+    overrides = field if isinstance(field, dict) else {field: value}
     with pytest.raises(training.ConfigError, match=message):
-        training.check_config(tiny(moving_digits, **{field: value}))
+        training.check_config(tiny(moving_digits, **overrides))
     with pytest.raises(training.ConfigError, match="config.stash_depth: .*got 'deep'"):
         training.check_config(tiny(moving_digits, stash_depth="deep"))
     training.check_config(tiny(moving_digits, stash_depth="full"))

@@ -9,7 +9,7 @@ tick t is the input-gradient of stage k+1 at tick t-1 (zero at t = 0, as primed)
 forward and one backward pass per stage over every tick: the FLOPs and batch shapes of
 BP, the numbers of the tick-by-tick engine.
 
-Cut into chunks of C consecutive ticks ("Chunks of ticks, a wavefront"), the same passes
+Cut into chunks of C consecutive ticks (docs/algorithm.md, "Blocks of ticks"), the passes
 become L x T/C blocks: stage k's forward pass over chunk c needs only stage k-1's over
 chunks c and c-1, and its backward pass only stage k+1's backward over chunks c and c-1
 (and its own forward over c, on the tape). Blocks of different stages and chunks are

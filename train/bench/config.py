@@ -38,6 +38,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.scaling_devices = (2, 4, 8)
     config.scaling_repeats = 2  # serial, then concurrent stages, timed this many times each
     config.thread_settings = ((0, 0), (1, 2), (2, 1), (1, 1))  # (inter-op, intra-op)
+    config.chunk_sizes = (1, 2, 4, 8, 16)  # the pipeline's ticks per block, timed in step 3
     config.race_image_sizes = (32, 64)
     config.race_epochs = 10  # as `make train`: the cosine schedule decays over them
     config.race_train_clips = 512
@@ -55,6 +56,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.memory_lengths = (4, 8, 16)
         config.stream_chunk = 4
         config.thread_settings = ((0, 0), (1, 1))
+        config.chunk_sizes = (1, 4, 8)
         config.race_image_sizes = (16,)
         config.race_epochs = 3
         config.race_train_clips = 64
@@ -73,6 +75,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.scaling_devices = (2, 4)
         config.scaling_repeats = 1
         config.thread_settings = ((0, 0),)
+        config.chunk_sizes = (2,)
         config.race_image_sizes = (16,)
         config.race_epochs = 2
         config.race_train_clips = 8
@@ -130,6 +133,11 @@ def check(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             "config.thread_settings: expected (inter-op, intra-op) pairs of integers >= 0 "
             f"(0: TensorFlow's choice); got {settings!r}."
+        )
+    chunks = config.chunk_sizes
+    if not chunks or not _ints(chunks) or list(chunks) != sorted(set(chunks)):
+        raise ValueError(
+            f"config.chunk_sizes: expected increasing ticks per block >= 1; got {chunks!r}."
         )
     sizes = config.race_image_sizes
     if not sizes or not _ints(sizes) or list(sizes) != sorted(set(sizes)):

@@ -4,20 +4,22 @@
 
 1. thread settings: BP and the Sideways pipeline timed in a fresh process per inter-/
    intra-op setting, alternating; BP's best setting is used for step 2;
-2. throughput: BP, Sideways batched and Sideways pipeline built in one process and timed
-   in alternating rounds of full `fit` steps (again at the pipeline's best setting when it
-   differs from BP's);
-3. memory: the peak resident memory of one training step for several clip lengths, each
+2. throughput: BP, Sideways batched and Sideways pipeline (in blocks of ticks, "auto",
+   and tick by tick) built in one process and timed in alternating rounds of full `fit`
+   steps (again at the pipeline's best setting when it differs from BP's);
+3. blocks of ticks: BP and the pipeline at each of `chunk_sizes` ticks per block and at
+   "auto", alternating in one process at the pipeline's best setting;
+4. memory: the peak resident memory of one training step for several clip lengths, each
    in a fresh process, minus that process's memory just before the step;
-4. depth-parallel scaling: the `auto` partition of the model cut into `scaling_stages`
+5. depth-parallel scaling: the `auto` partition of the model cut into `scaling_stages`
    stages over `scaling_devices` devices and the speed-up it predicts from measured stage
    costs, and the pipeline timed with its stages serialised and concurrent on this
    machine's cores;
-5. time to accuracy (the race): BP and the Sideways pipeline (tick by tick) train the
-   model of train/configs/moving_digits.py on the same moving digits, same seed, at each
-   of `race_image_sizes`, each in a fresh process at its best setting of step 1; the
-   training seconds (validation left out, `TrainingClock`) and the validation accuracy
-   at the end of every epoch.
+6. time to accuracy (the race): BP and the Sideways pipeline (blocks of ticks, "auto")
+   train the model of train/configs/moving_digits.py on the same moving digits, same
+   seed, at each of `race_image_sizes`, each in a fresh process at its best setting of
+   step 1; the training seconds (validation left out, `TrainingClock`) and the
+   validation accuracy at the end of every epoch.
 
 It returns raw results only (frames/s of every round, bytes, milliseconds, seconds and
 accuracies of every epoch); `summary` turns them into figures. TensorFlow fixes its
@@ -50,15 +52,21 @@ if TYPE_CHECKING:
 CONTENDERS = {
     "bp": dict(mode="bp"),
     "sideways_batched": dict(mode="sideways", engine="batched"),
+    # Blocks of ticks, "auto" (the engine's default), and its tick-by-tick loop.
     "sideways_pipeline": dict(mode="sideways", engine="pipeline"),
+    "sideways_pipeline_ticks": dict(mode="sideways", engine="pipeline", pipeline_chunk=1),
 }
-# Memory also measures the pipeline with a full stash (docs/algorithm.md, "Stash depth").
+# Memory also measures the streaming pipeline (stateful: tick by tick, chunks of a long
+# clip), with and without a full stash (docs/algorithm.md, "Stash depth").
 MEMORY_CONTENDERS = {
-    **CONTENDERS,
-    "sideways_pipeline_full_stash": dict(mode="sideways", engine="pipeline", stash_depth="full"),
+    **{name: CONTENDERS[name] for name in ("bp", "sideways_batched", "sideways_pipeline")},
+    "sideways_pipeline_stream": dict(mode="sideways", engine="pipeline", stateful=True),
+    "sideways_pipeline_stream_full_stash": dict(
+        mode="sideways", engine="pipeline", stateful=True, stash_depth="full"
+    ),
 }
 SWEPT = ("bp", "sideways_pipeline")  # the contenders timed at every thread setting
-# The race's contenders, as fields of the moving-digits config; Sideways without a stash.
+CHUNK_PREFIX = "sideways_pipeline_chunk"  # + ticks per block: the blocks step's contenders
 RACE_CONTENDERS = {
     "bp": dict(mode="bp"),
     "sideways_pipeline": dict(mode="sideways", engine="pipeline", stash_depth="0"),
@@ -78,11 +86,17 @@ def _tf():
     return tf
 
 
+def contender_options(name: str) -> dict:
+    """SidewaysModel's options for contender `name`: one of CONTENDERS or
+    MEMORY_CONTENDERS, or CHUNK_PREFIX + C, the pipeline in blocks of C ticks."""
+    if name.startswith(CHUNK_PREFIX):
+        chunk = int(name[len(CHUNK_PREFIX) :])
+        return dict(mode="sideways", engine="pipeline", pipeline_chunk=chunk)
+    return {**CONTENDERS, **MEMORY_CONTENDERS}[name]
+
+
 def build_contender(
-    name: str,
-    config: ml_collections.ConfigDict,
-    num_stages: int | None = None,
-    stateful: bool = False,
+    name: str, config: ml_collections.ConfigDict, num_stages: int | None = None
 ) -> SidewaysModel:
     """The reference VGG classifier, compiled, as contender `name` trains it."""
     import keras
@@ -91,7 +105,7 @@ def build_contender(
 
     keras.utils.set_random_seed(0)
     stages = models.vgg_classifier(config.classes, num_stages or config.num_stages, config.width)
-    model = SidewaysModel(stages, stateful=stateful, **MEMORY_CONTENDERS[name])
+    model = SidewaysModel(stages, **contender_options(name))
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -121,6 +135,20 @@ def throughput(
     data = tf.data.Dataset.from_tensors((video, labels)).repeat()
     contenders = {name: build_contender(name, config) for name in names}
     return fit_fps(contenders, data, config.batch * config.frames, config.steps, config.rounds)
+
+
+def blocks(config: ml_collections.ConfigDict) -> dict:
+    """BP and the pipeline at each of `config.chunk_sizes` ticks per block (chunks longer
+    than the clip left out) and at "auto", alternating in rounds; and the chunk "auto"
+    picks here."""
+    names = [
+        "bp",
+        *(f"{CHUNK_PREFIX}{c}" for c in config.chunk_sizes if c <= config.frames),
+        "sideways_pipeline",
+    ]
+    fps = throughput(config, names)
+    auto = build_contender("sideways_pipeline", config).resolved_chunk(config.frames)
+    return dict(fps=fps, auto_chunk=auto)
 
 
 def fit_fps(
@@ -155,8 +183,8 @@ def step_memory(name: str, frames: int, config: ml_collections.ConfigDict) -> di
     Run it in a fresh process. The streaming pipeline (stateful) takes the clip as
     consecutive chunks of `config.stream_chunk` frames (with its stash, if it has one).
     """
-    streaming = MEMORY_CONTENDERS[name].get("engine") == "pipeline"
-    model = build_contender(name, config, stateful=streaming)
+    streaming = MEMORY_CONTENDERS[name].get("stateful", False)
+    model = build_contender(name, config)
     video, labels = random_batch(config, frames)
     chunk = min(config.stream_chunk, frames) if streaming else frames
     size = config.image_size
@@ -242,6 +270,7 @@ def race(config: ml_collections.ConfigDict, name: str, image_size: int) -> dict:
     clock = TrainingClock()
     history = model.fit(train, validation_data=val, epochs=run.epochs, callbacks=[clock], verbose=0)
     return dict(
+        chunk=model.resolved_chunk(run.data.clip_length) if run.mode == "sideways" else None,
         seconds=clock.cumulative,
         val_accuracy=[float(a) for a in history.history["val_accuracy"]],
         frames_per_epoch=run.data.num_train_clips * run.data.clip_length,
@@ -254,12 +283,12 @@ def run_child(task: str, args: dict, threads: str = "0,0", timeout: int = 600) -
     return child_process.run("train.bench.runs:child", dict(args, task=task), threads, timeout)
 
 
-TASKS = ("fps", "throughput", "memory", "race")
+TASKS = ("fps", "throughput", "blocks", "memory", "race")
 
 
 def child(args: dict) -> list | dict:
     """The work of one child process, `args["task"]`: "fps" (one contender), "throughput",
-    "memory" or "race" (one contender at one image size)."""
+    "blocks", "memory" or "race" (one contender at one image size)."""
     task = args["task"]
     if task not in TASKS:
         raise ValueError(f"Unknown benchmark task {task!r}; expected one of {TASKS}.")
@@ -268,6 +297,8 @@ def child(args: dict) -> list | dict:
         return throughput(config, names=(args["name"],))[args["name"]]
     if task == "throughput":
         return throughput(config)
+    if task == "blocks":
+        return blocks(config)
     if task == "race":
         return race(config, args["name"], args["image_size"])
     return step_memory(args["name"], args["frames"], config)
@@ -282,15 +313,15 @@ def run_benchmark(config: ml_collections.ConfigDict, command: str, log: Log = _n
         log: takes one line of progress at a time.
 
     Returns:
-        A JSON-ready dict: command, machine, workload, thread_sweep, throughput, memory,
-        scaling, race.
+        A JSON-ready dict: command, machine, workload, thread_sweep, throughput, blocks,
+        memory, scaling, race.
     """
     bench_config.check(config)
     args = dict(config=config.to_dict())
     results = dict(command=command, machine=machine_info(), workload=config.to_dict())
-    log("1/5 thread settings (inter-op, intra-op), BP and pipeline, a fresh process each ...")
+    log("1/6 thread settings (inter-op, intra-op), BP and pipeline, a fresh process each ...")
     results["thread_sweep"] = sweep = _thread_sweep(config, args, log)
-    log("2/5 throughput, contenders alternating in one process, at BP's best threads ...")
+    log("2/6 throughput, contenders alternating in one process, at BP's best threads ...")
     results["throughput"] = []
     for name in SWEPT:  # BP's best setting, then the pipeline's if it differs
         threads = best_setting(sweep[name])
@@ -299,11 +330,18 @@ def run_benchmark(config: ml_collections.ConfigDict, command: str, log: Log = _n
             results["throughput"].append(dict(threads=threads, best_for=name, fps=fps))
             figures = ", ".join(f"{n} {statistics.median(v):.1f}" for n, v in fps.items())
             log(f"    at {name}'s best threads ({threads}), frames/s: {figures}")
-    log("3/5 memory of one training step against clip length, a fresh process each ...")
+    log("3/6 blocks of ticks: the pipeline at each chunk size, at its best threads ...")
+    threads = best_setting(sweep["sideways_pipeline"])
+    results["blocks"] = dict(threads=threads, **run_child("blocks", args, threads))
+    figures = ", ".join(
+        f"{n} {statistics.median(v):.1f}" for n, v in results["blocks"]["fps"].items()
+    )
+    log(f"    frames/s: {figures}; 'auto' picks {results['blocks']['auto_chunk']}")
+    log("4/6 memory of one training step against clip length, a fresh process each ...")
     results["memory"] = _memory(config, args, log)
-    log("4/5 depth-parallel scaling ...")
+    log("5/6 depth-parallel scaling ...")
     results["scaling"] = _scaling(config, args)
-    log("5/5 time to accuracy on moving digits, each contender at its best threads ...")
+    log("6/6 time to accuracy on moving digits, each contender at its best threads ...")
     results["race"] = _race(config, args, sweep, log)
     return results
 

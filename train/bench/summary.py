@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 LABELS = {"bp": "BP's best", "sideways_pipeline": "the pipeline's best"}
 RACE_MARGIN = 0.01  # the race's target: BP's final validation accuracy minus one point
+CHUNK_TICKS = "sideways_pipeline_chunk1"  # the blocks step's tick-by-tick contender
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +138,25 @@ def thread_sweep_table(raw: Mapping) -> Table:
     return Table(("contender", *settings), rows)
 
 
+def chunk_label(name: str) -> str:
+    """A blocks-step contender's row label: its ticks per block, "auto", or "BP"."""
+    if name == "bp":
+        return "BP"
+    if name == "sideways_pipeline":
+        return "auto"
+    chunk = name.rsplit("chunk", 1)[1]
+    return f"{chunk} (tick by tick)" if chunk == "1" else chunk
+
+
+def blocks_table(raw: Mapping) -> Table:
+    """Frames/s and ratio to BP of the pipeline at each chunk size (step 3)."""
+    rows = tuple(
+        (chunk_label(name), f"{r['fps']:.1f}", f"{r['ratio_to_bp']:.3f}")
+        for name, r in throughput(raw["blocks"]["fps"]).items()
+    )
+    return Table(("ticks per block", "frames/s", "÷ BP"), rows)
+
+
 def memory_table(raw: Mapping) -> Table:
     """MiB of one training step per contender and clip length, and the growth."""
     lengths = [step["frames"] for step in next(iter(raw["memory"].values()))]
@@ -194,6 +214,11 @@ def race_table(sizes: Sequence[Mapping]) -> Table:
 def _race_figures(results: Mapping) -> dict[str, str]:
     """The race's set-up and headline ratios, formatted."""
     figures = {f"race_{k}": str(v) for k, v in results["setup"].items()}
+    chunks = {
+        str(size["contenders"]["sideways_pipeline"].get("chunk", "not recorded"))
+        for size in results["sizes"]
+    }
+    figures["race_chunk"] = " / ".join(sorted(chunks))
     figures["race_ratios"] = ", ".join(
         f"{size['image_size']} px: {_or_never(size['ratio'], '.2f')}"
         for size in race(results["sizes"])
@@ -219,7 +244,7 @@ def summarize(raw: Mapping) -> Summary:
         bp_best=best["bp"],
         pipeline_best=best["sideways_pipeline"],
         pipeline_best_over_bp_best=f"{best_fps['sideways_pipeline'] / best_fps['bp']:.2f}",
-        stream_chunk=str(memory(raw["memory"]["sideways_pipeline"])["chunk"]),
+        stream_chunk=str(memory(raw["memory"]["sideways_pipeline_stream"])["chunk"]),
         stage_costs_ms=", ".join(f"{c:.2f}" for c in scaling["stage_costs_ms"]),
         scaling_cores=str(scaling["cores"]),
         core_speedup=f"{core_speedup(scaling['serial_fps'], scaling['concurrent_fps']):.2f}",
@@ -233,11 +258,25 @@ def summarize(raw: Mapping) -> Summary:
         memory=memory_table(raw),
         partitions=partition_table(raw),
     )
+    if "blocks" in raw:
+        b = raw["blocks"]
+        figures.update(
+            blocks_threads=_threads(b["threads"]),
+            auto_chunk=str(b["auto_chunk"]),
+            pipeline_ticks_over_bp=f"{throughput(b['fps'])[CHUNK_TICKS]['ratio_to_bp']:.2f}"
+            if CHUNK_TICKS in b["fps"]
+            else "not timed",
+        )
+        tables["blocks"] = blocks_table(raw)
     raced = "race" in raw  # results written before the race was measured have none
     if raced:
         figures.update(_race_figures(raw["race"]))
         tables["race"] = race_table(raw["race"]["sizes"])
     conditions = dict(
-        four_devices=bool(four), no_gpu=not machine["gpus"], race=raced, no_race=not raced
+        four_devices=bool(four),
+        no_gpu=not machine["gpus"],
+        race=raced,
+        no_race=not raced,
+        blocks="blocks" in raw,
     )
     return Summary(figures, tables, conditions)
