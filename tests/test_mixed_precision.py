@@ -184,22 +184,22 @@ def test_overflowing_gradients_lower_the_scale_and_skip_the_step_only(float16, m
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=CLIP_LOSS, metrics=["accuracy"])
     model.build(video.shape)
     model.optimizer.build(model.trainable_variables)
-    model.optimizer.dynamic_scale.assign(2.0**40)  # float16 errors overflow, the loss not
+    model.optimizer.dynamic_scale.assign(2.0**24)  # float16 errors overflow, the loss not
     before = [v.numpy() for v in model.trainable_variables]
     logs = model.train_on_batch(video, labels, return_dict=True)
     assert logs["loss_scale_skips"] == 1.0
     assert logs["skipped_updates"] == 0.0  # not a bad batch: its loss counts
     assert np.isfinite(logs["loss"]) and logs["loss"] > 0
-    assert loss_scale(model) == 2.0**39
+    assert loss_scale(model) == 2.0**23
     for b, v in zip(before, model.trainable_variables):
         np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
 
     # Training goes on: the scale halves until the gradients fit, then steps apply.
-    history = model.fit(video, labels, epochs=30, verbose=0).history
-    assert history["skipped_updates"] == [0.0] * 30
-    assert 0 < sum(history["loss_scale_skips"]) < 30
+    history = model.fit(video, labels, epochs=10, verbose=0).history
+    assert history["skipped_updates"] == [0.0] * 10
+    assert 0 < sum(history["loss_scale_skips"]) < 10
     assert history["loss_scale_skips"][-1] == 0.0
-    assert loss_scale(model) < 2.0**39
+    assert loss_scale(model) < 2.0**23
     assert history["loss"][-1] < history["loss"][0]
     assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
 
