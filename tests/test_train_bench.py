@@ -61,10 +61,11 @@ def hand_made_race() -> dict:
     )
 
 
-def hand_made_raw(gpus=(), devices=(2, 4), race=True) -> dict:
+def hand_made_raw(gpus=(), devices=(2, 4), race=True, mixed=False) -> dict:
     """Raw results as runs.run_benchmark writes them, with figures chosen to tell bugs apart.
 
-    Without `race`, they are as written before the benchmark had a race.
+    Without `race`, they are as written before the benchmark had a race; with `mixed`, BP
+    and the pipeline were also measured under mixed_bfloat16.
     """
     raw = {
         "command": "make bench",
@@ -132,6 +133,15 @@ def hand_made_raw(gpus=(), devices=(2, 4), race=True) -> dict:
     }
     if race:
         raw["race"] = hand_made_race()
+    if mixed:
+        first = raw["throughput"][0]["fps"]
+        first["bp_mixed_bfloat16"] = [50.0, 300.0, 400.0]  # ratios 0.5, 1.5, 1.0: median 1
+        first["sideways_pipeline_mixed_bfloat16"] = [150.0, 300.0, 800.0]  # median ratio 1.5
+        raw["throughput"][1]["fps"]["bp_mixed_bfloat16"] = [75.0, 75.0, 75.0]  # not shown
+        raw["memory"]["bp_mixed_bfloat16"] = [
+            dict(frames=t, bytes=int(m * MiB), chunk=t, peak_reset=True)
+            for t, m in zip((8, 32, 128), (6.0, 20.0, 10.0))  # 10 / 25 at the longest
+        ]
     return raw
 
 
@@ -171,7 +181,9 @@ def test_summarize_figures_and_tables():
     assert figures["stream_chunk"] == "8"
     assert figures["four_devices_speedup"] == "3.43"
     assert figures["gpus"] == "none" and figures["stage_costs_ms"].startswith("2.00, 1.00,")
-    assert result.conditions == dict(four_devices=True, no_gpu=True, race=True, no_race=False)
+    assert result.conditions == dict(
+        four_devices=True, no_gpu=True, race=True, no_race=False, mixed=False
+    )
     throughput = result.tables["throughput"]
     assert throughput.header[:3] == ("contender", "frames/s", "÷ BP")
     assert throughput.rows[1] == ("sideways_batched", "300.0", "0.900", "1, 1 (BP's best)")
@@ -190,9 +202,42 @@ def test_summarize_figures_and_tables():
     assert result.tables["partitions"].rows[1] == ("4", "[0, 0, 1, 1, 2, 2, 3, 3]", "3.43")
 
 
+def test_precision_table_compares_each_mixed_contender_with_its_float32_self():
+    assert summary.contender_precision("bp_mixed_bfloat16") == ("bp", "mixed_bfloat16")
+    assert summary.contender_precision("sideways_pipeline") == ("sideways_pipeline", "float32")
+    result = summary.summarize(hand_made_raw(mixed=True))
+    table = result.tables["precision"]
+    assert table.header == (
+        "contender",
+        "precision",
+        "frames/s",
+        "÷ float32",
+        "T=128 (MiB)",
+        "÷ float32",
+    )
+    assert table.rows == (
+        ("bp", "mixed_bfloat16", "300.0", "1.000", "10.0", "0.40"),
+        ("sideways_pipeline", "mixed_bfloat16", "300.0", "1.500", "–", "–"),  # no memory
+    )
+    assert result.conditions["mixed"] and result.figures["precision_threads"] == "1, 1"
+    page, text = report.page(result), report.text(result)
+    assert "## Mixed precision" in page and "| bp | mixed_bfloat16 | 300.0 |" in page
+    assert "Mixed precision, BP and the pipeline" in text and "${" not in page + text
+    # The mixed contenders are rows of the throughput and memory tables too.
+    assert ("bp_mixed_bfloat16", "300.0", "1.000", "1, 1 (BP's best)") in (
+        result.tables["throughput"].rows
+    )
+    # Results from before the precisions were measured: no section, the page as it was.
+    plain = summary.summarize(hand_made_raw())
+    assert not plain.conditions["mixed"] and "precision" not in plain.tables
+    assert "Mixed precision" not in report.page(plain) + report.text(plain)
+
+
 def test_summarize_without_four_devices_or_with_a_gpu():
     result = summary.summarize(hand_made_raw(gpus=["/physical_device:GPU:0"], devices=(2,)))
-    assert result.conditions == dict(four_devices=False, no_gpu=False, race=True, no_race=False)
+    assert result.conditions == dict(
+        four_devices=False, no_gpu=False, race=True, no_race=False, mixed=False
+    )
     assert result.figures["gpus"] == "/physical_device:GPU:0"
     page = report.page(result)
     assert "over 4 devices" not in page and "No GPU" not in page
@@ -330,6 +375,7 @@ def test_config_defaults_are_the_reference_workload():
         scaling_devices=(2, 4, 8),
         scaling_repeats=2,
         thread_settings=((0, 0), (1, 2), (2, 1), (1, 1)),
+        precisions=("float32", "mixed_bfloat16"),
         race_image_sizes=(32, 64),
         race_epochs=10,
         race_train_clips=512,
@@ -364,6 +410,12 @@ def test_config_defaults_are_the_reference_workload():
         ("thread_settings", ((-1, 0),), r"\(0: TensorFlow's choice\); got \(\(-1, 0\),\)"),
         ("race_image_sizes", (), r"config.race_image_sizes: expected increasing .*; got \(\)"),
         ("race_epochs", 0, r"config.race_epochs: expected an integer >= 1; got 0"),
+        ("precisions", ("mixed_bfloat16",), r"config.precisions: expected 'float32' first, .*"),
+        (
+            "precisions",
+            ("float32", "float16"),
+            r"then any of mixed_bfloat16, mixed_float16, each once; got \('float32', 'float16'\)",
+        ),
         (
             "race_digits_variant",
             "huge",
@@ -462,8 +514,9 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert raw["workload"] == json.loads(json.dumps(tiny.to_dict()))
     assert [len(fps) for fps in raw["thread_sweep"]["bp"].values()] == [tiny.rounds]
     assert [t["threads"] for t in raw["throughput"]] == ["0,0"]  # one setting: both bests
+    mixed = ["bp_mixed_bfloat16", "sideways_pipeline_mixed_bfloat16"]  # tiny.precisions
     assert {name: len(r) for name, r in raw["throughput"][0]["fps"].items()} == {
-        name: tiny.rounds for name in runs.CONTENDERS
+        name: tiny.rounds for name in [*runs.CONTENDERS, *mixed]
     }
     steps = {name: [(m["frames"], m["chunk"]) for m in s] for name, s in raw["memory"].items()}
     assert steps == dict(
@@ -471,6 +524,8 @@ def test_tiny_benchmark_end_to_end(tmp_path):
         sideways_batched=[(4, 4)],
         sideways_pipeline=[(4, 2)],
         sideways_pipeline_full_stash=[(4, 2)],  # streamed as well, with its rings
+        bp_mixed_bfloat16=[(4, 4)],
+        sideways_pipeline_mixed_bfloat16=[(4, 2)],
     )
     scaling = raw["scaling"]
     assert len(scaling["stage_costs_ms"]) == tiny.scaling_stages
@@ -486,5 +541,6 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert (tmp_path / "time_to_accuracy.png").exists()
     # The page and the printed summary are those of the raw results, as --report_only makes them.
     result = summary.summarize(raw)
+    assert result.conditions["mixed"] and len(result.tables["precision"].rows) == 2
     assert page_path.read_text() == report.page(result, "time_to_accuracy.png")
     assert report.text(result) in done.stdout and f"results: {raw_path}" in done.stdout

@@ -6,9 +6,11 @@
    intra-op setting, alternating; BP's best setting is used for step 2;
 2. throughput: BP, Sideways batched and Sideways pipeline built in one process and timed
    in alternating rounds of full `fit` steps (again at the pipeline's best setting when it
-   differs from BP's);
+   differs from BP's), and BP and the pipeline again under each of `config.precisions`
+   beyond float32 (contenders named like "bp_mixed_bfloat16");
 3. memory: the peak resident memory of one training step for several clip lengths, each
-   in a fresh process, minus that process's memory just before the step;
+   in a fresh process, minus that process's memory just before the step (BP and the
+   streaming pipeline also under the other precisions);
 4. depth-parallel scaling: the `auto` partition of the model cut into `scaling_stages`
    stages over `scaling_devices` devices and the speed-up it predicts from measured stage
    costs, and the pipeline timed with its stages serialised and concurrent on this
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING
 import ml_collections
 
 from train.bench import config as bench_config
-from train.bench.summary import best_setting
+from train.bench.summary import best_setting, contender_precision
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,6 +60,8 @@ MEMORY_CONTENDERS = {
     "sideways_pipeline_full_stash": dict(mode="sideways", engine="pipeline", stash_depth="full"),
 }
 SWEPT = ("bp", "sideways_pipeline")  # the contenders timed at every thread setting
+# Timed and measured again under each of config.precisions beyond float32.
+MIXED = ("bp", "sideways_pipeline")
 # The race's contenders, as fields of the moving-digits config; Sideways without a stash.
 RACE_CONTENDERS = {
     "bp": dict(mode="bp"),
@@ -80,24 +84,35 @@ def _tf():
     return tf
 
 
+def with_precisions(names: Sequence[str], config: ml_collections.ConfigDict) -> list[str]:
+    """`names`, then those of MIXED among them under each precision beyond float32."""
+    mixed = [f"{n}_{p}" for p in config.get("precisions", ("float32",))[1:] for n in MIXED]
+    return [*names, *(n for n in mixed if contender_precision(n)[0] in names)]
+
+
 def build_contender(
     name: str,
     config: ml_collections.ConfigDict,
     num_stages: int | None = None,
     stateful: bool = False,
 ) -> SidewaysModel:
-    """The reference VGG classifier, compiled, as contender `name` trains it."""
+    """The reference VGG classifier, compiled, as contender `name` trains it (under its
+    precision: "bp_mixed_bfloat16" is BP under Keras' mixed_bfloat16 policy)."""
     import keras
 
-    from keras_sideways import SidewaysModel, models
+    from keras_sideways import SidewaysModel, models, training
 
     keras.utils.set_random_seed(0)
-    stages = models.vgg_classifier(config.classes, num_stages or config.num_stages, config.width)
-    model = SidewaysModel(stages, stateful=stateful, **MEMORY_CONTENDERS[name])
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    base, precision = contender_precision(name)
+    with training.dtype_policy(precision):
+        stages = models.vgg_classifier(
+            config.classes, num_stages or config.num_stages, config.width
+        )
+        model = SidewaysModel(stages, stateful=stateful, **MEMORY_CONTENDERS[base])
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
     return model
 
 
@@ -115,10 +130,14 @@ def random_batch(
 
 
 def throughput(
-    config: ml_collections.ConfigDict, names: Sequence[str] = tuple(CONTENDERS)
+    config: ml_collections.ConfigDict, names: Sequence[str] | None = None
 ) -> dict[str, list[float]]:
-    """Training frames/s of each contender in every round, timed in alternating rounds of fit."""
+    """Training frames/s of each contender in every round, timed in alternating rounds of fit.
+
+    By default: CONTENDERS, and BP and the pipeline under the other `config.precisions`.
+    """
     tf = _tf()
+    names = with_precisions(tuple(CONTENDERS), config) if names is None else names
     video, labels = random_batch(config)
     data = tf.data.Dataset.from_tensors((video, labels)).repeat()
     contenders = {name: build_contender(name, config) for name in names}
@@ -148,7 +167,7 @@ def step_memory(name: str, frames: int, config: ml_collections.ConfigDict) -> di
     Run it in a fresh process. The streaming pipeline (stateful) takes the clip as
     consecutive chunks of `config.stream_chunk` frames (with its stash, if it has one).
     """
-    streaming = MEMORY_CONTENDERS[name].get("engine") == "pipeline"
+    streaming = MEMORY_CONTENDERS[contender_precision(name)[0]].get("engine") == "pipeline"
     model = build_contender(name, config, stateful=streaming)
     video, labels = random_batch(config, frames)
     chunk = min(config.stream_chunk, frames) if streaming else frames
@@ -334,8 +353,8 @@ def _thread_sweep(config: ml_collections.ConfigDict, args: dict, log: Log) -> di
 
 def _memory(config: ml_collections.ConfigDict, args: dict, log: Log) -> dict:
     """{contender: [step_memory for each clip length]}, a fresh process each."""
-    memory = {name: [] for name in MEMORY_CONTENDERS}
-    for name in MEMORY_CONTENDERS:
+    memory = {name: [] for name in with_precisions(tuple(MEMORY_CONTENDERS), config)}
+    for name in memory:
         for frames in config.memory_lengths:
             step = run_child("memory", dict(args, name=name, frames=frames))
             memory[name].append(step)
