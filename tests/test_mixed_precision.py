@@ -177,6 +177,19 @@ def test_a_loss_scaled_step_applies_the_unscaled_gradient(float16, mode, engine)
         np.testing.assert_allclose(b - v.numpy(), 0.1 * np.asarray(g), rtol=1e-3, atol=1e-7)
 
 
+def test_a_static_loss_scale_factor_is_divided_out_too():
+    video, labels = random_video(batch=2, time=5, seed=1), clip_labels(2)
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3), engine="batched")
+    model.compile(optimizer=keras.optimizers.SGD(0.1, loss_scale_factor=64.0), loss=CLIP_LOSS)
+    model.build(video.shape)
+    before = [v.numpy() for v in model.trainable_variables]
+    grads = model.compute_gradients(video, labels)
+    logs = model.train_on_batch(video, labels, return_dict=True)
+    assert "loss_scale_skips" not in logs  # no dynamic scale: nothing to count
+    for b, g, v in zip(before, grads, model.trainable_variables):
+        np.testing.assert_allclose(b - v.numpy(), 0.1 * np.asarray(g), rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("mode, engine", MODES_AND_ENGINES)
 def test_overflowing_gradients_lower_the_scale_and_skip_the_step_only(float16, mode, engine):
     video, labels = random_video(batch=2, time=5, seed=1), clip_labels(2)
