@@ -11,6 +11,7 @@ differs from BP by several times the tolerance, so it still tells them apart.
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import (
     CLIP_LOSS,
     clip_labels,
@@ -215,6 +216,21 @@ def test_overflowing_gradients_lower_the_scale_and_skip_the_step_only(float16, m
     assert loss_scale(model) < 2.0**23
     assert history["loss"][-1] < history["loss"][0]
     assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
+
+
+def test_an_overflow_under_a_mirrored_strategy_is_skipped_on_every_replica(float16):
+    video, labels = random_video(batch=4, time=5), np.array([0, 1, 2, 0])
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=CLIP_LOSS)
+    model.fit(video, labels, epochs=1, verbose=0)
+    before = [v.numpy() for v in model.trainable_variables]
+    model.optimizer.dynamic_scale.assign(2.0**24)
+    logs = model.fit(video, labels, epochs=1, verbose=0).history
+    assert (logs["loss_scale_skips"], logs["skipped_updates"]) == ([1.0], [0.0])
+    assert loss_scale(model) == 2.0**23
+    for b, v in zip(before, model.trainable_variables):
+        np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
 
 
 @pytest.mark.parametrize("mode, engine", MODES_AND_ENGINES)
