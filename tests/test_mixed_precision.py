@@ -57,7 +57,7 @@ def assert_close_in_norm(actual, expected, model, tolerance):
         assert error < tolerance, f"{v.path}: relative error {error:.2e} >= {tolerance}"
 
 
-def policy_model(policy, stages_fn, weights=None, **kwargs):
+def policy_model(policy, stages_fn, **kwargs):
     """A compiled SidewaysModel whose stages are made under `policy` (None: float32)."""
     keras.config.set_dtype_policy(policy or "float32")
     try:
