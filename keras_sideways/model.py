@@ -108,6 +108,8 @@ class SidewaysModel(keras.Model):
         self.buffers: pipeline.PipelineBuffers | None = None
         self.frame_shape: tuple | None = None  # set by build
         self.skipped_updates = keras.metrics.Sum(name="skipped_updates")
+        # Listed only under dynamic loss scaling (mixed_float16): see `metrics`.
+        self.loss_scale_skips = keras.metrics.Sum(name="loss_scale_skips")
         self._gradient_fns = {}
         self._warned_short_clip = False
         if mode == "sideways":
@@ -214,34 +216,28 @@ class SidewaysModel(keras.Model):
     def train_step(self, data):
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
 
-        # Forward, loss and (pseudo-)gradients, by the engine of the mode.
+        # Forward, loss and (pseudo-)gradients, by the engine of the mode; the gradients
+        # are those of the loss times the optimizer's loss scale (mixed_float16).
+        scale = self._loss_scale()
         loss, grads, outputs, scored, statistics = self._loss_and_gradients(
-            video, target, sample_weight, self.mode
+            video, target, sample_weight, self.mode, scale
         )
 
-        # Update once per step; a batch with a non-finite loss or gradient (on any
-        # replica) is skipped on every replica, and an update that makes a weight
-        # non-finite (a diverging learning rate) is rolled back.
-        finite = replicas.on_all_replicas(
-            tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in [loss, *grads]])
-        )
-        weights = self.trainable_variables
-        applied = replicas.apply_if(
-            finite,
-            self._apply,
-            grads,
-            [*weights, *self.optimizer.variables],
-            weights,
-            self._update_scales(),
-        )
-        finite = tf.logical_and(finite, applied)
+        # Update once per step (see `_update`: what is skipped, rolled back or counted).
+        finite, overflow = self._update(loss, grads, video)
+        if self.stateful and self._dynamic_loss_scale():  # errors kept for the next step
+            self._rescale_errors(self._loss_scale() / scale)
         # Sideways' batch-norm moving statistics: once per step, as the update (BP: Keras').
-        tick_layers.update_moving_statistics(statistics, finite)
+        tick_layers.update_moving_statistics(
+            statistics, tf.logical_and(finite, tf.logical_not(overflow))
+        )
 
         # Metrics: a skipped batch counts in skipped_updates, not in the loss or metrics.
         kept = tf.cast(finite, tf.float32)
         count = tf.distribute.get_strategy().num_replicas_in_sync
         self.skipped_updates.update_state((1.0 - kept) / count)  # summed over replicas
+        if self._dynamic_loss_scale():  # an overflow's loss is sound: it counts as kept
+            self.loss_scale_skips.update_state(tf.cast(overflow, tf.float32) / count)
         batch = tf.cast(tf.shape(video)[0], tf.float32)
         loss = loss * count  # Keras losses are divided by the replicas: log the true mean
         self._loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=kept * batch)
@@ -286,8 +282,11 @@ class SidewaysModel(keras.Model):
         if mode not in self._gradient_fns:
 
             def gradients(video, target, sample_weight):
-                loss, grads, *_ = self._loss_and_gradients(video, target, sample_weight, mode)
-                return loss, grads
+                scale = self._loss_scale()  # computed as train_step does, then unscaled
+                loss, grads, *_ = self._loss_and_gradients(
+                    video, target, sample_weight, mode, scale
+                )
+                return loss, grads if scale is None else [g / scale for g in grads]
 
             self._gradient_fns[mode] = tf.function(gradients, reduce_retracing=True)
         # The pipeline, batch-norm statistics and random layers' seeds are left as they were.
@@ -299,13 +298,25 @@ class SidewaysModel(keras.Model):
         return list(grads)
 
     # ----------------------------------------------------------------- internals
-    def _loss_and_gradients(self, video, target, sample_weight, mode):
+    def _loss_and_gradients(self, video, target, sample_weight, mode, scale=None):
         """Returns (loss, gradients, outputs, scored targets, batch-norm statistics) for one
-        clip batch; the statistics (Sideways only) are for `update_moving_statistics`."""
+        clip batch; the statistics (Sideways only) are for `update_moving_statistics`.
+
+        With `scale`, the gradients (and so every error the engines pass down, in the
+        compute dtype) are those of the loss times `scale`, the optimizer's loss scale,
+        which the optimizer divides out; the loss returned is never scaled.
+        """
         self._check_inputs(video, target, sample_weight)
         if not self.built:  # a custom loop that never called the model
             self._build_for(video)
-        loss_fn, devices = self._tick_loss, self.devices
+        devices = self.devices
+        if scale is None:
+            loss_fn = self._tick_loss
+        else:
+
+            def loss_fn(y_true, y_pred, sample_weight):
+                return self._tick_loss(y_true, y_pred, sample_weight) * scale
+
         if mode == "bp":
             result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, devices)
         elif self.resolved_engine == "batched":
@@ -352,21 +363,46 @@ class SidewaysModel(keras.Model):
                 stateful=self.stateful,
                 devices=devices,
             )
-        return self._with_regularisers(result)
+        if scale is not None:
+            result.loss = result.loss / scale
+        return self._with_regularisers(result, scale)
 
-    def _with_regularisers(self, result: EngineResult):
+    def _with_regularisers(self, result: EngineResult, scale=None):
         """(loss, gradients, outputs, targets, statistics), weight regularisers added once
-        per step."""
+        per step (their gradients times `scale`, like the engines')."""
         grads = in_variable_order(self.trainable_variables, self.stages, result.gradients)
         loss = result.loss
         if self.losses:  # weight regularisers: their exact gradient, once per step
             count = tf.distribute.get_strategy().num_replicas_in_sync
             with tf.GradientTape() as tape:  # divided like the loss, as Keras does
                 penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.losses]) / count
-            reg = tape.gradient(penalty, self.trainable_variables)
+            reg = tape.gradient(
+                penalty if scale is None else penalty * scale, self.trainable_variables
+            )
             grads = [g if r is None else g + r for g, r in zip(grads, reg)]
             loss = loss + penalty
         return loss, grads, result.outputs, result.targets, result.statistics
+
+    def _loss_scale(self) -> tf.Tensor | None:
+        """The factor the optimizer expects the loss scaled by: a LossScaleOptimizer's
+        dynamic scale (mixed_float16) or a `loss_scale_factor`; None without scaling."""
+        optimizer = getattr(self, "optimizer", None)
+        if not self._dynamic_loss_scale() and getattr(optimizer, "loss_scale_factor", None) is None:
+            return None
+        return tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+
+    def _dynamic_loss_scale(self) -> bool:
+        """True when the optimizer scales the loss dynamically (and skips overflows)."""
+        return isinstance(getattr(self, "optimizer", None), keras.optimizers.LossScaleOptimizer)
+
+    @property
+    def metrics(self):
+        """Keras' metrics; `loss_scale_skips` only under dynamic loss scaling."""
+        metrics = super().metrics
+        if self._dynamic_loss_scale():
+            return metrics
+        skips = getattr(self, "loss_scale_skips", None)
+        return [m for m in metrics if m is not skips]
 
     @property
     def resolved_engine(self) -> str:
@@ -437,6 +473,49 @@ class SidewaysModel(keras.Model):
                 if gaps[k] and scales[i] is None:  # a shared variable: its first stage's
                     scales[i] = per_stage[k]
         return scales
+
+    def _update(self, loss, grads, video) -> tuple[tf.Tensor, tf.Tensor]:
+        """Applies `grads` unless the step must be skipped; returns (kept, overflow).
+
+        A batch with a non-finite loss or gradient (on any replica) is skipped on every
+        replica, and an update that makes a weight non-finite (a diverging learning rate)
+        is rolled back: `kept` is False. Under dynamic loss scaling (a
+        LossScaleOptimizer), non-finite gradients from a finite video and loss are the
+        scale's fault, not the batch's: they go to the optimizer, which skips the update
+        and halves its scale; `kept` and `overflow` are True. A non-finite video or loss
+        is skipped as above and leaves the scale alone.
+        """
+        finite_loss = tf.reduce_all(tf.math.is_finite(loss))
+        finite_grads = replicas.on_all_replicas(
+            tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        )
+        if self._dynamic_loss_scale():
+            finite_video = tf.reduce_all(tf.math.is_finite(video))
+            finite = replicas.on_all_replicas(tf.logical_and(finite_loss, finite_video))
+        else:
+            finite_loss = replicas.on_all_replicas(finite_loss)
+            finite = tf.logical_and(finite_loss, finite_grads)
+        weights = self.trainable_variables
+        applied = replicas.apply_if(
+            finite,
+            self._apply,
+            grads,
+            [*weights, *self.optimizer.variables],
+            weights,
+            self._update_scales(),
+        )
+        kept = tf.logical_and(finite, applied)
+        return kept, tf.logical_and(kept, tf.logical_not(finite_grads))
+
+    def _rescale_errors(self, ratio: tf.Tensor) -> None:
+        """Brings a stream's error buffers to the loss scale of the next step (`ratio`: new
+        over old); an overflowed error, which that step would pass on, becomes zero."""
+        if self.mode != "sideways" or self.resolved_engine != "pipeline":
+            return
+        for error in self.buffers.errors:
+            value = tf.cast(error.value, tf.float32)
+            kept = tf.where(tf.math.is_finite(value), value * ratio, 0.0)
+            error.assign(tf.cast(kept, error.dtype))
 
     def _apply(self, grads):
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))

@@ -7,6 +7,7 @@ it with tiny configs.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import math
@@ -28,6 +29,8 @@ from keras_sideways.model import SidewaysModel
 TASKS = ("classification", "reconstruction")
 DATASETS = ("moving_digits", "tfds", "video_folder", "arrow_of_time")
 DIGIT_TARGETS = ("label", "direction")  # config.data.target of moving_digits classification
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies (README)
+COUNTERS = ("skipped_updates", "loss_scale_skips")  # fit's counts of skipped steps, not scores
 
 
 class ConfigError(ValueError):
@@ -61,6 +64,8 @@ def check_config(config) -> None:
         fail("mode", f"one of {', '.join(options.MODES)}", config.mode)
     if config.engine not in options.ENGINES:
         fail("engine", f"one of {', '.join(options.ENGINES)}", config.engine)
+    if config.get("precision", "float32") not in PRECISIONS:
+        fail("precision", f"one of {', '.join(PRECISIONS)}", config.precision)
     d = config.data
     for field in ("clip_length", "temporal_stride", "batch_size"):
         positive_int(f"data.{field}", d[field])
@@ -321,9 +326,26 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
     `config.model.temporal_window` and `temporal_shift` (a classifier that sees motion,
     `models.vgg_classifier`), `config.stash_depth` (Sideways' stash, default 0),
     `config.delay_warmup_steps` (the
-    delay-aware learning rate, default 0: off), and streaming (a stateful Sideways model)
-    when `config.data.stream_chunks` is set.
+    delay-aware learning rate, default 0: off), `config.precision` (the Keras dtype policy
+    of the model, default "float32"; the global policy is left as it was), and streaming (a
+    stateful Sideways model) when `config.data.stream_chunks` is set.
     """
+    with dtype_policy(config.get("precision", "float32")):
+        return _build_model(config, info)
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Makes `name` Keras' global dtype policy within the block, then puts back the last."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def _build_model(config, info: DataInfo) -> SidewaysModel:
     m = config.model
     if info.task == "classification":
         if not info.num_classes:
@@ -427,6 +449,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         mode=config.mode,
         engine=model.resolved_engine if config.mode == "sideways" else "bp",
         pipeline_chunk=_chunk_used(model, config),
+        precision=model.dtype_policy.name,
         task=info.task,
         epochs=config.epochs,
         threads=pools,
@@ -477,7 +500,7 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
 def comparison_table(summaries: dict[str, dict]) -> str:
     """Validation figures of several runs side by side, one column per run."""
     first = next(iter(summaries.values()))
-    metrics = [k for k in first["validation"] if k != "skipped_updates"]
+    metrics = [k for k in first["validation"] if k not in COUNTERS]
     lines = [f"{'validation':<12}" + "".join(f"{name:>12}" for name in summaries)]
     for metric in metrics:
         values = "".join(f"{s['validation'][metric]:>12.4f}" for s in summaries.values())
@@ -495,12 +518,14 @@ def _chunk_used(model: SidewaysModel, config) -> int | None:
 def summary_lines(summary: dict) -> list[str]:
     """The closing lines of a run: headline figures and where everything went."""
     scores = ", ".join(
-        f"{k} {v:.4f}" for k, v in summary["validation"].items() if k != "skipped_updates"
+        f"{k} {v:.4f}" for k, v in summary["validation"].items() if k not in COUNTERS
     )
     how = summary["mode"] if summary["mode"] == "bp" else f"sideways ({summary['engine']} engine)"
     if summary.get("engine") == "pipeline":
         chunk = summary.get("pipeline_chunk")
         how = how[:-1] + (", tick by tick)" if chunk is None else f", blocks of {chunk} ticks)")
+    if summary.get("precision", "float32") != "float32":
+        how = f"{how}, {summary['precision']}"
     return [
         f"{summary['name']}: {how}, {summary['epochs']} epochs; validation {scores}",
         f"  threads:      {threads_text(summary['threads'])}",

@@ -63,11 +63,12 @@ def hand_made_race() -> dict:
     )
 
 
-def hand_made_raw(gpus=(), devices=(2, 4), race=True, blocks=True) -> dict:
+def hand_made_raw(gpus=(), devices=(2, 4), race=True, blocks=True, mixed=False) -> dict:
     """Raw results as runs.run_benchmark writes them, with figures chosen to tell bugs apart.
 
     Without `race` (`blocks`), they are as written before the benchmark had a race (timed
-    blocks of ticks).
+    blocks of ticks); with `mixed`, BP and the pipeline were also measured under
+    mixed_bfloat16.
     """
     raw = {
         "command": "make bench",
@@ -148,6 +149,15 @@ def hand_made_raw(gpus=(), devices=(2, 4), race=True, blocks=True) -> dict:
         raw["race"] = hand_made_race()
     if not blocks:
         del raw["blocks"]
+    if mixed:
+        first = raw["throughput"][0]["fps"]
+        first["bp_mixed_bfloat16"] = [50.0, 300.0, 400.0]  # ratios 0.5, 1.5, 1.0: median 1
+        first["sideways_pipeline_mixed_bfloat16"] = [150.0, 300.0, 800.0]  # median ratio 1.5
+        raw["throughput"][1]["fps"]["bp_mixed_bfloat16"] = [75.0, 75.0, 75.0]  # not shown
+        raw["memory"]["bp_mixed_bfloat16"] = [
+            dict(frames=t, bytes=int(m * MiB), chunk=t, peak_reset=True)
+            for t, m in zip((8, 32, 128), (6.0, 20.0, 10.0))  # 10 / 25 at the longest
+        ]
     return raw
 
 
@@ -188,7 +198,7 @@ def test_summarize_figures_and_tables():
     assert figures["four_devices_speedup"] == "3.43"
     assert figures["gpus"] == "none" and figures["stage_costs_ms"].startswith("2.00, 1.00,")
     assert result.conditions == dict(
-        four_devices=True, no_gpu=True, race=True, no_race=False, blocks=True
+        four_devices=True, no_gpu=True, race=True, no_race=False, blocks=True, mixed=False
     )
     throughput = result.tables["throughput"]
     assert throughput.header[:3] == ("contender", "frames/s", "÷ BP")
@@ -225,10 +235,41 @@ def test_results_from_before_blocks_of_ticks_leave_the_section_out():
     assert "## Blocks of ticks" not in page and "${" not in page
 
 
+def test_precision_table_compares_each_mixed_contender_with_its_float32_self():
+    assert summary.contender_precision("bp_mixed_bfloat16") == ("bp", "mixed_bfloat16")
+    assert summary.contender_precision("sideways_pipeline") == ("sideways_pipeline", "float32")
+    result = summary.summarize(hand_made_raw(mixed=True))
+    table = result.tables["precision"]
+    assert table.header == (
+        "contender",
+        "precision",
+        "frames/s",
+        "÷ float32",
+        "T=128 (MiB)",
+        "÷ float32",
+    )
+    assert table.rows == (
+        ("bp", "mixed_bfloat16", "300.0", "1.000", "10.0", "0.40"),
+        ("sideways_pipeline", "mixed_bfloat16", "300.0", "1.500", "–", "–"),  # no memory
+    )
+    assert result.conditions["mixed"] and result.figures["precision_threads"] == "1, 1"
+    page, text = report.page(result), report.text(result)
+    assert "## Mixed precision" in page and "| bp | mixed_bfloat16 | 300.0 |" in page
+    assert "Mixed precision, BP and the pipeline" in text and "${" not in page + text
+    # The mixed contenders are rows of the throughput and memory tables too.
+    assert ("bp_mixed_bfloat16", "300.0", "1.000", "1, 1 (BP's best)") in (
+        result.tables["throughput"].rows
+    )
+    # Results from before the precisions were measured: no section, the page as it was.
+    plain = summary.summarize(hand_made_raw())
+    assert not plain.conditions["mixed"] and "precision" not in plain.tables
+    assert "Mixed precision" not in report.page(plain) + report.text(plain)
+
+
 def test_summarize_without_four_devices_or_with_a_gpu():
     result = summary.summarize(hand_made_raw(gpus=["/physical_device:GPU:0"], devices=(2,)))
     assert result.conditions == dict(
-        four_devices=False, no_gpu=False, race=True, no_race=False, blocks=True
+        four_devices=False, no_gpu=False, race=True, no_race=False, blocks=True, mixed=False
     )
     assert result.figures["gpus"] == "/physical_device:GPU:0"
     page = report.page(result)
@@ -370,6 +411,7 @@ def test_config_defaults_are_the_reference_workload():
         scaling_repeats=2,
         thread_settings=((0, 0), (1, 2), (2, 1), (1, 1)),
         chunk_sizes=(1, 2, 4, 8, 16),
+        precisions=("float32", "mixed_bfloat16"),
         race_image_sizes=(32, 64),
         race_epochs=10,
         race_train_clips=512,
@@ -405,6 +447,12 @@ def test_config_defaults_are_the_reference_workload():
         ("race_image_sizes", (), r"config.race_image_sizes: expected increasing .*; got \(\)"),
         ("chunk_sizes", (4, 2), r"config.chunk_sizes: expected increasing ticks .*\(4, 2\)"),
         ("race_epochs", 0, r"config.race_epochs: expected an integer >= 1; got 0"),
+        ("precisions", ("mixed_bfloat16",), r"config.precisions: expected 'float32' first, .*"),
+        (
+            "precisions",
+            ("float32", "float16"),
+            r"then any of mixed_bfloat16, mixed_float16, each once; got \('float32', 'float16'\)",
+        ),
         (
             "race_digits_variant",
             "huge",
@@ -485,9 +533,15 @@ def test_tiny_race_child_trains_and_times_every_epoch():
     reason="docs/performance/bench.json is not committed yet: run `make bench` on an idle machine",
 )
 def test_committed_page_regenerates_byte_for_byte(tmp_path):
-    _script("--report_only", f"--docs={tmp_path / 'performance.md'}")
+    # From a copy laid out as docs/ is, so that the page links to its chart the same way.
+    raw = tmp_path / "performance" / "bench.json"
+    raw.parent.mkdir()
+    raw.write_bytes(COMMITTED_JSON.read_bytes())
+    _script("--report_only", f"--json={raw}", f"--docs={tmp_path / 'performance.md'}")
     page = ROOT / "docs" / "performance.md"
     assert (tmp_path / "performance.md").read_bytes() == page.read_bytes()
+    chart = COMMITTED_JSON.with_name(plots.RACE_CHART)
+    assert (raw.parent / plots.RACE_CHART).read_bytes() == chart.read_bytes()
 
 
 @pytest.mark.slow
@@ -505,8 +559,9 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert raw["workload"] == json.loads(json.dumps(tiny.to_dict()))
     assert [len(fps) for fps in raw["thread_sweep"]["bp"].values()] == [tiny.rounds]
     assert [t["threads"] for t in raw["throughput"]] == ["0,0"]  # one setting: both bests
+    mixed = ["bp_mixed_bfloat16", "sideways_pipeline_mixed_bfloat16"]  # tiny.precisions
     assert {name: len(r) for name, r in raw["throughput"][0]["fps"].items()} == {
-        name: tiny.rounds for name in runs.CONTENDERS
+        name: tiny.rounds for name in [*runs.CONTENDERS, *mixed]
     }
     steps = {name: [(m["frames"], m["chunk"]) for m in s] for name, s in raw["memory"].items()}
     assert steps == dict(
@@ -515,6 +570,9 @@ def test_tiny_benchmark_end_to_end(tmp_path):
         sideways_pipeline=[(4, 4)],
         sideways_pipeline_stream=[(4, 2)],
         sideways_pipeline_stream_full_stash=[(4, 2)],  # streamed as well, with its rings
+        bp_mixed_bfloat16=[(4, 4)],
+        sideways_pipeline_mixed_bfloat16=[(4, 4)],
+        sideways_pipeline_stream_mixed_bfloat16=[(4, 2)],
     )
     blocks = raw["blocks"]
     assert set(blocks["fps"]) == {"bp", "sideways_pipeline_chunk2", "sideways_pipeline"}
@@ -533,5 +591,6 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert (tmp_path / "time_to_accuracy.png").exists()
     # The page and the printed summary are those of the raw results, as --report_only makes them.
     result = summary.summarize(raw)
+    assert result.conditions["mixed"] and len(result.tables["precision"].rows) == 2
     assert page_path.read_text() == report.page(result, "time_to_accuracy.png")
     assert report.text(result) in done.stdout and f"results: {raw_path}" in done.stdout

@@ -73,6 +73,7 @@ def test_train_and_evaluate_writes_logs_checkpoints_export(tmp_path, mode):
     config = tiny(moving_digits, mode=mode, export_dir=str(tmp_path / "saved_models"))
     summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
     assert summary["mode"] == mode
+    assert summary["precision"] == "float32"  # config.precision's default
     # The reported figure is the exported model's accuracy on the validation split.
     _, validation, _ = training.build_datasets(config)
     accuracy = exported_clip_accuracy(summary["export"], validation)
@@ -287,6 +288,10 @@ def test_comparison_table_and_summary_lines():
         "d_sideways: sideways (batched engine), 1 epochs; validation accuracy 0.7500"
     )
     assert training.summary_lines(summaries["bp"])[0].startswith("d_bp: bp, 1 epochs;")
+    mixed = dict(summaries["bp"], precision="mixed_bfloat16")
+    mixed["validation"] = dict(mixed["validation"], loss_scale_skips=2.0)
+    line = training.summary_lines(mixed)[0]
+    assert line.startswith("d_bp: bp, mixed_bfloat16, 1 epochs;") and "loss_scale" not in line
     assert lines[1] == (
         "  threads:      inter-op default, intra-op default (config.threads 'auto', the x "
         "engine, 2 cores; it asked for 2,1, but TensorFlow was already running)"
@@ -352,6 +357,12 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("model.temporal_shift", 1.5, "config.model.temporal_shift: expected a share of"),
         ("mode", "backprop", "config.mode: expected one of sideways, bp; got 'backprop'"),
         ("engine", "tpu", "config.engine: expected one of auto, pipeline, batched; got 'tpu'"),
+        (
+            "precision",
+            "float16",
+            "config.precision: expected one of float32, mixed_bfloat16, mixed_float16; "
+            "got 'float16'",
+        ),
         ("threads", "2", r"config.threads: expected 'auto' or 'inter,intra', .*; got '2'\."),
         ("pipeline_chunk", "big", r"config.pipeline_chunk must be 'auto' or an int >= 1.*'big'"),
         ("pipeline_chunk", "0", r"config.pipeline_chunk must be 'auto' or an int >= 1.*got 0"),
@@ -368,6 +379,21 @@ def test_config_values_are_checked_where_they_enter(field, value, message):
     reconstruction = tiny(moving_digits_autoencode, **{"model.num_stages": 7})
     with pytest.raises(training.ConfigError, match="2 to 6 stages .encoder_decoder.; got 7"):
         training.check_config(reconstruction)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_config_precision_sets_the_models_policy_and_leaves_the_global_one(precision):
+    model = training.build_model(
+        tiny(moving_digits, precision=precision), training.DataInfo("classification", 10)
+    )
+    assert model.dtype_policy.name == precision
+    assert all(s.dtype_policy.name == precision for s in model.stages)
+    model.build((4, 5, 16, 16, 1))  # the tiny config's batches
+    assert {v.dtype for v in model.trainable_variables} == {"float32"}
+    assert model.buffers.activations[0].dtype == model.compute_dtype
+    scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (precision == "mixed_float16")
+    assert keras.config.dtype_policy().name == "float32"
 
 
 def test_a_run_ending_with_non_finite_weights_fails_before_exporting(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from train.configs import moving_digits
 
 VARIANTS = ("", "quick", "tiny")
 MAX_STAGES = 8  # models.vgg_classifier is cut into 2 to 8 stages
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # as config.precision of training
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -39,6 +40,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.scaling_repeats = 2  # serial, then concurrent stages, timed this many times each
     config.thread_settings = ((0, 0), (1, 2), (2, 1), (1, 1))  # (inter-op, intra-op)
     config.chunk_sizes = (1, 2, 4, 8, 16)  # the pipeline's ticks per block, timed in step 3
+    # Keras dtype policies: beyond float32, BP and the pipeline are timed and measured again.
+    config.precisions = ("float32", "mixed_bfloat16")
     config.race_image_sizes = (32, 64)
     config.race_epochs = 10  # as `make train`: the cosine schedule decays over them
     config.race_train_clips = 512
@@ -138,6 +141,17 @@ def check(config: ml_collections.ConfigDict) -> None:
     if not chunks or not _ints(chunks) or list(chunks) != sorted(set(chunks)):
         raise ValueError(
             f"config.chunk_sizes: expected increasing ticks per block >= 1; got {chunks!r}."
+        )
+    precisions = config.precisions
+    if (
+        not precisions
+        or precisions[0] != "float32"
+        or len(set(precisions)) != len(precisions)
+        or not set(precisions) <= set(PRECISIONS)
+    ):
+        raise ValueError(
+            "config.precisions: expected 'float32' first, then any of "
+            f"{', '.join(PRECISIONS[1:])}, each once; got {precisions!r}."
         )
     sizes = config.race_image_sizes
     if not sizes or not _ints(sizes) or list(sizes) != sorted(set(sizes)):

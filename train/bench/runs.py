@@ -6,11 +6,14 @@
    intra-op setting, alternating; BP's best setting is used for step 2;
 2. throughput: BP, Sideways batched and Sideways pipeline (in blocks of ticks, "auto",
    and tick by tick) built in one process and timed in alternating rounds of full `fit`
-   steps (again at the pipeline's best setting when it differs from BP's);
+   steps (again at the pipeline's best setting when it differs from BP's), and BP and
+   the pipeline again under each of `config.precisions` beyond float32 (contenders named
+   like "bp_mixed_bfloat16");
 3. blocks of ticks: BP and the pipeline at each of `chunk_sizes` ticks per block and at
    "auto", alternating in one process at the pipeline's best setting;
 4. memory: the peak resident memory of one training step for several clip lengths, each
-   in a fresh process, minus that process's memory just before the step;
+   in a fresh process, minus that process's memory just before the step (BP and the
+   pipelines also under the other precisions);
 5. depth-parallel scaling: the `auto` partition of the model cut into `scaling_stages`
    stages over `scaling_devices` devices and the speed-up it predicts from measured stage
    costs, and the pipeline timed with its stages serialised and concurrent on this
@@ -41,7 +44,7 @@ import ml_collections
 
 from train import child_process
 from train.bench import config as bench_config
-from train.bench.summary import best_setting
+from train.bench.summary import best_setting, contender_precision
 
 if TYPE_CHECKING:
     import keras
@@ -67,6 +70,8 @@ MEMORY_CONTENDERS = {
 }
 SWEPT = ("bp", "sideways_pipeline")  # the contenders timed at every thread setting
 CHUNK_PREFIX = "sideways_pipeline_chunk"  # + ticks per block: the blocks step's contenders
+# Timed and measured again under each of config.precisions beyond float32.
+MIXED = ("bp", "sideways_pipeline", "sideways_pipeline_stream")
 RACE_CONTENDERS = {
     "bp": dict(mode="bp"),
     "sideways_pipeline": dict(mode="sideways", engine="pipeline", stash_depth="0"),
@@ -87,29 +92,41 @@ def _tf():
 
 
 def contender_options(name: str) -> dict:
-    """SidewaysModel's options for contender `name`: one of CONTENDERS or
-    MEMORY_CONTENDERS, or CHUNK_PREFIX + C, the pipeline in blocks of C ticks."""
+    """SidewaysModel's options for contender `name` (its float32 name: see
+    `contender_precision`): one of CONTENDERS or MEMORY_CONTENDERS, or CHUNK_PREFIX + C,
+    the pipeline in blocks of C ticks."""
     if name.startswith(CHUNK_PREFIX):
         chunk = int(name[len(CHUNK_PREFIX) :])
         return dict(mode="sideways", engine="pipeline", pipeline_chunk=chunk)
     return {**CONTENDERS, **MEMORY_CONTENDERS}[name]
 
 
+def with_precisions(names: Sequence[str], config: ml_collections.ConfigDict) -> list[str]:
+    """`names`, then those of MIXED among them under each precision beyond float32."""
+    mixed = [f"{n}_{p}" for p in config.get("precisions", ("float32",))[1:] for n in MIXED]
+    return [*names, *(n for n in mixed if contender_precision(n)[0] in names)]
+
+
 def build_contender(
     name: str, config: ml_collections.ConfigDict, num_stages: int | None = None
 ) -> SidewaysModel:
-    """The reference VGG classifier, compiled, as contender `name` trains it."""
+    """The reference VGG classifier, compiled, as contender `name` trains it (under its
+    precision: "bp_mixed_bfloat16" is BP under Keras' mixed_bfloat16 policy)."""
     import keras
 
-    from keras_sideways import SidewaysModel, models
+    from keras_sideways import SidewaysModel, models, training
 
     keras.utils.set_random_seed(0)
-    stages = models.vgg_classifier(config.classes, num_stages or config.num_stages, config.width)
-    model = SidewaysModel(stages, **contender_options(name))
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    base, precision = contender_precision(name)
+    with training.dtype_policy(precision):
+        stages = models.vgg_classifier(
+            config.classes, num_stages or config.num_stages, config.width
+        )
+        model = SidewaysModel(stages, **contender_options(base))
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
     return model
 
 
@@ -127,10 +144,14 @@ def random_batch(
 
 
 def throughput(
-    config: ml_collections.ConfigDict, names: Sequence[str] = tuple(CONTENDERS)
+    config: ml_collections.ConfigDict, names: Sequence[str] | None = None
 ) -> dict[str, list[float]]:
-    """Training frames/s of each contender in every round, timed in alternating rounds of fit."""
+    """Training frames/s of each contender in every round, timed in alternating rounds of fit.
+
+    By default: CONTENDERS, and BP and the pipeline under the other `config.precisions`.
+    """
     tf = _tf()
+    names = with_precisions(tuple(CONTENDERS), config) if names is None else names
     video, labels = random_batch(config)
     data = tf.data.Dataset.from_tensors((video, labels)).repeat()
     contenders = {name: build_contender(name, config) for name in names}
@@ -183,7 +204,7 @@ def step_memory(name: str, frames: int, config: ml_collections.ConfigDict) -> di
     Run it in a fresh process. The streaming pipeline (stateful) takes the clip as
     consecutive chunks of `config.stream_chunk` frames (with its stash, if it has one).
     """
-    streaming = MEMORY_CONTENDERS[name].get("stateful", False)
+    streaming = contender_options(contender_precision(name)[0]).get("stateful", False)
     model = build_contender(name, config)
     video, labels = random_batch(config, frames)
     chunk = min(config.stream_chunk, frames) if streaming else frames
@@ -359,8 +380,8 @@ def _thread_sweep(config: ml_collections.ConfigDict, args: dict, log: Log) -> di
 
 def _memory(config: ml_collections.ConfigDict, args: dict, log: Log) -> dict:
     """{contender: [step_memory for each clip length]}, a fresh process each."""
-    memory = {name: [] for name in MEMORY_CONTENDERS}
-    for name in MEMORY_CONTENDERS:
+    memory = {name: [] for name in with_precisions(tuple(MEMORY_CONTENDERS), config)}
+    for name in memory:
         for frames in config.memory_lengths:
             step = run_child("memory", dict(args, name=name, frames=frames))
             memory[name].append(step)

@@ -11,6 +11,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 LABELS = {"bp": "BP's best", "sideways_pipeline": "the pipeline's best"}
+MIXED_PRECISIONS = ("mixed_bfloat16", "mixed_float16")  # contender name suffixes
 RACE_MARGIN = 0.01  # the race's target: BP's final validation accuracy minus one point
 CHUNK_TICKS = "sideways_pipeline_chunk1"  # the blocks step's tick-by-tick contender
 
@@ -106,6 +107,35 @@ def race(sizes: Sequence[Mapping]) -> list[dict]:
             dict(image_size=size["image_size"], target=target, contenders=figures, ratio=ratio)
         )
     return results
+
+
+def contender_precision(name: str) -> tuple[str, str]:
+    """("bp", "mixed_bfloat16") for "bp_mixed_bfloat16"; a plain name is float32."""
+    for precision in MIXED_PRECISIONS:
+        if name.endswith(f"_{precision}"):
+            return name[: -len(precision) - 1], precision
+    return name, "float32"
+
+
+def precision_table(raw: Mapping) -> Table:
+    """Each mixed-precision contender's frames/s (at the first thread setting timed) and MiB
+    at the longest clip, each also over the same contender's in float32."""
+    fps, steps = raw["throughput"][0]["fps"], raw["memory"]
+    names = dict.fromkeys(n for n in [*fps, *steps] if contender_precision(n)[1] != "float32")
+    rows = []
+    for name in names:
+        base, precision = contender_precision(name)
+        speed = ratio = mib = growth = "–"
+        if name in fps and base in fps:
+            speed = f"{statistics.median(fps[name]):.1f}"
+            ratio = f"{statistics.median(a / b for a, b in zip(fps[name], fps[base])):.3f}"
+        if name in steps and base in steps:
+            mib = f"{steps[name][-1]['bytes'] / 2**20:.1f}"
+            growth = f"{steps[name][-1]['bytes'] / max(steps[base][-1]['bytes'], 1):.2f}"
+        rows.append((base, precision, speed, ratio, mib, growth))
+    longest = next(iter(steps.values()))[-1]["frames"]
+    header = ("contender", "precision", "frames/s", "÷ float32", f"T={longest} (MiB)", "÷ float32")
+    return Table(header, tuple(rows))
 
 
 def _or_never(value: float | None, spec: str) -> str:
@@ -268,6 +298,10 @@ def summarize(raw: Mapping) -> Summary:
             else "not timed",
         )
         tables["blocks"] = blocks_table(raw)
+    mixed = bool(precision_table(raw).rows)  # results written before it have none
+    if mixed:
+        tables["precision"] = precision_table(raw)
+        figures["precision_threads"] = _threads(raw["throughput"][0]["threads"])
     raced = "race" in raw  # results written before the race was measured have none
     if raced:
         figures.update(_race_figures(raw["race"]))
@@ -278,5 +312,6 @@ def summarize(raw: Mapping) -> Summary:
         race=raced,
         no_race=not raced,
         blocks="blocks" in raw,
+        mixed=mixed,
     )
     return Summary(figures, tables, conditions)

@@ -5,6 +5,8 @@
         --config.mode=bp --config.data.temporal_stride=2
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_stream \
         --config.data.stream_chunks=4 --config.stash_depth=full   # streamed, with a stash
+    python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_bf16 \
+        --config.precision=mixed_bfloat16   # bfloat16 compute, float32 weights (README)
     python -m train.train --config train/configs/moving_digits.py:tiny --workdir /tmp/smoke
 
 Sideways runs the depth-parallel pipeline engine, in blocks of ticks ("auto": as many
@@ -26,6 +28,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.pipeline_chunk = "auto"  # its ticks per block: "auto", or 1 (tick by tick), 2, ...
     config.stash_depth = "0"  # Sideways' stash depth: "0" (the paper's), "2", ..., "full" (README)
     config.delay_warmup_steps = 0  # Sideways' delay-aware learning rate: steps (0: off; README)
+    config.precision = "float32"  # or "mixed_bfloat16", "mixed_float16" (README)
     config.threads = "auto"  # TensorFlow's "inter,intra" op threads, e.g. "2,1"; "0,0": defaults
     config.seed = 0
     config.epochs = 10
