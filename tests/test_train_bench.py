@@ -17,11 +17,13 @@ MiB = 2**20
 
 
 def hand_made_race() -> dict:
-    """A race as runs.run_benchmark writes it: at 32 px both reach the target, at 64 px
-    Sideways never does."""
+    """A race as runs.run_benchmark writes it, two seeds: at 32 px Sideways reaches the
+    target in both, at 64 px in seed 1 only."""
     contender = lambda threads, seconds, accuracy: dict(
         threads=threads, seconds=seconds, val_accuracy=accuracy, frames_per_epoch=512 * 16
     )
+    sideways = lambda seconds, accuracy: dict(contender("0,0", seconds, accuracy), chunk=8)
+    epochs = [10.0, 20.0, 30.0, 40.0]
     return dict(
         setup=dict(
             num_stages=5,
@@ -33,31 +35,60 @@ def hand_made_race() -> dict:
             test_clips=256,
             learning_rate=0.001,
             lr_schedule="cosine",
-            seed=0,
+            seeds=[0, 1],
         ),
         sizes=[
             dict(
                 image_size=32,
-                contenders=dict(
-                    # Target 0.95 - 0.01: BP at 30 + 10 * 0.04 / 0.05 = 38 s.
-                    bp=contender("1,1", [10.0, 20.0, 30.0, 40.0], [0.5, 0.8, 0.9, 0.95]),
-                    # First at or above 0.94 in epoch 3 (not its final one): 12 + 6 * 0.2 /
-                    # 0.25 = 16.8 s, so 16.8 / 38 = 0.44 of BP's time.
-                    sideways_pipeline=dict(
-                        contender("0,0", [6.0, 12.0, 18.0, 24.0], [0.54, 0.74, 0.99, 0.96]),
-                        chunk=8,
+                seeds=[
+                    dict(
+                        seed=0,
+                        contenders=dict(
+                            # Target 0.95 - 0.01: BP at 30 + 10 * 0.04 / 0.05 = 38 s.
+                            bp=contender("1,1", epochs, [0.5, 0.8, 0.9, 0.95]),
+                            # First at or above 0.94 in epoch 3 (not its final one): 12 + 6
+                            # * 0.2 / 0.25 = 16.8 s, so 16.8 / 38 = 0.44 of BP's time.
+                            sideways_pipeline=sideways(
+                                [6.0, 12.0, 18.0, 24.0], [0.54, 0.74, 0.99, 0.96]
+                            ),
+                        ),
                     ),
-                ),
+                    dict(
+                        seed=1,
+                        contenders=dict(
+                            # Target 0.91 - 0.01 = 0.90: BP exactly at epoch 2 (20 s),
+                            # Sideways exactly at its epoch 3 (15 s): 0.75 of BP's time.
+                            bp=contender("1,1", epochs, [0.6, 0.9, 0.95, 0.91]),
+                            sideways_pipeline=sideways(
+                                [5.0, 10.0, 15.0, 20.0], [0.5, 0.7, 0.9, 0.92]
+                            ),
+                        ),
+                    ),
+                ],
             ),
             dict(
                 image_size=64,
-                contenders=dict(
-                    bp=contender("1,1", [10.0, 20.0, 30.0, 40.0], [0.5, 0.6, 0.7, 0.8]),
-                    sideways_pipeline=dict(
-                        contender("0,0", [8.0, 16.0, 24.0, 32.0], [0.3, 0.5, 0.7, 0.78]),
-                        chunk=8,
+                seeds=[
+                    dict(
+                        seed=0,
+                        contenders=dict(
+                            bp=contender("1,1", epochs, [0.5, 0.6, 0.7, 0.8]),
+                            sideways_pipeline=sideways(
+                                [8.0, 16.0, 24.0, 32.0], [0.3, 0.5, 0.7, 0.78]
+                            ),
+                        ),
                     ),
-                ),
+                    dict(
+                        seed=1,
+                        contenders=dict(
+                            # Target 0.79: BP at 39 s, Sideways at 24 + 8 * 0.09 / 0.1 = 31.2.
+                            bp=contender("1,1", epochs, [0.5, 0.6, 0.7, 0.8]),
+                            sideways_pipeline=sideways(
+                                [8.0, 16.0, 24.0, 32.0], [0.3, 0.5, 0.7, 0.8]
+                            ),
+                        ),
+                    ),
+                ],
             ),
         ],
     )
@@ -288,26 +319,48 @@ def test_time_to_target_first_epoch_interpolated_exact_and_never():
 
 def test_race_headline_is_sideways_time_to_bps_final_accuracy_minus_one_point_over_bps():
     small, large = summary.race(hand_made_race()["sizes"])
-    assert small["image_size"] == 32 and small["target"] == pytest.approx(0.94)
-    bp, sideways = small["contenders"]["bp"], small["contenders"]["sideways_pipeline"]
+    first = small["seeds"][0]
+    assert small["image_size"] == 32 and first["target"] == pytest.approx(0.94)
+    bp, sideways = first["contenders"]["bp"], first["contenders"]["sideways_pipeline"]
     assert bp["time_to_target"] == pytest.approx(38.0)
     assert sideways["time_to_target"] == pytest.approx(16.8)
-    assert small["ratio"] == pytest.approx(16.8 / 38.0)
+    assert first["ratio"] == pytest.approx(16.8 / 38.0)
     assert (sideways["final_accuracy"], sideways["seconds"], sideways["threads"]) == (
         0.96,
         24.0,
         "0,0",
     )
     assert sideways["fps"] == pytest.approx(4 * 8192 / 24.0)
-    assert large["contenders"]["bp"]["time_to_target"] == pytest.approx(39.0)
-    assert large["contenders"]["sideways_pipeline"]["time_to_target"] is None
-    assert large["ratio"] is None
+    assert first["fps_ratio"] == pytest.approx(40.0 / 24.0)
+    # Over the seeds: the mean and std of the ratios (16.8 / 38 and 15 / 20).
+    assert small["seeds"][1]["ratio"] == pytest.approx(0.75)
+    assert small["ratio"] == pytest.approx((16.8 / 38.0 + 0.75) / 2)
+    assert small["ratio_std"] == pytest.approx(abs(0.75 - 16.8 / 38.0) / 2**0.5)
+    assert small["reached"] == 2 and small["fps_ratio"] == pytest.approx((40 / 24 + 2.0) / 2)
+    never = large["seeds"][0]
+    assert never["contenders"]["bp"]["time_to_target"] == pytest.approx(39.0)
+    assert never["contenders"]["sideways_pipeline"]["time_to_target"] is None
+    assert never["ratio"] is None
+    assert large["ratio"] == pytest.approx(31.2 / 39.0) and large["reached"] == 1
     table = summary.race_table(hand_made_race()["sizes"])
-    assert table.header[0] == "image (px)" and table.header[-2:] == ("to target (s)", "÷ BP")
-    assert table.rows[0] == ("32", "bp", "1, 1", "0.950", "40.0", "819.2", "0.940", "38.0", "1.00")
+    assert table.header[:3] == ("image (px)", "seed", "contender")
+    assert table.header[-2:] == ("to target (s)", "÷ BP")
+    assert table.rows[0] == (
+        "32",
+        "0",
+        "bp",
+        "1, 1",
+        "0.950",
+        "40.0",
+        "819.2",
+        "0.940",
+        "38.0",
+        "1.00",
+    )
     assert table.rows[1][-2:] == ("16.8", "0.44")
-    assert table.rows[3] == (
+    assert table.rows[5] == (
         "64",
+        "0",
         "sideways_pipeline",
         "0, 0",
         "0.780",
@@ -318,8 +371,19 @@ def test_race_headline_is_sideways_time_to_bps_final_accuracy_minus_one_point_ov
         "never",
     )
     figures = summary.summarize(hand_made_raw()).figures
-    assert figures["race_ratios"] == "32 px: 0.44, 64 px: never"
+    assert figures["race_ratios"] == (
+        "32 px: 0.60 ± 0.22, 64 px: 0.80 (1 of 2 seeds; the others never)"
+    )
+    assert figures["race_fps_ratios"] == "32 px: 1.83 ± 0.24, 64 px: 1.25 ± 0.00"
     assert (figures["race_epochs"], figures["race_clip_length"]) == ("4", "16")
+    assert figures["race_seeds"] == "0, 1"
+
+
+def test_a_race_that_never_reaches_in_any_seed_is_never():
+    race = hand_made_race()
+    race["sizes"][1]["seeds"].pop(1)  # 64 px: only the seed that never gets there
+    figures = summary.summarize(dict(hand_made_raw(), race=race)).figures
+    assert figures["race_ratios"].endswith("64 px: never")
 
 
 # ------------------------------------------------------------------ renderers and report
@@ -347,11 +411,11 @@ def test_page_and_text_show_the_same_figures():
     assert "**1.50×** BP's frames/s (pipeline (0,0), BP (1,1))" in page
     assert "pipeline (0,0) ÷ BP (1,1): 1.50" in text
     assert "over 4 devices predicts 3.43×." in page and "No GPU was available" in page
-    assert "over BP's: **32 px: 0.44, 64 px: never**." in page
+    assert "**32 px: 0.60 ± 0.22, 64 px: 0.80 (1 of 2 seeds; the others never)**." in page
     assert "## Blocks of ticks" in page and "picks C = 8 for these 16-frame clips" in page
     assert 'in blocks of 8 ticks, what `pipeline_chunk="auto"` picked' in page
     assert "](performance/time_to_accuracy.png)" in page and "Not measured" not in page
-    assert "BP's final accuracy - 1 point ÷ BP's: 32 px: 0.44, 64 px: never" in text
+    assert "(mean ± std over seeds): 32 px: 0.60 ± 0.22, 64 px: 0.80 (1 of 2 seeds" in text
     assert "${" not in page + text and "<!--" not in page
 
 
@@ -414,6 +478,7 @@ def test_config_defaults_are_the_reference_workload():
         precisions=("float32", "mixed_bfloat16"),
         race_image_sizes=(32, 64),
         race_epochs=10,
+        race_seeds=(0, 1, 2),
         race_train_clips=512,
         race_test_clips=256,
         race_digits_variant="",
@@ -447,6 +512,7 @@ def test_config_defaults_are_the_reference_workload():
         ("race_image_sizes", (), r"config.race_image_sizes: expected increasing .*; got \(\)"),
         ("chunk_sizes", (4, 2), r"config.chunk_sizes: expected increasing ticks .*\(4, 2\)"),
         ("race_epochs", 0, r"config.race_epochs: expected an integer >= 1; got 0"),
+        ("race_seeds", (1, 1), r"config.race_seeds: expected distinct integer seeds .*\(1, 1\)"),
         ("precisions", ("mixed_bfloat16",), r"config.precisions: expected 'float32' first, .*"),
         (
             "precisions",
@@ -586,11 +652,23 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     race = raw["race"]
     assert race["setup"]["epochs"] == tiny.race_epochs
     assert [size["image_size"] for size in race["sizes"]] == list(tiny.race_image_sizes)
-    for contender in race["sizes"][0]["contenders"].values():
+    assert [run["seed"] for run in race["sizes"][0]["seeds"]] == list(tiny.race_seeds)
+    for contender in race["sizes"][0]["seeds"][0]["contenders"].values():
         assert contender["threads"] == "0,0" and len(contender["seconds"]) == tiny.race_epochs
     assert (tmp_path / "time_to_accuracy.png").exists()
     # The page and the printed summary are those of the raw results, as --report_only makes them.
     result = summary.summarize(raw)
-    assert result.conditions["mixed"] and len(result.tables["precision"].rows) == 2
+    assert result.conditions["mixed"] and len(result.tables["precision"].rows) == 3
     assert page_path.read_text() == report.page(result, "time_to_accuracy.png")
     assert report.text(result) in done.stdout and f"results: {raw_path}" in done.stdout
+
+
+def test_a_race_from_before_seeds_reads_as_seed_zero():
+    race = hand_made_race()
+    for size in race["sizes"]:
+        size["contenders"] = size.pop("seeds")[0]["contenders"]
+    race["setup"]["seed"] = race["setup"].pop("seeds")[0]
+    result = summary.summarize(dict(hand_made_raw(), race=race))
+    assert result.figures["race_ratios"] == "32 px: 0.44, 64 px: never"
+    assert result.figures["race_seeds"] == "0"
+    assert [row[1] for row in result.tables["race"].rows] == ["0"] * 4

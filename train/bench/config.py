@@ -8,7 +8,8 @@
     python -m train.benchmark --config.race_image_sizes='(64,)' --config.race_epochs=5
 
 The race (time to accuracy) trains the model of train/configs/moving_digits.py (its variant
-`race_digits_variant`) on moving digits at each of `race_image_sizes`, for `race_epochs` of
+`race_digits_variant`) on moving digits at each of `race_image_sizes` and `race_seeds`, for
+`race_epochs` of
 `race_train_clips`, validated on `race_test_clips` after every epoch.
 """
 
@@ -44,6 +45,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.precisions = ("float32", "mixed_bfloat16")
     config.race_image_sizes = (32, 64)
     config.race_epochs = 10  # as `make train`: the cosine schedule decays over them
+    config.race_seeds = (0, 1, 2)  # each a race of both contenders: the spread of the ratio
     config.race_train_clips = 512
     config.race_test_clips = 256
     config.race_digits_variant = ""  # of train/configs/moving_digits.py: "" or "tiny"
@@ -62,6 +64,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.chunk_sizes = (1, 4, 8)
         config.race_image_sizes = (16,)
         config.race_epochs = 3
+        config.race_seeds = (0,)
         config.race_train_clips = 64
         config.race_test_clips = 32
     elif variant == "tiny":
@@ -81,6 +84,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.chunk_sizes = (2,)
         config.race_image_sizes = (16,)
         config.race_epochs = 2
+        config.race_seeds = (0,)
         config.race_train_clips = 8
         config.race_test_clips = 4
         config.race_digits_variant = "tiny"
@@ -153,6 +157,9 @@ def check(config: ml_collections.ConfigDict) -> None:
             "config.precisions: expected 'float32' first, then any of "
             f"{', '.join(PRECISIONS[1:])}, each once; got {precisions!r}."
         )
+    seeds = config.race_seeds
+    if not seeds or not _ints(seeds, low=0) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"config.race_seeds: expected distinct integer seeds >= 0; got {seeds!r}.")
     sizes = config.race_image_sizes
     if not sizes or not _ints(sizes) or list(sizes) != sorted(set(sizes)):
         raise ValueError(

@@ -19,10 +19,11 @@
    costs, and the pipeline timed with its stages serialised and concurrent on this
    machine's cores;
 6. time to accuracy (the race): BP and the Sideways pipeline (blocks of ticks, "auto")
-   train the model of train/configs/moving_digits.py on the same moving digits, same
-   seed, at each of `race_image_sizes`, each in a fresh process at its best setting of
-   step 1; the training seconds (validation left out, `TrainingClock`) and the
-   validation accuracy at the end of every epoch.
+   train the model of train/configs/moving_digits.py on the same moving digits, at each
+   of `race_image_sizes` and each of `race_seeds` (the same seed for both: data order
+   and first weights), each in a fresh process at its best setting of step 1; the
+   training seconds (validation left out, `TrainingClock`) and the validation accuracy
+   at the end of every epoch.
 
 It returns raw results only (frames/s of every round, bytes, milliseconds, seconds and
 accuracies of every epoch); `summary` turns them into figures. TensorFlow fixes its
@@ -256,13 +257,16 @@ def machine_info() -> dict:
 
 
 def race_config(
-    config: ml_collections.ConfigDict, name: str, image_size: int
+    config: ml_collections.ConfigDict, name: str, image_size: int, seed: int | None = None
 ) -> ml_collections.ConfigDict:
-    """The moving-digits config that contender `name` trains at `image_size` in the race."""
+    """The moving-digits config that contender `name` trains at `image_size` in the race,
+    with `seed` (None: the config's, 0): its data order and first weights."""
     from train.configs import moving_digits
 
     run = moving_digits.get_config(config.race_digits_variant)
     run.update(RACE_CONTENDERS[name])
+    if seed is not None:
+        run.seed = seed
     run.epochs = config.race_epochs
     run.verbose = 0
     run.data.image_size = image_size
@@ -271,7 +275,7 @@ def race_config(
     return run
 
 
-def race(config: ml_collections.ConfigDict, name: str, image_size: int) -> dict:
+def race(config: ml_collections.ConfigDict, name: str, image_size: int, seed: int = 0) -> dict:
     """Trains contender `name` at `image_size`; its clock and validation accuracy per epoch.
 
     Data, model and optimizer are those of `keras_sideways.training` (as `make train`
@@ -282,7 +286,7 @@ def race(config: ml_collections.ConfigDict, name: str, image_size: int) -> dict:
     from keras_sideways import training
     from keras_sideways.callbacks import TrainingClock
 
-    run = race_config(config, name, image_size)
+    run = race_config(config, name, image_size, seed)
     training.check_config(run)
     keras.utils.set_random_seed(run.seed)  # the same data order and first weights in both
     train, val, info = training.build_datasets(run)
@@ -321,7 +325,7 @@ def child(args: dict) -> list | dict:
     if task == "blocks":
         return blocks(config)
     if task == "race":
-        return race(config, args["name"], args["image_size"])
+        return race(config, args["name"], args["image_size"], args.get("seed", 0))
     return step_memory(args["name"], args["frames"], config)
 
 
@@ -412,22 +416,29 @@ def _race(config: ml_collections.ConfigDict, args: dict, sweep: dict, log: Log) 
         test_clips=run.data.num_test_clips,
         learning_rate=run.learning_rate,
         lr_schedule=run.lr_schedule,
-        seed=run.seed,
+        seeds=list(config.race_seeds),
     )
     sizes = []
     for size in config.race_image_sizes:
-        contenders = {}
-        for name in SWEPT:
-            threads = best_setting(sweep[name])
-            result = run_child(
-                "race", dict(args, name=name, image_size=size), threads, timeout=RACE_TIMEOUT
-            )
-            contenders[name] = dict(threads=threads, **result)
-            log(
-                f"    {name}, {size} px, threads {threads}: {result['seconds'][-1]:.1f} s, "
-                f"validation accuracy {result['val_accuracy'][-1]:.3f}"
-            )
-        sizes.append(dict(image_size=size, contenders=contenders))
+        seeds = []
+        for seed in config.race_seeds:  # both contenders of a seed, one after the other
+            contenders = {}
+            for name in SWEPT:
+                threads = best_setting(sweep[name])
+                result = run_child(
+                    "race",
+                    dict(args, name=name, image_size=size, seed=seed),
+                    threads,
+                    timeout=RACE_TIMEOUT,
+                )
+                contenders[name] = dict(threads=threads, **result)
+                log(
+                    f"    {name}, {size} px, seed {seed}, threads {threads}: "
+                    f"{result['seconds'][-1]:.1f} s, validation accuracy "
+                    f"{result['val_accuracy'][-1]:.3f}"
+                )
+            seeds.append(dict(seed=seed, contenders=contenders))
+        sizes.append(dict(image_size=size, seeds=seeds))
     return dict(setup=setup, sizes=sizes)
 
 
