@@ -146,24 +146,46 @@ def contender_precision(name: str) -> tuple[str, str]:
     return name, "float32"
 
 
+def _timed_at_its_best(raw: Mapping, name: str, base: str) -> Mapping | None:
+    """The throughput rounds that timed `name`: those at `base`'s best threads if they did,
+    else the first that did; None if none did."""
+    timed = [t for t in raw["throughput"] if name in t["fps"] and base in t["fps"]]
+    best = [t for t in timed if t["best_for"] == base]
+    return (best or timed or [None])[0]
+
+
 def precision_table(raw: Mapping) -> Table:
-    """Each mixed-precision contender's frames/s (at the first thread setting timed) and MiB
-    at the longest clip, each also over the same contender's in float32."""
-    fps, steps = raw["throughput"][0]["fps"], raw["memory"]
-    names = dict.fromkeys(n for n in [*fps, *steps] if contender_precision(n)[1] != "float32")
+    """Each mixed-precision contender's frames/s (at its float32 self's best threads, where
+    timed there) and MiB at the longest clip, each also over its float32 self's."""
+    steps = raw["memory"]
+    timed_names = [n for t in raw["throughput"] for n in t["fps"]]
+    names = dict.fromkeys(
+        n for n in [*timed_names, *steps] if contender_precision(n)[1] != "float32"
+    )
     rows = []
     for name in names:
         base, precision = contender_precision(name)
-        speed = ratio = mib = growth = "–"
-        if name in fps and base in fps:
+        speed = ratio = threads = mib = growth = "–"
+        timed = _timed_at_its_best(raw, name, base)
+        if timed is not None:
+            fps = timed["fps"]
             speed = f"{statistics.median(fps[name]):.1f}"
             ratio = f"{statistics.median(a / b for a, b in zip(fps[name], fps[base])):.3f}"
+            threads = _threads(timed["threads"])
         if name in steps and base in steps:
             mib = f"{steps[name][-1]['bytes'] / 2**20:.1f}"
             growth = f"{steps[name][-1]['bytes'] / max(steps[base][-1]['bytes'], 1):.2f}"
-        rows.append((base, precision, speed, ratio, mib, growth))
+        rows.append((base, precision, speed, ratio, threads, mib, growth))
     longest = next(iter(steps.values()))[-1]["frames"]
-    header = ("contender", "precision", "frames/s", "÷ float32", f"T={longest} (MiB)", "÷ float32")
+    header = (
+        "contender",
+        "precision",
+        "frames/s",
+        "÷ float32",
+        "threads",
+        f"T={longest} (MiB)",
+        "÷ float32",
+    )
     return Table(header, tuple(rows))
 
 
@@ -356,7 +378,6 @@ def summarize(raw: Mapping) -> Summary:
     mixed = bool(precision_table(raw).rows)  # results written before it have none
     if mixed:
         tables["precision"] = precision_table(raw)
-        figures["precision_threads"] = _threads(raw["throughput"][0]["threads"])
     raced = "race" in raw  # results written before the race was measured have none
     if raced:
         figures.update(_race_figures(raw["race"]))
