@@ -14,8 +14,10 @@ $(VENV)/.installed: setup.cfg
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
+# Two workers (pytest-xdist), each taking whole test files: the suite in about half the time
+# on CI's 2 cores. `.venv/bin/python -m pytest` runs it in one process.
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 train: venv
 	$(BIN)/python -m train.compare --config train/configs/moving_digits.py --workdir runs/moving_digits
