@@ -309,7 +309,6 @@ class SidewaysModel(keras.Model):
         self._check_inputs(video, target, sample_weight)
         if not self.built:  # a custom loop that never called the model
             self._build_for(video)
-        devices = self.devices
         if scale is None:
             loss_fn = self._tick_loss
         else:
@@ -318,54 +317,50 @@ class SidewaysModel(keras.Model):
                 return self._tick_loss(y_true, y_pred, sample_weight) * scale
 
         if mode == "bp":
-            result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, devices)
-        elif self.resolved_engine == "batched":
-            self._warn_if_clip_too_short(video)
-            result = batched.batched_sideways_gradients(
-                self.stages,
-                video,
-                target,
-                loss_fn,
-                sample_weight,
-                devices,
-                self.stash,
-                capacity=self.buffers.capacity,  # lanes grouped as the pipeline would
-            )
-        elif self._chunk(video) is not None:  # the pipeline, in blocks of ticks
-            self._warn_if_clip_too_short(video)
-            result = batched.batched_sideways_gradients(
-                self.stages,
-                video,
-                target,
-                loss_fn,
-                sample_weight,
-                devices,
-                self.stash,
-                capacity=self.buffers.capacity,
-                chunk=self._chunk(video),
+            result = bp.bp_gradients(
+                self.stages, video, target, loss_fn, sample_weight, self.devices
             )
         else:
-            self._warn_if_clip_too_short(video)
-            if self.stateful:
-                tf.debugging.assert_equal(
-                    tf.shape(video)[0],
-                    self.buffers.capacity,
-                    message=f"stateful=True fixes the batch size to {self.buffers.capacity} "
-                    "(the first batch); got another batch size",
-                )
-            result = pipeline.sideways_gradients(
-                self.stages,
-                self.buffers,
-                video,
-                target,
-                loss_fn,
-                sample_weight,
-                stateful=self.stateful,
-                devices=devices,
-            )
+            result = self._sideways_gradients(video, target, loss_fn, sample_weight)
         if scale is not None:
             result.loss = result.loss / scale
         return self._with_regularisers(result, scale)
+
+    def _sideways_gradients(self, video, target, loss_fn, sample_weight) -> EngineResult:
+        """Sideways mode's engine result: the batched passes (whole clips, or the
+        pipeline's blocks of ticks), or the pipeline tick by tick."""
+        self._warn_if_clip_too_short(video)
+        whole = self.resolved_engine == "batched"
+        chunk = None if whole else self.resolved_chunk(video.shape[1])
+        if whole or chunk is not None:
+            return batched.batched_sideways_gradients(
+                self.stages,
+                video,
+                target,
+                loss_fn,
+                sample_weight,
+                self.devices,
+                self.stash,
+                capacity=self.buffers.capacity,  # lanes grouped as the pipeline would
+                chunk=chunk,
+            )
+        if self.stateful:
+            tf.debugging.assert_equal(
+                tf.shape(video)[0],
+                self.buffers.capacity,
+                message=f"stateful=True fixes the batch size to {self.buffers.capacity} "
+                "(the first batch); got another batch size",
+            )
+        return pipeline.sideways_gradients(
+            self.stages,
+            self.buffers,
+            video,
+            target,
+            loss_fn,
+            sample_weight,
+            stateful=self.stateful,
+            devices=self.devices,
+        )
 
     def _with_regularisers(self, result: EngineResult, scale=None):
         """(loss, gradients, outputs, targets, statistics), weight regularisers added once
@@ -424,9 +419,6 @@ class SidewaysModel(keras.Model):
         return options.resolve_chunk(
             self.pipeline_chunk, clip_length, self.stateful, keyed, workers, len(self.stages)
         )
-
-    def _chunk(self, video) -> int | None:
-        return self.resolved_chunk(video.shape[1])
 
     def _check_layers(self) -> None:
         """Raises ValueError for a stage layer Sideways cannot run as docs/algorithm.md

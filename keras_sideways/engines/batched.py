@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import clips
-from keras_sideways.engines import tick_layers, ticks
+from keras_sideways.engines import tick_layers, ticks, windows
 from keras_sideways.engines.bp import frame_loss
 from keras_sideways.engines.gradients import EngineResult, LossFn, dense, stage_weights
 from keras_sideways.layers import stage_window
@@ -217,11 +217,5 @@ def _stage_input(frames: list, bounds: list, c: int, window: int, lag: int = 0) 
     while c and bounds[first][0] + bounds[first][1] <= reach:
         first += 1
     seen = frames[c] if first == c else tf.concat(frames[first : c + 1], axis=1)
-    offset = bounds[first][0]
-    ticks_ = tf.range(start, start + size) - lag
-    lagged = [
-        tf.gather(seen, tf.maximum(ticks_ - back, 0) - offset, axis=1)
-        for back in reversed(range(window))
-    ]
-    x = lagged[0] if window == 1 else tf.stack(lagged, axis=2)
-    return clips.frames_to_batch(x)
+    wanted = tf.range(start, start + size) - lag
+    return windows.gathered_windows(seen, wanted, window, first=bounds[first][0])

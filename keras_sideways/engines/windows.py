@@ -12,14 +12,24 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_sideways import clips
-from keras_sideways.engines import ticks
 
 
 def clip_windows(frames: tf.Tensor, window: int) -> tf.Tensor:
     """[batch, time, ...] -> every tick's causal window, [batch·time, window, ...]."""
-    time = tf.shape(frames)[1]
-    lagged = [tf.gather(frames, ticks.lagged_indices(time, lag), axis=1) for lag in range(window)]
-    return clips.frames_to_batch(tf.stack(lagged[::-1], axis=2))
+    return gathered_windows(frames, tf.range(tf.shape(frames)[1]), window)
+
+
+def gathered_windows(
+    frames: tf.Tensor, wanted: tf.Tensor, window: int, first: int = 0
+) -> tf.Tensor:
+    """The causal windows of the ticks `wanted` [n] (those before 0 read tick 0, the primed
+    input) from `frames` [batch, time, ...], which holds ticks first, first+1, ...:
+    [batch·n, window, ...], oldest first ([batch·n, ...] for a window of 1)."""
+    lagged = [
+        tf.gather(frames, tf.maximum(wanted - back, 0) - first, axis=1)
+        for back in reversed(range(window))
+    ]
+    return clips.frames_to_batch(lagged[0] if window == 1 else tf.stack(lagged, axis=2))
 
 
 def stage_input(x: tf.Tensor, window: int, video: tf.Tensor) -> tf.Tensor:
