@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -111,6 +113,22 @@ def random_video(batch: int = 2, time: int = 6, size: int = 8, channels: int = 1
     """Float32 video [batch, time, size, size, channels] of uniform noise in [0, 1)."""
     rng = np.random.default_rng(seed)
     return rng.random((batch, time, size, size, channels), dtype=np.float32)
+
+
+def run_module(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs `python -m module args` from the repository root, as a user would; asserts it
+    succeeded (showing the end of its stderr otherwise) and returns the finished process."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(root)),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def sample_video(name: str) -> Path:

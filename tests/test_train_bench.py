@@ -2,11 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_module
 
 from train.bench import config as bench_config
 from train.bench import plots, report, runs, summary
@@ -554,17 +553,8 @@ def test_race_contenders_train_the_same_model_on_the_same_data():
 
 
 # ------------------------------------------------------------------ processes
-def _script(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "train.benchmark", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+def _script(*args: str, timeout: int = 300):
+    return run_module("train.benchmark", *args, timeout=timeout)
 
 
 def test_child_runs_from_any_directory_and_reports_its_error(tmp_path, monkeypatch):

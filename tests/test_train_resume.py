@@ -20,7 +20,7 @@ import av
 import h5py
 import numpy as np
 import pytest
-from conftest import sample_video
+from conftest import run_module, sample_video
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "tests"
@@ -104,15 +104,7 @@ def command(config: str, workdir: Path, overrides: list[str]) -> list[str]:
 
 
 def run_to_the_end(flags: list[str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "train.train", *flags],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_module("train.train", *flags)
 
 
 def kill_mid_epoch(flags: list[str], workdir: Path) -> None:

@@ -3,13 +3,11 @@ config checks, its report, a tiny end-to-end run, and the committed page's regen
 
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sample_video
+from conftest import run_module, sample_video
 
 from train.study import config as study_config
 from train.study import report, runs, summary
@@ -20,18 +18,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 nan = math.nan
 
 
-def reproduce(*args: str) -> subprocess.CompletedProcess:
+def reproduce(*args: str):
     """Runs `python -m train.reproduce ARGS` from the repository root."""
-    done = subprocess.run(
-        [sys.executable, "-m", "train.reproduce", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    return run_module("train.reproduce", *args, timeout=600)
 
 
 def settings(**changes) -> dict:
