@@ -21,14 +21,18 @@ def _seed():
     keras.utils.set_random_seed(1234)
 
 
-def tiny_conv_stages(classes: int = 3, num_stages: int = 4) -> list:
-    """A small per-frame conv net split into `num_stages` (3 to 5) stages, head on top."""
+def tiny_conv_stages(classes: int = 3, num_stages: int = 4, smooth: bool = False) -> list:
+    """A small per-frame conv net split into `num_stages` (3 to 5) stages, head on top.
+
+    `smooth` pools by averaging instead of by maximum: the gradient is then a smooth
+    function of the inputs (a max pool's choice flips under any rounding)."""
+    pool = keras.layers.AveragePooling2D(2) if smooth else keras.layers.MaxPooling2D()
     body = [
         keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
         keras.Sequential(
             [
                 keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
-                keras.layers.MaxPooling2D(),
+                pool,
             ]
         ),
         keras.layers.Conv2D(4, 3, padding="same", activation="tanh"),
