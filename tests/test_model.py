@@ -571,6 +571,29 @@ def test_weights_files_load_into_a_model_of_any_batch_size(tmp_path, saved, load
         np.testing.assert_array_equal(a.numpy(), b.numpy())  # the seeds came along
 
 
+def test_weights_files_of_earlier_versions_still_load_their_seeds(tmp_path):
+    video, labels = random_video(batch=4, time=4), clip_labels(4)
+    model = compiled_model(stages_with("dropout"))
+    model.fit(video, labels, batch_size=4, epochs=1, verbose=0)
+    path = tmp_path / "old.weights.h5"
+    model.save_weights(path)
+    seeds = [s.numpy() for s in tick_layers.seed_states(model.stages)]
+    with h5py.File(path, "r+") as f:  # as written before: buffers numbered, then the seeds
+        own = f["vars"]
+        for name in list(own):
+            del own[name]
+        for i, buffer in enumerate(model.buffers.variables):
+            own[str(i)] = buffer.numpy()
+        for i, seed in enumerate(seeds, start=len(model.buffers.variables)):
+            own[str(i)] = seed
+    other = compiled_model(stages_with("dropout"))
+    other.build((2, *video.shape[1:]))  # another batch size: the old buffers are dropped
+    other.load_weights(path)
+    for a, b in zip(seeds, tick_layers.seed_states(other.stages)):
+        np.testing.assert_array_equal(a, b.numpy())
+    np.testing.assert_array_equal(other.predict(video, verbose=0), model.predict(video, verbose=0))
+
+
 def test_a_streams_checkpoint_keeps_its_buffers_and_loads_at_its_batch_size_only(tmp_path):
     video, labels = random_video(batch=2, time=4), clip_labels(2)
     stream = compiled_model(tiny_conv_stages(num_stages=3), stateful=True)
