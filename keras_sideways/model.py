@@ -27,6 +27,7 @@ class CheckpointError(ValueError, OSError):
 
 
 MODES, ENGINES = options.MODES, options.ENGINES
+_PIPELINE = "pipeline_"  # the prefix of a stream's buffers in a checkpoint
 
 
 @keras.saving.register_keras_serializable(package="keras_sideways")
@@ -112,6 +113,7 @@ class SidewaysModel(keras.Model):
         self.loss_scale_skips = keras.metrics.Sum(name="loss_scale_skips")
         self._gradient_fns = {}
         self._warned_short_clip = False
+        self._fitting = False
         if mode == "sideways":
             self._check_layers()
 
@@ -161,20 +163,36 @@ class SidewaysModel(keras.Model):
             # A stream keeps the seeds its random layers key their noise with.
             random_layers=len(tick_layers.random_layers(self.stages)) if self.stateful else 0,
         )
-        self.pipeline_state = self.buffers.variables  # tracked: saved with the weights
-        # Keras saves no SeedGenerator's state: tracked here, a resumed run draws the masks
-        # an uninterrupted one would.
-        self.seed_state = tick_layers.seed_states(self.stages)
+        # The buffers are state of a run, not weights: no tracked attribute holds them, so
+        # Keras neither counts them as parameters nor saves them with the weights (a
+        # stream's checkpoint keeps them by name: `save_own_variables`).
+
+    def fit(self, *args, **kwargs):
+        """Keras' `fit`; a training set that yields no batch raises a ValueError."""
+        self._fitting = True  # the next `_maybe_symbolic_build` sees the training data
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            self._fitting = False
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras (TF backend) builds at the first trace of the train function when no
         # strategy is set, where the batch size is unknown, and under
         # MultiWorkerMirroredStrategy it fails to reduce a distributed batch. The pipeline
         # buffers need a real per-replica batch, so build on the first one, here.
+        training, self._fitting = self._fitting, False
         if data_batch is None:
             for _, _, batches in iterator:
-                data_batch = next(batches)
+                data_batch = next(batches, None)
                 break
+        if data_batch is None:  # an empty dataset
+            if training:
+                raise ValueError(
+                    "The training data yielded no batch: fit needs at least one (video, "
+                    "target) batch. Check that the dataset is not empty (e.g. fewer clips "
+                    "than one batch with drop_remainder=True, or a filter that keeps none)."
+                )
+            return  # evaluation (validation data too) warns and goes on, as in Keras
         strategy = self.distribute_strategy
         data_batch = tf.nest.map_structure(
             lambda v: replicas.first_replica_value(strategy, v), data_batch
@@ -556,6 +574,63 @@ class SidewaysModel(keras.Model):
     def _warn_if_clip_too_short(self, video):
         if not (self.stateful or self._warned_short_clip):
             self._warned_short_clip = clips.warn_if_too_short(video.shape[1], len(self.stages))
+
+    # ----------------------------------------------------------------- saving
+    def save_own_variables(self, store):
+        """Keras' saving hook: the model's state beside its stages' weights.
+
+        Saved: the seed states of the stages' random layers (Keras saves no
+        SeedGenerator's state; a resumed run then draws the masks an uninterrupted one
+        would) and, for a stream (`stateful=True`), the pipeline buffers, as
+        `pipeline_<name>`. Other models prime their buffers at every batch: they are not
+        saved, so the weights load into a model of any batch size. The model holds no
+        variables of its own (its stages save theirs).
+        """
+        for i, state in enumerate(tick_layers.seed_states(self.stages)):
+            store[f"seed_state_{i}"] = state
+        if self.stateful and self.buffers is not None:
+            for name, buffer in self.buffers.named_variables.items():
+                store[f"{_PIPELINE}{name}"] = buffer
+
+    def load_own_variables(self, store):
+        """Keras' loading hook: what `save_own_variables` saved.
+
+        A stream's pipeline buffers come back only into a stream built for the same batch
+        size (a ValueError names both otherwise); other models ignore them.
+        """
+        keys = list(store.keys())
+        seeds = tick_layers.seed_states(self.stages)
+        # Files of earlier versions numbered the buffers, then the seeds: the seeds are last.
+        numbered = sorted((k for k in keys if k.isdigit()), key=int)
+        saved = dict(zip((f"seed_state_{i}" for i in range(len(seeds))), numbered[-len(seeds) :]))
+        saved.update({k: k for k in keys if k.startswith("seed_state_")})
+        for i, state in enumerate(seeds):
+            value = store[saved[f"seed_state_{i}"]] if f"seed_state_{i}" in saved else None
+            if value is not None and tuple(value.shape) == tuple(state.shape):
+                state.assign(value)
+        streamed = {k[len(_PIPELINE) :]: k for k in keys if k.startswith(_PIPELINE)}
+        if self.stateful and self.buffers is not None and streamed:
+            self._load_stream(store, streamed)
+
+    def _load_stream(self, store, saved: dict) -> None:
+        """Loads a stream's buffers from `store` (`saved`: buffer name to key)."""
+        buffers = self.buffers.named_variables
+        if set(saved) != set(buffers):
+            raise ValueError(
+                f"The checkpoint's pipeline state holds the buffers {sorted(saved)}, but this "
+                f"stream has {sorted(buffers)}: it was saved by a model with other stages, "
+                "stash depth or random layers."
+            )
+        batch = store[saved["activation_0"]].shape[0]
+        if batch != self.buffers.capacity:
+            raise ValueError(
+                f"The checkpoint resumes a stream (stateful=True) of batch size {batch}, but "
+                f"this model was built for batch size {self.buffers.capacity}. Build it for "
+                f"batch size {batch} to resume the stream, or load the weights into a model "
+                "with stateful=False, which loads them at any batch size."
+            )
+        for name, buffer in buffers.items():
+            buffer.assign(store[saved[name]])
 
     def load_weights(self, filepath, *args, **kwargs):
         """`keras.Model.load_weights`, with a CheckpointError naming a missing or bad file."""

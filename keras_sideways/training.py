@@ -92,7 +92,7 @@ def check_config(config) -> None:
     shift = config.model.get("temporal_shift", 0.0)
     if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 <= shift <= 1:
         fail("model.temporal_shift", "a share of channels from 0 to 1", shift)
-    _stream_chunks(config)
+    _check_stream_videos(config)
     try:
         ticks.stash_depths(stages, stash_depth(config))
     except ValueError as error:
@@ -259,8 +259,34 @@ def _stream_chunks(config) -> int:
     return chunks
 
 
+def _check_stream_videos(config) -> None:
+    """ConfigError unless the streamed training clips make at least one batch of videos."""
+    chunks, d = _stream_chunks(config), config.data
+    if not chunks or d.name not in ("moving_digits", "arrow_of_time"):
+        return
+    videos = d.num_train_clips // chunks
+    if videos < d.batch_size:
+        raise ConfigError(
+            f"config.data.stream_chunks={chunks} chains {chunks} clips into each streamed "
+            f"video, so the {d.num_train_clips} training clips (config.data.num_train_clips) "
+            f"make {videos} videos, fewer than one batch of {d.batch_size} "
+            "(config.data.batch_size; a stream drops a smaller batch): nothing would train. "
+            f"Set config.data.num_train_clips to at least {chunks * d.batch_size}, or lower "
+            "stream_chunks or batch_size."
+        )
+
+
 def _chunked(train: tf.data.Dataset, d, chunks: int) -> tf.data.Dataset:
-    return video_data.consecutive_chunks(train, d.clip_length) if chunks else train
+    if not chunks:
+        return train
+    if train.cardinality() == 0:  # known to be empty: too few videos for one batch
+        raise ConfigError(
+            f"config.data.stream_chunks={chunks}: the training set has fewer videos "
+            f"{chunks} clips long than one batch of {d.batch_size} (config.data.batch_size; "
+            "a stream drops a smaller batch): nothing would train. Lower stream_chunks or "
+            "batch_size, or use more videos."
+        )
+    return video_data.consecutive_chunks(train, d.clip_length)
 
 
 def data_callbacks(train: tf.data.Dataset) -> list:

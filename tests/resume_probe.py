@@ -4,7 +4,7 @@
 
 Trains a tiny model for 3 epochs with keras_sideways' BackupAndRestore in WORKDIR. With
 --stall-at, it writes WORKDIR/stalled at that batch and waits there to be killed.
-Writes every weight (buffers included) and the optimizer's variables to OUT.npz.
+Writes every weight, the pipeline buffers and the optimizer's variables to OUT.npz.
 """
 
 import os
@@ -58,6 +58,7 @@ if stall:
     callbacks.append(Stall())
 model.fit(video, labels, batch_size=4, epochs=3, shuffle=False, verbose=0, callbacks=callbacks)
 state = {f"w{i}": v.numpy() for i, v in enumerate(model.weights)}
+state.update({f"buffer{i}": v.numpy() for i, v in enumerate(model.buffers.variables)})
 state.update({f"opt{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
 np.savez(out, **state)
 print("done")

@@ -2,6 +2,7 @@
 
 import warnings
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -538,6 +539,104 @@ def test_dropout_seeds_are_saved_so_training_resumed_from_weights_draws_the_same
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_empty_training_set_is_refused_and_an_empty_validation_set_skipped_as_keras_does():
+    video, labels = random_video(batch=4, time=4), clip_labels(4)
+    data = tf.data.Dataset.from_tensor_slices((video, labels)).batch(2)
+    model = compiled_model(tiny_conv_stages(num_stages=3))
+    with pytest.raises(ValueError, match="The training data yielded no batch"):
+        model.fit(data.take(0), epochs=1, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(data, validation_data=data.take(0), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2  # trained on, as keras.Model does
+    assert not any(key.startswith("val_") for key in history.history)
+    assert any("ran out of data" in str(w.message) for w in caught)
+    assert model.evaluate(data.take(0), verbose=0) == []  # Keras' empty evaluation
+
+
+@pytest.mark.parametrize("saved, loaded", [(4, 2), (2, 4)])
+def test_weights_files_load_into_a_model_of_any_batch_size(tmp_path, saved, loaded):
+    video, labels = random_video(batch=4, time=4), clip_labels(4)
+    model = compiled_model(stages_with("dropout"))
+    model.fit(video, labels, batch_size=saved, epochs=1, verbose=0)
+    assert model.buffers.capacity == saved
+    model.save_weights(tmp_path / "run.weights.h5")
+    other = compiled_model(stages_with("dropout"))
+    other.build((loaded, *video.shape[1:]))
+    other.load_weights(tmp_path / "run.weights.h5")
+    np.testing.assert_array_equal(other.predict(video, verbose=0), model.predict(video, verbose=0))
+    for a, b in zip(tick_layers.seed_states(model.stages), tick_layers.seed_states(other.stages)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())  # the seeds came along
+
+
+def test_weights_files_of_earlier_versions_still_load_their_seeds(tmp_path):
+    video, labels = random_video(batch=4, time=4), clip_labels(4)
+    model = compiled_model(stages_with("dropout"))
+    model.fit(video, labels, batch_size=4, epochs=1, verbose=0)
+    path = tmp_path / "old.weights.h5"
+    model.save_weights(path)
+    seeds = [s.numpy() for s in tick_layers.seed_states(model.stages)]
+    with h5py.File(path, "r+") as f:  # as written before: buffers numbered, then the seeds
+        own = f["vars"]
+        for name in list(own):
+            del own[name]
+        for i, buffer in enumerate(model.buffers.variables):
+            own[str(i)] = buffer.numpy()
+        for i, seed in enumerate(seeds, start=len(model.buffers.variables)):
+            own[str(i)] = seed
+    other = compiled_model(stages_with("dropout"))
+    other.build((2, *video.shape[1:]))  # another batch size: the old buffers are dropped
+    other.load_weights(path)
+    for a, b in zip(seeds, tick_layers.seed_states(other.stages)):
+        np.testing.assert_array_equal(a, b.numpy())
+    np.testing.assert_array_equal(other.predict(video, verbose=0), model.predict(video, verbose=0))
+
+
+def test_a_streams_checkpoint_keeps_its_buffers_and_loads_at_its_batch_size_only(tmp_path):
+    video, labels = random_video(batch=2, time=4), clip_labels(2)
+    stream = compiled_model(tiny_conv_stages(num_stages=3), stateful=True)
+    stream.fit(video, labels, batch_size=2, epochs=1, verbose=0)
+    stream.save_weights(tmp_path / "stream.weights.h5")
+    with h5py.File(tmp_path / "stream.weights.h5") as f:
+        saved = sorted(f["vars"])
+    assert saved == sorted(f"pipeline_{name}" for name in stream.buffers.named_variables)
+    resumed = compiled_model(tiny_conv_stages(num_stages=3), stateful=True)
+    resumed.build(video.shape)
+    resumed.load_weights(tmp_path / "stream.weights.h5")
+    for a, b in zip(stream.buffers.variables, resumed.buffers.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(resumed.buffers.ticks.numpy()) == 4  # the stream goes on where it stopped
+
+    wider = compiled_model(tiny_conv_stages(num_stages=3), stateful=True)
+    wider.build((4, *video.shape[1:]))
+    with pytest.raises(
+        ValueError,
+        match="stream .stateful=True. of batch size 2, but this model was built for batch size 4",
+    ):
+        wider.load_weights(tmp_path / "stream.weights.h5")
+    clips = compiled_model(tiny_conv_stages(num_stages=3))  # not a stream: any batch size
+    clips.build((4, *video.shape[1:]))
+    clips.load_weights(tmp_path / "stream.weights.h5")
+    np.testing.assert_array_equal(clips.predict(video, verbose=0), stream.predict(video, verbose=0))
+    clips.save_weights(tmp_path / "clips.weights.h5")
+    with h5py.File(tmp_path / "clips.weights.h5") as f:
+        assert list(f["vars"]) == []  # no buffers and no random layer: nothing of its own
+
+
+def test_summary_counts_the_stages_parameters_and_not_the_pipeline_buffers():
+    video, labels = random_video(batch=4, time=4), clip_labels(4)
+    model = compiled_model(tiny_conv_stages(num_stages=4))
+    model.fit(video, labels, epochs=1, verbose=0)
+    assert model.buffers.variables  # the pipeline ran, its buffers exist
+    assert model.count_params() == sum(stage.count_params() for stage in model.stages)
+    assert model.non_trainable_weights == []
+    lines = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    text = "\n".join(lines)
+    assert f"Trainable params: {model.count_params():,}" in text
+    assert "Non-trainable params: 0 " in text
 
 
 def test_keras_export_writes_the_sideways_saved_model(tmp_path):

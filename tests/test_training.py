@@ -325,6 +325,37 @@ def test_bad_stream_chunks_are_refused_by_name():
             training.build_datasets(config)
 
 
+def test_too_few_clips_for_a_batch_of_streamed_videos_are_refused_before_training():
+    config = tiny(moving_digits, **{"data.stream_chunks": 4})  # 8 clips: 2 videos of 4
+    message = (
+        r"config.data.stream_chunks=4 chains 4 clips .* the 8 training clips .* make 2 "
+        r"videos, fewer than one batch of 4 .*num_train_clips to at least 16"
+    )
+    with pytest.raises(training.ConfigError, match=message):
+        training.check_config(config)
+    with pytest.raises(training.ConfigError, match="stream_chunks=4: the training set has"):
+        training.build_datasets(config)  # the same, found from the data's length
+    enough = tiny(moving_digits, **{"data.stream_chunks": 4, "data.num_train_clips": 16})
+    training.check_config(enough)
+    train, _, _ = training.build_datasets(enough)
+    assert len(list(train)) == 4  # one batch of 4 videos, 4 chunks each
+
+
+@pytest.mark.slow
+def test_the_tiny_config_streamed_in_4_chunks_is_one_line_of_error(tmp_path):
+    err = run_script(
+        "train.train",
+        f"--config={CONFIG}:tiny",
+        f"--workdir={tmp_path / 'runs' / 's'}",
+        "--config.data.stream_chunks=4",
+        cwd=tmp_path,
+        status=1,
+    )
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "num_train_clips to at least 16" in lines[0]
+    assert "Traceback" not in err and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["train.train", "train.compare"])
 def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_path, script):

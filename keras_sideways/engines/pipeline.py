@@ -135,7 +135,8 @@ def _time_major_to_batch_major(x: tf.Tensor) -> tf.Tensor:
 class PipelineBuffers:
     """Per-stage activation and error buffers, held as non-trainable Keras variables.
 
-    The owner must track `variables` (assign the list to one of its attributes in build).
+    They are the state of a run, not weights: `SidewaysModel` keeps them apart from its
+    weights (not counted as parameters, and saved only for a stream: `named_variables`).
 
     For each stage k < L-1: `activations[k]` is A_k, the stage's output at the previous
     tick, and `errors[k]` is E_k, the gradient of the loss with respect to that output,
@@ -198,18 +199,21 @@ class PipelineBuffers:
 
     @property
     def variables(self) -> list:
-        rings = [ring for ring in self.stashes if ring is not None]
-        histories = list(self.histories.values())
-        seeds = [] if self.seeds is None else [self.seeds]
-        return [
-            *self.activations,
-            *self.errors,
-            *rings,
-            *histories,
-            self.ticks,
-            self.primed,
-            *seeds,
-        ]
+        """Every buffer: activations, errors, stashes, histories, ticks, primed, seeds."""
+        return list(self.named_variables.values())
+
+    @property
+    def named_variables(self) -> dict:
+        """Every buffer by a stable name ("activation_0", "error_0", "stash_1", ...), in
+        the order of `variables`: how a stream's checkpoint stores them."""
+        named = {f"activation_{k}": v for k, v in enumerate(self.activations)}
+        named.update({f"error_{k}": v for k, v in enumerate(self.errors)})
+        named.update({f"stash_{k}": v for k, v in enumerate(self.stashes) if v is not None})
+        named.update({f"history_{k}": v for k, v in self.histories.items()})
+        named.update(ticks=self.ticks, primed=self.primed)
+        if self.seeds is not None:
+            named["seeds"] = self.seeds
+        return named
 
     def reset(self) -> None:
         """Clears every buffer: the next clip is primed afresh."""
