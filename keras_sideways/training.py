@@ -451,6 +451,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         validation_data=val,
         epochs=config.epochs,
         callbacks=callbacks,
+        shuffle=False,  # the dataset reshuffles itself every epoch (data.epochs)
         verbose=config.verbose,
     )
     scores = model.evaluate(val, verbose=0, return_dict=True)

@@ -119,17 +119,27 @@ def random_video(batch: int = 2, time: int = 6, size: int = 8, channels: int = 1
     return rng.random((batch, time, size, size, channels), dtype=np.float32)
 
 
-def run_module(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_module(
+    module: str, *args: str, timeout: int = 300, tf_log_level: str | None = "3"
+) -> subprocess.CompletedProcess:
     """Runs `python -m module args` from the repository root, as a user would; asserts it
-    succeeded (showing the end of its stderr otherwise) and returns the finished process."""
+    succeeded (showing the end of its stderr otherwise) and returns the finished process.
+
+    `tf_log_level` is TF_CPP_MIN_LOG_LEVEL in its environment; None leaves it unset, as in
+    a user's shell, so the command's own quieting is what runs.
+    """
     root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    if tf_log_level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = tf_log_level
     done = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=root,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(root)),
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done

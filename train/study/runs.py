@@ -401,6 +401,7 @@ def motion_run(settings: Settings, task: str, model: str, mode: str, seed: int) 
         validation_data=test,
         epochs=config.epochs,
         callbacks=training.data_callbacks(train),
+        shuffle=False,  # the dataset shuffles itself, with the seed
         verbose=0,
     )
     record = dict(
