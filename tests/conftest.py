@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,21 @@ def run_module(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+# What TensorFlow, absl, XLA, CUDA and Python's warnings write when left alone.
+NOISE = re.compile(
+    r"oneDNN|cuda|cuInit|absl|InitializeLog|XLA|cpu_feature_guard|rebuild TensorFlow"
+    r"|Warning|WARNING|shuffle|^[IWEF]\d{4} ",
+    re.IGNORECASE,
+)
+
+
+def strays(output: str, allowed: re.Pattern) -> list[str]:
+    """The lines of `output` that are noise or that no allowed line pattern matches."""
+    return [
+        line for line in output.splitlines() if NOISE.search(line) or not allowed.fullmatch(line)
+    ]
 
 
 def sample_video(name: str) -> Path:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import sample_video
+from conftest import sample_video, strays
 
 import keras_sideways as ks
 from keras_sideways import threads, training
@@ -160,11 +161,14 @@ def test_motion_config_values_are_checked(module, overrides, message):
         training.check_config(tiny(module, **overrides))
 
 
-def run_script(module, *args, cwd, status=0):
+def run_script(module, *args, cwd, status=0, as_user=False):
     """Runs `python -m module args` from the repository root; its stdout, or its stderr
-    when it should fail (`status` != 0)."""
+    when it should fail (`status` != 0). `as_user`: without the tests' TF_CPP_MIN_LOG_LEVEL,
+    and asserting that stderr is empty."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3")
+    if as_user:
+        del env["TF_CPP_MIN_LOG_LEVEL"]
     result = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
@@ -174,8 +178,23 @@ def run_script(module, *args, cwd, status=0):
         timeout=300,
     )
     assert result.returncode == status, result.stderr[-3000:]
+    if as_user:
+        assert result.stderr == ""  # the spawned runs' too: they share these streams
     return result.stdout if status == 0 else result.stderr
 
+
+# Every line `make train` may print: its own headers, Keras' epoch and progress lines
+# (verbose=2), the comparison table and each run's closing lines.
+COMPARE_LINES = re.compile(
+    r"|=== (bp|sideways): \S+ \(threads: .*\)"
+    r"|Epoch \d+/\d+"
+    r"|\d+/\d+ - \d+m?s - \d+m?s/step - accuracy: .*"
+    r"|validation +bp +sideways"
+    r"|\w+ +-?\d+\.\d{4} +-?\d+\.\d{4}"
+    r"|\w+_(bp|sideways): .*; validation accuracy .*"
+    r"|  (threads|TensorBoard|checkpoints|SavedModel): +\S.*"
+    r"|Both runs on one chart: tensorboard --logdir \S+"
+)
 
 CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -241,8 +260,12 @@ def test_compare_script_trains_both_modes_and_prints_side_by_side(tmp_path):
         "--workdir=runs/digits",
         "--config.engine=pipeline",
         f"--config.export_dir={tmp_path / 'exports'}",
+        "--config.verbose=2",  # make train's epoch lines
         cwd=tmp_path,
+        as_user=True,  # and quiet as a user sees it (train/__init__.py)
     )
+    assert strays(out, COMPARE_LINES) == []
+    assert len(re.findall(r"^2/2 - .* - val_loss: ", out, re.M)) == 2  # an epoch each
     # Each mode ran in its own process, at the pools "auto" gives its engine.
     for mode, engine, pools in [
         ("bp", "bp", (0, 0)),
