@@ -4,7 +4,8 @@ See docs/algorithm.md and README.md. The public names:
 
 - `SidewaysModel`: trains a chain of per-frame stages with Sideways or backprop.
 - `callbacks`: `ResetPipeline`, `GradientFidelity`, an atomic `BackupAndRestore`,
-  `TrainingClock` (training seconds per epoch, validation left out).
+  `TrainingClock` (training seconds per epoch, validation left out), and the
+  `ProgbarLogger` and `SkippedEpochWarning` that `SidewaysModel.fit` adds.
 - `export_saved_model`: writes a SavedModel with `serve`, `stream` and `reset`.
 - `layers`: temporal layers (`CausalTemporalConv`, `TemporalShift`) for stages that see
   a causal window of their recent inputs.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 
 import keras
@@ -12,7 +14,87 @@ import tensorflow as tf
 
 from keras_sideways.fidelity import GradientFidelity
 
-__all__ = ["BackupAndRestore", "GradientFidelity", "ResetPipeline", "SetDataEpoch", "TrainingClock"]
+__all__ = [
+    "BackupAndRestore",
+    "GradientFidelity",
+    "ProgbarLogger",
+    "ResetPipeline",
+    "SetDataEpoch",
+    "SkippedEpochWarning",
+    "TrainingClock",
+]
+
+COUNTERS = ("skipped_updates", "loss_scale_skips")  # counts of skipped steps in fit's logs
+
+
+class _Count(float):
+    """A count in Keras' progress bar, which formats every value as a float (`:.4f`)."""
+
+    def __truediv__(self, other):
+        return _Count(float(self) / other)
+
+    def __format__(self, spec):
+        return str(round(self))
+
+
+class ProgbarLogger(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, showing the counts of skipped steps only where they are not
+    zero, as whole numbers: `skipped_updates: 2`, not `skipped_updates: 0.0000e+00`.
+
+    `SidewaysModel.fit` uses it when no other progress bar is given. The logs and the
+    History keep every count, zero or not, per epoch.
+    """
+
+    def _update_progbar(self, batch, logs=None):
+        super()._update_progbar(batch, _shown(logs))
+
+    def _finalize_progbar(self, logs):
+        super()._finalize_progbar(_shown(logs))
+
+
+def _shown(logs: dict | None) -> dict:
+    """`logs` with the counts that are zero left out and the others as whole numbers."""
+    shown = {}
+    for name, value in (logs or {}).items():
+        if name.removeprefix("val_") not in COUNTERS:
+            shown[name] = value
+        elif float(value):
+            shown[name] = _Count(float(value))
+    return shown
+
+
+class SkippedEpochWarning(keras.callbacks.Callback):
+    """Warns at the end of an epoch in which every training step was skipped.
+
+    `SidewaysModel.fit` adds it. Such an epoch left the weights as they were; its loss
+    and metrics read NaN.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps = batch + 1  # with steps_per_execution > 1, the last step of the call
+
+    def on_epoch_end(self, epoch, logs=None):
+        skipped = float((logs or {}).get("skipped_updates", 0.0))
+        if not self._steps or math.isnan(skipped) or round(skipped) < self._steps:
+            return
+        warnings.warn(
+            f"Epoch {epoch + 1}: every one of its {self._steps} training steps was skipped "
+            "(logs['skipped_updates']), so the weights did not change and its loss reads "
+            "nan. A step is skipped when its video, loss or gradients are not finite (NaN "
+            "or inf), or when its update would make a weight non-finite (a diverging "
+            "learning rate). To find the bad batches, check the videos and targets with "
+            "np.isfinite, or watch logs['skipped_updates'] (a running count within the "
+            "epoch) grow in a callback's on_train_batch_end with steps_per_execution=1.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 class ResetPipeline(keras.callbacks.Callback):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 VIDEO_LAYOUT = "[batch, time, height, width, channels]"
@@ -90,6 +91,124 @@ def check_stream_batch(video, target, capacity: int | None) -> None:
             f"stateful=True fixes the batch size to {capacity} (the first batch); got a "
             f"batch of {batch}. Use drop_remainder=True when batching, or call "
             "reset_pipeline() and build a new model."
+        )
+
+
+def check_stream_data(x, batch_size: int | None, fixed: int | None) -> None:
+    """Raises ValueError when `fit`'s data would give a stateful model a batch of another
+    size than its fixed one, where that is known before training: arrays whose length is
+    not a multiple of `batch_size`, or a dataset whose batch size is not static.
+
+    Args:
+        x: what `fit` was given as its videos: arrays, or a `tf.data.Dataset` of batches.
+        batch_size: `fit`'s batch_size for arrays (None: Keras' default, 32).
+        fixed: the batch size the stream's buffers hold; None before they exist.
+    """
+    how = (
+        "stateful=True fixes the batch size (the pipeline keeps one lane per clip), so "
+        "every batch must hold the same number of clips"
+    )
+    if isinstance(x, tf.data.Dataset):
+        shape = tf.TensorShape(tf.nest.flatten(x.element_spec)[0].shape)
+        if shape.rank is not None and shape.rank > 0 and shape[0] is None:
+            raise ValueError(
+                f"{how}; got a dataset whose batch size is not fixed (video batches of "
+                f"shape {_shape_text(shape)}), so its last batch may be short. Batch it "
+                "with drop_remainder=True: dataset.batch(n, drop_remainder=True)."
+            )
+        sizes = [] if shape.rank is None or shape.rank == 0 else [shape[0]]
+    elif hasattr(x, "shape") and getattr(x, "ndim", len(x.shape)) > 0:
+        count, batch = int(x.shape[0]), batch_size or 32  # Keras' default batch size
+        sizes = sorted({min(count, batch), count % batch} - {0}, reverse=True)
+        if len(sizes) > 1:
+            raise ValueError(
+                f"{how}; got {count} clips in batches of {batch}, so the last batch would "
+                f"hold {sizes[1]}. Pass a multiple of batch_size={batch} clips (e.g. "
+                f"x[:{count - sizes[1]}]), or a tf.data.Dataset batched with "
+                "drop_remainder=True."
+            )
+    else:
+        return  # a generator or PyDataset: each batch is checked as it comes
+    if fixed is not None and sizes and sizes[0] != fixed:
+        raise ValueError(
+            f"stateful=True fixes the batch size to {fixed} (the first batch); got batches "
+            f"of {sizes[0]}. Batch with batch_size={fixed} (drop_remainder=True), or call "
+            "reset_pipeline() and build a new model."
+        )
+
+
+def checked_labels(labels, classes: int, ignore_class: int | None = None):
+    """`labels`, after checking they are class indices in [0, classes) (sparse
+    categorical cross-entropy; `ignore_class` is allowed too).
+
+    Eager labels (arrays, eager tensors) raise ValueError naming the first bad label and
+    where it is; labels in a traced step get a `tf.debugging` assertion that fails the
+    step with the same message, before the loss sees them.
+    """
+    expected = (
+        f"Labels for a {classes}-class output (sparse categorical cross-entropy) must be "
+        f"class indices in [0, {classes})"
+    )
+    fix = (
+        f"Fix the labels, or give the top stage as many outputs as there are classes "
+        f"(now {classes})."
+    )
+    if isinstance(labels, np.ndarray) or tf.executing_eagerly():
+        values = np.asarray(labels)
+        if not np.issubdtype(values.dtype, np.number):
+            return labels
+        bad = (values < 0) | (values >= classes)
+        if ignore_class is not None:
+            bad &= values != ignore_class
+        if np.any(bad):
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            index = where[0] if len(where) == 1 else list(where)
+            raise ValueError(
+                f"{expected}; got label {values[where].item()!r} at index {index} "
+                f"({int(bad.sum())} of {bad.size} labels out of range). {fix}"
+            )
+        return labels
+    values = tf.cast(labels, tf.int64)
+    if ignore_class is not None:
+        values = tf.where(values == ignore_class, tf.zeros_like(values), values)
+    checks = [
+        tf.debugging.assert_non_negative(values, message=f"{expected}; got a negative label."),
+        tf.debugging.assert_less(
+            values,
+            tf.constant(classes, tf.int64),
+            message=f"{expected}; got a label >= {classes}. {fix}",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
+def takes_class_indices(loss) -> bool:
+    """True for a sparse categorical cross-entropy loss (name, function or object): its
+    targets are class indices."""
+    name = loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
+    return name.replace("_", "").lower() == "sparsecategoricalcrossentropy"
+
+
+def ignored_class(loss) -> int | None:
+    """The `ignore_class` of a Keras loss object (a label allowed out of range), or None."""
+    if isinstance(loss, keras.losses.Loss):
+        return loss.get_config().get("ignore_class")
+    return None
+
+
+def check_batch_kept(stage_index: int, stage, batch: int, output_shape) -> None:
+    """Raises ValueError when a stage's outputs have another batch size than its inputs:
+    a stage is a per-frame function, [N, ...] -> [N, ...]."""
+    out = output_shape[0]
+    if out is not None and out != batch:
+        raise ValueError(
+            f"Stage {stage_index} ({stage.name}) must keep the batch size: a stage maps "
+            f"[N, ...] frames to [N, ...] outputs; given a batch of {batch} frames it gave "
+            f"{out} outputs (shape {_shape_text(tf.TensorShape(output_shape))}). A Lambda "
+            "or tf.reshape that folds frames into the batch, or the batch into features, "
+            "cannot be a stage; keras.layers.Reshape and Flatten reshape each frame and "
+            "keep the batch axis."
         )
 
 

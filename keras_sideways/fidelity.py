@@ -10,9 +10,11 @@ measure "close" on a given batch, with both gradients from
   stage's variables flattened and concatenated into one vector;
 - the ratio of their norms, ||sideways|| / ||bp||.
 
-A stage without trainable weights (pooling, an activation) has no gradient: its figures
-are NaN and it is left out of the means over stages. So is a stage where either gradient
-is exactly zero (the cosine is undefined there).
+A stage without trainable weights (pooling, an activation) has no gradient to compare:
+its figures are None, never a number, and it is left out of the means over stages. A
+stage with weights where either gradient is exactly zero (a clip shorter than the
+pipeline leaves the bottom stages without an error) gets NaN, as the cosine is undefined
+there, and is left out of the means too.
 
 `GradientFidelity` is the Keras callback that logs them to TensorBoard during `fit`. It
 does all its work in its own hooks: a model trained without it computes nothing extra.
@@ -40,7 +42,7 @@ def stage_variable_indices(model) -> list[list[int]]:
 
 def gradient_fidelity(
     sideways: Sequence, bp: Sequence, groups: Sequence[Sequence[int]]
-) -> dict[str, list[float] | float]:
+) -> dict[str, list[float | None] | float]:
     """Cosine and norm ratio of two gradient lists, per group of variables.
 
     Args:
@@ -50,8 +52,9 @@ def gradient_fidelity(
 
     Returns:
         {"cosine": [per stage], "norm_ratio": [per stage], "cosine_mean": float,
-        "norm_ratio_mean": float}. A group without variables, or where either gradient
-        is zero, gives NaN and is left out of the means (NaN if no group is left).
+        "norm_ratio_mean": float}. A group without variables gives None, one where
+        either gradient is zero NaN; both are left out of the means (NaN if no group is
+        left).
     """
     if len(sideways) != len(bp):
         raise ValueError(
@@ -60,9 +63,9 @@ def gradient_fidelity(
         )
     cosines, ratios = [], []
     for group in groups:
-        if not group:
-            cosines.append(math.nan)
-            ratios.append(math.nan)
+        if not group:  # a stage without weights: nothing to compare
+            cosines.append(None)
+            ratios.append(None)
             continue
         s = np.concatenate([np.ravel(np.asarray(sideways[i], np.float64)) for i in group])
         b = np.concatenate([np.ravel(np.asarray(bp[i], np.float64)) for i in group])
@@ -81,12 +84,14 @@ def gradient_fidelity(
     )
 
 
-def _nanmean(values: Sequence[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
+def _nanmean(values: Sequence[float | None]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
 
 
-def stage_fidelity(model, video, target, sample_weight=None) -> dict[str, list[float] | float]:
+def stage_fidelity(
+    model, video, target, sample_weight=None
+) -> dict[str, list[float | None] | float]:
     """Per-stage cosine and norm ratio of the Sideways pseudo-gradient to the BP gradient.
 
     Both gradients are what one `train_step` on this batch would apply, at the model's
@@ -101,7 +106,8 @@ def stage_fidelity(model, video, target, sample_weight=None) -> dict[str, list[f
 
     Returns:
         As `gradient_fidelity`: {"cosine": [...], "norm_ratio": [...], "cosine_mean",
-        "norm_ratio_mean"}, one entry per stage, bottom first.
+        "norm_ratio_mean"}, one entry per stage, bottom first (None for a stage
+        without weights).
     """
     sideways = model.compute_gradients(video, target, sample_weight, mode="sideways")
     bp = model.compute_gradients(video, target, sample_weight, mode="bp")
@@ -129,7 +135,8 @@ class GradientFidelity(keras.callbacks.Callback):
 
     On a held batch, at the current weights, for each stage `k`: the cosine similarity
     between its Sideways pseudo-gradient and its BP gradient, and the ratio of their
-    norms (`stage_fidelity`), plus their means over the stages with weights. Written to
+    norms (`stage_fidelity`), plus their means over the stages with weights. A stage
+    without weights has None in `history` and no TensorBoard scalar. Written to
     TensorBoard as `fidelity/cosine_stage{k}`, `fidelity/norm_ratio_stage{k}`,
     `fidelity/cosine_mean` and `fidelity/norm_ratio_mean` at the global training step,
     and kept in `history`. Measured once before the first step (step 0) and then after
@@ -195,7 +202,7 @@ class GradientFidelity(keras.callbacks.Callback):
         if self._writer is not None:
             with self._writer.as_default(step=self.step):
                 for k, (cosine, ratio) in enumerate(zip(figures["cosine"], figures["norm_ratio"])):
-                    if not math.isnan(cosine):
+                    if cosine is not None and not math.isnan(cosine):
                         tf.summary.scalar(f"{FIDELITY_SUBDIR}/cosine_stage{k}", cosine)
                         tf.summary.scalar(f"{FIDELITY_SUBDIR}/norm_ratio_stage{k}", ratio)
                 tf.summary.scalar(f"{FIDELITY_SUBDIR}/cosine_mean", figures["cosine_mean"])

@@ -6,8 +6,10 @@ import os
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from keras_sideways import callbacks as fit_callbacks
 from keras_sideways import clips, delays, options, replicas, threads
 from keras_sideways import placement as placements
 from keras_sideways.engines import batched, bp, pipeline, tick_layers, ticks, windows
@@ -28,6 +30,7 @@ class CheckpointError(ValueError, OSError):
 
 MODES, ENGINES = options.MODES, options.ENGINES
 _PIPELINE = "pipeline_"  # the prefix of a stream's buffers in a checkpoint
+COUNTERS = fit_callbacks.COUNTERS  # fit's counts of skipped steps
 
 
 @keras.saving.register_keras_serializable(package="keras_sideways")
@@ -142,6 +145,7 @@ class SidewaysModel(keras.Model):
                 x = stage(
                     keras.KerasTensor(windows.window_shape(x.shape, self.windows[k]), x.dtype)
                 )
+            clips.check_batch_kept(k, stage, batch, x.shape)
             if None in x.shape[1:]:
                 raise ValueError(
                     f"Stage {k} ({stage.name}) must give outputs of a known shape per "
@@ -166,14 +170,6 @@ class SidewaysModel(keras.Model):
         # The buffers are state of a run, not weights: no tracked attribute holds them, so
         # Keras neither counts them as parameters nor saves them with the weights (a
         # stream's checkpoint keeps them by name: `save_own_variables`).
-
-    def fit(self, *args, **kwargs):
-        """Keras' `fit`; a training set that yields no batch raises a ValueError."""
-        self._fitting = True  # the next `_maybe_symbolic_build` sees the training data
-        try:
-            return super().fit(*args, **kwargs)
-        finally:
-            self._fitting = False
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras (TF backend) builds at the first trace of the train function when no
@@ -231,6 +227,69 @@ class SidewaysModel(keras.Model):
         return pipeline.pipelined_forward(self.stages, video, bool(training), self.devices)
 
     # ----------------------------------------------------------------- training
+    def fit(
+        self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, **kwargs
+    ):
+        """`keras.Model.fit`, with checks first and the counts of skipped steps reported.
+
+        Before any computation it raises ValueError for a stream (`stateful=True`) whose
+        arrays or dataset would give a batch of another size, and for array labels out of
+        range for a classifier. It warns after an epoch whose every step was skipped
+        (`callbacks.SkippedEpochWarning`), and its progress bar shows `skipped_updates`
+        (and `loss_scale_skips`) only where they are not zero (`callbacks.ProgbarLogger`);
+        the History keeps them per epoch. A training set that yields no batch raises a
+        ValueError.
+        """
+        if self.stateful:
+            capacity = None if self.buffers is None else self.buffers.capacity
+            clips.check_stream_data(x, batch_size, capacity)
+        labels = [y, *_validation_labels(kwargs.get("validation_data"))]
+        callbacks = self._with_fit_callbacks(callbacks, verbose, labels, warn=True)
+        self._fitting = True  # the next `_maybe_symbolic_build` sees the training data
+        try:
+            return super().fit(x, y, batch_size, epochs, verbose, callbacks, **kwargs)
+        finally:
+            self._fitting = False
+
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        verbose="auto",
+        sample_weight=None,
+        steps=None,
+        callbacks=None,
+        return_dict=False,
+        **kwargs,
+    ):
+        """`keras.Model.evaluate` at any batch size, stateful or not (it runs `call`, not
+        the pipeline), without counts of skipped steps (it skips nothing)."""
+        callbacks = self._with_fit_callbacks(callbacks, verbose, [y])
+        self._evaluating = True
+        try:
+            return super().evaluate(
+                x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict, **kwargs
+            )
+        finally:
+            self._evaluating = False
+
+    def _with_fit_callbacks(self, callbacks, verbose, labels, warn=False):
+        """`callbacks` with this model's checks of array labels first, then (in `fit`) the
+        warning of an all-skipped epoch and, where Keras would add its own, the progress
+        bar that shows counts of skipped steps as counts."""
+        if isinstance(callbacks, keras.callbacks.CallbackList):  # fit's, for validation
+            return callbacks
+        callbacks = list(callbacks or [])
+        extra = [_LabelCheck(labels)]
+        if warn:
+            extra.append(fit_callbacks.SkippedEpochWarning())
+        if verbose != 0 and not any(
+            isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks
+        ):
+            callbacks.append(fit_callbacks.ProgbarLogger())
+        return extra + callbacks
+
     def train_step(self, data):
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
 
@@ -266,15 +325,16 @@ class SidewaysModel(keras.Model):
 
     def test_step(self, data):
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        self._check_inputs(video, target, sample_weight)
+        self._check_inputs(video, target, sample_weight, stream=False)  # no buffers used
+        target = self._checked_labels(target)
         outputs = self(video, training=False)
         loss = self._frame_loss(video, target, outputs, sample_weight, training=False)
         loss = loss * tf.distribute.get_strategy().num_replicas_in_sync  # see train_step
         batch = tf.cast(tf.shape(video)[0], tf.float32)
         self._loss_tracker.update_state(loss, sample_weight=batch)
-        return replicas.for_multi_worker(
-            self._update_metrics(video, target, outputs, sample_weight, 1.0)
-        )
+        logs = self._update_metrics(video, target, outputs, sample_weight, 1.0)
+        # Evaluation skips nothing: no counts of skipped steps (see `metrics`).
+        return replicas.for_multi_worker({k: v for k, v in logs.items() if k not in COUNTERS})
 
     def compute_gradients(self, video, target, sample_weight=None, mode: str | None = None):
         """The (pseudo-)gradients one `train_step` on this batch hands to the optimizer.
@@ -297,6 +357,7 @@ class SidewaysModel(keras.Model):
         self._check_inputs(video, target, sample_weight)
         if not self.built:
             self._build_for(video)
+        self._checked_labels(target)  # eager: a ValueError naming the bad label
         if mode not in self._gradient_fns:
 
             def gradients(video, target, sample_weight):
@@ -327,6 +388,7 @@ class SidewaysModel(keras.Model):
         self._check_inputs(video, target, sample_weight)
         if not self.built:  # a custom loop that never called the model
             self._build_for(video)
+        target = self._checked_labels(target)
         if scale is None:
             loss_fn = self._tick_loss
         else:
@@ -367,7 +429,8 @@ class SidewaysModel(keras.Model):
                 tf.shape(video)[0],
                 self.buffers.capacity,
                 message=f"stateful=True fixes the batch size to {self.buffers.capacity} "
-                "(the first batch); got another batch size",
+                "(the first batch); got another batch size. Batch the data with "
+                "drop_remainder=True",
             )
         return pipeline.sideways_gradients(
             self.stages,
@@ -410,12 +473,30 @@ class SidewaysModel(keras.Model):
 
     @property
     def metrics(self):
-        """Keras' metrics; `loss_scale_skips` only under dynamic loss scaling."""
+        """Keras' metrics; `loss_scale_skips` only under dynamic loss scaling, and neither
+        count of skipped steps while evaluating (evaluation skips nothing)."""
         metrics = super().metrics
-        if self._dynamic_loss_scale():
-            return metrics
-        skips = getattr(self, "loss_scale_skips", None)
-        return [m for m in metrics if m is not skips]
+        hidden = []
+        if getattr(self, "_evaluating", False) or not self._dynamic_loss_scale():
+            hidden.append(getattr(self, "loss_scale_skips", None))
+        if getattr(self, "_evaluating", False):
+            hidden.append(getattr(self, "skipped_updates", None))
+        return [m for m in metrics if all(m is not h for h in hidden)]
+
+    def get_metrics_result(self):
+        """Keras' metric results, except that the loss and metrics of no kept step (every
+        step of the epoch skipped, see `_update`) read NaN rather than 0."""
+        logs = super().get_metrics_result()
+        tracker = getattr(self, "_loss_tracker", None)
+        if tracker is None:
+            return logs
+        kept = tracker.count > 0
+        return {
+            name: value
+            if name in COUNTERS or not tf.as_dtype(value.dtype).is_floating
+            else tf.where(kept, value, tf.constant(float("nan"), value.dtype))
+            for name, value in logs.items()
+        }
 
     @property
     def resolved_engine(self) -> str:
@@ -562,14 +643,41 @@ class SidewaysModel(keras.Model):
         """True when the compiled loss takes logits (from_logits=True)."""
         return clips.loss_takes_logits(getattr(self, "loss", None))
 
-    def _check_inputs(self, video, target, sample_weight):
-        """Raises ValueError for a bad batch, naming what was expected and what was given."""
+    def _check_inputs(self, video, target, sample_weight, stream: bool = True):
+        """Raises ValueError for a bad batch, naming what was expected and what was given.
+
+        `stream` False (evaluation, which runs `call`) leaves out the checks of a stream's
+        batches: only training and `compute_gradients` use the pipeline buffers.
+        """
         clips.check_video(video)
         clips.check_target(video, target)
         clips.check_sample_weight(video, sample_weight)
-        if self.stateful and self.mode == "sideways":
+        stream = stream and not getattr(self, "_evaluating", False)
+        if stream and self.stateful and self.mode == "sideways":
             capacity = None if self.buffers is None else self.buffers.capacity
             clips.check_stream_batch(video, target, capacity)
+
+    def _checked_labels(self, target):
+        """`target`, checked to be class indices in range when the compiled loss is a
+        sparse categorical cross-entropy (`clips.checked_labels`: ValueError for eager
+        labels, an assertion in a traced step)."""
+        loss = getattr(self, "loss", None)
+        if not self.built or not clips.takes_class_indices(loss):
+            return target
+        classes = self._output_classes()
+        if classes is None:
+            return target
+        return clips.checked_labels(target, classes, clips.ignored_class(loss))
+
+    def _output_classes(self) -> int | None:
+        """The size of the last axis of the per-frame outputs (a classifier's classes)."""
+        if getattr(self, "_classes", None) is None and self.frame_shape is not None:
+            frames = max(self.windows)  # every stage sees a whole window
+            spec = self.compute_output_spec(
+                keras.KerasTensor((1, frames, *self.frame_shape), self.compute_dtype)
+            )
+            self._classes = spec.shape[-1]
+        return getattr(self, "_classes", None)
 
     def _warn_if_clip_too_short(self, video):
         if not (self.stateful or self._warned_short_clip):
@@ -673,3 +781,30 @@ class SidewaysModel(keras.Model):
         config = dict(config)
         stages = [keras.saving.deserialize_keras_object(s) for s in config.pop("stages")]
         return cls(stages, **config)
+
+
+def _validation_labels(validation_data) -> list:
+    """The labels of `fit`'s validation_data, when given as a tuple (else none)."""
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+        return [validation_data[1]]
+    return []
+
+
+class _LabelCheck(keras.callbacks.Callback):
+    """Checks array labels once the model is built, before the first step of `fit` or
+    `evaluate` (where Keras builds the model on the first batch)."""
+
+    def __init__(self, labels):
+        super().__init__()
+        self.labels = [y for y in labels if isinstance(y, (np.ndarray, tf.Tensor, list))]
+
+    def on_train_begin(self, logs=None):
+        self._check()
+
+    def on_test_begin(self, logs=None):
+        self._check()
+
+    def _check(self):
+        for y in self.labels:
+            self.model._checked_labels(np.asarray(y))
+        self.labels = []  # once: fit's validation begins a test run each epoch

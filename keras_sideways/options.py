@@ -15,9 +15,21 @@ AUTO_CHUNK = "auto"
 
 
 def check_stages(stages: Sequence[keras.layers.Layer] | keras.Sequential) -> list:
-    """The stages as a list (a Sequential's layers), or ValueError naming the bad one."""
+    """The stages as a list (a Sequential's layers); TypeError for something else than a
+    list of layers or a Sequential, ValueError for too few or a bad one (named)."""
+    expected = (
+        "stages must be a list of Keras layers or models (one per stage) or a keras.Sequential"
+    )
     if isinstance(stages, keras.Sequential):
         stages = stages.layers
+    elif isinstance(stages, keras.Model):
+        raise TypeError(
+            f"{expected}; got a {type(stages).__name__} model ({stages.name}). A model is "
+            "one stage: cut it into stages, e.g. the list of its blocks, each a per-frame "
+            "function [N, ...] -> [N, ...] such as a keras.Sequential of a few layers."
+        )
+    elif isinstance(stages, keras.layers.Layer) or not hasattr(stages, "__iter__"):
+        raise TypeError(f"{expected}; got a {type(stages).__name__}.")
     stages = list(stages)
     if len(stages) < 2:
         raise ValueError(

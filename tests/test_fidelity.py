@@ -19,10 +19,11 @@ def test_gradient_fidelity_golden_values():
     bp = [np.array([4.0, 3.0]), np.array([[0.0, 0.0, 1.0]]), np.ones(2), np.zeros(1)]
     groups = [[0], [], [1], [2], [3]]  # a weightless stage, a zero pseudo-gradient, zero BP
     figures = fidelity.gradient_fidelity(sideways, bp, groups)
-    np.testing.assert_allclose(figures["cosine"][:3], [0.96, math.nan, 1.0])
-    np.testing.assert_allclose(figures["norm_ratio"][:3], [1.0, math.nan, 2.0])
+    assert figures["cosine"][1] is None and figures["norm_ratio"][1] is None  # no weights
+    np.testing.assert_allclose([figures["cosine"][k] for k in (0, 2)], [0.96, 1.0])
+    np.testing.assert_allclose([figures["norm_ratio"][k] for k in (0, 2)], [1.0, 2.0])
     assert math.isnan(figures["cosine"][3]) and math.isnan(figures["cosine"][4])
-    assert figures["cosine_mean"] == pytest.approx(0.98)  # NaN stages left out
+    assert figures["cosine_mean"] == pytest.approx(0.98)  # None and NaN stages left out
     assert figures["norm_ratio_mean"] == pytest.approx(1.5)
 
 
@@ -100,7 +101,7 @@ def test_static_video_gives_cosine_one_and_skips_weightless_stages():
     model = ks.SidewaysModel(tiny_conv_stages(num_stages=5))  # stage 3: global pooling
     model.compile(optimizer="sgd", loss=CLIP_LOSS)
     figures = fidelity.stage_fidelity(model, video, np.array([0, 1]))
-    assert math.isnan(figures["cosine"][3]) and math.isnan(figures["norm_ratio"][3])
+    assert figures["cosine"][3] is None and figures["norm_ratio"][3] is None  # never NaN
     weighted = [0, 1, 2, 4]
     np.testing.assert_allclose([figures["cosine"][k] for k in weighted], 1.0, atol=1e-5)
     np.testing.assert_allclose([figures["norm_ratio"][k] for k in weighted], 1.0, rtol=1e-4)
@@ -129,7 +130,12 @@ def test_callback_logs_every_n_steps_to_tensorboard(tmp_path):
     assert [record["step"] for record in callback.history] == [0, 4, 8]
     # The last measurement is at the final weights: it is stage_fidelity now.
     now = fidelity.stage_fidelity(model, video[:4], labels[:4])
-    np.testing.assert_allclose(callback.history[-1]["cosine"], now["cosine"], rtol=1e-5)
+    last = callback.history[-1]["cosine"]
+    assert last[3] is None and now["cosine"][3] is None  # the weightless stage: no figure
+    weighted = [0, 1, 2, 4]
+    np.testing.assert_allclose(
+        [last[k] for k in weighted], [now["cosine"][k] for k in weighted], rtol=1e-5
+    )
 
     scalars = read_scalars(tmp_path / "fidelity")
     expected_tags = {

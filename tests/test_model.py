@@ -187,6 +187,39 @@ def test_stateful_compute_gradients_leaves_the_stream_alone():
         np.testing.assert_array_equal(b, v.numpy())
 
 
+@pytest.mark.parametrize("data", ["arrays", "dataset"])
+def test_stateful_fit_refuses_a_short_last_batch_before_any_step(data):
+    model = four_stage_identity_model()
+    video, labels = frame_index_video(0, batch=3), np.array([0, 1, 2])
+    if data == "arrays":
+        args, message = (video, labels), "got 3 clips in batches of 2, so the last batch would"
+    else:
+        args = (tf.data.Dataset.from_tensor_slices((video, labels)).batch(2),)
+        message = "batch size is not fixed .*\\[\\?, 2, 1, 1, 1\\]"
+    with pytest.raises(ValueError, match=f"stateful=True fixes the batch size.*{message}"):
+        model.fit(*args, batch_size=2 if data == "arrays" else None, verbose=0)
+    assert model.buffers is None  # nothing built, nothing run
+    dropped = tf.data.Dataset.from_tensor_slices((video, labels)).batch(2, drop_remainder=True)
+    model.fit(dropped, verbose=0)
+    assert int(model.buffers.ticks.numpy()) == 2  # one batch of 2 clips, 2 frames
+    with pytest.raises(ValueError, match="fixes the batch size to 2 .*got batches of 3"):
+        model.fit(video, labels, batch_size=3, verbose=0)
+
+
+def test_stateful_evaluate_predict_and_call_take_any_batch_size():
+    model = four_stage_identity_model()
+    model.fit(frame_index_video(0), np.array([0, 1]), batch_size=2, verbose=0)
+    before = [v.numpy().copy() for v in model.buffers.variables]
+    video, labels = frame_index_video(5, batch=3), np.array([0, 1, 2])
+    outputs = model(video)
+    expected = CLIP_LOSS(np.repeat(labels, 2), np.reshape(outputs, (6, 3)))
+    scores = model.evaluate(video, labels, batch_size=3, verbose=0, return_dict=True)
+    assert scores["loss"] == pytest.approx(float(expected), rel=1e-5)
+    np.testing.assert_allclose(model.predict(video, batch_size=3, verbose=0), outputs)
+    for b, v in zip(before, model.buffers.variables):  # the stream is left alone
+        np.testing.assert_array_equal(b, v.numpy())
+
+
 # ------------------------------------------------------------------ bad input
 LAYOUT = r"\[batch, time, height, width, channels\]"
 
@@ -280,6 +313,58 @@ def test_fewer_than_two_stages_is_refused():
         ks.SidewaysModel([keras.layers.Dense(3)])
 
 
+def test_a_model_or_layer_as_stages_is_a_clear_type_error():
+    inputs = keras.Input((8, 8, 1))
+    functional = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    with pytest.raises(
+        TypeError,
+        match="list of Keras layers .*keras.Sequential; got a Functional model.*cut it into stages",
+    ):
+        ks.SidewaysModel(functional)
+    with pytest.raises(TypeError, match="keras.Sequential; got a Dense"):
+        ks.SidewaysModel(keras.layers.Dense(3))
+
+
+def test_a_stage_that_changes_the_batch_size_is_named_at_build():
+    fold = keras.layers.Lambda(lambda x: tf.reshape(x, (-1, 128)), name="fold")
+    model = ks.SidewaysModel([keras.layers.Flatten(), fold, keras.layers.Dense(3)])
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    with pytest.raises(
+        ValueError,
+        match="Stage 1 \\(fold\\) must keep the batch size.*batch of 4 frames it gave 2 outputs",
+    ):
+        model.fit(random_video(batch=4, time=3), np.array([0, 1, 2, 0]), verbose=0)
+
+
+@pytest.mark.parametrize("bad", [3, -1])
+@pytest.mark.parametrize("entry", ["fit", "evaluate", "compute_gradients", "dataset"])
+def test_labels_out_of_range_name_the_range_and_the_label(entry, bad):
+    video, labels = random_video(batch=4, time=3), np.array([0, 2, bad, 1])
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))  # 3 classes
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    if entry == "dataset":  # checked inside the traced step
+        model.fit(video[:2], labels[:2], verbose=0)  # in range: fine
+        error, message = tf.errors.InvalidArgumentError, "class indices in \\[0, 3\\)"
+        dataset = tf.data.Dataset.from_tensor_slices((video, labels)).batch(2)
+    else:
+        error = ValueError
+        message = f"3-class output .*class indices in \\[0, 3\\); got label {bad} at index 2"
+    with pytest.raises(error, match=message):
+        if entry == "dataset":
+            model.fit(dataset, verbose=0)
+        elif entry == "compute_gradients":
+            model.compute_gradients(video, labels)
+        else:
+            getattr(model, entry)(video, labels, batch_size=2, verbose=0)
+
+
+def test_an_ignored_class_is_not_out_of_range():
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=-1))
+    grads = model.compute_gradients(random_video(batch=2, time=3), np.array([1, -1]))
+    assert all(np.all(np.isfinite(g)) for g in grads)
+
+
 @pytest.mark.parametrize("mode, engine", MODES_AND_ENGINES)
 def test_non_finite_batch_is_skipped_and_counted(mode, engine):
     video = random_video(batch=2, time=5)
@@ -290,15 +375,39 @@ def test_non_finite_batch_is_skipped_and_counted(mode, engine):
     model.build(video.shape)
     before = [v.numpy().copy() for v in model.trainable_variables]
     dataset = tf.data.Dataset.from_tensor_slices((np.stack([poisoned]), np.array([[0, 1]])))
-    history = model.fit(dataset, epochs=1, verbose=0)
+    with pytest.warns(RuntimeWarning, match="Epoch 1: every one of its 1 training steps was "):
+        history = model.fit(dataset, epochs=1, verbose=0)
     assert history.history["skipped_updates"] == [1.0]
-    assert np.isfinite(history.history["loss"][0])
+    # Nothing was kept: the loss and metrics read NaN, not the 0 of an empty mean.
+    assert np.isnan(history.history["loss"][0]) and np.isnan(history.history["accuracy"][0])
     for b, v in zip(before, model.trainable_variables):
         np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
 
     history = model.fit(video, np.array([0, 1]), epochs=1, verbose=0)  # a clean batch
     assert history.history["skipped_updates"] == [0.0]
     assert any(np.any(b != v.numpy()) for b, v in zip(before, model.trainable_variables))
+
+
+def test_skip_counts_show_as_counts_where_not_zero_and_never_in_evaluation(capsys):
+    video, labels = random_video(batch=4, time=3), np.array([0, 1, 2, 0])
+    poisoned = video.copy()
+    poisoned[0, 1, 2, 2, 0] = np.nan
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="adam", loss=CLIP_LOSS, metrics=["accuracy"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one batch of two skipped: no all-skipped warning
+        history = model.fit(
+            poisoned, labels, batch_size=2, epochs=2, verbose=2, validation_data=(video, labels)
+        ).history
+    assert history["skipped_updates"] == [1.0, 1.0]  # per epoch, in the History
+    assert "val_skipped_updates" not in history and np.all(np.isfinite(history["loss"]))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "accuracy" in line]
+    assert len(lines) == 2 and all(" - skipped_updates: 1 - val_" in line for line in lines)
+    history = model.fit(video, labels, batch_size=2, epochs=1, verbose=2).history
+    assert history["skipped_updates"] == [0.0]
+    assert "skipped" not in capsys.readouterr().out  # zero: not shown
+    scores = model.evaluate(video, labels, verbose=0, return_dict=True)
+    assert set(scores) == {"loss", "accuracy"}
     assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
 
 
