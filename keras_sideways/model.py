@@ -247,7 +247,15 @@ class SidewaysModel(keras.Model):
         callbacks = self._with_fit_callbacks(callbacks, verbose, labels, warn=True)
         self._fitting = True  # the next `_maybe_symbolic_build` sees the training data
         try:
-            return super().fit(x, y, batch_size, epochs, verbose, callbacks, **kwargs)
+            return super().fit(
+                x=x,
+                y=y,
+                batch_size=batch_size,
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=callbacks,
+                **kwargs,
+            )
         finally:
             self._fitting = False
 
@@ -269,7 +277,15 @@ class SidewaysModel(keras.Model):
         self._evaluating = True
         try:
             return super().evaluate(
-                x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict, **kwargs
+                x=x,
+                y=y,
+                batch_size=batch_size,
+                verbose=verbose,
+                sample_weight=sample_weight,
+                steps=steps,
+                callbacks=callbacks,
+                return_dict=return_dict,
+                **kwargs,
             )
         finally:
             self._evaluating = False
