@@ -30,10 +30,19 @@ import tensorflow as tf
 
 BatchNormalization = keras.layers.BatchNormalization
 Dropout = keras.layers.Dropout
+SPATIAL_DROPOUTS = (
+    keras.layers.SpatialDropout1D,
+    keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D,
+)
 
 
 def sublayers(stages: Sequence[keras.layers.Layer]) -> list:
-    """Every layer of the stages, nested ones included, each once, bottom stage first."""
+    """Every layer of the stages, nested ones included, each once, bottom stage first.
+
+    Keras has no public traversal of a layer's sublayers: `_flatten_layers` is the one
+    private hook here (tests/test_keras_surface.py).
+    """
     found, seen = [], set()
     for stage in stages:
         for layer in stage._flatten_layers(include_self=True, recursive=True):
@@ -387,8 +396,10 @@ def _bound(method, layer):
 
 def _noise_shape(layer, inputs) -> tuple[list[int], bool]:
     """A dropout layer's mask shape past the rows, and whether one mask serves every row."""
-    if hasattr(layer, "_get_noise_shape"):  # SpatialDropout: whole feature maps
-        shape, shared = list(layer._get_noise_shape(inputs)), False
+    if isinstance(layer, SPATIAL_DROPOUTS):  # whole feature maps: one draw per channel
+        channel = 1 if getattr(layer, "data_format", None) == "channels_first" else -1
+        shape, shared = [1] * len(inputs.shape), False
+        shape[channel] = inputs.shape[channel]
     elif layer.noise_shape is None:
         shape, shared = list(inputs.shape), False
     else:
