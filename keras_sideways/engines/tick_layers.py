@@ -30,21 +30,14 @@ import tensorflow as tf
 
 BatchNormalization = keras.layers.BatchNormalization
 Dropout = keras.layers.Dropout
-SPATIAL_DROPOUTS = (
-    keras.layers.SpatialDropout1D,
-    keras.layers.SpatialDropout2D,
-    keras.layers.SpatialDropout3D,
-)
+SPATIAL_DROPOUTS = tuple(getattr(keras.layers, f"SpatialDropout{d}D") for d in (1, 2, 3))
 
 
 def sublayers(stages: Sequence[keras.layers.Layer]) -> list:
-    """Every layer of the stages, nested ones included, each once, bottom stage first.
-
-    Keras has no public traversal of a layer's sublayers: `_flatten_layers` is the one
-    private hook here (tests/test_keras_surface.py).
-    """
+    """Every layer of the stages, nested ones included, each once, bottom stage first."""
     found, seen = [], set()
     for stage in stages:
+        # Keras has no public traversal of sublayers (tests/test_keras_surface.py).
         for layer in stage._flatten_layers(include_self=True, recursive=True):
             if id(layer) not in seen:
                 seen.add(id(layer))
