@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_sideways.fidelity import GradientFidelity
@@ -224,3 +225,45 @@ class TrainingClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.history.append(self._last - self._start)
+
+
+def with_fit_callbacks(callbacks, verbose, labels: list, warn: bool = False) -> list:
+    """The callbacks `SidewaysModel.fit` and `evaluate` run: the checks of array `labels`
+    first, then (`warn`, in `fit`) `SkippedEpochWarning`, then `callbacks` and, where Keras
+    would add its own, the `ProgbarLogger` that shows counts of skipped steps as counts."""
+    if isinstance(callbacks, keras.callbacks.CallbackList):  # fit's, for validation
+        return callbacks
+    callbacks = list(callbacks or [])
+    extra = [_LabelCheck(labels)]
+    if warn:
+        extra.append(SkippedEpochWarning())
+    if verbose != 0 and not any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks):
+        callbacks.append(ProgbarLogger())
+    return extra + callbacks
+
+
+def validation_labels(validation_data) -> list:
+    """The labels of `fit`'s validation_data, when given as a tuple (else none)."""
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+        return [validation_data[1]]
+    return []
+
+
+class _LabelCheck(keras.callbacks.Callback):
+    """Checks array labels once the model is built, before the first step of `fit` or
+    `evaluate` (where Keras builds the model on the first batch)."""
+
+    def __init__(self, labels):
+        super().__init__()
+        self.labels = [y for y in labels if isinstance(y, (np.ndarray, tf.Tensor, list))]
+
+    def on_train_begin(self, logs=None):
+        self._check()
+
+    def on_test_begin(self, logs=None):
+        self._check()
+
+    def _check(self):
+        for y in self.labels:
+            self.model._checked_labels(np.asarray(y))
+        self.labels = []  # once: fit's validation begins a test run each epoch

@@ -77,7 +77,8 @@ def check_stream_batch(video, target, capacity: int | None) -> None:
     """Raises ValueError unless a stateful model can continue its streams with this batch.
 
     Streaming needs clip labels (per-frame targets would need the previous chunk's) and
-    the batch size the buffers were built with (`capacity`; None before they exist).
+    the batch size the buffers were built with (`capacity`; None before they exist), in
+    a traced step whose batch size is unknown as an assertion.
     """
     if not is_clip_target(target):
         raise ValueError(
@@ -91,6 +92,13 @@ def check_stream_batch(video, target, capacity: int | None) -> None:
             f"stateful=True fixes the batch size to {capacity} (the first batch); got a "
             f"batch of {batch}. Use drop_remainder=True when batching, or call "
             "reset_pipeline() and build a new model."
+        )
+    if capacity is not None and batch is None:  # a traced step: checked as it runs
+        tf.debugging.assert_equal(
+            tf.shape(video)[0],
+            capacity,
+            message=f"stateful=True fixes the batch size to {capacity} (the first batch); "
+            "got another batch size. Batch the data with drop_remainder=True",
         )
 
 

@@ -16,6 +16,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_sideways.engines import tick_layers
+
 
 class TemporalLayer(keras.layers.Layer):
     """Base of the layers that read a causal window [N, window, ...] of a stage's inputs.
@@ -168,4 +170,4 @@ def stage_window(stage: keras.layers.Layer) -> int:
 
 
 def _sublayers(layer: keras.layers.Layer) -> list:
-    return list(layer._flatten_layers(include_self=False, recursive=True))
+    return tick_layers.sublayers([layer])[1:]  # the layer itself comes first

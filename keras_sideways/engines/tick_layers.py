@@ -30,12 +30,14 @@ import tensorflow as tf
 
 BatchNormalization = keras.layers.BatchNormalization
 Dropout = keras.layers.Dropout
+SPATIAL_DROPOUTS = tuple(getattr(keras.layers, f"SpatialDropout{d}D") for d in (1, 2, 3))
 
 
 def sublayers(stages: Sequence[keras.layers.Layer]) -> list:
     """Every layer of the stages, nested ones included, each once, bottom stage first."""
     found, seen = [], set()
     for stage in stages:
+        # Keras has no public traversal of sublayers (tests/test_keras_surface.py).
         for layer in stage._flatten_layers(include_self=True, recursive=True):
             if id(layer) not in seen:
                 seen.add(id(layer))
@@ -387,8 +389,10 @@ def _bound(method, layer):
 
 def _noise_shape(layer, inputs) -> tuple[list[int], bool]:
     """A dropout layer's mask shape past the rows, and whether one mask serves every row."""
-    if hasattr(layer, "_get_noise_shape"):  # SpatialDropout: whole feature maps
-        shape, shared = list(layer._get_noise_shape(inputs)), False
+    if isinstance(layer, SPATIAL_DROPOUTS):  # whole feature maps: one draw per channel
+        channel = 1 if getattr(layer, "data_format", None) == "channels_first" else -1
+        shape, shared = [1] * len(inputs.shape), False
+        shape[channel] = inputs.shape[channel]
     elif layer.noise_shape is None:
         shape, shared = list(inputs.shape), False
     else:

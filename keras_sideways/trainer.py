@@ -1,0 +1,399 @@
+"""SidewaysTrainer: the train and test steps, gradients, losses and metrics of a SidewaysModel.
+
+A mixin, composed with `keras.Model` into `SidewaysModel` as Keras composes its `Trainer`
+with `Layer` into `Model`. The guarded update is `keras_sideways.update`.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_sideways import callbacks as fit_callbacks
+from keras_sideways import clips, options, replicas, update
+from keras_sideways.engines import batched, bp, pipeline, tick_layers
+from keras_sideways.engines.gradients import EngineResult, in_variable_order
+
+
+class SidewaysTrainer:
+    """The trainer half of `SidewaysModel`: `fit`, `evaluate`, the steps and their parts."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Keras logs "loss" from its own (private) tracker; this one is listed in its place.
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.skipped_updates = keras.metrics.Sum(name="skipped_updates")
+        # Listed only under dynamic loss scaling (mixed_float16): see `metrics`.
+        self.loss_scale_skips = keras.metrics.Sum(name="loss_scale_skips")
+        self._gradient_fns = {}
+        self._warned_short_clip = False
+        self._fitting = False
+        self._evaluating = False
+
+    # ----------------------------------------------------------------- fit, evaluate
+    def fit(
+        self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, **kwargs
+    ):
+        """`keras.Model.fit`, with checks first and the counts of skipped steps reported.
+
+        Before any computation it raises ValueError for a stream (`stateful=True`) whose
+        arrays or dataset would give a batch of another size, and for array labels out of
+        range for a classifier. It warns after an epoch whose every step was skipped
+        (`callbacks.SkippedEpochWarning`), and its progress bar shows `skipped_updates`
+        (and `loss_scale_skips`) only where they are not zero (`callbacks.ProgbarLogger`);
+        the History keeps them per epoch. A training set that yields no batch raises a
+        ValueError.
+        """
+        if self.stateful:
+            capacity = None if self.buffers is None else self.buffers.capacity
+            clips.check_stream_data(x, batch_size, capacity)
+        labels = [y, *fit_callbacks.validation_labels(kwargs.get("validation_data"))]
+        callbacks = fit_callbacks.with_fit_callbacks(callbacks, verbose, labels, warn=True)
+        self._fitting = True  # the next `_maybe_symbolic_build` sees the training data
+        try:
+            return super().fit(x, y, batch_size, epochs, verbose, callbacks=callbacks, **kwargs)
+        finally:
+            self._fitting = False
+
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        verbose="auto",
+        sample_weight=None,
+        steps=None,
+        callbacks=None,
+        return_dict=False,
+        **kwargs,
+    ):
+        """`keras.Model.evaluate` at any batch size, stateful or not (it runs `call`, not
+        the pipeline), without counts of skipped steps (it skips nothing)."""
+        callbacks = fit_callbacks.with_fit_callbacks(callbacks, verbose, [y])
+        self._evaluating = True
+        try:
+            kwargs.update(callbacks=callbacks, return_dict=return_dict)
+            return super().evaluate(x, y, batch_size, verbose, sample_weight, steps, **kwargs)
+        finally:
+            self._evaluating = False
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # A private Keras hook (tests/test_keras_surface.py). Keras (TF) builds at the first
+        # trace of the train function without a strategy, where the batch size is unknown,
+        # and fails to reduce a distributed batch under MultiWorkerMirroredStrategy. The
+        # pipeline buffers need a real per-replica batch: build on the first one, here.
+        training, self._fitting = self._fitting, False
+        if data_batch is None:
+            for _, _, batches in iterator:
+                data_batch = next(batches, None)
+                break
+        if data_batch is None:  # an empty dataset
+            if training:
+                raise ValueError(
+                    "The training data yielded no batch: fit needs at least one (video, "
+                    "target) batch. Check that the dataset is not empty (e.g. fewer clips "
+                    "than one batch with drop_remainder=True, or a filter that keeps none)."
+                )
+            return  # evaluation (validation data too) warns and goes on, as in Keras
+        strategy = self.distribute_strategy
+        data_batch = tf.nest.map_structure(
+            lambda v: replicas.first_replica_value(strategy, v), data_batch
+        )
+        video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
+        if target is not None:
+            self._check_inputs(video, target, sample_weight)
+        with strategy.scope():  # variables made here belong to the strategy
+            if not self.built:
+                self._build_for(video)
+            self._symbolic_build(data_batch=data_batch)
+
+    # ----------------------------------------------------------------- steps
+    def train_step(self, data):
+        video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+
+        # Forward, loss and (pseudo-)gradients, by the engine of the mode; the gradients
+        # are those of the loss times the optimizer's loss scale (mixed_float16).
+        scale = update.loss_scale(self.optimizer)
+        loss, grads, outputs, scored, statistics = self._loss_and_gradients(
+            video, target, sample_weight, self.mode, scale
+        )
+
+        # Update once per step (`update.guarded_update`: what is skipped, rolled back or
+        # counted); a stream's errors, kept for the next step, follow the loss scale.
+        kept, overflow = update.guarded_update(self, loss, grads, video)
+        if self.stateful and update.dynamic_loss_scale(self.optimizer):
+            update.rescale_errors(self, update.loss_scale(self.optimizer) / scale)
+        # Sideways' batch-norm moving statistics: once per step, as the update (BP: Keras').
+        tick_layers.update_moving_statistics(
+            statistics, tf.logical_and(kept, tf.logical_not(overflow))
+        )
+
+        # Metrics: a skipped batch counts in skipped_updates, not in the loss or metrics.
+        return self._track_step(video, scored, outputs, sample_weight, loss, kept, overflow)
+
+    def _track_step(self, video, target, outputs, sample_weight, loss, finite, overflow):
+        """The logs of a train step: its loss and metrics (only if `finite`, its update
+        kept) and the counts of skipped steps."""
+        kept = tf.cast(finite, tf.float32)
+        count = tf.distribute.get_strategy().num_replicas_in_sync
+        self.skipped_updates.update_state((1.0 - kept) / count)  # summed over replicas
+        if update.dynamic_loss_scale(self.optimizer):  # an overflow's loss is sound: kept
+            self.loss_scale_skips.update_state(tf.cast(overflow, tf.float32) / count)
+        batch = tf.cast(tf.shape(video)[0], tf.float32)
+        loss = loss * count  # Keras losses are divided by the replicas: log the true mean
+        self.loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=kept * batch)
+        outputs = tf.where(finite, outputs, tf.zeros_like(outputs))
+        return replicas.for_multi_worker(
+            self._update_metrics(video, target, outputs, sample_weight, kept)
+        )
+
+    def test_step(self, data):
+        video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        self._check_inputs(video, target, sample_weight, stream=False)  # no buffers used
+        target = self._checked_labels(target)
+        outputs = self(video, training=False)
+        loss = self.compute_loss(video, target, outputs, sample_weight, training=False)
+        loss = loss * tf.distribute.get_strategy().num_replicas_in_sync  # see _track_step
+        batch = tf.cast(tf.shape(video)[0], tf.float32)
+        self.loss_tracker.update_state(loss, sample_weight=batch)
+        logs = self._update_metrics(video, target, outputs, sample_weight, 1.0)
+        # Evaluation skips nothing: no counts of skipped steps (see `metrics`).
+        return replicas.for_multi_worker(
+            {k: v for k, v in logs.items() if k not in fit_callbacks.COUNTERS}
+        )
+
+    # ----------------------------------------------------------------- gradients
+    def compute_gradients(self, video, target, sample_weight=None, mode: str | None = None):
+        """The (pseudo-)gradients one `train_step` on this batch hands to the optimizer.
+
+        Args:
+            video: float [batch, time, height, width, channels].
+            target: clip labels [batch] or per-frame targets [batch, time, ...].
+            sample_weight: optional per-clip weights [batch].
+            mode: "sideways" or "bp"; defaults to the model's mode.
+
+        Returns:
+            A list aligned with `model.trainable_variables`. Nothing is applied, and a
+            stateful pipeline is left as it was.
+        """
+        mode = options.check_mode(mode or self.mode)
+        video = tf.convert_to_tensor(video)
+        target = tf.convert_to_tensor(target)
+        if sample_weight is not None:
+            sample_weight = tf.convert_to_tensor(sample_weight, tf.float32)
+        self._check_inputs(video, target, sample_weight)
+        if not self.built:
+            self._build_for(video)
+        self._checked_labels(target)  # eager: a ValueError naming the bad label
+        if mode not in self._gradient_fns:
+
+            def gradients(video, target, sample_weight):
+                scale = update.loss_scale(self.optimizer)  # as train_step, then unscaled
+                loss, grads, *_ = self._loss_and_gradients(
+                    video, target, sample_weight, mode, scale
+                )
+                return loss, grads if scale is None else [g / scale for g in grads]
+
+            self._gradient_fns[mode] = tf.function(gradients, reduce_retracing=True)
+        # The pipeline, batch-norm statistics and random layers' seeds are left as they were.
+        state = [*self.buffers.variables, *tick_layers.state_variables(self.stages)]
+        saved = [tf.identity(v.value) for v in state]
+        _, grads = self._gradient_fns[mode](video, target, sample_weight)
+        for variable, value in zip(state, saved):
+            variable.assign(value)
+        return list(grads)
+
+    def _loss_and_gradients(self, video, target, sample_weight, mode, scale=None):
+        """Returns (loss, gradients, outputs, scored targets, batch-norm statistics) for one
+        clip batch; the statistics (Sideways only) are for `update_moving_statistics`.
+
+        With `scale`, the gradients (and so every error the engines pass down, in the
+        compute dtype) are those of the loss times `scale`, the optimizer's loss scale,
+        which the optimizer divides out; the loss returned is never scaled.
+        """
+        self._check_inputs(video, target, sample_weight)
+        if not self.built:  # a custom loop that never called the model
+            self._build_for(video)
+        target = self._checked_labels(target)
+        if scale is None:
+            loss_fn = self._tick_loss
+        else:
+
+            def loss_fn(y_true, y_pred, sample_weight):
+                return self._tick_loss(y_true, y_pred, sample_weight) * scale
+
+        if mode == "bp":
+            result = bp.bp_gradients(
+                self.stages, video, target, loss_fn, sample_weight, self.devices
+            )
+        else:
+            result = self._sideways_gradients(video, target, loss_fn, sample_weight)
+        if scale is not None:
+            result.loss = result.loss / scale
+        return self._with_regularisers(result, scale)
+
+    def _sideways_gradients(self, video, target, loss_fn, sample_weight) -> EngineResult:
+        """Sideways mode's engine result: the batched passes (whole clips, or the
+        pipeline's blocks of ticks), or the pipeline tick by tick."""
+        if not (self.stateful or self._warned_short_clip):
+            self._warned_short_clip = clips.warn_if_too_short(video.shape[1], len(self.stages))
+        whole = self.resolved_engine == "batched"
+        chunk = None if whole else self.resolved_chunk(video.shape[1])
+        if whole or chunk is not None:
+            return batched.batched_sideways_gradients(
+                self.stages,
+                video,
+                target,
+                loss_fn,
+                sample_weight,
+                self.devices,
+                self.stash,
+                capacity=self.buffers.capacity,  # lanes grouped as the pipeline would
+                chunk=chunk,
+            )
+        return pipeline.sideways_gradients(
+            self.stages,
+            self.buffers,
+            video,
+            target,
+            loss_fn,
+            sample_weight,
+            stateful=self.stateful,
+            devices=self.devices,
+        )
+
+    def _with_regularisers(self, result: EngineResult, scale=None):
+        """(loss, gradients, outputs, targets, statistics), weight regularisers added once
+        per step (their gradients times `scale`, like the engines')."""
+        grads = in_variable_order(self.trainable_variables, self.stages, result.gradients)
+        loss = result.loss
+        if self.losses:  # weight regularisers: their exact gradient, once per step
+            count = tf.distribute.get_strategy().num_replicas_in_sync
+            with tf.GradientTape() as tape:  # divided like the loss, as Keras does
+                penalty = tf.add_n([tf.cast(x, tf.float32) for x in self.losses]) / count
+            reg = tape.gradient(
+                penalty if scale is None else penalty * scale, self.trainable_variables
+            )
+            grads = [g if r is None else g + r for g, r in zip(grads, reg)]
+            loss = loss + penalty
+        return loss, grads, result.outputs, result.targets, result.statistics
+
+    # ----------------------------------------------------------------- losses
+    def _tick_loss(self, y_true, y_pred, sample_weight):
+        """The compiled loss of one tick, a mean over the lanes given (no regularisers)."""
+        if self._compile_loss is None:  # private: tests/test_keras_surface.py
+            raise ValueError("No loss to compute. Provide a `loss` argument in `compile()`.")
+        return self._compile_loss(y_true, y_pred, sample_weight)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of per-frame outputs [batch, time, ...], a mean over frames.
+
+        Clip labels [batch] count for every frame; `sample_weight` is per clip, [batch].
+        Weight regularisers are added, as in Keras.
+        """
+        time = tf.shape(y_pred)[1]
+        if sample_weight is not None:
+            sample_weight = tf.repeat(sample_weight, time, axis=0)
+        y, y_pred = clips.per_frame(y, time), clips.frames_to_batch(y_pred)
+        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+
+    # ----------------------------------------------------------------- metrics
+    def _update_metrics(self, video, target, outputs, sample_weight, kept):
+        """Updates the compiled metrics; `kept` (0 or 1) weighs the whole batch."""
+        weight = tf.ones([tf.shape(video)[0]]) * kept
+        if sample_weight is not None:
+            weight = weight * tf.cast(sample_weight, weight.dtype)
+        return self.compute_metrics(video, target, outputs, sample_weight=weight)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Compiled metrics of per-frame outputs `y_pred` [batch, time, ...].
+
+        For clip labels [batch] the metrics see the clip class probabilities (per-frame
+        probabilities averaged over time), as video classification is scored; for
+        per-frame targets, every frame. `sample_weight` is per clip, [batch].
+        """
+        if clips.is_clip_target(y):
+            y_pred = clips.clip_probabilities(y_pred, self.outputs_are_logits())
+        else:
+            time = tf.shape(y_pred)[1]
+            if sample_weight is not None:
+                sample_weight = tf.repeat(sample_weight, time, axis=0)
+            y, y_pred = clips.frames_to_batch(y), clips.frames_to_batch(y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    @property
+    def metrics(self):
+        """Keras' metrics, the loss from `loss_tracker`; `loss_scale_skips` only under
+        dynamic loss scaling, and neither count of skipped steps while evaluating
+        (evaluation skips nothing)."""
+        tracker = getattr(self, "loss_tracker", None)
+        metrics = [m for m in super().metrics if m is tracker or m.name != "loss"]
+        if tracker is not None and self.compiled:  # first, where Keras logs its loss
+            metrics = [tracker, *(m for m in metrics if m is not tracker)]
+        hidden = []
+        evaluating = getattr(self, "_evaluating", False)
+        if evaluating or not update.dynamic_loss_scale(getattr(self, "optimizer", None)):
+            hidden.append(getattr(self, "loss_scale_skips", None))
+        if evaluating:
+            hidden.append(getattr(self, "skipped_updates", None))
+        return [m for m in metrics if all(m is not h for h in hidden)]
+
+    def get_metrics_result(self):
+        """Keras' metric results, except that the loss and metrics of no kept step (every
+        step of the epoch skipped, see `update.guarded_update`) read NaN rather than 0."""
+        logs = super().get_metrics_result()
+        tracker = getattr(self, "loss_tracker", None)
+        if tracker is None or not self.compiled:
+            return logs
+        kept = tracker.count > 0
+        return {
+            name: value
+            if name in fit_callbacks.COUNTERS or not tf.as_dtype(value.dtype).is_floating
+            else tf.where(kept, value, tf.constant(float("nan"), value.dtype))
+            for name, value in logs.items()
+        }
+
+    # ----------------------------------------------------------------- checks
+    def is_classifier(self) -> bool:
+        """True when compiled with a categorical cross-entropy loss (clip classification)."""
+        return clips.is_classification_loss(getattr(self, "loss", None))
+
+    def outputs_are_logits(self) -> bool:
+        """True when the compiled loss takes logits (from_logits=True)."""
+        return clips.loss_takes_logits(getattr(self, "loss", None))
+
+    def _check_inputs(self, video, target, sample_weight, stream: bool = True):
+        """Raises ValueError for a bad batch, naming what was expected and what was given.
+
+        `stream` False (evaluation, which runs `call`) leaves out the checks of a stream's
+        batches: only training and `compute_gradients` use the pipeline buffers.
+        """
+        clips.check_video(video)
+        clips.check_target(video, target)
+        clips.check_sample_weight(video, sample_weight)
+        stream = stream and not self._evaluating
+        if stream and self.stateful and self.mode == "sideways":
+            capacity = None if self.buffers is None else self.buffers.capacity
+            clips.check_stream_batch(video, target, capacity)
+
+    def _checked_labels(self, target):
+        """`target`, checked to be class indices in range when the compiled loss is a
+        sparse categorical cross-entropy (`clips.checked_labels`: ValueError for eager
+        labels, an assertion in a traced step)."""
+        loss = getattr(self, "loss", None)
+        if not self.built or not clips.takes_class_indices(loss):
+            return target
+        classes = self._output_classes()
+        if classes is None:
+            return target
+        return clips.checked_labels(target, classes, clips.ignored_class(loss))
+
+    def _output_classes(self) -> int | None:
+        """The size of the last axis of the per-frame outputs (a classifier's classes)."""
+        if getattr(self, "_classes", None) is None and self.frame_shape is not None:
+            frames = max(self.windows)  # every stage sees a whole window
+            spec = self.compute_output_spec(
+                keras.KerasTensor((1, frames, *self.frame_shape), self.compute_dtype)
+            )
+            self._classes = spec.shape[-1]
+        return getattr(self, "_classes", None)
