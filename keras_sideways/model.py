@@ -12,12 +12,14 @@ import tensorflow as tf
 from keras_sideways import callbacks as fit_callbacks
 from keras_sideways import clips, delays, options, replicas, threads
 from keras_sideways import placement as placements
-from keras_sideways.engines import batched, bp, pipeline, tick_layers, ticks, windows
+from keras_sideways.engines import batched, bp, lanes, pipeline, tick_layers, windows
+from keras_sideways.engines.buffers import PipelineBuffers
 from keras_sideways.engines.gradients import (
     EngineResult,
     in_variable_order,
     stage_variable_indices,
 )
+from keras_sideways.graph import StageGraph
 from keras_sideways.placement import device_scope
 
 
@@ -102,14 +104,17 @@ class SidewaysModel(keras.Model):
         self.engine = engine
         self.placement = placement
         self.stash_depth = stash_depth
-        self.stash = ticks.stash_depths(len(stages), stash_depth)  # per stage, capped
-        self.windows = options.check_windows(stages)  # the frames each stage sees per tick
+        # How the stages connect, where each runs, its window and stash: the one object
+        # the engines, buffers and export read (devices set by "auto" placement in build).
+        self.graph = StageGraph.chain(
+            len(stages),
+            placement if isinstance(placement, list) else None,
+            options.check_windows(stages),
+            stash_depth,
+        )
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
-        self.devices: list = (
-            list(placement) if isinstance(placement, list) else [None] * len(stages)
-        )
-        self.buffers: pipeline.PipelineBuffers | None = None
+        self.buffers: PipelineBuffers | None = None
         self.frame_shape: tuple | None = None  # set by build
         self.skipped_updates = keras.metrics.Sum(name="skipped_updates")
         # Listed only under dynamic loss scaling (mixed_float16): see `metrics`.
@@ -136,15 +141,17 @@ class SidewaysModel(keras.Model):
         batch = input_shape[0] or 1
         if self.placement == "auto":
             sample = tf.random.uniform((batch, *input_shape[2:]), seed=0)
-            self.devices = placements.auto_placement(self.stages, sample)
+            self.graph = self.graph.placed(placements.auto_placement(self.stages, sample))
         placements.check_fits_strategy(self.devices, self.distribute_strategy)
-        x = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
-        output_shapes = []
+        frame = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
+        outputs, output_shapes = [], []
         for k, stage in enumerate(self.stages):
+            x = self.graph.input_of(k, frame, outputs)
             with device_scope(self.devices[k]):  # the stage's weights live on its device
                 x = stage(
                     keras.KerasTensor(windows.window_shape(x.shape, self.windows[k]), x.dtype)
                 )
+            outputs.append(x)
             clips.check_batch_kept(k, stage, batch, x.shape)
             if None in x.shape[1:]:
                 raise ValueError(
@@ -155,15 +162,18 @@ class SidewaysModel(keras.Model):
         if self.mode == "sideways":
             self._check_layers()  # again: stages may make their layers when built
         self.frame_shape = tuple(input_shape[2:])
-        streams = self.resolved_engine == "pipeline"
-        self.buffers = pipeline.PipelineBuffers(
-            output_shapes[:-1],
+        # Stashes and window histories only where the tick-by-tick loop runs.
+        clip = input_shape[1]
+        ticking = self.resolved_engine == "pipeline" and (
+            clip is None or self.resolved_chunk(clip) is None
+        )
+        self.buffers = PipelineBuffers(
+            self.graph,
+            output_shapes,
             capacity=batch,
-            dtype=self.compute_dtype,
-            devices=self.devices,
             frame_shape=self.frame_shape,
-            stash=self.stash if streams else None,  # rings only where the pipeline runs
-            window=self.windows if streams else None,
+            dtype=self.compute_dtype,
+            ticking=ticking,
             # A stream keeps the seeds its random layers key their noise with.
             random_layers=len(tick_layers.random_layers(self.stages)) if self.stateful else 0,
         )
@@ -201,6 +211,21 @@ class SidewaysModel(keras.Model):
                 self._build_for(video)
             self._symbolic_build(data_batch=data_batch)
 
+    @property
+    def devices(self) -> list:
+        """The device of each stage (None: TensorFlow's choice), from `graph`."""
+        return list(self.graph.devices)
+
+    @property
+    def stash(self) -> list[int]:
+        """Per stage, the inputs it stashes (`stash_depth`, capped at its frame gap)."""
+        return list(self.graph.stash)
+
+    @property
+    def windows(self) -> list[int]:
+        """Per stage, the frames it sees per tick."""
+        return list(self.graph.windows)
+
     def _build_for(self, video) -> None:
         """Builds the model for a batch like `video`, after checking its layout."""
         clips.check_video(video)
@@ -215,7 +240,7 @@ class SidewaysModel(keras.Model):
     def call(self, video, training=None):
         """Per-frame outputs [batch, time, ...]: every frame through every stage."""
         clips.check_video(video)
-        return bp.frame_outputs(self.stages, video, training, self.devices)
+        return bp.frame_outputs(self.stages, video, training, self.graph)
 
     def pipelined_call(self, video, training=None):
         """The pipeline's output at every tick, [batch, time, ...], for a clip primed afresh.
@@ -224,7 +249,7 @@ class SidewaysModel(keras.Model):
         streaming deployment (the exported `stream` endpoint) emits.
         """
         clips.check_video(video)
-        return pipeline.pipelined_forward(self.stages, video, bool(training), self.devices)
+        return pipeline.pipelined_forward(self.stages, video, bool(training), self.graph)
 
     # ----------------------------------------------------------------- training
     def fit(
@@ -397,9 +422,7 @@ class SidewaysModel(keras.Model):
                 return self._tick_loss(y_true, y_pred, sample_weight) * scale
 
         if mode == "bp":
-            result = bp.bp_gradients(
-                self.stages, video, target, loss_fn, sample_weight, self.devices
-            )
+            result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, self.graph)
         else:
             result = self._sideways_gradients(video, target, loss_fn, sample_weight)
         if scale is not None:
@@ -419,8 +442,7 @@ class SidewaysModel(keras.Model):
                 target,
                 loss_fn,
                 sample_weight,
-                self.devices,
-                self.stash,
+                self.graph,
                 capacity=self.buffers.capacity,  # lanes grouped as the pipeline would
                 chunk=chunk,
             )
@@ -432,15 +454,8 @@ class SidewaysModel(keras.Model):
                 "(the first batch); got another batch size. Batch the data with "
                 "drop_remainder=True",
             )
-        return pipeline.sideways_gradients(
-            self.stages,
-            self.buffers,
-            video,
-            target,
-            loss_fn,
-            sample_weight,
-            stateful=self.stateful,
-            devices=self.devices,
+        return lanes.sideways_gradients(
+            self.stages, self.buffers, video, target, loss_fn, sample_weight, self.stateful
         )
 
     def _with_regularisers(self, result: EngineResult, scale=None):
@@ -555,7 +570,7 @@ class SidewaysModel(keras.Model):
         """Per trainable variable, the delay-aware scale of its update (None: uniform)."""
         if self.mode != "sideways" or not self.delay_warmup_steps:
             return None
-        gaps = [ticks.frame_gap(len(self.stages), k, d) for k, d in enumerate(self.stash)]
+        gaps = self.graph.gaps()
         per_stage = delays.stage_scales(gaps, self.optimizer.iterations, self.delay_warmup_steps)
         scales = [None] * len(self.trainable_variables)
         positions = stage_variable_indices(self.trainable_variables, self.stages)

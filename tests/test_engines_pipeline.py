@@ -22,7 +22,7 @@ from conftest import (
 )
 
 import keras_sideways as ks
-from keras_sideways.engines import pipeline, tick_layers
+from keras_sideways.engines import lanes, pipeline, tick_layers
 
 
 @pytest.mark.parametrize("targets", ["clip", "frames"])
@@ -65,7 +65,7 @@ def test_pipeline_output_lags_by_depth_minus_one():
     model = compiled_model([keras.layers.Flatten(), Scale(), Scale(), Scale()], loss=FRAME_LOSS)
     video = np.arange(6, dtype="float32").reshape(1, 6, 1, 1, 1)
     model.build(video.shape)
-    result = pipeline.sideways_gradients(
+    result = lanes.sideways_gradients(
         model.stages, model.buffers, tf.constant(video), tf.zeros([1, 6, 1]), model._tick_loss
     )
     # Frame t reaches the top at tick t+3; before that the primed frame 0 is repeated.
