@@ -267,26 +267,19 @@ def run_ticks(
             *tick(stages, video[:, t], activations, run, graph)
         )
         sums = [[s + g for s, g in zip(sums[k], grads[k])] for k in range(graph.num_stages)]
-        statistics = [
-            (m + tick_m, v + tick_v)
-            for (m, v), (tick_m, tick_v) in zip(statistics, layers.take_statistics())
-        ]
+        ticked = zip(statistics, layers.take_statistics())
+        statistics = [(m + tick_m, v + tick_v) for (m, v), (tick_m, tick_v) in ticked]
         inputs = graph.stage_inputs(video[:, t], activations)
         with tf.control_dependencies(shift(buffers, inputs, outputs, input_grads, step.slot)):
             top_outputs = top_outputs.write(t, outputs[graph.top])
             return t + 1, sums, loss_sum + losses[graph.top], top_outputs, statistics
 
     top_outputs = tf.TensorArray(top_spec.dtype, size=time, element_shape=top_spec.shape)
+    start = (tf.constant(0), zero_sums(weights), tf.constant(0.0), top_outputs)
     _, sums, loss_sum, top_outputs, statistics = tf.while_loop(
         lambda t, *_: t < time,
         body,
-        (
-            tf.constant(0),
-            zero_sums(weights),
-            tf.constant(0.0),
-            top_outputs,
-            layers.zero_statistics(),
-        ),
+        (*start, layers.zero_statistics()),
         parallel_iterations=1,  # each tick depends on the buffers the last one wrote
     )
     return sums, loss_sum, time_major_to_batch_major(top_outputs.stack()), statistics
