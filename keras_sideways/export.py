@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from keras_sideways import clips
 from keras_sideways.engines import bp, pipeline, windows
-from keras_sideways.layers import stage_window
 
 
 class _Exported(tf.Module):
@@ -25,6 +24,9 @@ class _Exported(tf.Module):
         self._logits = model.outputs_are_logits()
         self.weights = [v.value for v in model.variables]  # tracked, so they are saved
         frame_shape = model.frame_shape
+        # The stream runs wherever the SavedModel is loaded: the graph, without devices.
+        self._graph = model.graph.placed([None] * len(model.stages))
+        buffered = self._graph.buffered
         below = [s.shape[1:] for s in model.buffers.activations]
         # A_k of the streaming pipeline; any number of streams, set by the first frame.
         self.state = [
@@ -34,11 +36,11 @@ class _Exported(tf.Module):
                 trainable=False,
                 name=f"stream_activation_{k}",
             )
-            for k, shape in enumerate(below)
+            for k, shape in zip(buffered, below)
         ]
         # The last W-1 inputs of each temporal stage, oldest first, [W-1, streams, ...].
-        self.windows = [stage_window(stage) for stage in model.stages]
-        inputs = [frame_shape, *below]
+        self.windows = list(self._graph.windows)
+        inputs = self._graph.stage_inputs(frame_shape, below)
         self.temporal = [k for k, w in enumerate(self.windows) if w > 1]
         self.histories = [
             tf.Variable(
@@ -60,7 +62,7 @@ class _Exported(tf.Module):
         self.reset = tf.function(self._reset, input_signature=[])
 
     def _serve(self, video):
-        frames = bp.frame_outputs(self._stages, video, training=False)
+        frames = bp.frame_outputs(self._stages, video, training=False, graph=self._graph)
         result = {"frames": frames}
         if self._classifier:
             result["probabilities"] = clips.clip_probabilities(frames, self._logits)
@@ -68,8 +70,10 @@ class _Exported(tf.Module):
 
     def _stream(self, frame):
         def prime():
-            primed = pipeline.prime(self._stages, frame, training=False)
-            histories = windows.primed_histories(self.windows, [frame, *primed])
+            primed = pipeline.prime(self._stages, frame, training=False, graph=self._graph)
+            histories = windows.primed_histories(
+                self.windows, self._graph.stage_inputs(frame, primed)
+            )
             assigned = [b.assign(x) for b, x in zip(self.state, primed)]
             assigned += [v.assign(histories[k]) for k, v in zip(self.temporal, self.histories)]
             with tf.control_dependencies(assigned):
@@ -85,14 +89,14 @@ class _Exported(tf.Module):
         activations = [buffer.read_value() for buffer in self.state]
         histories = {k: v.read_value() for k, v in zip(self.temporal, self.histories)}
         outputs = pipeline.forward_tick(
-            self._stages, frame, activations, training=False, histories=histories
+            self._stages, frame, activations, False, self._graph, histories
         )
-        histories = windows.advanced(histories, [frame, *activations])
-        assigned = [b.assign(x) for b, x in zip(self.state, outputs)]
+        histories = windows.advanced(histories, self._graph.stage_inputs(frame, activations))
+        assigned = [b.assign(x) for b, x in zip(self.state, self._graph.held(outputs))]
         assigned += [v.assign(histories[k]) for k, v in zip(self.temporal, self.histories)]
         with tf.control_dependencies(assigned):
             self.primed.assign(True)
-            return {"output": tf.identity(outputs[-1])}
+            return {"output": tf.identity(outputs[self._graph.top])}
 
     def _reset(self):
         self.primed.assign(False)

@@ -14,7 +14,9 @@ import tensorflow as tf
 
 from keras_sideways import clips, delays, options, threads
 from keras_sideways import placement as placements
-from keras_sideways.engines import bp, pipeline, tick_layers, ticks, windows
+from keras_sideways.engines import bp, pipeline, tick_layers, windows
+from keras_sideways.engines.buffers import PipelineBuffers
+from keras_sideways.graph import StageGraph
 from keras_sideways.placement import device_scope
 from keras_sideways.trainer import SidewaysTrainer
 
@@ -99,14 +101,17 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         self.engine = engine
         self.placement = placement
         self.stash_depth = stash_depth
-        self.stash = ticks.stash_depths(len(stages), stash_depth)  # per stage, capped
-        self.windows = options.check_windows(stages)  # the frames each stage sees per tick
+        # How the stages connect, where each runs, its window and stash: the one object
+        # the engines, buffers and export read (devices set by "auto" placement in build).
+        self.graph = StageGraph.chain(
+            len(stages),
+            placement if isinstance(placement, list) else None,
+            options.check_windows(stages),
+            stash_depth,
+        )
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
-        self.devices: list = (
-            list(placement) if isinstance(placement, list) else [None] * len(stages)
-        )
-        self.buffers: pipeline.PipelineBuffers | None = None
+        self.buffers: PipelineBuffers | None = None
         self.frame_shape: tuple | None = None  # set by build
         if mode == "sideways":
             self._check_layers()
@@ -127,28 +132,46 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         batch = input_shape[0] or 1
         if self.placement == "auto":
             sample = tf.random.uniform((batch, *input_shape[2:]), seed=0)
-            self.devices = placements.auto_placement(self.stages, sample)
+            self.graph = self.graph.placed(placements.auto_placement(self.stages, sample))
         placements.check_fits_strategy(self.devices, self.distribute_strategy)
         frame = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
-        output_shapes = _build_stages(self.stages, frame, self.devices, self.windows)
+        output_shapes = _build_stages(self.stages, frame, self.graph)
         if self.mode == "sideways":
             self._check_layers()  # again: stages may make their layers when built
         self.frame_shape = tuple(input_shape[2:])
-        streams = self.resolved_engine == "pipeline"
-        self.buffers = pipeline.PipelineBuffers(
-            output_shapes[:-1],
+        # Stashes and window histories only where the tick-by-tick loop runs.
+        clip = input_shape[1]
+        ticking = self.resolved_engine == "pipeline" and (
+            clip is None or self.resolved_chunk(clip) is None
+        )
+        self.buffers = PipelineBuffers(
+            self.graph,
+            output_shapes,
             capacity=batch,
-            dtype=self.compute_dtype,
-            devices=self.devices,
             frame_shape=self.frame_shape,
-            stash=self.stash if streams else None,  # rings only where the pipeline runs
-            window=self.windows if streams else None,
+            dtype=self.compute_dtype,
+            ticking=ticking,
             # A stream keeps the seeds its random layers key their noise with.
             random_layers=len(tick_layers.random_layers(self.stages)) if self.stateful else 0,
         )
         # The buffers are state of a run, not weights: no tracked attribute holds them, so
         # Keras neither counts them as parameters nor saves them with the weights (a
         # stream's checkpoint keeps them by name: `save_own_variables`).
+
+    @property
+    def devices(self) -> list:
+        """The device of each stage (None: TensorFlow's choice), from `graph`."""
+        return list(self.graph.devices)
+
+    @property
+    def stash(self) -> list[int]:
+        """Per stage, the inputs it stashes (`stash_depth`, capped at its frame gap)."""
+        return list(self.graph.stash)
+
+    @property
+    def windows(self) -> list[int]:
+        """Per stage, the frames it sees per tick."""
+        return list(self.graph.windows)
 
     def _build_for(self, video) -> None:
         """Builds the model for a batch like `video`, after checking its layout."""
@@ -164,7 +187,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
     def call(self, video, training=None):
         """Per-frame outputs [batch, time, ...]: every frame through every stage."""
         clips.check_video(video)
-        return bp.frame_outputs(self.stages, video, training, self.devices)
+        return bp.frame_outputs(self.stages, video, training, self.graph)
 
     def pipelined_call(self, video, training=None):
         """The pipeline's output at every tick, [batch, time, ...], for a clip primed afresh.
@@ -173,7 +196,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         streaming deployment (the exported `stream` endpoint) emits.
         """
         clips.check_video(video)
-        return pipeline.pipelined_forward(self.stages, video, bool(training), self.devices)
+        return pipeline.pipelined_forward(self.stages, video, bool(training), self.graph)
 
     # ----------------------------------------------------------------- engines
 
@@ -283,13 +306,15 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         return cls(stages, **config)
 
 
-def _build_stages(stages, frame: keras.KerasTensor, devices, stage_windows: list) -> list[tuple]:
-    """Builds each stage, on its device, on the output of the one below (the first on
+def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[tuple]:
+    """Builds each stage, on its device, on its input in `graph` (the bottom one on
     `frame`, a batch of frames); returns the per-frame shape of each stage's output."""
-    batch, x, output_shapes = frame.shape[0], frame, []
+    batch, outputs, output_shapes = frame.shape[0], [], []
     for k, stage in enumerate(stages):
-        with device_scope(devices[k]):  # the stage's weights live on its device
-            x = stage(keras.KerasTensor(windows.window_shape(x.shape, stage_windows[k]), x.dtype))
+        x = graph.input_of(k, frame, outputs)
+        with device_scope(graph.devices[k]):  # the stage's weights live on its device
+            x = stage(keras.KerasTensor(windows.window_shape(x.shape, graph.windows[k]), x.dtype))
+        outputs.append(x)
         clips.check_batch_kept(k, stage, batch, x.shape)
         if None in x.shape[1:]:
             raise ValueError(
@@ -300,7 +325,7 @@ def _build_stages(stages, frame: keras.KerasTensor, devices, stage_windows: list
     return output_shapes
 
 
-def _load_stream(pipeline_buffers: pipeline.PipelineBuffers, store, saved: dict) -> None:
+def _load_stream(pipeline_buffers: PipelineBuffers, store, saved: dict) -> None:
     """Loads a stream's buffers from `store` (`saved`: buffer name to key)."""
     buffers = pipeline_buffers.named_variables
     if set(saved) != set(buffers):

@@ -59,15 +59,17 @@ def measure_stage_costs(
 ) -> list:
     """Seconds of one forward and backward pass of each stage on its input for `frame_batch`.
 
-    Each stage is timed alone, on the output of the stages below, with the best of
-    `repeats` runs after one warm-up run.
+    Each stage is timed alone, on the output of the stage it reads (the chain of
+    `stages`: `graph.of_stages`), with the best of `repeats` runs after one warm-up run.
     """
-    from keras_sideways.engines import windows  # the engines import this module
-    from keras_sideways.layers import stage_window
+    from keras_sideways import graph as graphs  # the engines import this module
+    from keras_sideways.engines import windows
 
-    costs, x = [], tf.convert_to_tensor(frame_batch)
-    for stage in stages:
-        size = stage_window(stage)  # a temporal stage is timed on a window of its input
+    graph = graphs.of_stages(stages)
+    costs, outputs, frame_batch = [], [], tf.convert_to_tensor(frame_batch)
+    for k, stage in enumerate(stages):
+        x = graph.input_of(k, frame_batch, outputs)
+        size = graph.windows[k]  # a temporal stage is timed on a window of its input
         x = windows.tick_window(windows.primed_history(x, size), x)
         stage(x)  # built, so that what timing changes can be put back
         state = tick_layers.state_variables([stage])  # batch-norm statistics, seeds
@@ -92,7 +94,7 @@ def measure_stage_costs(
         for variable, value in zip(state, saved):
             variable.assign(value)
         costs.append(best)
-        x = out
+        outputs.append(out)
     return costs
 
 

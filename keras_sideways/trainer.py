@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_sideways import callbacks as fit_callbacks
 from keras_sideways import clips, options, replicas, update
-from keras_sideways.engines import batched, bp, pipeline, tick_layers
+from keras_sideways.engines import batched, bp, lanes, tick_layers
 from keras_sideways.engines.gradients import EngineResult, in_variable_order
 
 
@@ -223,9 +223,7 @@ class SidewaysTrainer:
                 return self._tick_loss(y_true, y_pred, sample_weight) * scale
 
         if mode == "bp":
-            result = bp.bp_gradients(
-                self.stages, video, target, loss_fn, sample_weight, self.devices
-            )
+            result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, self.graph)
         else:
             result = self._sideways_gradients(video, target, loss_fn, sample_weight)
         if scale is not None:
@@ -246,20 +244,12 @@ class SidewaysTrainer:
                 target,
                 loss_fn,
                 sample_weight,
-                self.devices,
-                self.stash,
+                self.graph,
                 capacity=self.buffers.capacity,  # lanes grouped as the pipeline would
                 chunk=chunk,
             )
-        return pipeline.sideways_gradients(
-            self.stages,
-            self.buffers,
-            video,
-            target,
-            loss_fn,
-            sample_weight,
-            stateful=self.stateful,
-            devices=self.devices,
+        return lanes.sideways_gradients(
+            self.stages, self.buffers, video, target, loss_fn, sample_weight, self.stateful
         )
 
     def _with_regularisers(self, result: EngineResult, scale=None):

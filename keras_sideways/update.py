@@ -10,7 +10,6 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import delays, replicas
-from keras_sideways.engines import ticks
 from keras_sideways.engines.gradients import stage_variable_indices
 
 
@@ -32,7 +31,7 @@ def delay_scales(model) -> list | None:
     uniform): `delays.stage_scales` of its stage's frame gap at the optimizer's step."""
     if model.mode != "sideways" or not model.delay_warmup_steps:
         return None
-    gaps = [ticks.frame_gap(len(model.stages), k, d) for k, d in enumerate(model.stash)]
+    gaps = model.graph.gaps()
     per_stage = delays.stage_scales(gaps, model.optimizer.iterations, model.delay_warmup_steps)
     scales = [None] * len(model.trainable_variables)
     positions = stage_variable_indices(model.trainable_variables, model.stages)

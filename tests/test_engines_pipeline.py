@@ -22,7 +22,7 @@ from conftest import (
 )
 
 import keras_sideways as ks
-from keras_sideways.engines import pipeline, tick_layers
+from keras_sideways.engines import lanes, pipeline, tick_layers
 
 
 @pytest.mark.parametrize("targets", ["clip", "frames"])
@@ -65,7 +65,7 @@ def test_pipeline_output_lags_by_depth_minus_one():
     model = compiled_model([keras.layers.Flatten(), Scale(), Scale(), Scale()], loss=FRAME_LOSS)
     video = np.arange(6, dtype="float32").reshape(1, 6, 1, 1, 1)
     model.build(video.shape)
-    result = pipeline.sideways_gradients(
+    result = lanes.sideways_gradients(
         model.stages, model.buffers, tf.constant(video), tf.zeros([1, 6, 1]), model._tick_loss
     )
     # Frame t reaches the top at tick t+3; before that the primed frame 0 is repeated.
@@ -203,3 +203,17 @@ def test_temporal_stages_match_the_slow_reference(targets, stash_depth):
         "pipeline", targets, stash_depth, temporal=True
     )
     assert_all_close(gradients, reference, model)
+
+
+@pytest.mark.parametrize("chunk, rings", [("auto", False), (1, True)])
+def test_stash_rings_are_kept_only_where_the_tick_loop_runs(chunk, rings):
+    # engine="pipeline" runs clips of a known length in blocks of ticks (engines.batched),
+    # which keep no rings; pipeline_chunk=1 runs the loop over ticks, which does.
+    model = compiled_model(tiny_conv_stages(num_stages=4), stash_depth=2, pipeline_chunk=chunk)
+    model.build((2, 6, 8, 8, 1))
+    assert [r is not None for r in model.buffers.stashes] == [rings, rings, rings, False]
+    if not rings:
+        with pytest.raises(ValueError, match="keep no stash or window history for stages"):
+            lanes.sideways_gradients(
+                model.stages, model.buffers, random_video(2, 6), clip_labels(2), CLIP_LOSS
+            )

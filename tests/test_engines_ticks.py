@@ -4,6 +4,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sideways.engines import ticks
+from keras_sideways.graph import StageGraph
+
+chain = StageGraph.chain
 
 
 def test_frame_gaps_shrink_to_zero_at_the_top():
@@ -13,9 +16,9 @@ def test_frame_gaps_shrink_to_zero_at_the_top():
 
 def test_valid_ticks_of_a_clip():
     # 4 stages, 5 frames: stage k's first valid error arrives at tick 3 - k.
-    assert [ticks.first_valid_tick(4, k) for k in range(4)] == [3, 2, 1, 0]
-    assert [ticks.valid_ticks(5, 4, k) for k in range(4)] == [2, 3, 4, 5]
-    assert ticks.valid_ticks(2, 5, 0) == 0  # too short a clip: the bottom starves
+    assert [chain(4).first_valid_tick(k) for k in range(4)] == [3, 2, 1, 0]
+    assert [chain(4).valid_ticks(5, k) for k in range(4)] == [2, 3, 4, 5]
+    assert chain(5).valid_ticks(2, 0) == 0  # too short a clip: the bottom starves
 
 
 def test_the_fill_and_the_frames_that_reach_the_loss():
@@ -27,21 +30,21 @@ def test_the_fill_and_the_frames_that_reach_the_loss():
 
 
 def test_valid_error_ticks_as_tensors():
-    counts = ticks.valid_error_ticks(4, tf.constant(0), tf.constant(5))
-    assert [int(c) for c in counts] == [ticks.valid_ticks(5, 4, k) for k in range(4)]
+    counts = chain(4).valid_error_ticks(tf.constant(0), tf.constant(5))
+    assert [int(c) for c in counts] == [chain(4).valid_ticks(5, k) for k in range(4)]
     # A streamed chunk continues where the pipeline stood: every error is already valid.
-    counts = ticks.valid_error_ticks(4, tf.constant(5), tf.constant(5))
+    counts = chain(4).valid_error_ticks(tf.constant(5), tf.constant(5))
     assert [int(c) for c in counts] == [5, 5, 5, 5]
-    counts = ticks.valid_error_ticks(4, tf.constant(1), tf.constant(5))
+    counts = chain(4).valid_error_ticks(tf.constant(1), tf.constant(5))
     assert [int(c) for c in counts] == [3, 4, 5, 5]
 
 
 def test_targets_are_aligned_with_the_frame_at_the_top():
-    np.testing.assert_array_equal(ticks.aligned_target_indices(3, 5), [0, 0, 0, 1, 2])
+    np.testing.assert_array_equal(chain(3).aligned_target_indices(5), [0, 0, 0, 1, 2])
     frames = tf.constant([[10, 11, 12, 13, 14]])
-    np.testing.assert_array_equal(ticks.align_targets(frames, 3, 5), [[10, 10, 10, 11, 12]])
+    np.testing.assert_array_equal(chain(3).align_targets(frames, 5), [[10, 10, 10, 11, 12]])
     labels = tf.constant([7, 8])
-    np.testing.assert_array_equal(ticks.align_targets(labels, 3, 5), [7, 8])  # clip labels
+    np.testing.assert_array_equal(chain(3).align_targets(labels, 5), [7, 8])  # clip labels
 
 
 def test_a_stash_shortens_the_frame_gap_and_is_capped_by_it():
@@ -50,4 +53,3 @@ def test_a_stash_shortens_the_frame_gap_and_is_capped_by_it():
     assert ticks.stash_depths(5, "full") == [8, 6, 4, 2, 0]
     assert ticks.stash_depths(5, 0) == [0] * 5
     assert ticks.stash_depths(3, [9, 1, 5]) == [4, 1, 0]
-    np.testing.assert_array_equal(ticks.lagged_indices(5, 2), [0, 0, 0, 1, 2])

@@ -52,7 +52,10 @@ def test_bad_windows_are_refused():
 
 
 def test_a_temporal_stage_keeps_its_stash_in_its_history():
-    model = ks.SidewaysModel(tiny_temporal_stages(), stash_depth=[1, 0, 2, 0], engine="pipeline")
+    # The tick-by-tick loop (pipeline_chunk=1) keeps stashes and histories; blocks keep none.
+    model = ks.SidewaysModel(
+        tiny_temporal_stages(), stash_depth=[1, 0, 2, 0], engine="pipeline", pipeline_chunk=1
+    )
     model(random_video())
     assert model.windows == [3, 2, 1, 2] and model.stash == [1, 0, 2, 0]
     buffers = model.buffers

@@ -24,16 +24,18 @@ mask is the one the pipeline draws for that tick and group.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
 from keras_sideways import clips
-from keras_sideways.engines import tick_layers, ticks, windows
+from keras_sideways import graph as graphs
+from keras_sideways.engines import tick_layers, windows
 from keras_sideways.engines.bp import frame_loss
 from keras_sideways.engines.gradients import EngineResult, LossFn, dense, stage_weights
-from keras_sideways.layers import stage_window
+from keras_sideways.graph import StageGraph
 from keras_sideways.placement import device_scope
 
 
@@ -69,107 +71,173 @@ def batched_sideways_gradients(
     target: tf.Tensor,
     loss_fn: LossFn,
     sample_weight: tf.Tensor | None = None,
-    devices: Sequence[str | None] | None = None,
-    stash: Sequence[int] | None = None,
+    graph: StageGraph | None = None,
     capacity: int | None = None,
     chunk: int | None = None,
 ) -> EngineResult:
-    """The pseudo-gradients of `pipeline.sideways_gradients`, one batched pass per stage.
+    """The pseudo-gradients of `lanes.sideways_gradients`, one batched pass per stage.
 
-    With `stash[k]` = D_k > 0, stage k's backward pass runs at its inputs of D_k ticks
-    earlier (a second forward pass over the lagged inputs), as the pipeline's stash does.
-    `capacity` is the pipeline's number of lanes: batch normalisation and dropout treat
-    the batch in groups of that many lanes, as the pipeline runs it (None: one group).
-    `chunk` cuts the clip into blocks of that many ticks that run concurrently (the clip
-    length must then be static); None makes one block of the whole clip.
+    `graph` says which stage reads which, where each runs and its stash (None: the chain
+    of `stages`, no stash). With `graph.stash[k]` = D_k > 0, stage k's backward pass runs
+    at its inputs of D_k ticks earlier (a second forward pass over the lagged inputs), as
+    the pipeline's stash does. `capacity` is the pipeline's number of lanes: batch
+    normalisation and dropout treat the batch in groups of that many lanes, as the
+    pipeline runs it (None: one group). `chunk` cuts the clip into blocks of that many
+    ticks that run concurrently (the clip length must then be static); None makes one
+    block of the whole clip.
     """
     if chunk is not None and (video.shape[1] is None or chunk < 1):
         raise ValueError(
             f"Chunks of ticks need a clip of static length and a chunk >= 1; got clip "
             f"length {video.shape[1]} and chunk {chunk!r}."
         )
+    graph = graph or graphs.of_stages(stages)
     layers = tick_layers.TickLayers(stages)
     with layers.patched():
-        return _batched_sideways_gradients(
-            stages, video, target, loss_fn, sample_weight, devices, stash, capacity, layers, chunk
+        blocks = _Blocks.of(stages, video, target, loss_fn, sample_weight, graph, layers)
+        blocks = dataclasses.replace(blocks, lanes=capacity or blocks.lanes)
+        if chunk is not None:
+            blocks = blocks.chunked(chunk)
+        inputs, outputs, tapes, losses = _forward(stages, blocks)
+        grads = _backward(blocks, inputs, outputs, tapes, losses)
+        # Average each stage over its valid ticks (the 1/T of the loss becomes 1/count).
+        time = tf.shape(video)[1]
+        valid = graph.valid_error_ticks(tf.constant(0, tf.int64), time)
+        time_f = tf.cast(time, tf.float32)
+        top = [clips.batch_to_frames(out, piece) for out, piece in zip(outputs[-1], blocks.pieces)]
+        return EngineResult(
+            gradients=[
+                [g * (time_f / tf.cast(tf.maximum(count, 1), g.dtype)) for g in stage_grads]
+                for stage_grads, count in zip(grads, valid)
+            ],
+            loss=tf.add_n(losses),
+            outputs=top[0] if len(top) == 1 else tf.concat(top, axis=1),
+            targets=blocks.aligned,
+            valid_ticks=valid,
+            statistics=[
+                (layer, mean, variance)
+                for layer, (mean, variance) in zip(
+                    layers.recording_norms(), layers.take_statistics()
+                )
+            ],
         )
 
 
-def _batched_sideways_gradients(
-    stages, video, target, loss_fn, sample_weight, devices, stash, capacity, layers, chunk
-) -> EngineResult:
-    num_stages = len(stages)
-    devices = devices or [None] * num_stages
-    stash = list(stash or [0] * num_stages)
-    time = tf.shape(video)[1] if chunk is None else video.shape[1]
-    bounds = chunk_bounds(time, chunk)
-    pieces = [video[:, start : start + size] for start, size in bounds] if chunk else [video]
-    aligned = ticks.align_targets(target, num_stages, tf.shape(video)[1])
-    weights = stage_weights(stages)
-    batch = tf.shape(video)[0]
-    lanes = capacity or video.shape[0] or batch
-    seeds = layers.draw_seeds()
-    sizes = [stage_window(stage) for stage in stages]
-    time_f = tf.cast(tf.shape(video)[1], tf.float32)
+@dataclasses.dataclass(frozen=True)
+class _Blocks:
+    """A clip batch cut into blocks of consecutive ticks, and what every block reads."""
 
-    def rows(c, lag=0):
-        """The rows of chunk c's ticks, holding the inputs of `lag` ticks before."""
-        start, size = bounds[c]
+    graph: StageGraph
+    layers: tick_layers.TickLayers
+    video: tf.Tensor
+    target: tf.Tensor
+    aligned: tf.Tensor  # the targets scored at each tick
+    loss_fn: LossFn
+    sample_weight: tf.Tensor | None
+    weights: list  # per stage, its trainable variables' values
+    seeds: tf.Tensor
+    lanes: tf.Tensor | int  # lanes per group, as the pipeline runs them
+    bounds: list  # (first tick, ticks) of each block
+    pieces: list  # the video of each block, [batch, ticks, ...]
+
+    @classmethod
+    def of(cls, stages, video, target, loss_fn, sample_weight, graph, layers) -> _Blocks:
+        """One block of the whole clip."""
+        time = tf.shape(video)[1]
+        return cls(
+            graph,
+            layers,
+            video,
+            target,
+            graph.align_targets(target, time),
+            loss_fn,
+            sample_weight,
+            stage_weights(stages),
+            layers.draw_seeds(),
+            video.shape[0] or tf.shape(video)[0],
+            chunk_bounds(time, None),
+            [video],
+        )
+
+    def chunked(self, chunk: int) -> _Blocks:
+        """Blocks of `chunk` ticks (a clip of static length)."""
+        bounds = chunk_bounds(self.video.shape[1], chunk)
+        pieces = [self.video[:, start : start + size] for start, size in bounds]
+        return dataclasses.replace(self, bounds=bounds, pieces=pieces)
+
+    def rows(self, c: int, lag: int = 0) -> tick_layers.ClipRows:
+        """The rows of block c's ticks, holding the inputs of `lag` ticks before."""
+        start, size = self.bounds[c]
         indices = tf.maximum(tf.range(start, start + size) - lag, 0)
-        return tick_layers.ClipRows(seeds, batch, size, lanes, indices)
+        batch = tf.shape(self.video)[0]
+        return tick_layers.ClipRows(self.seeds, batch, size, self.lanes, indices)
 
-    def chunk_loss(c, out):
-        """Chunk c's share of the mean over B*T tick losses (each error scaled by 1/T)."""
-        start, size = bounds[c]
-        scored = aligned if target.shape.rank == 1 else aligned[:, start : start + size]
-        share = tf.cast(size, tf.float32) / time_f
-        frames = clips.batch_to_frames(out, pieces[c])
-        return frame_loss(loss_fn, scored, frames, sample_weight) * share
+    def loss(self, c: int, out: tf.Tensor) -> tf.Tensor:
+        """Block c's share of the mean over B*T tick losses (each error scaled by 1/T)."""
+        start, size = self.bounds[c]
+        scored = self.aligned
+        if self.target.shape.rank != 1:
+            scored = scored[:, start : start + size]
+        share = tf.cast(size, tf.float32) / tf.cast(tf.shape(self.video)[1], tf.float32)
+        frames = clips.batch_to_frames(out, self.pieces[c])
+        return frame_loss(self.loss_fn, scored, frames, self.sample_weight) * share
 
-    # Forward: each stage over each chunk on its own tape (at the stashed inputs).
-    frames = pieces  # stage k's inputs, chunk by chunk, [batch, ticks, ...]
+
+def _forward(stages, blocks: _Blocks) -> tuple:
+    """Each stage over each block on its own tape (at the stashed inputs); returns per
+    stage and block its input, its output, the tape, and per block the top's loss."""
+    graph = blocks.graph
+    shifted = [None] * graph.num_stages  # per stage, its outputs one tick late, by block
     inputs, outputs, tapes, losses = [], [], [], []
     for k, stage in enumerate(stages):
-        stage_inputs, stage_outputs, stage_tapes, ups = [], [], [], []
-        for c in range(len(bounds)):
-            tape = tf.GradientTape(watch_accessed_variables=False)
-            with device_scope(devices[k]):
-                if stash[k]:
-                    with layers.rows(
-                        rows(c), record=True
-                    ):  # what moves up; the tape sees the stash
-                        up = stage(_stage_input(frames, bounds, c, sizes[k]), training=True)
-                x = _stage_input(frames, bounds, c, sizes[k], stash[k])
-            with (
-                device_scope(devices[k]),
-                tape,
-                layers.rows(rows(c, stash[k]), record=not stash[k]),
-            ):
-                tape.watch(weights[k])
-                if k > 0:
-                    tape.watch(x)
-                out = stage(x, training=True)
-                if k == num_stages - 1:
-                    losses.append(chunk_loss(c, out))
-            stage_inputs.append(x)
-            stage_outputs.append(out)
-            stage_tapes.append(tape)
-            ups.append(clips.batch_to_frames(up if stash[k] else out, pieces[c]))
-        inputs.append(stage_inputs)
-        outputs.append(stage_outputs)
-        tapes.append(stage_tapes)
-        # The next stage's input at tick t is this one's output at t-1.
-        frames = [shift_ticks(up, ups[c - 1][:, -1:] if c else None) for c, up in enumerate(ups)]
+        frames = graph.input_of(k, blocks.pieces, shifted)  # its inputs, block by block
+        results = [_forward_block(blocks, k, stage, frames, c) for c in range(len(frames))]
+        x, out, tape, ups, loss = (list(r) for r in zip(*results))
+        inputs.append(x)
+        outputs.append(out)
+        tapes.append(tape)
+        losses = loss if k == graph.top else losses
+        # The reader's input at tick t is this stage's output at t-1.
+        shifted[k] = [
+            shift_ticks(up, ups[c - 1][:, -1:] if c else None) for c, up in enumerate(ups)
+        ]
+    return inputs, outputs, tapes, losses
 
-    # Backward: one vector-Jacobian product per stage and chunk, errors delayed by one tick.
-    grads = [None] * num_stages
-    errors = None  # the input-gradients of the stage above, chunk by chunk
-    for k in reversed(range(num_stages)):
-        stage_grads, input_grads = [], []
-        for c in range(len(bounds)):
-            sources = ([inputs[k][c]] if k > 0 else []) + weights[k]
-            with device_scope(devices[k]):
-                if k == num_stages - 1:
+
+def _forward_block(blocks: _Blocks, k: int, stage, frames: list, c: int) -> tuple:
+    """Stage k over block c: (input, output, tape, what moves up [batch, ticks, ...], the
+    loss at the top or None)."""
+    graph, layers = blocks.graph, blocks.layers
+    depth, window, device = graph.stash[k], graph.windows[k], graph.devices[k]
+    tape = tf.GradientTape(watch_accessed_variables=False)
+    with device_scope(device):
+        if depth:
+            with layers.rows(blocks.rows(c), record=True):  # what moves up; the tape sees the stash
+                up = stage(_stage_input(frames, blocks.bounds, c, window), training=True)
+        x = _stage_input(frames, blocks.bounds, c, window, depth)
+    with device_scope(device), tape, layers.rows(blocks.rows(c, depth), record=not depth):
+        tape.watch(blocks.weights[k])
+        if not graph.reads_video(k):
+            tape.watch(x)
+        out = stage(x, training=True)
+        loss = blocks.loss(c, out) if k == graph.top else None
+    up = clips.batch_to_frames(up if depth else out, blocks.pieces[c])
+    return x, out, tape, up, loss
+
+
+def _backward(blocks: _Blocks, inputs, outputs, tapes, losses) -> list:
+    """One vector-Jacobian product per stage and block, errors delayed by one tick; returns
+    per stage its weights' gradients summed over the blocks."""
+    graph = blocks.graph
+    grads, input_grads = [None] * graph.num_stages, [None] * graph.num_stages
+    for k in reversed(range(graph.num_stages)):
+        errors = None if k == graph.top else graph.error_of(k, input_grads)
+        stage_grads, below = [], []
+        for c in range(len(blocks.bounds)):
+            first = graph.reads_video(k)
+            sources = ([] if first else [inputs[k][c]]) + blocks.weights[k]
+            with device_scope(graph.devices[k]):
+                if errors is None:
                     g = tapes[k][c].gradient(losses[c], sources)
                 else:
                     delayed = delay_errors(errors[c], errors[c - 1][:, -1:] if c else None)
@@ -177,32 +245,14 @@ def _batched_sideways_gradients(
                         outputs[k][c], sources, output_gradients=clips.frames_to_batch(delayed)
                     )
             g = dense(g, sources)
-            if k > 0:  # a window's input-gradients are summed: the error of its tick
+            if not first:  # a window's input-gradients are summed: the error of its tick
                 error = g.pop(0)
-                error = tf.reduce_sum(error, axis=1) if sizes[k] > 1 else error
-                input_grads.append(clips.batch_to_frames(error, pieces[c]))
+                error = tf.reduce_sum(error, axis=1) if graph.windows[k] > 1 else error
+                below.append(clips.batch_to_frames(error, blocks.pieces[c]))
             stage_grads.append(g)
-        errors = input_grads
+        input_grads[k] = below
         grads[k] = [tf.add_n(list(parts)) for parts in zip(*stage_grads)]
-
-    # Average each stage over its valid ticks (the 1/T above becomes 1/count).
-    valid = ticks.valid_error_ticks(num_stages, tf.constant(0, tf.int64), tf.shape(video)[1])
-    grads = [
-        [g * (time_f / tf.cast(tf.maximum(count, 1), g.dtype)) for g in stage_grads]
-        for stage_grads, count in zip(grads, valid)
-    ]
-    top = [clips.batch_to_frames(out, piece) for out, piece in zip(outputs[-1], pieces)]
-    return EngineResult(
-        gradients=grads,
-        loss=tf.add_n(losses),
-        outputs=top[0] if len(top) == 1 else tf.concat(top, axis=1),
-        targets=aligned,
-        valid_ticks=valid,
-        statistics=[
-            (layer, mean, variance)
-            for layer, (mean, variance) in zip(layers.recording_norms(), layers.take_statistics())
-        ],
-    )
+    return grads
 
 
 def _stage_input(frames: list, bounds: list, c: int, window: int, lag: int = 0) -> tf.Tensor:

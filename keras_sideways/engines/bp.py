@@ -8,9 +8,10 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import clips
+from keras_sideways import graph as graphs
 from keras_sideways.engines import windows
 from keras_sideways.engines.gradients import EngineResult, LossFn, dense, stage_weights
-from keras_sideways.layers import stage_window
+from keras_sideways.graph import StageGraph
 from keras_sideways.placement import device_scope
 
 
@@ -18,15 +19,19 @@ def frame_outputs(
     stages: Sequence[keras.layers.Layer],
     video: tf.Tensor,
     training: bool = False,
-    devices: Sequence[str | None] | None = None,
+    graph: StageGraph | None = None,
 ) -> tf.Tensor:
-    """Every frame through every stage: per-frame outputs [batch, time, ...]."""
-    devices = devices or [None] * len(stages)
-    x = clips.frames_to_batch(video)
-    for stage, device in zip(stages, devices):
-        with device_scope(device):  # a temporal stage reads causal windows of its inputs
-            x = stage(windows.stage_input(x, stage_window(stage), video), training=training)
-    return clips.batch_to_frames(x, video)
+    """Every frame through every stage, as `graph` connects and places them (None: the
+    chain of `stages`): the top's per-frame outputs [batch, time, ...]."""
+    graph = graph or graphs.of_stages(stages)
+    frames, outputs = clips.frames_to_batch(video), []
+    for k, stage in enumerate(stages):
+        x = graph.input_of(k, frames, outputs)
+        with device_scope(graph.devices[k]):  # a temporal stage reads causal windows
+            outputs.append(
+                stage(windows.stage_input(x, graph.windows[k], video), training=training)
+            )
+    return clips.batch_to_frames(outputs[graph.top], video)
 
 
 def frame_loss(
@@ -45,13 +50,13 @@ def bp_gradients(
     target: tf.Tensor,
     loss_fn: LossFn,
     sample_weight: tf.Tensor | None = None,
-    devices: Sequence[str | None] | None = None,
+    graph: StageGraph | None = None,
 ) -> EngineResult:
     """The BP gradient of the mean per-frame loss of one clip batch, per stage."""
     weights = stage_weights(stages)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(weights)
-        outputs = frame_outputs(stages, video, training=True, devices=devices)
+        outputs = frame_outputs(stages, video, training=True, graph=graph)
         loss = frame_loss(loss_fn, target, outputs, sample_weight)
     grads = tape.gradient(loss, weights)
     return EngineResult(

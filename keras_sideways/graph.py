@@ -1,0 +1,274 @@
+"""How the stages connect and where each runs: the stage graph, and the clock it implies.
+
+One `StageGraph` says, per stage, which earlier stages (or the video) it reads, the device
+it runs on, the frames it sees per tick (its window) and how many past inputs it stashes.
+Everything that depends on how stages connect reads it: the clock arithmetic of
+docs/algorithm.md (frame gaps, valid errors, target alignment), the pipeline's buffers,
+both Sideways engines, BP, `SidewaysModel.build` and the export.
+
+Today the graph must be a chain: stage 0 reads the video, stage k reads stage k-1.
+`StageGraph.chain` makes one; any other graph is refused by name (`check_supported`).
+The two next capabilities plug in here:
+
+- skip edges: `inputs[k]` lists several earlier stages. `stage_inputs`, `input_shapes`,
+  `output_errors` and the clock's `depth`/`height` are written for that case; the engines
+  would then merge a stage's several inputs (and the pipeline keep a delay line per edge
+  that skips ticks), which is not built.
+- remote stages: `devices[k]` names a device of another task
+  ("/job:worker/task:1/device:GPU:0"); every engine already runs stage k under
+  `device_scope(devices[k])`, and `tasks` says which stages leave this one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from keras_sideways.layers import stage_window
+
+VIDEO = -1  # the source a stage reads when it reads the video
+FULL_STASH = "full"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageGraph:
+    """The stages' connections, devices, windows and stash depths (immutable).
+
+    Attributes:
+        inputs: per stage, bottom first, the sources it reads: earlier stages' indices,
+            or VIDEO.
+        devices: per stage, the device it runs on (None: wherever TensorFlow puts it).
+        windows: per stage, the frames it sees per tick (W > 1: a temporal stage).
+        stash: per stage, how many past inputs it keeps, capped at its frame gap.
+    """
+
+    inputs: tuple
+    devices: tuple
+    windows: tuple
+    stash: tuple
+
+    def __post_init__(self):
+        count = len(self.inputs)
+        for name in ("devices", "windows", "stash"):
+            if len(getattr(self, name)) != count:
+                raise ValueError(
+                    f"A StageGraph needs one entry of {name} per stage ({count}); got "
+                    f"{len(getattr(self, name))}: {list(getattr(self, name))}."
+                )
+        self.check_supported()
+
+    @classmethod
+    def chain(
+        cls,
+        num_stages: int,
+        devices: Sequence[str | None] | None = None,
+        windows: Sequence[int] | None = None,
+        stash_depth: int | str | Sequence[int] = 0,
+    ) -> StageGraph:
+        """Stage 0 reads the video, stage k reads stage k-1: what Sideways trains today.
+
+        `stash_depth` is `SidewaysModel`'s option, capped per stage (`stash_depths`).
+        """
+        inputs = tuple((k - 1,) if k else (VIDEO,) for k in range(num_stages))
+        devices = tuple(devices or [None] * num_stages)
+        windows = tuple(windows or [1] * num_stages)
+        bare = cls(inputs, devices, windows, (0,) * num_stages)
+        return dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))
+
+    def check_supported(self) -> None:
+        """Raises ValueError unless the graph is a chain, the one kind the engines run."""
+        for k, sources in enumerate(self.inputs):
+            expected = (k - 1,) if k else (VIDEO,)
+            if tuple(sources) != expected:
+                wanted = "the video" if k == 0 else f"stage {k - 1}"
+                got = ", ".join("the video" if s == VIDEO else f"stage {s}" for s in sources)
+                raise ValueError(
+                    f"Stage {k} reads {got or 'nothing'}; only a chain of stages is "
+                    f"supported (stage {k} reads {wanted} alone). Skip connections "
+                    "between stages are not implemented yet."
+                )
+
+    # ----------------------------------------------------------------- connections
+    @property
+    def num_stages(self) -> int:
+        """L."""
+        return len(self.inputs)
+
+    @property
+    def top(self) -> int:
+        """The stage whose output the loss scores."""
+        return self.num_stages - 1
+
+    @property
+    def buffered(self) -> list[int]:
+        """The stages whose outputs another stage reads: each keeps A_k and E_k."""
+        return sorted({s for sources in self.inputs for s in sources if s != VIDEO})
+
+    @property
+    def tasks(self) -> list[str | None]:
+        """Per stage, the job and task of its device ("/job:worker/replica:0/task:1"), or
+        None where the device names none (this process)."""
+        specs = [None if d is None else tf.DeviceSpec.from_string(d) for d in self.devices]
+        return [
+            None
+            if s is None or s.job is None
+            else f"/job:{s.job}/replica:{s.replica or 0}/task:{s.task or 0}"
+            for s in specs
+        ]
+
+    def placed(self, devices: Sequence[str | None]) -> StageGraph:
+        """The same graph with stage k on `devices[k]`."""
+        return dataclasses.replace(self, devices=tuple(devices))
+
+    def reads_video(self, k: int) -> bool:
+        """True for a stage that reads the video (it passes no error down)."""
+        return VIDEO in self.inputs[k]
+
+    def input_of(self, k: int, video_input, outputs):
+        """What stage k reads: `video_input` (a frame, a clip, a shape) if the video, else
+        `outputs[j]` of the stage j it reads (`outputs` indexed by stage, bottom first)."""
+        (source,) = self.inputs[k]  # one source per stage until skip edges are built
+        return video_input if source == VIDEO else outputs[source]
+
+    def stage_inputs(self, video_input, held: Sequence) -> list:
+        """Per stage, bottom first, what it reads at a tick: `video_input`, or the `held`
+        output of the stage it reads (`held`: the buffered stages', in `buffered` order)."""
+        by_stage = dict(zip(self.buffered, held))
+        return [self.input_of(k, video_input, by_stage) for k in range(self.num_stages)]
+
+    def held(self, outputs: Sequence) -> list:
+        """The outputs of the buffered stages, from every stage's `outputs` bottom first:
+        what the pipeline holds for the next tick (A_0 ... A_{L-2} in a chain)."""
+        return [outputs[k] for k in self.buffered]
+
+    def input_shapes(self, frame_shape, output_shapes: Sequence) -> list:
+        """Per stage, the per-lane shape of what it reads, from every stage's output shape."""
+        return [self.input_of(k, frame_shape, output_shapes) for k in range(self.num_stages)]
+
+    def readers(self, k: int) -> list[int]:
+        """The stages that read stage k's output (none for the top)."""
+        return [j for j, sources in enumerate(self.inputs) if k in sources]
+
+    def error_of(self, k: int, input_grads: Sequence):
+        """The error of stage k's output: the input-gradient of the stage that reads it
+        (`input_grads` indexed by stage)."""
+        (reader,) = self.readers(k)  # one reader per stage until skip edges are built
+        return input_grads[reader]
+
+    def output_errors(self, input_grads: Sequence) -> list:
+        """Per buffered stage, the error of its output (E_k), from every stage's
+        input-gradient bottom first (the video reader's unused)."""
+        return [self.error_of(k, input_grads) for k in self.buffered]
+
+    # ----------------------------------------------------------------- the clock
+    def depth(self, k: int) -> int:
+        """Ticks from a frame entering the bottom to stage k processing it: k in a chain."""
+        return max(0 if s == VIDEO else self.depth(s) + 1 for s in self.inputs[k])
+
+    def height(self, k: int) -> int:
+        """Ticks from stage k's output to the top: L-1-k in a chain."""
+        return max((self.height(j) + 1 for j in self.readers(k)), default=0)
+
+    @property
+    def latency(self) -> int:
+        """Ticks from a frame entering to its output at the top: L-1."""
+        return self.depth(self.top)
+
+    def frame_gap(self, k: int, stash: int = 0) -> int:
+        """Frames between the activation and the error that stage k pairs: 2(L-1-k), or
+        max(0, 2(L-1-k) - stash) with a stash of its last `stash` inputs."""
+        return max(0, 2 * self.height(k) - stash)
+
+    def gaps(self) -> list[int]:
+        """Per stage, the frame gap left after its own stash."""
+        return [self.frame_gap(k, d) for k, d in enumerate(self.stash)]
+
+    def stash_depths(self, stash_depth: int | str | Sequence[int]) -> list[int]:
+        """Per stage, how many past inputs it keeps: the depth asked for, capped at its gap.
+
+        Args:
+            stash_depth: 0 (Sideways), one depth for every stage, "full" (each stage's
+                whole gap: exact per-frame gradients), or a list of L depths, bottom first.
+
+        Returns:
+            L ints, min(D_k, gap_k): 0 at the top, where there is no gap.
+
+        Raises:
+            ValueError: naming what was expected and what was given.
+        """
+        count = self.num_stages
+        gaps = [self.frame_gap(k) for k in range(count)]
+        if isinstance(stash_depth, str):
+            if stash_depth != FULL_STASH:
+                raise ValueError(
+                    f"stash_depth must be an int >= 0, 'full' or a list of {count} ints "
+                    f">= 0 (one per stage); got {stash_depth!r}."
+                )
+            return gaps
+        if _is_int(stash_depth):
+            depths = [int(stash_depth)] * count
+        elif isinstance(stash_depth, Sequence) and all(_is_int(d) for d in stash_depth):
+            depths = [int(d) for d in stash_depth]
+            if len(depths) != count:
+                raise ValueError(
+                    f"stash_depth as a list needs one depth per stage ({count}); got "
+                    f"{len(depths)}: {list(stash_depth)}."
+                )
+        else:
+            raise ValueError(
+                f"stash_depth must be an int >= 0, 'full' or a list of {count} ints >= 0; "
+                f"got {stash_depth!r}."
+            )
+        if any(d < 0 for d in depths):
+            raise ValueError(f"stash_depth must be >= 0 for every stage; got {stash_depth!r}.")
+        return [min(d, gap) for d, gap in zip(depths, gaps)]
+
+    def first_valid_tick(self, k: int) -> int:
+        """The first tick after priming at which stage k receives an error born from a loss."""
+        return self.height(k)
+
+    def valid_ticks(self, clip_length: int, k: int) -> int:
+        """Ticks of a primed clip in which stage k receives a valid error."""
+        return max(clip_length - self.first_valid_tick(k), 0)
+
+    def primed_ticks(self, clip_length: int, k: int) -> int:
+        """Of stage k's valid ticks, those whose error was born from frame 0 (the fill)."""
+        return min(self.latency + 1, self.valid_ticks(clip_length, k))
+
+    def loss_frames(self, clip_length: int) -> int:
+        """Distinct frames a primed clip puts through Sideways' loss: 0 ... T-L."""
+        return max(clip_length - self.latency - 1, 0) + 1
+
+    def valid_error_ticks(self, ticks_before: tf.Tensor, time: tf.Tensor) -> list:
+        """Per stage, how many of the next `time` ticks bring it an error born from a loss,
+        after `ticks_before` ticks since priming; int64 scalars, bottom first."""
+        ticks_before = tf.cast(ticks_before, tf.int64)
+        time = tf.cast(time, tf.int64)
+        return [
+            tf.clip_by_value(ticks_before + time - self.first_valid_tick(k), 0, time)
+            for k in range(self.num_stages)
+        ]
+
+    def aligned_target_indices(self, time: tf.Tensor) -> tf.Tensor:
+        """For each tick t, the frame whose output reaches the top: max(t - L + 1, 0)."""
+        return tf.maximum(tf.range(time) - self.latency, 0)
+
+    def align_targets(self, target: tf.Tensor, time: tf.Tensor) -> tf.Tensor:
+        """The targets scored at each tick: clip labels [batch] as they are, per-frame
+        targets [batch, time, ...] from the frame that reached the top at that tick."""
+        if target.shape.rank == 1:
+            return target
+        return tf.gather(target, self.aligned_target_indices(time), axis=1)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def of_stages(stages: Sequence, devices: Sequence[str | None] | None = None) -> StageGraph:
+    """The chain of `stages` (their windows), on `devices`: what an engine called with
+    stages alone runs."""
+    return StageGraph.chain(len(stages), devices, [stage_window(s) for s in stages])
