@@ -11,7 +11,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	# setuptools' editable-install warning names the package folder a repository has by design.
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
 # Two workers (pytest-xdist), each taking whole test files: the suite in about half the time
