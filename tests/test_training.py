@@ -70,6 +70,27 @@ def event_texts(folder):
 
 
 @pytest.mark.slow
+def test_the_command_trains_through_the_one_recipe(tmp_path):
+    """train_and_evaluate's figures are those of `recipe.run` (what the study and the
+    benchmark's race call) on the same config and seed; another seed changes them."""
+    config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"))
+    summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
+    built = []
+
+    def callbacks(train, model):
+        built.append(model)
+        return builders.data_callbacks(train)
+
+    done = recipe.run(config, callbacks=callbacks, evaluate=True)
+    assert built == [done.model] and done.config.seed == config.seed
+    history = {k: [float(x) for x in v] for k, v in done.history.history.items()}
+    assert history == summary["history"]
+    assert {k: float(v) for k, v in done.scores.items()} == summary["validation"]
+    other = recipe.run(tiny(moving_digits, seed=config.seed + 1))
+    assert other.history.history["loss"] != done.history.history["loss"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sideways", "bp"])
 def test_train_and_evaluate_writes_logs_checkpoints_export(tmp_path, mode):
     config = tiny(moving_digits, mode=mode, export_dir=str(tmp_path / "saved_models"))
