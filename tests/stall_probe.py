@@ -33,8 +33,12 @@ class Stall(keras.callbacks.Callback):
 fit = keras.Model.fit
 
 
-def stalling_fit(self, *args, callbacks=None, **kwargs):
-    return fit(self, *args, callbacks=[*(callbacks or []), Stall()], **kwargs)
+def stalling_fit(
+    self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, **kwargs
+):
+    # Keras' own signature: SidewaysModel.fit passes these on by position.
+    stalled = [*(callbacks or []), Stall()]
+    return fit(self, x, y, batch_size, epochs, verbose, stalled, **kwargs)
 
 
 keras.Model.fit = stalling_fit

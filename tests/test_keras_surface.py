@@ -6,7 +6,7 @@ first real batch, trainer.py), `Model._compile_loss` (the compiled loss without 
 regularisers, per tick, trainer.py), `Layer._flatten_layers` (every sublayer,
 engines/tick_layers.sublayers), `ProgbarLogger._update_progbar` / `_finalize_progbar`
 (callbacks.ProgbarLogger), `BackupAndRestore._save_model` and its paths and counters
-(callbacks.BackupAndRestore), `TensorBoard._global_train_batch` (training._TensorBoard), and
+(callbacks.BackupAndRestore), `TensorBoard._global_train_batch` (train.recipe._TensorBoard), and
 an instance's own `call` / seed generator taking precedence over its class's
 (engines/tick_layers.TickLayers.patched). Replaced by public ones: `_loss_tracker` (the
 model's own `loss_tracker`), `SpatialDropout._get_noise_shape` (from `data_format`).
@@ -160,7 +160,7 @@ def test_tensorboard_counts_train_batches_in_global_train_batch(tmp_path):
     board.set_model(tiny_model())
     board.on_train_begin()
     assert getattr(board, "_global_train_batch", None) == 0, changed(hook, "not 0 at start")
-    board._global_train_batch = 5  # as training._TensorBoard resumes it, at an epoch start
+    board._global_train_batch = 5  # as train.recipe._TensorBoard resumes it, at an epoch start
     board.on_epoch_begin(1)
     board.on_train_batch_begin(0)
     assert board._global_train_batch == 6, changed(

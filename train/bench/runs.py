@@ -32,13 +32,11 @@ thread pools when it starts, hence the child processes (`train.child_process`).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ml_collections
@@ -115,11 +113,12 @@ def build_contender(
     precision: "bp_mixed_bfloat16" is BP under Keras' mixed_bfloat16 policy)."""
     import keras
 
-    from keras_sideways import SidewaysModel, models, training
+    from keras_sideways import SidewaysModel, models
+    from train.builders import dtype_policy
 
     keras.utils.set_random_seed(0)
     base, precision = contender_precision(name)
-    with training.dtype_policy(precision):
+    with dtype_policy(precision):
         stages = models.vgg_classifier(
             config.classes, num_stages or config.num_stages, config.width
         )
@@ -278,28 +277,21 @@ def race_config(
 def race(config: ml_collections.ConfigDict, name: str, image_size: int, seed: int = 0) -> dict:
     """Trains contender `name` at `image_size`; its clock and validation accuracy per epoch.
 
-    Data, model and optimizer are those of `keras_sideways.training` (as `make train`
-    builds them), with no logs or checkpoints written.
+    The run is `train.recipe.run` (as `make train` trains), with no logs or checkpoints
+    written and no `SetDataEpoch`: the training clock is its only callback.
     """
-    import keras
-
-    from keras_sideways import training
     from keras_sideways.callbacks import TrainingClock
+    from train import builders, recipe
 
     run = race_config(config, name, image_size, seed)
-    training.check_config(run)
-    keras.utils.set_random_seed(run.seed)  # the same data order and first weights in both
-    train, val, info = training.build_datasets(run)
-    run = training.with_schedule(run, train)
-    model = training.build_model(run, info)
+    builders.check_config(run)
     clock = TrainingClock()
-    history = model.fit(
-        train, validation_data=val, epochs=run.epochs, callbacks=[clock], shuffle=False, verbose=0
-    )
+    done = recipe.run(run, callbacks=lambda train, model: [clock])
+    run, model = done.config, done.model
     return dict(
         chunk=model.resolved_chunk(run.data.clip_length) if run.mode == "sideways" else None,
         seconds=clock.cumulative,
-        val_accuracy=[float(a) for a in history.history["val_accuracy"]],
+        val_accuracy=[float(a) for a in done.history.history["val_accuracy"]],
         frames_per_epoch=run.data.num_train_clips * run.data.clip_length,
     )
 
@@ -442,17 +434,3 @@ def _race(config: ml_collections.ConfigDict, args: dict, sweep: dict, log: Log) 
             seeds.append(dict(seed=seed, contenders=contenders))
         sizes.append(dict(image_size=size, seeds=seeds))
     return dict(setup=setup, sizes=sizes)
-
-
-def write_json(results: dict, path: str | os.PathLike) -> None:
-    """Writes raw results to `path` atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def read_json(path: str | os.PathLike) -> dict:
-    """The raw results written by `write_json`."""
-    return json.loads(Path(path).read_text())

@@ -285,7 +285,7 @@ def classification_keys(settings: Settings) -> list[tuple[int, Point]]:
 
 def fixes(settings: Settings) -> list[tuple[str, dict]]:
     """The Sideways variants of experiment 6: (name, training-config fields), in run order."""
-    # The depth stays text, as the training config takes it (`training.stash_depth`).
+    # The depth stays text, as the training config takes it (`train.builders.stash_depth`).
     chosen = [(f"stash {d}", dict(stash_depth=d)) for d in settings["fix_stashes"]]
     chosen += [
         (f"delay warm-up {n}", dict(delay_warmup_steps=n))

@@ -10,7 +10,8 @@ reconstruction model, each in fresh processes at its best thread pools
 on the clips it keeps up with (`stream_keep`). It rewrites `out_dir/study.json` after
 every run ("complete": false until the end) and saves the reconstructions it shows as
 `reconstructions.npz`.
-Models and optimizers come from `keras_sideways.training.build_model`.
+Every training run goes through `train.recipe.run` (models and optimizers from
+`train.builders.build_model`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from train import child_process
+from train.results import write_json
 from train.study.config import (
     MODE_LABELS,
     MODES,
@@ -64,7 +66,7 @@ def psnr(mse: float | np.ndarray) -> np.ndarray:
 def classification_config(
     settings: Settings, mode: str, seed: int, point: Point, fix: dict | None = None
 ) -> ml_collections.ConfigDict:
-    """The `training.build_datasets`/`build_model` config of one classification run.
+    """The `builders.build_datasets`/`build_model` config of one classification run.
 
     Training clips have the point's clip length, with as many clips and clips per batch as
     keep the frames per epoch and per step of the settings; the test clips are always the
@@ -113,16 +115,18 @@ def classification_run(
     """
     import keras
 
-    from keras_sideways import data, training
+    from keras_sideways import data
     from keras_sideways.callbacks import GradientFidelity
+    from train import builders, recipe
 
     start = time.perf_counter()
     config = classification_config(settings, mode, seed, point, fix[1] if fix else None)
-    keras.utils.set_random_seed(seed)  # the same weights, data and order in both modes
-    train, test, info = training.build_datasets(config)
-    model = training.build_model(config, info)
-    callbacks = training.data_callbacks(train)
-    if mode == "sideways" and not fix:
+    fidelity = mode == "sideways" and not fix
+
+    def callbacks(train, model) -> list:
+        made = builders.data_callbacks(train)
+        if not fidelity:
+            return made
         d = config.data
         held = data.moving_digits(
             "test",
@@ -135,15 +139,10 @@ def classification_run(
             seed=0,
         )
         every = settings["fidelity_every"]
-        callbacks.append(GradientFidelity(held.take(1), every_n_steps=every, log_dir=None))
-    history = model.fit(
-        train,
-        validation_data=test,
-        epochs=point.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset shuffles itself, with the seed
-        verbose=0,
-    )
+        return [*made, GradientFidelity(held.take(1), every_n_steps=every, log_dir=None)]
+
+    done = recipe.run(config, callbacks=callbacks)  # the same weights, data and order
+    history = done.history
     record = dict(
         experiment="fix" if fix else "classification",
         mode=mode,
@@ -155,7 +154,7 @@ def classification_run(
         loss=float(history.history["val_loss"][-1]),
         history=_history(history.history),
         frames_seen=frames_seen(config.data.num_train_clips, point.clip_length, point.epochs),
-        fidelity=callbacks[-1].history if mode == "sideways" and not fix else None,
+        fidelity=done.callbacks[-1].history if fidelity else None,
         seconds=time.perf_counter() - start,
     )
     keras.backend.clear_session()
@@ -205,7 +204,7 @@ def reconstruction_config(
     fix: dict | None = None,
     engine: str = "auto",
 ) -> ml_collections.ConfigDict:
-    """The `training.build_model` config of one reconstruction run (with `fix`'s fields)."""
+    """The `builders.build_model` config of one reconstruction run (with `fix`'s fields)."""
     batch_size = settings["recon_batch_size"]
     return ml_collections.ConfigDict(
         dict(
@@ -248,28 +247,32 @@ def reconstruction_run(
     import keras
     import tensorflow as tf
 
-    from keras_sideways import training
+    from train import builders, recipe
 
     start = time.perf_counter()
     train_clips, test_clips = clips["train"], clips["test"]
     taken = stream_keep(len(train_clips), 1.0 if keep is None else keep)
     config = reconstruction_config(settings, mode, seed, int(taken.sum()), fix and fix[1])
     batch_size = config.data.batch_size
-    keras.utils.set_random_seed(seed)
-    train = tf.data.Dataset.from_tensor_slices(train_clips).shuffle(len(train_clips), seed=seed)
-    if keep is not None:  # the stream: each epoch's order, the same in both modes
-        taken_tensor = tf.constant(taken)
-        train = (
-            train.enumerate()
-            .filter(lambda i, clip: taken_tensor[i])
-            .map(lambda i, clip: clip)
-            .apply(tf.data.experimental.assert_cardinality(int(taken.sum())))
-        )
-    train = train.map(lambda clip: (clip, clip)).batch(batch_size)
-    test = tf.data.Dataset.from_tensor_slices((test_clips, test_clips)).batch(batch_size)
-    model = training.build_model(config, training.DataInfo("reconstruction"))
-    history = model.fit(train, validation_data=test, epochs=config.epochs, shuffle=False, verbose=0)
-    outputs = model.predict(test_clips, batch_size=batch_size, verbose=0)
+
+    def datasets(config):
+        train = tf.data.Dataset.from_tensor_slices(train_clips)
+        train = train.shuffle(len(train_clips), seed=config.seed)
+        if keep is not None:  # the stream: each epoch's order, the same in both modes
+            taken_tensor = tf.constant(taken)
+            train = (
+                train.enumerate()
+                .filter(lambda i, clip: taken_tensor[i])
+                .map(lambda i, clip: clip)
+                .apply(tf.data.experimental.assert_cardinality(int(taken.sum())))
+            )
+        train = train.map(lambda clip: (clip, clip)).batch(batch_size)
+        test = tf.data.Dataset.from_tensor_slices((test_clips, test_clips)).batch(batch_size)
+        return train, test, builders.DataInfo("reconstruction")
+
+    done = recipe.run(config, datasets=datasets, callbacks=lambda train, model: [])
+    history = done.history
+    outputs = done.model.predict(test_clips, batch_size=batch_size, verbose=0)
     frame_mse = np.mean((outputs - test_clips) ** 2, axis=(2, 3, 4))  # [clips, time]
     experiment = "realtime" if keep is not None else "reconstruction"
     stream = {}
@@ -313,7 +316,7 @@ def realtime_fps(args: dict) -> list[float]:
     `bench.runs.fit_fps` on a fixed random batch of the footage's clip shape."""
     import tensorflow as tf
 
-    from keras_sideways import training
+    from train import builders
     from train.bench.runs import fit_fps
 
     settings, mode = args["settings"], args["mode"]
@@ -321,7 +324,7 @@ def realtime_fps(args: dict) -> list[float]:
     clip = realtime_clip(settings)
     video = np.random.default_rng(0).random(clip, dtype=np.float32)
     data = tf.data.Dataset.from_tensors((video, video)).repeat()
-    model = training.build_model(config, training.DataInfo("reconstruction"))
+    model = builders.build_model(config, builders.DataInfo("reconstruction"))
     steps, rounds = settings["realtime_fps_steps"], settings["realtime_fps_rounds"]
     return fit_fps({mode: model}, data, clip[0] * clip[1], steps, rounds)[mode]
 
@@ -343,11 +346,11 @@ def realtime_clip(settings: Settings) -> tuple[int, ...]:
 def measure_realtime_fps(settings: Settings, log: Log = print) -> dict:
     """Times BP and Sideways on the reconstruction model, each at its thread pools, in
     `realtime_fps_processes` fresh processes per method, in turn; returns the record."""
-    from keras_sideways import training
+    from train import builders
 
     start = time.perf_counter()
     configs = {mode: realtime_config(settings, mode) for mode in MODES}
-    threads = {mode: str(training.thread_pools(configs[mode])) for mode in MODES}
+    threads = {mode: str(builders.thread_pools(configs[mode])) for mode in MODES}
     fps = {mode: [] for mode in MODES}
     for _ in range(settings["realtime_fps_processes"]):
         for mode in MODES:
@@ -361,7 +364,7 @@ def measure_realtime_fps(settings: Settings, log: Log = print) -> dict:
         experiment="realtime_fps",
         mode=None,  # both: the record of the section's frame rates
         seed=None,
-        engine=training.run_engine(configs["sideways"]),
+        engine=builders.run_engine(configs["sideways"]),
         threads=threads,
         clip=list(realtime_clip(settings)),
         fps=fps,
@@ -388,22 +391,11 @@ def motion_run(settings: Settings, task: str, model: str, mode: str, seed: int) 
     """Trains `task`'s config with the per-frame or temporal model in `mode`; its record."""
     import keras
 
-    from keras_sideways import training
+    from train import recipe
 
     start = time.perf_counter()
-    config = motion_config(settings, task, model, mode, seed)
-    keras.utils.set_random_seed(seed)
-    train, test, info = training.build_datasets(config)
-    config = training.with_schedule(config, train)
-    trained = training.build_model(config, info)
-    history = trained.fit(
-        train,
-        validation_data=test,
-        epochs=config.epochs,
-        callbacks=training.data_callbacks(train),
-        shuffle=False,  # the dataset shuffles itself, with the seed
-        verbose=0,
-    )
+    done = recipe.run(motion_config(settings, task, model, mode, seed))
+    config, history = done.config, done.history
     record = dict(
         experiment="motion",
         task=task,
@@ -659,12 +651,8 @@ def _environment() -> dict:
 
 
 def save_results(results: dict, folder: str | os.PathLike) -> Path:
-    """Writes `results` to `folder/study.json` atomically; returns the path."""
-    path = Path(folder) / RESULTS_FILE
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(results, indent=1, allow_nan=True))
-    os.replace(partial, path)
-    return path
+    """Writes `results` to `folder/study.json` atomically (`train.results`); returns the path."""
+    return write_json(results, Path(folder) / RESULTS_FILE, indent=1)
 
 
 def load_results(folder: str | os.PathLike) -> dict:

@@ -1,17 +1,16 @@
-"""One training run from a config: data, model, fit with TensorBoard and checkpoints, export.
+"""What a training config (`train/configs/`) builds: checks, thread pools, data and model.
 
-The command-line scripts in train/ parse flags and call `train_and_evaluate`; tests call
-it with tiny configs.
+`check_config` raises ConfigError for a value a run cannot use, `apply_threads` sizes
+TensorFlow's thread pools, `build_datasets` and `build_model` make the training and
+validation sets and the compiled SidewaysModel. The one run recipe that puts them
+together is `train.recipe.run`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
-import json
 import math
-import multiprocessing
 import os
 import warnings
 from typing import Any
@@ -21,25 +20,19 @@ import tensorflow as tf
 
 from keras_sideways import data as video_data
 from keras_sideways import delays, models, options, threads
-from keras_sideways.callbacks import BackupAndRestore, ResetPipeline, SetDataEpoch
+from keras_sideways.callbacks import ResetPipeline, SetDataEpoch
 from keras_sideways.engines import ticks
-from keras_sideways.export import export_saved_model, non_finite_weights
 from keras_sideways.model import SidewaysModel
 
 TASKS = ("classification", "reconstruction")
 DATASETS = ("moving_digits", "tfds", "video_folder", "arrow_of_time")
 DIGIT_TARGETS = ("label", "direction")  # config.data.target of moving_digits classification
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies (README)
-COUNTERS = ("skipped_updates", "loss_scale_skips")  # fit's counts of skipped steps, not scores
 
 
 class ConfigError(ValueError):
     """A config value a run cannot use; the message names the field, what was expected
     and what was given. The training scripts print it as one line."""
-
-
-class DivergedError(RuntimeError):
-    """Training ended with non-finite weights: nothing was exported."""
 
 
 def check_config(config) -> None:
@@ -130,8 +123,8 @@ def apply_threads(config) -> dict[str, Any]:
     """Sizes TensorFlow's thread pools as `config.threads` says; returns what was used.
 
     Call it before anything starts TensorFlow (see `keras_sideways.threads`);
-    `train_and_evaluate` calls it first. Once TensorFlow runs, "auto" keeps the pools it
-    runs with, and an explicit setting that differs raises RuntimeError.
+    `train.recipe.train_and_evaluate` calls it first. Once TensorFlow runs, "auto" keeps
+    the pools it runs with, and an explicit setting that differs raises RuntimeError.
 
     Returns:
         `setting` (the text asked for), `resolved` ("inter,intra" it stands for here),
@@ -154,17 +147,6 @@ def apply_threads(config) -> dict[str, Any]:
         engine=run_engine(config),
         cores=os.cpu_count(),
     )
-
-
-def threads_text(record: dict[str, Any]) -> str:
-    """One line on the thread pools of `apply_threads`' record, for logs and summaries."""
-    used = threads.Threads(record["inter"], record["intra"])
-    engine = "BP" if record["engine"] == "bp" else f"the {record['engine']} engine"
-    line = f"{used.describe()} (config.threads {record['setting']!r}, {engine}"
-    line += f", {record['cores']} cores"
-    if str(used) != record["resolved"]:
-        line += f"; it asked for {record['resolved']}, but TensorFlow was already running"
-    return line + ")"
 
 
 @dataclasses.dataclass
@@ -298,21 +280,6 @@ def data_callbacks(train: tf.data.Dataset) -> list:
     return callbacks + ([ResetPipeline(every_n_batches=every)] if every else [])
 
 
-class _TensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard whose batch steps go on where a resumed run's backup left off.
-
-    Keras counts them from 0 in every process, so a resumed run would log its batches over
-    the first epochs' steps.
-    """
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch and self._global_train_batch == 0:  # the first epoch of a resumed run
-            steps = self.params.get("steps")
-            done = epoch * steps if steps else int(self.model.optimizer.iterations)
-            self._global_train_batch = done
-        super().on_epoch_begin(epoch, logs)
-
-
 def with_schedule(config, train: tf.data.Dataset):
     """`config` with `lr_decay_steps` set to the whole run when `lr_schedule` is "cosine"."""
     if config.get("lr_schedule", "constant") != "cosine" or config.get("lr_decay_steps", 0):
@@ -408,155 +375,3 @@ def _build_model(config, info: DataInfo) -> SidewaysModel:
         )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
     return model
-
-
-def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
-    """Trains `config` in `workdir`, exports the model, and returns a summary.
-
-    Writes TensorBoard logs to `workdir/tensorboard` (train: batch_* every
-    `config.log_every_steps` steps and epoch_*; validation: epoch_*), weights to
-    `workdir/checkpoints/`, the SavedModel to `config.export_dir/<basename of workdir>`,
-    and the summary to `workdir/summary.json`. A run that is killed resumes from its
-    last finished epoch when started again with the same workdir (`workdir/backup`), and
-    ends with the weights and optimizer state of a run that was never stopped: the
-    training set draws each epoch's data from the seed and the epoch alone
-    (`data_callbacks`). With a `tf.distribute` strategy, the model is built in its scope.
-    TensorFlow's thread pools are sized first (`apply_threads`); the summary and a
-    TensorBoard text (`threads`, in `workdir/tensorboard`) record the pools used.
-    """
-    check_config(config)
-    pools = apply_threads(config)  # before anything starts TensorFlow's runtime
-    keras.utils.set_random_seed(config.seed)
-    workdir = os.path.abspath(workdir)
-    name = os.path.basename(workdir.rstrip("/"))
-    os.makedirs(workdir, exist_ok=True)
-    train, val, info = build_datasets(config)
-    config = with_schedule(config, train)
-    with (strategy or tf.distribute.get_strategy()).scope():
-        model = build_model(config, info)
-    tensorboard_dir = os.path.join(workdir, "tensorboard")
-    checkpoint_dir = os.path.join(workdir, "checkpoints")
-    os.makedirs(checkpoint_dir, exist_ok=True)
-    _log_text(tensorboard_dir, "threads", threads_text(pools))
-    callbacks = [
-        _TensorBoard(tensorboard_dir, update_freq=config.log_every_steps),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(checkpoint_dir, "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
-        ),
-        BackupAndRestore(os.path.join(workdir, "backup")),
-        *data_callbacks(train),
-    ]
-    history = model.fit(
-        train,
-        validation_data=val,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset reshuffles itself every epoch (data.epochs)
-        verbose=config.verbose,
-    )
-    scores = model.evaluate(val, verbose=0, return_dict=True)
-    if non_finite_weights(model):
-        raise DivergedError(
-            f"Training {name} ended with non-finite weights (validation loss "
-            f"{scores.get('loss')}): nothing was exported. Lower config.learning_rate."
-        )
-    export_path = export_saved_model(
-        model,
-        os.path.join(config.export_dir, name),
-        metadata=dict(
-            class_names=info.class_names,
-            clip_length=config.data.clip_length,
-            temporal_stride=config.data.temporal_stride,
-            image_size=config.data.image_size,
-            mode=config.mode,
-        ),
-    )
-    summary = dict(
-        name=name,
-        mode=config.mode,
-        engine=model.resolved_engine if config.mode == "sideways" else "bp",
-        pipeline_chunk=_chunk_used(model, config),
-        precision=model.dtype_policy.name,
-        task=info.task,
-        epochs=config.epochs,
-        threads=pools,
-        validation={k: float(v) for k, v in scores.items()},
-        history={k: [float(x) for x in v] for k, v in history.history.items()},
-        workdir=workdir,
-        tensorboard=tensorboard_dir,
-        checkpoints=checkpoint_dir,
-        export=export_path,
-    )
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary
-
-
-def _log_text(log_dir: str, tag: str, text: str) -> None:
-    """Writes `text` as a TensorBoard text summary at step 0 in `log_dir`."""
-    writer = tf.summary.create_file_writer(log_dir)
-    with writer.as_default():
-        tf.summary.text(tag, text, step=0)
-    writer.close()
-
-
-def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict]:
-    """Runs `config` with BP, then with Sideways, in `<workdir>_bp` and `<workdir>_sideways`.
-
-    Each run has a fresh process of its own (spawned), so each gets the thread pools its
-    `config.threads` resolves to: TensorFlow sizes them once per process. Both configs are
-    checked here first, so a bad value fails before either run starts. Errors of a run
-    (ConfigError, DivergedError, ...) are raised here. `log` is called with a line as each
-    run starts (the script prints it); the runs' own output goes to this process's.
-    """
-    runs = {}
-    for mode in ("bp", "sideways"):
-        runs[mode] = run = config.copy_and_resolve_references()
-        with run.unlocked():
-            run.mode = mode
-        check_config(run)
-    spawn = multiprocessing.get_context("spawn")  # a fork would inherit a running TensorFlow
-    summaries = {}
-    for mode, run in runs.items():
-        log(f"=== {mode}: {workdir}_{mode} (threads: {thread_pools(run).describe()})")
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
-            summaries[mode] = process.submit(train_and_evaluate, run, f"{workdir}_{mode}").result()
-    return summaries
-
-
-def comparison_table(summaries: dict[str, dict]) -> str:
-    """Validation figures of several runs side by side, one column per run."""
-    first = next(iter(summaries.values()))
-    metrics = [k for k in first["validation"] if k not in COUNTERS]
-    lines = [f"{'validation':<12}" + "".join(f"{name:>12}" for name in summaries)]
-    for metric in metrics:
-        values = "".join(f"{s['validation'][metric]:>12.4f}" for s in summaries.values())
-        lines.append(f"{metric:<12}" + values)
-    return "\n".join(lines)
-
-
-def _chunk_used(model: SidewaysModel, config) -> int | None:
-    """Ticks per block of the run's pipeline engine; None for other engines or tick by tick."""
-    if config.mode != "sideways" or model.resolved_engine != "pipeline":
-        return None
-    return model.resolved_chunk(config.data.clip_length)
-
-
-def summary_lines(summary: dict) -> list[str]:
-    """The closing lines of a run: headline figures and where everything went."""
-    scores = ", ".join(
-        f"{k} {v:.4f}" for k, v in summary["validation"].items() if k not in COUNTERS
-    )
-    how = summary["mode"] if summary["mode"] == "bp" else f"sideways ({summary['engine']} engine)"
-    if summary.get("engine") == "pipeline":
-        chunk = summary.get("pipeline_chunk")
-        how = how[:-1] + (", tick by tick)" if chunk is None else f", blocks of {chunk} ticks)")
-    if summary.get("precision", "float32") != "float32":
-        how = f"{how}, {summary['precision']}"
-    return [
-        f"{summary['name']}: {how}, {summary['epochs']} epochs; validation {scores}",
-        f"  threads:      {threads_text(summary['threads'])}",
-        f"  TensorBoard:  tensorboard --logdir {summary['tensorboard']}",
-        f"  checkpoints:  {summary['checkpoints']}",
-        f"  SavedModel:   {summary['export']}",
-    ]

@@ -1,0 +1,56 @@
+"""What the training commands print about a run: its closing lines, a comparison table,
+and the line on its thread pools (also written to TensorBoard by `train.recipe`).
+
+They read the summary `train.recipe.train_and_evaluate` returns (or writes to
+`summary.json`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keras_sideways import threads
+
+COUNTERS = ("skipped_updates", "loss_scale_skips")  # fit's counts of skipped steps, not scores
+
+
+def threads_text(record: dict[str, Any]) -> str:
+    """One line on the thread pools of `builders.apply_threads`' record (logs, summaries)."""
+    used = threads.Threads(record["inter"], record["intra"])
+    engine = "BP" if record["engine"] == "bp" else f"the {record['engine']} engine"
+    line = f"{used.describe()} (config.threads {record['setting']!r}, {engine}"
+    line += f", {record['cores']} cores"
+    if str(used) != record["resolved"]:
+        line += f"; it asked for {record['resolved']}, but TensorFlow was already running"
+    return line + ")"
+
+
+def comparison_table(summaries: dict[str, dict]) -> str:
+    """Validation figures of several runs side by side, one column per run."""
+    first = next(iter(summaries.values()))
+    metrics = [k for k in first["validation"] if k not in COUNTERS]
+    lines = [f"{'validation':<12}" + "".join(f"{name:>12}" for name in summaries)]
+    for metric in metrics:
+        values = "".join(f"{s['validation'][metric]:>12.4f}" for s in summaries.values())
+        lines.append(f"{metric:<12}" + values)
+    return "\n".join(lines)
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The closing lines of a run: headline figures and where everything went."""
+    scores = ", ".join(
+        f"{k} {v:.4f}" for k, v in summary["validation"].items() if k not in COUNTERS
+    )
+    how = summary["mode"] if summary["mode"] == "bp" else f"sideways ({summary['engine']} engine)"
+    if summary.get("engine") == "pipeline":
+        chunk = summary.get("pipeline_chunk")
+        how = how[:-1] + (", tick by tick)" if chunk is None else f", blocks of {chunk} ticks)")
+    if summary.get("precision", "float32") != "float32":
+        how = f"{how}, {summary['precision']}"
+    return [
+        f"{summary['name']}: {how}, {summary['epochs']} epochs; validation {scores}",
+        f"  threads:      {threads_text(summary['threads'])}",
+        f"  TensorBoard:  tensorboard --logdir {summary['tensorboard']}",
+        f"  checkpoints:  {summary['checkpoints']}",
+        f"  SavedModel:   {summary['export']}",
+    ]

@@ -1,0 +1,207 @@
+"""The one run recipe (seed, data, model, fit, evaluate) and the training command's run.
+
+`run` is what every training run of this repository does, in this order: seed Keras'
+random generators with `config.seed`, build the training and validation sets, set the
+learning-rate schedule, build the compiled model, fit, and (if asked) evaluate. The
+training command (`train_and_evaluate`: TensorBoard, checkpoints, backup, export), the
+study (`train/study/runs.py`) and the benchmark's race (`train/bench/runs.py`) all call
+it; what differs between them (the data, the callbacks, `verbose`, a strategy) is an
+argument, so the same seed gives the same numbers wherever a config is run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_sideways.callbacks import BackupAndRestore
+from keras_sideways.export import export_saved_model, non_finite_weights
+from keras_sideways.model import SidewaysModel
+from train import builders, printing
+
+Datasets = Callable[[Any], tuple[tf.data.Dataset, tf.data.Dataset, builders.DataInfo]]
+Callbacks = Callable[[tf.data.Dataset, SidewaysModel], list]
+
+
+def _data_callbacks(train: tf.data.Dataset, model: SidewaysModel) -> list:
+    del model
+    return builders.data_callbacks(train)
+
+
+@dataclasses.dataclass
+class Run:
+    """What `run` made: the config (with its schedule set), data, model and their figures."""
+
+    config: Any
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    info: builders.DataInfo
+    model: SidewaysModel
+    callbacks: list  # fit's, as `callbacks` made them
+    history: keras.callbacks.History
+    scores: dict[str, float] | None = None  # `evaluate=True`: the validation figures
+
+
+def run(
+    config,
+    *,
+    datasets: Datasets = builders.build_datasets,
+    callbacks: Callbacks = _data_callbacks,
+    verbose: int | str = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    evaluate: bool = False,
+) -> Run:
+    """Trains `config`: seed, data, schedule, model, fit (and evaluate), in that order.
+
+    It checks nothing: call `builders.check_config` first where the config comes from a
+    user.
+
+    Args:
+        config: a training config (`train/configs/`, or one the study or the benchmark
+            makes).
+        datasets: makes (train, validation, info) from the config, after the seed is set;
+            default `builders.build_datasets`.
+        callbacks: makes fit's callbacks from the training set and the built model, in
+            their order; default `builders.data_callbacks` of the training set.
+        verbose: fit's `verbose`.
+        strategy: a tf.distribute strategy the model is built in the scope of; None
+            builds it where the caller is.
+        evaluate: evaluate the model on the validation set after fit (`Run.scores`).
+    """
+    keras.utils.set_random_seed(config.seed)  # the same weights, data and order in both modes
+    train, validation, info = datasets(config)
+    config = builders.with_schedule(config, train)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = builders.build_model(config, info)
+    made = callbacks(train, model)
+    history = model.fit(
+        train,
+        validation_data=validation,
+        epochs=config.epochs,
+        callbacks=made,
+        shuffle=False,  # the dataset reshuffles itself every epoch (data.epochs)
+        verbose=verbose,
+    )
+    scores = model.evaluate(validation, verbose=0, return_dict=True) if evaluate else None
+    return Run(config, train, validation, info, model, made, history, scores)
+
+
+class DivergedError(RuntimeError):
+    """Training ended with non-finite weights: nothing was exported."""
+
+
+class _TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard whose batch steps go on where a resumed run's backup left off.
+
+    Keras counts them from 0 in every process, so a resumed run would log its batches over
+    the first epochs' steps.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch and self._global_train_batch == 0:  # the first epoch of a resumed run
+            steps = self.params.get("steps")
+            done = epoch * steps if steps else int(self.model.optimizer.iterations)
+            self._global_train_batch = done
+        super().on_epoch_begin(epoch, logs)
+
+
+def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
+    """Trains `config` in `workdir`, exports the model, and returns a summary.
+
+    Writes TensorBoard logs to `workdir/tensorboard` (train: batch_* every
+    `config.log_every_steps` steps and epoch_*; validation: epoch_*), weights to
+    `workdir/checkpoints/`, the SavedModel to `config.export_dir/<basename of workdir>`,
+    and the summary to `workdir/summary.json`. A run that is killed resumes from its
+    last finished epoch when started again with the same workdir (`workdir/backup`), and
+    ends with the weights and optimizer state of a run that was never stopped: the
+    training set draws each epoch's data from the seed and the epoch alone
+    (`builders.data_callbacks`). With a `tf.distribute` strategy, the model is built in
+    its scope. TensorFlow's thread pools are sized first (`builders.apply_threads`); the
+    summary and a TensorBoard text (`threads`, in `workdir/tensorboard`) record the pools
+    used.
+    """
+    builders.check_config(config)
+    pools = builders.apply_threads(config)  # before anything starts TensorFlow's runtime
+    workdir = os.path.abspath(workdir)
+    name = os.path.basename(workdir.rstrip("/"))
+    os.makedirs(workdir, exist_ok=True)
+    tensorboard_dir = os.path.join(workdir, "tensorboard")
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+
+    def callbacks(train: tf.data.Dataset, model: SidewaysModel) -> list:
+        del model
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        _log_text(tensorboard_dir, "threads", printing.threads_text(pools))
+        checkpoints = os.path.join(checkpoint_dir, "epoch_{epoch:03d}.weights.h5")
+        return [
+            _TensorBoard(tensorboard_dir, update_freq=config.log_every_steps),
+            keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),
+            BackupAndRestore(os.path.join(workdir, "backup")),
+            *builders.data_callbacks(train),
+        ]
+
+    done = run(
+        config,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        strategy=strategy or tf.distribute.get_strategy(),
+        evaluate=True,
+    )
+    config, model, info, scores = done.config, done.model, done.info, done.scores
+    if non_finite_weights(model):
+        raise DivergedError(
+            f"Training {name} ended with non-finite weights (validation loss "
+            f"{scores.get('loss')}): nothing was exported. Lower config.learning_rate."
+        )
+    export_path = export_saved_model(
+        model,
+        os.path.join(config.export_dir, name),
+        metadata=dict(
+            class_names=info.class_names,
+            clip_length=config.data.clip_length,
+            temporal_stride=config.data.temporal_stride,
+            image_size=config.data.image_size,
+            mode=config.mode,
+        ),
+    )
+    summary = dict(
+        name=name,
+        mode=config.mode,
+        engine=model.resolved_engine if config.mode == "sideways" else "bp",
+        pipeline_chunk=_chunk_used(model, config),
+        precision=model.dtype_policy.name,
+        task=info.task,
+        epochs=config.epochs,
+        threads=pools,
+        validation={k: float(v) for k, v in scores.items()},
+        history={k: [float(x) for x in v] for k, v in done.history.history.items()},
+        workdir=workdir,
+        tensorboard=tensorboard_dir,
+        checkpoints=checkpoint_dir,
+        export=export_path,
+    )
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def _log_text(log_dir: str, tag: str, text: str) -> None:
+    """Writes `text` as a TensorBoard text summary at step 0 in `log_dir`."""
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        tf.summary.text(tag, text, step=0)
+    writer.close()
+
+
+def _chunk_used(model: SidewaysModel, config) -> int | None:
+    """Ticks per block of the run's pipeline engine; None for other engines or tick by tick."""
+    if config.mode != "sideways" or model.resolved_engine != "pipeline":
+        return None
+    return model.resolved_chunk(config.data.clip_length)
