@@ -7,11 +7,11 @@ BIN := $(VENV)/bin
 
 venv: $(VENV)/.installed
 
-# Reinstalls only when the dependencies in setup.cfg change.
+# Reinstalls only when the dependencies in setup.cfg change. PYTHONWARNINGS silences
+# setuptools' editable-install warning, which names the package folder the repository has.
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# setuptools' editable-install warning names the package folder a repository has by design.
 	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 

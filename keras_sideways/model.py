@@ -158,25 +158,11 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         # Keras neither counts them as parameters nor saves them with the weights (a
         # stream's checkpoint keeps them by name: `save_own_variables`).
 
-    @property
-    def devices(self) -> list:
-        """The device of each stage (None: TensorFlow's choice), from `graph`."""
-        return list(self.graph.devices)
-
-    @property
-    def stash(self) -> list[int]:
-        """Per stage, the inputs it stashes (`stash_depth`, capped at its frame gap)."""
-        return list(self.graph.stash)
-
-    @property
-    def windows(self) -> list[int]:
-        """Per stage, the frames it sees per tick."""
-        return list(self.graph.windows)
-
-    def _build_for(self, video) -> None:
-        """Builds the model for a batch like `video`, after checking its layout."""
-        clips.check_video(video)
-        self.build(video.shape)
+    # Per stage, from `graph`: its device (None: TensorFlow's choice), the inputs it stashes
+    # (`stash_depth`, capped at its frame gap) and the frames it sees per tick.
+    devices = property(lambda self: list(self.graph.devices))
+    stash = property(lambda self: list(self.graph.stash))
+    windows = property(lambda self: list(self.graph.windows))
 
     def reset_pipeline(self) -> None:
         """Clears the pipeline buffers: the next Sideways step primes on its first frame."""
@@ -250,15 +236,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         size (a ValueError names both otherwise); other models ignore them.
         """
         keys = list(store.keys())
-        seeds = tick_layers.seed_states(self.stages)
-        # Files of earlier versions numbered the buffers, then the seeds: the seeds are last.
-        numbered = sorted((k for k in keys if k.isdigit()), key=int)
-        saved = dict(zip((f"seed_state_{i}" for i in range(len(seeds))), numbered[-len(seeds) :]))
-        saved.update({k: k for k in keys if k.startswith("seed_state_")})
-        for i, state in enumerate(seeds):
-            value = store[saved[f"seed_state_{i}"]] if f"seed_state_{i}" in saved else None
-            if value is not None and tuple(value.shape) == tuple(state.shape):
-                state.assign(value)
+        _load_seeds(tick_layers.seed_states(self.stages), store, keys)
         streamed = {k[len(_PIPELINE) :]: k for k in keys if k.startswith(_PIPELINE)}
         if self.stateful and self.buffers is not None and streamed:
             _load_stream(self.buffers, store, streamed)
@@ -323,6 +301,18 @@ def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[t
             )
         output_shapes.append(tuple(x.shape[1:]))
     return output_shapes
+
+
+def _load_seeds(seeds: list, store, keys: list[str]) -> None:
+    """Loads the stages' seed states from `store`, saved as `seed_state_<i>` (files of
+    earlier versions numbered the buffers, then the seeds: the seeds are last)."""
+    numbered = sorted((k for k in keys if k.isdigit()), key=int)
+    saved = dict(zip((f"seed_state_{i}" for i in range(len(seeds))), numbered[-len(seeds) :]))
+    saved.update({k: k for k in keys if k.startswith("seed_state_")})
+    for i, state in enumerate(seeds):
+        value = store[saved[f"seed_state_{i}"]] if f"seed_state_{i}" in saved else None
+        if value is not None and tuple(value.shape) == tuple(state.shape):
+            state.assign(value)
 
 
 def _load_stream(pipeline_buffers: PipelineBuffers, store, saved: dict) -> None:

@@ -77,6 +77,11 @@ class SidewaysTrainer:
         finally:
             self._evaluating = False
 
+    def _build_for(self, video) -> None:
+        """Builds the model for a batch like `video`, after checking its layout."""
+        clips.check_video(video)
+        self.build(video.shape)
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # A private Keras hook (tests/test_keras_surface.py). Keras (TF) builds at the first
         # trace of the train function without a strategy, where the batch size is unknown,

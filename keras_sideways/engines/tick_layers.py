@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import keras
@@ -304,10 +305,10 @@ class TickLayers:
             yield self
             return
         for layer in self.norms:
-            layer.__dict__["call"] = _bound(self._batch_norm_call, layer)
+            layer.__dict__["call"] = functools.partial(self._batch_norm_call, layer)
         for index, layer in enumerate(self.random):
             if isinstance(layer, Dropout):
-                layer.__dict__["call"] = _bound(self._dropout_call, layer)
+                layer.__dict__["call"] = functools.partial(self._dropout_call, layer)
             else:
                 for attribute, name in enumerate(self._seed_names[index]):
                     layer.__dict__[name] = _KeyedSeed(self, index, attribute)
@@ -378,13 +379,6 @@ class TickLayers:
         noise = rows.uniform(seed, tf.shape(inputs)[0], rest, shared)
         kept = noise >= layer.rate
         return tf.where(kept, inputs / (1.0 - layer.rate), tf.zeros_like(inputs))
-
-
-def _bound(method, layer):
-    def call(*args, **kwargs):
-        return method(layer, *args, **kwargs)
-
-    return call
 
 
 def _noise_shape(layer, inputs) -> tuple[list[int], bool]:
