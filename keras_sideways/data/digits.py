@@ -26,6 +26,7 @@ which a step one way looks like a shorter step the other way.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 
@@ -110,6 +111,103 @@ def _placement(positions: np.ndarray, canvas: int, size: int, wrap: bool = False
     return np.maximum(0.0, 1.0 - np.abs(offset))
 
 
+def _check_canvas(height: int, width: int, canvas_size) -> tuple[int, int]:
+    """The canvas (height, width): canvas_size, or the frame size when it is None."""
+    canvas = cp.image_size_pair(
+        (height, width) if canvas_size is None else canvas_size, "canvas_size"
+    )
+    if min(canvas) < DIGIT_PIXELS:
+        raise ValueError(
+            f"Expected canvas_size (defaults to image_size) of at least {DIGIT_PIXELS} "
+            f"pixels, the digits' own size; got {canvas}. Pass a larger canvas_size and "
+            f"a small image_size to get smaller frames."
+        )
+    return canvas
+
+
+def _check_direction_step(speed: float, temporal_stride: int, canvas: tuple[int, int]) -> None:
+    """target="direction" needs a step between clip frames in (0, half the shorter side)."""
+    if not 0 < speed * temporal_stride < min(canvas) / 2:
+        raise ValueError(
+            f"Expected target='direction' to move the digits more than 0 and less than half "
+            f"the canvas's shorter side ({min(canvas) / 2:g} pixels) from one clip frame to "
+            f"the next, speed * temporal_stride, so that the way they move is unambiguous; "
+            f"got speed={speed!r} * temporal_stride={temporal_stride} on canvas {canvas}."
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """A canvas and the weights that draw a digit on it and resize it to the frame."""
+
+    canvas: tuple[int, int]
+    size: int  # side of the square digits on the canvas
+    limits: np.ndarray  # (y, x) furthest a digit's corner goes before it bounces
+    upscale: np.ndarray  # [size, 8]
+    resize_h: np.ndarray  # [height, canvas height]
+    resize_w: np.ndarray  # [width, canvas width]
+
+    @classmethod
+    def of(cls, canvas: tuple[int, int], height: int, width: int) -> _Layout:
+        size = digit_size(canvas)
+        return cls(
+            canvas=canvas,
+            size=size,
+            limits=np.array([canvas[0] - size, canvas[1] - size], dtype=np.float64),
+            upscale=resize_matrix(DIGIT_PIXELS, size),
+            resize_h=resize_matrix(canvas[0], height),
+            resize_w=resize_matrix(canvas[1], width),
+        )
+
+
+def _clip_motion(
+    rng: np.random.Generator,
+    i: int,
+    num_digits: int,
+    speed: float,
+    layout: _Layout,
+    by_direction: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, velocities), [num_digits, 2] each as (y, x), of the digits of clip i."""
+    if by_direction:  # on a torus: starts anywhere on the canvas, no walls
+        starts = rng.random((num_digits, 2)) * np.array(layout.canvas, dtype=np.float64)
+        velocity = np.repeat(speed * _DIRECTION_STEPS[i % NUM_DIRECTIONS][None], num_digits, 0)
+    else:
+        starts = rng.random((num_digits, 2)) * layout.limits
+        angles = rng.random(num_digits) * 2 * np.pi
+        velocity = speed * np.stack([np.sin(angles), np.cos(angles)], axis=-1)
+    return starts, velocity
+
+
+def _draw_clip(
+    digit_images: np.ndarray,
+    starts: np.ndarray,
+    velocity: np.ndarray,
+    times: np.ndarray,
+    layout: _Layout,
+    wrap: bool,
+) -> np.ndarray:
+    """The frames [time, height, width] in [0, 1] of digits moving from starts at velocity.
+
+    With `wrap` the canvas is a torus; otherwise the digits bounce off its walls.
+    """
+    canvas, size, limits = layout.canvas, layout.size, layout.limits
+    frames = np.zeros((len(times), len(layout.resize_h), len(layout.resize_w)))
+    for d in range(len(digit_images)):
+        path = starts[d] + times[:, None] * velocity[d]  # [time, 2]: (y, x)
+        if wrap:
+            place_y = _placement(np.mod(path[:, 0], canvas[0]), canvas[0], size, wrap=True)
+            place_x = _placement(np.mod(path[:, 1], canvas[1]), canvas[1], size, wrap=True)
+        else:
+            place_y = _placement(bounce(path[:, 0], limits[0]), canvas[0], size)
+            place_x = _placement(bounce(path[:, 1], limits[1]), canvas[1], size)
+        rows = layout.resize_h @ place_y @ layout.upscale
+        cols = layout.resize_w @ place_x @ layout.upscale
+        digit = rows @ digit_images[d] @ cols.transpose(0, 2, 1)
+        frames = np.maximum(frames, digit)
+    return np.clip(frames, 0.0, 1.0)
+
+
 def classes(target: str = "label") -> tuple[str, ...]:
     """The class names of `moving_digits(..., target=target)`: label `i` is `names[i]`.
 
@@ -153,15 +251,7 @@ def moving_digit_clips(
     clip_length = cp.check_positive_int("clip_length", clip_length)
     temporal_stride = cp.check_positive_int("temporal_stride", temporal_stride)
     height, width = cp.image_size_pair(image_size)
-    canvas = cp.image_size_pair(
-        (height, width) if canvas_size is None else canvas_size, "canvas_size"
-    )
-    if min(canvas) < DIGIT_PIXELS:
-        raise ValueError(
-            f"Expected canvas_size (defaults to image_size) of at least {DIGIT_PIXELS} "
-            f"pixels, the digits' own size; got {canvas}. Pass a larger canvas_size and "
-            f"a small image_size to get smaller frames."
-        )
+    canvas = _check_canvas(height, width, canvas_size)
     num_digits = cp.check_positive_int("num_digits", num_digits)
     if num_clips is None:
         num_clips = DEFAULT_NUM_CLIPS[split]
@@ -171,22 +261,13 @@ def moving_digit_clips(
         raise ValueError(f"Expected speed >= 0 (pixels per frame); got {speed!r}.")
     cp.check_choice("channels", channels, (1, 3))
     by_direction = target == "direction"
-    if by_direction and not 0 < speed * temporal_stride < min(canvas) / 2:
-        raise ValueError(
-            f"Expected target='direction' to move the digits more than 0 and less than half "
-            f"the canvas's shorter side ({min(canvas) / 2:g} pixels) from one clip frame to "
-            f"the next, speed * temporal_stride, so that the way they move is unambiguous; "
-            f"got speed={speed!r} * temporal_stride={temporal_stride} on canvas {canvas}."
-        )
+    if by_direction:
+        _check_direction_step(speed, temporal_stride, canvas)
 
     images, labels = _digit_images()
     indices = digit_split_indices(split)
-    size = digit_size(canvas)
-    upscale = resize_matrix(DIGIT_PIXELS, size)  # [size, 8]
-    resize_h, resize_w = resize_matrix(canvas[0], height), resize_matrix(canvas[1], width)
-    limits = np.array([canvas[0] - size, canvas[1] - size], dtype=np.float64)
+    layout = _Layout.of(canvas, height, width)
     times = np.arange(clip_length) * temporal_stride  # source frames the clip keeps
-
     video = np.empty((num_clips, clip_length, height, width), dtype=np.float32)
     clip_labels = np.empty(num_clips, dtype=np.int32)
     split_code = 0 if pool == "train" else 1
@@ -195,27 +276,8 @@ def moving_digit_clips(
         # num_clips, clip_length or temporal_stride.
         rng = np.random.default_rng([seed, split_code, i])
         chosen = indices[rng.integers(0, len(indices), size=num_digits)]
-        if by_direction:  # on a torus: starts anywhere on the canvas, no walls
-            starts = rng.random((num_digits, 2)) * np.array(canvas, dtype=np.float64)
-            velocity = np.repeat(speed * _DIRECTION_STEPS[i % NUM_DIRECTIONS][None], num_digits, 0)
-        else:
-            starts = rng.random((num_digits, 2)) * limits
-            angles = rng.random(num_digits) * 2 * np.pi
-            velocity = speed * np.stack([np.sin(angles), np.cos(angles)], axis=-1)
-        frames = np.zeros((clip_length, height, width))
-        for d in range(num_digits):
-            path = starts[d] + times[:, None] * velocity[d]  # [time, 2]: (y, x)
-            if by_direction:
-                place_y = _placement(np.mod(path[:, 0], canvas[0]), canvas[0], size, wrap=True)
-                place_x = _placement(np.mod(path[:, 1], canvas[1]), canvas[1], size, wrap=True)
-            else:
-                place_y = _placement(bounce(path[:, 0], limits[0]), canvas[0], size)
-                place_x = _placement(bounce(path[:, 1], limits[1]), canvas[1], size)
-            rows = resize_h @ place_y @ upscale
-            cols = resize_w @ place_x @ upscale
-            digit = rows @ images[chosen[d]] @ cols.transpose(0, 2, 1)
-            frames = np.maximum(frames, digit)
-        video[i] = np.clip(frames, 0.0, 1.0)
+        starts, velocity = _clip_motion(rng, i, num_digits, speed, layout, by_direction)
+        video[i] = _draw_clip(images[chosen], starts, velocity, times, layout, by_direction)
         clip_labels[i] = i % NUM_DIRECTIONS if by_direction else labels[chosen[0]]
     video = np.repeat(video[..., None], channels, axis=-1)
     return video, clip_labels

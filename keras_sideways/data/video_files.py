@@ -135,6 +135,97 @@ def _probe(path: str) -> int | str:
         return f"cannot decode it ({error})"
 
 
+def _suffixes(extensions: str | Sequence[str]) -> tuple[str, ...]:
+    """File name endings, lower case, each with its leading dot."""
+    if isinstance(extensions, str):
+        extensions = (extensions,)
+    return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+
+
+def _video_files(
+    root: str | os.PathLike, class_names: list[str], suffixes: tuple[str, ...]
+) -> list[tuple[str, int]]:
+    """(path, label) of every video file in the class folders, by class then by name."""
+    files = [
+        (str(path), label)
+        for label, name in enumerate(class_names)
+        for path in sorted(Path(root, name).iterdir())
+        if path.is_file() and path.suffix.lower() in suffixes
+    ]
+    if not files:
+        raise ValueError(
+            f"Expected video files ({', '.join(suffixes)}) in the class folders of root "
+            f"{str(root)!r} ({', '.join(class_names)}); found none."
+        )
+    return files
+
+
+def _probe_files(
+    files: list[tuple[str, int]], clip_length: int, temporal_stride: int
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, str]]]:
+    """Probes the files in parallel: ((path, label, frames) usable, (path, why) not), in order."""
+    span = cp.clip_span(clip_length, temporal_stride)
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        probes = list(pool.map(_probe, [path for path, _ in files]))
+    usable, unusable = [], []
+    for (path, label), frames in zip(files, probes, strict=True):
+        if isinstance(frames, str):
+            unusable.append((path, frames))
+        elif frames < span:
+            unusable.append(
+                (
+                    path,
+                    f"{frames} frames, fewer than the {span} one clip spans "
+                    f"(clip_length={clip_length}, temporal_stride={temporal_stride})",
+                )
+            )
+        else:
+            usable.append((path, label, frames))
+    return usable, unusable
+
+
+def _file_dataset(usable: list[tuple[str, int, int]]) -> tf.data.Dataset:
+    """A dataset of (path, label int32, frames int32), one element per usable file."""
+    paths, labels, num_frames = zip(*usable, strict=True)
+    return tf.data.Dataset.from_tensor_slices(
+        (list(paths), np.array(labels, np.int32), np.array(num_frames, np.int32))
+    )
+
+
+def _load_clips(
+    dataset: tf.data.Dataset,
+    report: _Reporter,
+    clip_length: int,
+    temporal_stride: int,
+    image_size: tuple[int, int],
+) -> tf.data.Dataset:
+    """(path, label, frames[, key]) elements decoded into (clip uint8, label).
+
+    With a key, the clip's start is drawn from it; without, it is the centre clip. A file
+    that fails to decode is reported and its clip dropped.
+    """
+    height, width = image_size
+    span = cp.clip_span(clip_length, temporal_stride)
+
+    def decode(path: tf.Tensor, indices: tf.Tensor):
+        path = path.numpy().decode()
+        try:
+            return read_clip(path, indices.numpy(), (height, width)), True
+        except (_av().FFmpegError, OSError, ValueError) as error:
+            report(path, f"cannot decode it ({error})")
+            return np.zeros((clip_length, height, width, 3), np.uint8), False
+
+    def load_clip(path, label, frames, key=None):
+        start = cp.clip_start(frames, span, key)
+        indices = cp.clip_frame_indices(start, frames, clip_length, temporal_stride)
+        clip, ok = tf.py_function(decode, [path, indices], [tf.uint8, tf.bool])
+        return tf.ensure_shape(clip, (clip_length, height, width, 3)), label, ok
+
+    dataset = dataset.map(load_clip, num_parallel_calls=cp.AUTOTUNE)
+    dataset = dataset.filter(lambda clip, label, ok: ok)
+    return dataset.map(lambda clip, label, ok: (clip, label), num_parallel_calls=cp.AUTOTUNE)
+
+
 def video_folder(
     root: str | os.PathLike,
     *,
@@ -188,50 +279,24 @@ def video_folder(
         clip_length, temporal_stride, image_size, batch_size
     )
     seed = cp.check_seed(seed)
-    if isinstance(extensions, str):
-        extensions = (extensions,)
-    suffixes = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+    suffixes = _suffixes(extensions)
     if shuffle is None:
         shuffle = training
     class_names = folder_class_names(root)
-    files = [
-        (str(path), label)
-        for label, name in enumerate(class_names)
-        for path in sorted(Path(root, name).iterdir())
-        if path.is_file() and path.suffix.lower() in suffixes
-    ]
-    if not files:
-        raise ValueError(
-            f"Expected video files ({', '.join(suffixes)}) in the class folders of root "
-            f"{str(root)!r} ({', '.join(class_names)}); found none."
-        )
+    files = _video_files(root, class_names, suffixes)
 
     span = cp.clip_span(clip_length, temporal_stride)
     report = _Reporter(strict)
-    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        probes = list(pool.map(_probe, [path for path, _ in files]))
-    usable = []
-    for (path, label), frames in zip(files, probes, strict=True):
-        if isinstance(frames, str):
-            report(path, frames)
-        elif frames < span:
-            report(
-                path,
-                f"{frames} frames, fewer than the {span} one clip spans "
-                f"(clip_length={clip_length}, temporal_stride={temporal_stride})",
-            )
-        else:
-            usable.append((path, label, frames))
+    usable, unusable = _probe_files(files, clip_length, temporal_stride)
+    for path, reason in unusable:  # reported here, so that warnings name the caller's line
+        report(path, reason)
     if not usable:
         raise ValueError(
             f"No usable videos under root {str(root)!r}: all {len(files)} files are too "
             f"short for one clip ({span} frames) or cannot be decoded."
         )
 
-    paths, labels, num_frames = zip(*usable, strict=True)
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (list(paths), np.array(labels, np.int32), np.array(num_frames, np.int32))
-    )
+    dataset = _file_dataset(usable)
     cache_clips = cache and not training
     reorder = shuffle and not cache_clips  # a cache would freeze the first epoch's order
     epoch = None
@@ -239,24 +304,7 @@ def video_folder(
         window = len(usable) if reorder else 0
         dataset = epochs.epoch_passes(dataset, seed, shuffle_window=window, clip_keys=training)
         epoch = dataset.epoch
-
-    def decode(path: tf.Tensor, indices: tf.Tensor):
-        path = path.numpy().decode()
-        try:
-            return read_clip(path, indices.numpy(), (height, width)), True
-        except (_av().FFmpegError, OSError, ValueError) as error:
-            report(path, f"cannot decode it ({error})")
-            return np.zeros((clip_length, height, width, 3), np.uint8), False
-
-    def load_clip(path, label, frames, key=None):
-        start = cp.clip_start(frames, span, key)
-        indices = cp.clip_frame_indices(start, frames, clip_length, temporal_stride)
-        clip, ok = tf.py_function(decode, [path, indices], [tf.uint8, tf.bool])
-        return tf.ensure_shape(clip, (clip_length, height, width, 3)), label, ok
-
-    dataset = dataset.map(load_clip, num_parallel_calls=cp.AUTOTUNE)
-    dataset = dataset.filter(lambda clip, label, ok: ok)
-    dataset = dataset.map(lambda clip, label, ok: (clip, label), num_parallel_calls=cp.AUTOTUNE)
+    dataset = _load_clips(dataset, report, clip_length, temporal_stride, (height, width))
     if cache_clips:
         dataset = dataset.cache()
         if shuffle:
