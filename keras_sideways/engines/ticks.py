@@ -40,6 +40,11 @@ def bottom_gap(num_stages: int) -> int:
     return frame_gap(num_stages, 0)
 
 
+def valid_ticks(clip_length: int, num_stages: int, k: int) -> int:
+    """Ticks of a primed clip in which stage k receives a valid error."""
+    return _chain(num_stages).valid_ticks(clip_length, k)
+
+
 def primed_ticks(clip_length: int, num_stages: int, k: int) -> int:
     """Of stage k's valid ticks, those whose error was born from frame 0 (the fill)."""
     return _chain(num_stages).primed_ticks(clip_length, k)
