@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_sideways import clips, delays, options, threads
 from keras_sideways import placement as placements
-from keras_sideways.engines import bp, pipeline, tick_layers, windows
+from keras_sideways.engines import batched, bp, pipeline, tick_layers, windows
 from keras_sideways.engines.buffers import PipelineBuffers
 from keras_sideways.graph import StageGraph
 from keras_sideways.placement import device_scope
@@ -70,6 +70,13 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             over the first N steps, stage k's update is scaled by (1 + g_k)^-(1 - t/N),
             g_k its frame gap after the stash, so the stages with the oldest errors
             start slow. 0 (the default) keeps the paper's uniform learning rate.
+        drain: fill and drain each clip (docs/algorithm.md, "Fill and drain"): the
+            pipeline runs 2(L-1) more ticks on the clip's last frame, so that every frame
+            reaches the top and every frame's error reaches the bottom, and the loss
+            scores each frame once (without it, a clip's last L-1 frames never reach the
+            loss and the primed frame 0 is scored L times). With `stash_depth="full"`
+            the pseudo-gradient is BP's gradient, on any video. It costs the bubble:
+            (T + 2(L-1)) / T ticks per clip of T frames. Not for streams (`stateful`).
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
@@ -89,11 +96,13 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         stash_depth: int | str | Sequence[int] = 0,
         delay_warmup_steps: int = 0,
         pipeline_chunk: int | str = "auto",
+        drain: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         stages = options.check_stages(stages)
         options.check_options(mode, stateful, engine)
+        self.drain = options.check_drain(drain, stateful)
         placement = options.check_placement(placement, len(stages))
         self.stages = stages
         self.mode = mode
@@ -108,6 +117,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             placement if isinstance(placement, list) else None,
             options.check_windows(stages),
             stash_depth,
+            self.drain,
         )
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
@@ -201,6 +211,8 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         in, for this model's `pipeline_chunk`, devices and this process's inter-op
         threads; None where it runs tick by tick."""
         keyed = not tick_layers.unkeyable_layers(self.stages)
+        if clip_length is not None:  # a drained clip runs its tail too
+            clip_length = batched.ticks_run(self.graph, self.stages, clip_length)
         placed = {d for d in self.devices if d is not None}
         workers = len(placed) if len(placed) > 1 else threads.inter_op_workers()
         return options.resolve_chunk(
@@ -274,6 +286,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             stash_depth=self.stash_depth,
             delay_warmup_steps=self.delay_warmup_steps,
             pipeline_chunk=self.pipeline_chunk,
+            drain=self.drain,
         )
         return config
 

@@ -74,6 +74,19 @@ def check_options(mode: str, stateful: bool, engine: str) -> None:
         )
 
 
+def check_drain(drain, stateful: bool) -> bool:
+    """`drain` as a bool (ValueError for another type, or for a stream, which has no
+    clip end to drain at)."""
+    if not isinstance(drain, bool):
+        raise ValueError(f"drain must be True or False; got {drain!r}.")
+    if drain and stateful:
+        raise ValueError(
+            "drain=True fills and drains the pipeline at the end of every clip; a stream "
+            "(stateful=True) carries it on to the next batch instead. Use one or the other."
+        )
+    return drain
+
+
 def check_placement(placement, num_stages: int):
     """None, "auto", or one visible device name per stage (ValueError otherwise)."""
     if placement is None or placement == "auto":
