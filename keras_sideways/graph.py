@@ -31,6 +31,7 @@ from keras_sideways.layers import stage_window
 
 VIDEO = -1  # the source a stage reads when it reads the video
 FULL_STASH = "full"
+AUTO = "auto"  # drain="auto": drain where the stash leaves no frame gap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,18 +73,23 @@ class StageGraph:
         devices: Sequence[str | None] | None = None,
         windows: Sequence[int] | None = None,
         stash_depth: int | str | Sequence[int] = 0,
-        drain: bool = False,
+        drain: bool | str = False,
+        stateful: bool = False,
     ) -> StageGraph:
         """Stage 0 reads the video, stage k reads stage k-1: what Sideways trains today.
 
         `stash_depth` and `drain` are `SidewaysModel`'s options; the depth is capped per
-        stage (`stash_depths`).
+        stage (`stash_depths`), and `drain="auto"` drains where no frame gap is left and
+        the model does not stream (`stateful`).
         """
         inputs = tuple((k - 1,) if k else (VIDEO,) for k in range(num_stages))
         devices = tuple(devices or [None] * num_stages)
         windows = tuple(windows or [1] * num_stages)
-        bare = cls(inputs, devices, windows, (0,) * num_stages, bool(drain))
-        return dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))
+        bare = cls(inputs, devices, windows, (0,) * num_stages)
+        graph = dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))
+        if drain == AUTO:
+            drain = not stateful and not any(graph.gaps())
+        return dataclasses.replace(graph, drain=bool(drain))
 
     def check_supported(self) -> None:
         """Raises ValueError unless the graph is a chain, the one kind the engines run."""

@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_sideways import clips, delays, options, threads
@@ -62,9 +63,9 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             devices (GPUs/TPUs, else CPUs); None leaves placement to TensorFlow.
         stash_depth: Sideways mode's fidelity knob (docs/algorithm.md, "Stash depth"):
             stage k keeps its last D_k inputs and pairs each error with the input of the
-            frame it was born from when D_k covers its frame gap 2(L-1-k). 0 (the
-            default) is the paper's Sideways; "full" gives exact per-frame gradients,
-            pipelined; an int applies to every stage, a list of L ints to each.
+            frame it was born from when D_k covers its frame gap 2(L-1-k). "full" (the
+            default) gives exact per-frame gradients, pipelined; 0 is the paper's
+            Sideways; an int applies to every stage, a list of L ints to each.
         delay_warmup_steps: Sideways mode's delay-aware learning rate
             (docs/algorithm.md, "Delay-aware learning rate"; PipeMare's rescheduling):
             over the first N steps, stage k's update is scaled by (1 + g_k)^-(1 - t/N),
@@ -74,9 +75,16 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             pipeline runs 2(L-1) more ticks on the clip's last frame, so that every frame
             reaches the top and every frame's error reaches the bottom, and the loss
             scores each frame once (without it, a clip's last L-1 frames never reach the
-            loss and the primed frame 0 is scored L times). With `stash_depth="full"`
-            the pseudo-gradient is BP's gradient, on any video. It costs the bubble:
-            (T + 2(L-1)) / T ticks per clip of T frames. Not for streams (`stateful`).
+            loss and the primed frame 0 is scored L times). "auto" (the default) drains
+            when the stash leaves no frame gap (`stash_depth="full"`) and the model does
+            not stream: the pseudo-gradient is then BP's gradient, on any video, and the
+            batched passes compute it at BP's cost. The tick-by-tick loop pays the bubble,
+            (T + 2(L-1)) / T ticks per clip of T frames. True or False force it (not for
+            streams, `stateful=True`).
+
+        The defaults (`stash_depth="full"`, `drain="auto"`) train with BP's gradient,
+        pipelined; `SidewaysModel(stages, stash_depth=0)` is the paper's Sideways. Which
+        to use when, and what each costs: README.md, "Choosing the settings".
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
@@ -93,16 +101,16 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         stateful: bool = False,
         engine: str = "auto",
         placement: Sequence[str] | str | None = None,
-        stash_depth: int | str | Sequence[int] = 0,
+        stash_depth: int | str | Sequence[int] = "full",
         delay_warmup_steps: int = 0,
         pipeline_chunk: int | str = "auto",
-        drain: bool = False,
+        drain: bool | str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
         stages = options.check_stages(stages)
         options.check_options(mode, stateful, engine)
-        self.drain = options.check_drain(drain, stateful)
+        self.drain = options.check_drain(drain, stateful)  # as given; `graph.drain` resolved
         placement = options.check_placement(placement, len(stages))
         self.stages = stages
         self.mode = mode
@@ -118,6 +126,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             options.check_windows(stages),
             stash_depth,
             self.drain,
+            stateful,
         )
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
@@ -146,6 +155,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         placements.check_fits_strategy(self.devices, self.distribute_strategy)
         frame = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
         output_shapes = _build_stages(self.stages, frame, self.graph)
+        self._output_shapes = output_shapes  # per stage, per lane: `stash_bytes`
         if self.mode == "sideways":
             self._check_layers()  # again: stages may make their layers when built
         self.frame_shape = tuple(input_shape[2:])
@@ -173,6 +183,20 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
     devices = property(lambda self: list(self.graph.devices))
     stash = property(lambda self: list(self.graph.stash))
     windows = property(lambda self: list(self.graph.windows))
+
+    def stash_bytes(self, batch: int | None = None) -> int:
+        """Bytes of the stages' stashed inputs for a batch of `batch` lanes (the built
+        batch by default): Σ_k D_k inputs of stage k, in the compute dtype. The tick-by-
+        tick loop keeps them (`PipelineBuffers.stashes`); the batched passes and blocks of
+        ticks keep the clip's activations instead, as BP does. 0 before `build`."""
+        if getattr(self, "_output_shapes", None) is None:
+            return 0
+        batch = batch or self.buffers.capacity
+        shapes = self.graph.input_shapes(self.frame_shape, self._output_shapes)
+        size = tf.as_dtype(self.compute_dtype).size
+        return sum(
+            depth * batch * size * int(np.prod(shape)) for depth, shape in zip(self.stash, shapes)
+        )
 
     def reset_pipeline(self) -> None:
         """Clears the pipeline buffers: the next Sideways step primes on its first frame."""

@@ -287,6 +287,6 @@ def engine_against_reference(
     model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth, **options)
     gradients = model.compute_gradients(video, target)
     reference = reference_pseudo_gradients(
-        stages, video, target, loss, stash=model.stash, drain=model.drain
+        stages, video, target, loss, stash=model.stash, drain=model.graph.drain
     )
     return model, gradients, reference

@@ -220,7 +220,7 @@ COMPARE_LINES = re.compile(
     r"|validation +bp +sideways"
     r"|\w+ +-?\d+\.\d{4} +-?\d+\.\d{4}"
     r"|\w+_(bp|sideways): .*; validation accuracy .*"
-    r"|  (threads|TensorBoard|checkpoints|SavedModel): +\S.*"
+    r"|  (settings|threads|TensorBoard|checkpoints|SavedModel): +\S.*"
     r"|Both runs on one chart: tensorboard --logdir \S+"
 )
 
