@@ -74,7 +74,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.fix_stashes = ("2", "full")  # stash depths tried ("full", or an int as text)
     # ... and tried again with the pipeline filled and drained at every clip ("full" with
     # the drain is SidewaysModel's default: BP's gradient, pipelined).
-    config.fix_drains = ("0", "2", "full")
+    config.fix_drains = ("0", "full")
     # At a constant learning rate (Adam at learning_rate, no decay), the paper's Sideways
     # and the default, each beside BP at that rate, at fix points of these strides.
     config.fix_constant_rate = True
@@ -84,7 +84,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.few_seed_fixes = (
         "stash 2",
         "streamed ×4",
-        "stash 2 + drain",
+        "stash 0 + drain",
+        "stash full + drain",
         "constant rate",
         "constant rate, stash full + drain",
     )
@@ -310,7 +311,7 @@ def fixes(settings: Settings) -> list[tuple[str, dict]]:
     ]
     if settings.get("fix_constant_rate"):
         chosen += [
-            ("constant rate", dict(constant_rate=True)),
+            (CONSTANT_RATE, dict(constant_rate=True)),
             (
                 "constant rate, stash full + drain",
                 dict(constant_rate=True, stash_depth="full", drain=True),
@@ -330,10 +331,21 @@ def fixes(settings: Settings) -> list[tuple[str, dict]]:
     return chosen
 
 
+CONSTANT_RATE = "constant rate"  # the fix whose BP runs are every constant-rate fix's baseline
+
+
 def fix_modes(fields: dict) -> tuple[str, ...]:
     """The modes a fix is run in: streaming changes the data, and a constant rate the
-    optimizer, so BP is run with them too."""
-    return MODES if "stream_chunks" in fields or "constant_rate" in fields else ("sideways",)
+    optimizer, so BP is run with them too (once per point and seed for the constant rate:
+    with the fix "constant rate", the paper's Sideways at that rate)."""
+    constant = "constant_rate" in fields and "stash_depth" not in fields
+    return MODES if "stream_chunks" in fields or constant else ("sideways",)
+
+
+def fix_baseline(name: str, fields: dict) -> str:
+    """The fix whose BP runs a fix is compared with: its own, or for a constant rate the
+    fix "constant rate"'s."""
+    return CONSTANT_RATE if "constant_rate" in fields else name
 
 
 def fix_runs_at(settings: Settings, fields: dict, point: Point) -> bool:
