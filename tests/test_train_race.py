@@ -294,18 +294,19 @@ def test_tiny_race_end_to_end_resumes_and_regenerates_its_page(tmp_path):
     assert (out / "race.png").read_bytes().startswith(b"\x89PNG")
     assert race_report.text(summary) in done.stdout
 
-    # Run again: nothing trains. Without one run's file: that run alone trains again.
-    files = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
-    again = _race("--config=train/bench/race_config.py:tiny", f"--out={out}", f"--docs={page}")
-    assert "epochs:" not in again.stdout
+    # Run again without one run's file (as if stopped before it ended): that run alone
+    # trains; the others' files are read, not written.
     lost = race_runs.run_path(out, 16, 3, 0, "sideways_paper", 2)
     lost.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     resumed = _race("--config=train/bench/race_config.py:tiny", f"--out={out}", f"--docs={page}")
     lines = [line for line in resumed.stdout.splitlines() if "epochs:" in line]
     assert len(lines) == 1 and "sideways_paper, 2 epochs:" in lines[0]
-    assert {p: p.stat().st_mtime_ns for p in files if p != lost} == {
-        p: t for p, t in files.items() if p != lost
-    }
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept and lost.exists()
+    raw = results.read_json(out / "race.json")
+    assert len(raw["runs"]) == len(race_runs.CONTENDERS) * len(tiny.budgets)
+    page_text = race_report.page(race_summary.summarize(raw), "../runs/race.png")
+    assert page.read_text() == page_text
 
     # --report_only writes the same page and chart from the raw results, byte for byte.
     copy = tmp_path / "copy"
@@ -331,3 +332,30 @@ def test_committed_race_page_regenerates_byte_for_byte(tmp_path):
     assert (tmp_path / "race.md").read_bytes() == (ROOT / "docs" / "race.md").read_bytes()
     chart = COMMITTED_JSON.with_name(plots.TARGET_RACE_CHART)
     assert (raw.parent / plots.TARGET_RACE_CHART).read_bytes() == chart.read_bytes()
+
+
+def test_each_contender_runs_at_its_best_threads_timed_once(tmp_path, monkeypatch):
+    config = race_config.get_config("quick")
+    config.thread_settings = ((0, 0), (2, 1), (1, 2))
+    fastest = {"bp": "1,2", "sideways": "2,1", "sideways_paper": "2,1"}
+    timed = []
+
+    def fake_run(function, args, threads, timeout=600):  # a child process, faked
+        assert function == "train.bench.race_runs:sweep_fps"
+        timed.append((args["name"], threads))
+        return [3.0, 1.0, 2.0] if fastest[args["name"]] == threads else [1.0, 1.0, 1.0]
+
+    monkeypatch.setattr(race_runs.child_process, "run", fake_run)
+    assert race_runs.threads_of(config, tmp_path, 32, 5, print) == fastest
+    assert len(timed) == 9 and len(list((tmp_path / "sweeps").glob("*.json"))) == 9
+    assert race_runs.threads_of(config, tmp_path, 32, 5, print) == fastest  # from the files
+    assert len(timed) == 9
+
+
+def test_a_contender_that_never_reaches_at_any_seed_reads_never():
+    raw = hand_made_raw()
+    for r in raw["runs"]:
+        if r["contender"] == "sideways_paper":
+            r["val_accuracy"] = [0.5] * len(r["val_accuracy"])
+    rows = race_summary.summarize(raw).tables["headline"].rows
+    assert {row[2]: row[3:5] for row in rows}["Sideways (paper)"] == ("never", "0 of 2")

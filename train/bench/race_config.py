@@ -28,6 +28,7 @@ from train.configs import moving_digits
 VARIANTS = ("", "quick", "tiny")
 MAX_STAGES = 8  # models.vgg_classifier is cut into 2 to 8 stages
 POINT_FIELDS = ("image_sizes", "stages", "seeds")  # narrowing them keeps the workload
+NOT_WORKLOAD = (*POINT_FIELDS, "run_timeout")  # what runs may differ in
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -81,8 +82,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
 
 def workload(config: ml_collections.ConfigDict) -> dict:
-    """The config without its points: what every run of one results folder shares."""
-    return {k: v for k, v in config.to_dict().items() if k not in POINT_FIELDS}
+    """The config without its points and time-out: what every run of one results folder
+    shares."""
+    return {k: v for k, v in config.to_dict().items() if k not in NOT_WORKLOAD}
 
 
 def _ints(values, low: int = 1) -> bool:

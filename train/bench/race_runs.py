@@ -248,7 +248,8 @@ def check_workload(config: ml_collections.ConfigDict, out: Path) -> None:
         if read_json(path) != workload:
             raise ValueError(
                 f"{out} holds the runs of another race workload ({path}); give another "
-                "--out, or change back the fields other than image_sizes, stages and seeds."
+                "--out, or change back the fields other than image_sizes, stages, seeds and "
+                "run_timeout."
             )
         return
     write_json(workload, path)

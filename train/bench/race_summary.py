@@ -225,7 +225,9 @@ def headline_table(points: Sequence[Mapping]) -> Table:
             continue
         for name, c in over.items():
             time_ratio = _plus_minus(c["time_ratio"], c["time_ratio_std"], c["compared"])
-            if name != "bp" and c["compared"] < c["seeds"]:
+            if not c["compared"]:  # at no seed did both get there
+                time_ratio = "never" if not c["reached"] else "BP never"
+            elif name != "bp" and c["compared"] < c["seeds"]:
                 time_ratio += f" ({c['compared']} of {c['seeds']} seeds)"
             rows.append(
                 (
