@@ -23,8 +23,10 @@ test: venv
 train: venv
 	$(BIN)/python -m train.compare --config train/configs/moving_digits.py --workdir runs/moving_digits
 
+# The benchmark (docs/performance.md), then the race to a fixed accuracy (docs/race.md).
 bench: venv
 	$(BIN)/python -m train.benchmark --docs docs/performance.md
+	$(BIN)/python -m train.race
 
 reproduce: venv
 	$(BIN)/python -m train.reproduce

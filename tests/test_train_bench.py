@@ -427,7 +427,10 @@ def test_page_and_text_of_results_from_before_the_race_say_it_was_not_measured()
     result = summary.summarize(hand_made_raw(race=False))
     assert result.conditions["no_race"] and "race" not in result.tables
     page, text = report.page(result), report.text(result)
-    assert "## Time to accuracy\n\nNot measured: these results were written before" in page
+    # The pointer to the race users choose by (docs/race.md), then the old race's absence.
+    assert "## Time to accuracy\n\nThe race users choose by is now [docs/race.md]" in page
+    assert "superseded: with a fixed number of epochs" in page
+    assert "more of them.\n\nNot measured: these results were written before" in page
     assert "time_to_accuracy.png" not in page and not any(
         name.startswith("race") for name in result.figures
     )
