@@ -18,12 +18,24 @@ from keras_sideways.engines import tick_layers
 
 
 def visible_devices() -> list:
-    """The devices stages may go to: the GPUs (or TPUs) if any, else the CPUs."""
+    """The devices stages may go to: the GPUs (or TPUs) if any, else the CPUs.
+
+    In a process connected to a cluster (`keras_sideways.cluster.connect`), the devices
+    of the cluster's tasks, not this client's own.
+    """
     for kind in ("TPU", "GPU", "CPU"):
-        devices = tf.config.list_logical_devices(kind)
-        if devices:
-            return [d.name for d in devices]
+        devices = [d.name for d in tf.config.list_logical_devices(kind)]
+        remote = [d for d in devices if _job(d) != LOCAL_JOB]
+        if remote or devices:
+            return remote or devices
     return ["/CPU:0"]
+
+
+LOCAL_JOB = "localhost"  # the job of this process's own devices, connected or not
+
+
+def _job(device: str) -> str:
+    return tf.DeviceSpec.from_string(device).job or LOCAL_JOB
 
 
 def check_placement(placement: Sequence[str], num_stages: int) -> list:
@@ -38,13 +50,21 @@ def check_placement(placement: Sequence[str], num_stages: int) -> list:
     specs = [tf.DeviceSpec.from_string(n) for n in names]
     for device in placement:
         spec = tf.DeviceSpec.from_string(device)
+        # A device of another task ("/job:worker/task:1/device:CPU:0") must be one of the
+        # connected cluster's; one without a job is this process's.
         if not any(
             s.device_type == (spec.device_type or "").upper()
             and s.device_index == (spec.device_index or 0)
+            and (s.job or LOCAL_JOB) == (spec.job or LOCAL_JOB)
+            and (s.task or 0) == (spec.task or 0)
             for s in specs
         ):
+            hint = ""
+            if (spec.job or LOCAL_JOB) != LOCAL_JOB:
+                hint = " (a device of another task needs keras_sideways.cluster.connect first)"
             raise ValueError(
-                f"Unknown device {device!r} in placement; visible devices: {', '.join(names)}."
+                f"Unknown device {device!r} in placement{hint}; visible devices: "
+                f"{', '.join(names)}."
             )
     return placement
 

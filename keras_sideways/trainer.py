@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import callbacks as fit_callbacks
-from keras_sideways import clips, options, replicas, update
+from keras_sideways import clips, cluster, options, replicas, update
 from keras_sideways.engines import batched, bp, lanes, tick_layers
 from keras_sideways.engines.gradients import EngineResult, in_variable_order
 
@@ -51,7 +51,8 @@ class SidewaysTrainer:
         callbacks = fit_callbacks.with_fit_callbacks(callbacks, verbose, labels, warn=True)
         self._fitting = True  # the next `_maybe_symbolic_build` sees the training data
         try:
-            return super().fit(x, y, batch_size, epochs, verbose, callbacks=callbacks, **kwargs)
+            with cluster.naming_lost_tasks(self.devices):  # a lost worker, by name
+                return super().fit(x, y, batch_size, epochs, verbose, callbacks=callbacks, **kwargs)
         finally:
             self._fitting = False
 
@@ -203,7 +204,8 @@ class SidewaysTrainer:
         # The pipeline, batch-norm statistics and random layers' seeds are left as they were.
         state = [*self.buffers.variables, *tick_layers.state_variables(self.stages)]
         saved = [tf.identity(v.value) for v in state]
-        _, grads = self._gradient_fns[mode](video, target, sample_weight)
+        with cluster.naming_lost_tasks(self.devices):
+            _, grads = self._gradient_fns[mode](video, target, sample_weight)
         for variable, value in zip(state, saved):
             variable.assign(value)
         return list(grads)
