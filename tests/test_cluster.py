@@ -107,11 +107,10 @@ def test_stages_on_two_workers_give_the_gradients_of_one_process(first_client):
         "/job:worker/replica:0/task:1",
     ]
     assert report["engine"] == "pipeline"  # two devices: auto picks the depth-parallel engine
-    for run in ("sideways-pipeline", "sideways-batched", "bp-auto"):
-        assert report[run]["size"] > 1e-4, run  # gradients that could differ
-        assert report[run]["rel_error"] <= TOLERANCE, run
-    assert report["fit"]["rel_error"] <= TOLERANCE
-    assert report["checkpoint_identical"]
+    for mode in ("sideways", "bp"):
+        assert report[mode]["size"] > 1e-4, mode  # gradients that could differ
+        assert report[mode]["rel_error"] <= TOLERANCE, mode
+    assert report["checkpoint_identical"]  # saved from the workers, loaded back onto them
     # The export needs no cluster: this process never connected to one.
     exported = tf.saved_model.load(str(outdir / "export"))
     outputs = exported.serve(tf.constant(np.load(outdir / "clips.npy")))["frames"]
@@ -132,6 +131,7 @@ def test_a_killed_worker_is_named_and_a_rerun_resumes_exactly(workers, first_cli
     workers.start(1)  # the worker comes back; the same command resumes from the backup
     workers.wait_ready(1)
     resumed = json.loads(workers.client("resume", outdir).stdout.strip().splitlines()[-1])
+    # Trained on the workers, killed, resumed: the weights of training in one process.
     assert resumed["rel_error"] <= TOLERANCE, resumed
     print("resumed bit-identical:", resumed["identical"])
 
