@@ -178,16 +178,48 @@ def _fresh_copy(stage: keras.layers.Layer) -> keras.layers.Layer:
         return stage
 
 
-def check_fits_strategy(devices, strategy) -> None:
-    """Refuses stage placement over several devices under a multi-replica strategy."""
+def check_fits_strategy(devices, strategy, replica_devices=None) -> None:
+    """Checks stage placement against a tf.distribute strategy's replicas.
+
+    `replica_devices` (a placement per replica, or None) must give each of the strategy's
+    replicas its own placement; without it, stages spread over several devices are refused
+    under several replicas, as are replica placements without a strategy of as many.
+    """
     count = strategy.num_replicas_in_sync
+    if replica_devices is not None:
+        if len(replica_devices) != count:
+            raise ValueError(
+                f"A placement per replica ({len(replica_devices)} replicas: "
+                f"{replica_devices}) needs a tf.distribute strategy with as many replicas "
+                f"(data x depth: build the model in the scope of e.g. "
+                f"tf.distribute.MirroredStrategy over each replica's first device); the "
+                f"strategy has {count}."
+            )
+        return
     spread = sorted({d for d in devices if d is not None})
     if count > 1 and len(spread) > 1:
         raise ValueError(
             f"Stage placement over several devices ({', '.join(spread)}) cannot be "
-            f"combined with a {count}-replica tf.distribute strategy: each replica "
-            "runs on the one device the strategy gives it, so tf.distribute cannot "
-            "place its stages elsewhere. Use placement=None under the strategy (data "
+            f"combined with a {count}-replica tf.distribute strategy as one list: give "
+            f"each replica its own devices, a list of {count} placements (data x depth, "
+            "docs/distributed.md), or use placement=None under the strategy (data "
             "parallelism; engine='pipeline' still runs stages concurrently on a "
             "replica's device), or placement without a strategy (depth parallelism)."
         )
+
+
+def replica_index() -> int:
+    """The index of the tf.distribute replica tracing this code (0 outside a strategy).
+
+    Raises ValueError where the strategy gives no index known while tracing (TPUStrategy).
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0
+    index = tf.get_static_value(context.replica_id_in_sync_group)
+    if index is None:
+        raise ValueError(
+            f"A placement per replica needs each replica's index while tracing; "
+            f"{type(tf.distribute.get_strategy()).__name__} does not give it."
+        )
+    return int(index)

@@ -230,7 +230,8 @@ class SidewaysTrainer:
                 return self._tick_loss(y_true, y_pred, sample_weight) * scale
 
         if mode == "bp":
-            result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, self.graph)
+            graph = self.replica_graph()  # this replica's devices (data x depth)
+            result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, graph)
         else:
             result = self._sideways_gradients(video, target, loss_fn, sample_weight)
         if scale is not None:
@@ -245,15 +246,22 @@ class SidewaysTrainer:
         whole = self.resolved_engine == "batched"
         chunk = None if whole else self.resolved_chunk(video.shape[1])
         if whole or chunk is not None:
+            graph = self.replica_graph()  # this replica's devices (data x depth)
             return batched.batched_sideways_gradients(
                 self.stages,
                 video,
                 target,
                 loss_fn,
                 sample_weight,
-                self.graph,
+                graph,
                 capacity=self.buffers.capacity,  # lanes grouped as the pipeline would
                 chunk=chunk,
+            )
+        if self.replica_devices is not None:
+            raise ValueError(
+                "A placement per replica runs clips in blocks of ticks; this model would "
+                "run tick by tick (stateful=True, pipeline_chunk=1, or clips of unknown "
+                "length). Give clips a known length and pipeline_chunk='auto' or > 1."
             )
         return lanes.sideways_gradients(
             self.stages, self.buffers, video, target, loss_fn, sample_weight, self.stateful

@@ -46,6 +46,25 @@ def test_mirrored_strategy_step_equals_a_single_device_step():
     assert "cannot be combined with a 2-replica tf.distribute strategy" in report["placement_error"]
 
 
+@pytest.mark.slow
+def test_replicas_of_a_placed_pipeline_step_as_one_device():
+    # 2 replicas x 2 stages on 4 logical CPUs (MirroredStrategy over the replicas' first
+    # devices): the all-reduced step on a global batch of 4 is one device's step on it.
+    report = json.loads(run_probe("data_depth_probe.py"))
+    for mode in ("sideways", "bp"):
+        figures = report[mode]
+        assert figures["update"] > 1e-3, mode  # the step did change the weights
+        assert figures["rel_error"] <= 1e-5, (mode, figures["rel_error"])
+        # Each replica runs each stage on its own device.
+        assert sorted(map(tuple, figures["ops"])) == [
+            (0, 0, "/CPU:0"),
+            (0, 1, "/CPU:2"),
+            (1, 0, "/CPU:1"),
+            (1, 1, "/CPU:3"),
+        ], figures["ops"]
+    assert report["sideways"]["engine"] == "pipeline"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
