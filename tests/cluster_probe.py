@@ -71,6 +71,9 @@ def gradients(placement, outdir):
         }
     report["weight_devices"] = sorted({v.value.device for v in placed.trainable_variables})
     report["engine"] = make(placement, engine="auto").resolved_engine
+    balanced = make("auto")  # costs measured here, stages balanced over the workers
+    balanced.build(video.shape)
+    report["auto"] = balanced.devices
     checkpoint = os.path.join(outdir, "placed.weights.h5")
     placed.save_weights(checkpoint)
     reloaded = make(placement, mode="bp")

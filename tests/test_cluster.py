@@ -107,6 +107,10 @@ def test_stages_on_two_workers_give_the_gradients_of_one_process(first_client):
         "/job:worker/replica:0/task:1",
     ]
     assert report["engine"] == "pipeline"  # two devices: auto picks the depth-parallel engine
+    workers_devices = [f"/job:worker/replica:0/task:{i}/device:CPU:0" for i in (0, 1)]
+    assert report["auto"] == sorted(report["auto"]) and set(report["auto"]) == set(
+        workers_devices
+    ), report["auto"]  # consecutive blocks over both workers
     for mode in ("sideways", "bp"):
         assert report[mode]["size"] > 1e-4, mode  # gradients that could differ
         assert report[mode]["rel_error"] <= TOLERANCE, mode
