@@ -10,7 +10,7 @@ forward and one error back per tick (or per block of ticks), no transport writte
 
     # on each worker machine (or process):
     CLUSTER='{"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}'
-    python -m keras_sideways.cluster --cluster "$CLUSTER" --index 0   # 1 on the other
+    python -m train.worker --cluster "$CLUSTER" --index 0   # 1 on the other (train/worker.py)
 
     # in the training process:
     ks.cluster.connect({"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]})
@@ -19,11 +19,12 @@ forward and one error back per tick (or per block of ticks), no transport writte
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import re
+import socket
+import time
 from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
@@ -118,25 +119,60 @@ def start_server(
 
 
 def serve(cluster, index: int, job: str = WORKER, threads: int | None = None) -> None:
-    """Runs task `index` of `job` (`start_server`) and waits for work; never returns."""
+    """Runs task `index` of `job` (`start_server`) and waits for work; never returns.
+
+    `python -m train.worker` is this, from the command line.
+    """
     start_server(cluster, index, job, threads).join()
 
 
-def connect(cluster=None) -> tf.train.ClusterSpec:
+def connect(cluster=None, timeout: float = 60.0) -> tf.train.ClusterSpec:
     """Connects this process to the cluster's tasks, as a client of them.
 
     After it, `task_devices()` lists the remote devices, which stage `placement` may name.
-    Call it before building any model (it resets TensorFlow's eager context).
+    Call it before building any model (it resets TensorFlow's eager context). TensorFlow
+    waits without end for a task that does not answer, so each task's address is tried
+    first, for up to `timeout` seconds in all.
 
     Returns:
         The ClusterSpec connected to.
+
+    Raises:
+        ClusterError: naming a task that could not be reached, and its address.
     """
     spec = cluster_spec(cluster)
+    wait_for_tasks(spec, timeout)
     # A ClusterSpec, not a resolver: with a SimpleClusterResolver the client's own job is
     # not added and remote device names come out unknown.
     tf.config.experimental_connect_to_cluster(spec)
     _connected["spec"] = spec
     return spec
+
+
+def wait_for_tasks(cluster, timeout: float = 60.0) -> None:
+    """Waits until every task of the cluster accepts a connection at its address.
+
+    Raises:
+        ClusterError: naming the first task still unreachable after `timeout` seconds.
+    """
+    spec = cluster_spec(cluster)
+    deadline = time.monotonic() + timeout
+    for job in spec.jobs:
+        for index, address in enumerate(spec.job_tasks(job)):
+            host, _, port = address.rpartition(":")
+            while True:
+                try:
+                    with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                        break
+                except OSError as error:
+                    if time.monotonic() > deadline:
+                        raise ClusterError(
+                            f"Cannot reach the cluster task /job:{job}/replica:0/task:{index} "
+                            f"at {address} after {timeout:g} s ({error}). Start it first: "
+                            f"python -m train.worker --cluster '<the cluster>' "
+                            f"--index {index}."
+                        ) from error
+                    time.sleep(0.2)
 
 
 def task_devices(kind: str | None = None, job: str = WORKER) -> list[str]:
@@ -173,6 +209,41 @@ def spread(devices: Sequence[str], num_stages: int) -> list[str]:
     return [devices[k * count // num_stages] for k in range(num_stages)]
 
 
+def stages_on_tasks(stages_on: str | Sequence[int], num_stages: int, job: str = WORKER):
+    """A placement from the task of each stage on the connected cluster's `job`.
+
+    Args:
+        stages_on: "auto" (balance measured stage costs over the tasks: the model's
+            placement="auto"), "even" (consecutive blocks of near-equal counts, `spread`),
+            or one task index per stage, bottom first, as ints or "0,0,1,1".
+        num_stages: the model's stages.
+
+    Raises:
+        ValueError: naming what was expected and what was given.
+    """
+    if stages_on == "auto":
+        return "auto"
+    devices = task_devices(job=job)
+    if stages_on == "even":
+        return spread(devices, num_stages)
+    given = stages_on
+    if isinstance(stages_on, str):
+        try:
+            stages_on = [int(i) for i in stages_on.split(",")]
+        except ValueError:
+            stages_on = None
+    if (
+        stages_on is None
+        or len(stages_on) != num_stages
+        or not all(0 <= i < len(devices) for i in stages_on)
+    ):
+        raise ValueError(
+            f"stages_on must be 'auto', 'even' or one task index per stage ({num_stages}), "
+            f"each in 0..{len(devices) - 1} (the cluster's {job} tasks); got {given!r}."
+        )
+    return [devices[i] for i in stages_on]
+
+
 def task_error(error: Exception, devices: Sequence[str | None]) -> Exception:
     """A `ClusterError` naming the task (and its stages) behind a failed cluster call.
 
@@ -199,7 +270,7 @@ def task_error(error: Exception, devices: Sequence[str | None]) -> Exception:
     )
     return ClusterError(
         f"Lost the cluster task {described}: it died or cannot be reached. Restart it "
-        "(python -m keras_sideways.cluster --cluster ... --index N), then rerun the training "
+        "(python -m train.worker --cluster ... --index N), then rerun the training "
         f"command to resume from its last backup. TensorFlow said: {type(error).__name__}: "
         f"{text.strip().splitlines()[0] if text.strip() else ''}"
     )
@@ -249,35 +320,3 @@ def _address(task: str) -> str:
 
 
 _connected: dict = {}
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m keras_sideways.cluster`: runs one worker of a cluster until killed."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument(
-        "--cluster",
-        default=None,
-        help='the cluster as JSON ({"worker": ["host:port", ...]}) or a TF_CONFIG; '
-        "default: the TF_CONFIG environment variable",
-    )
-    parser.add_argument(
-        "--index", type=int, default=None, help="this worker's task index (default: TF_CONFIG's)"
-    )
-    parser.add_argument("--job", default=WORKER, help="this task's job (default: worker)")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="intra- and inter-op threads (default: all)"
-    )
-    args = parser.parse_args(argv)
-    index = args.index if args.index is not None else task_index(args.cluster)
-    spec = cluster_spec(args.cluster)
-    server = start_server(spec, index, args.job, args.threads)
-    print(
-        f"keras_sideways worker: task {index} of job {args.job!r} serving at "
-        f"{spec.task_address(args.job, index)}; waiting for the training process.",
-        flush=True,
-    )
-    server.join()
-
-
-if __name__ == "__main__":
-    main()

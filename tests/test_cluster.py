@@ -1,6 +1,6 @@
 """Stages on other processes: two workers on loopback, a client that places stages on them.
 
-The workers are `python -m keras_sideways.cluster` processes, as a user starts them; the
+The workers are `python -m train.worker` processes, as a user starts them; the
 client is `cluster_probe.py` in a subprocess (connecting changes TensorFlow's context for
 the whole process, so not this one).
 """
@@ -46,7 +46,7 @@ class Workers:
 
     def start(self, index):
         self.processes[index] = subprocess.Popen(
-            [sys.executable, "-m", "keras_sideways.cluster", "--cluster", self.spec]
+            [sys.executable, "-m", "train.worker", "--cluster", self.spec]
             + ["--index", str(index)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -58,6 +58,14 @@ class Workers:
     def wait_ready(self, index):
         line = self.processes[index].stdout.readline()  # printed once it serves
         assert "serving at" in line, f"worker {index} did not start: {line!r}"
+
+    def ensure_alive(self):
+        """Restarts a worker an earlier test killed."""
+        for index, process in enumerate(self.processes):
+            if process.poll() is not None:
+                process.stdout.close()
+                self.start(index)
+                self.wait_ready(index)
 
     def client(self, *args):
         done = subprocess.run(
@@ -131,13 +139,48 @@ def test_a_killed_worker_is_named_and_a_rerun_resumes_exactly(workers, first_cli
     assert error and error.startswith("ClusterError"), error
     assert "/job:worker/replica:0/task:1" in error and "(stages 2)" in error, error
     assert f"127.0.0.1:{workers.ports[1]}" in error, error
-    workers.processes[1].stdout.close()
-    workers.start(1)  # the worker comes back; the same command resumes from the backup
-    workers.wait_ready(1)
+    workers.ensure_alive()  # the worker comes back; the same command resumes from the backup
     resumed = json.loads(workers.client("resume", outdir).stdout.strip().splitlines()[-1])
     # Trained on the workers, killed, resumed: the weights of training in one process.
     assert resumed["rel_error"] <= TOLERANCE, resumed
     print("resumed bit-identical:", resumed["identical"])
+
+
+@pytest.mark.slow
+def test_the_training_command_runs_its_stages_on_the_workers(workers, tmp_path):
+    workers.ensure_alive()
+    done = subprocess.run(
+        [sys.executable, "-m", "train.train", "--config", "train/configs/moving_digits.py:tiny"]
+        + ["--workdir", str(tmp_path / "two"), f"--config.export_dir={tmp_path / 'exports'}"]
+        + ["--cluster", workers.spec, "--stages_on", "0,0,0,1,1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["engine"] == "pipeline"  # stages on 2 workers: the depth-parallel engine
+    assert os.path.isdir(summary["export"])
+    bad = subprocess.run(
+        [sys.executable, "-m", "train.train", "--config", "train/configs/moving_digits.py:tiny"]
+        + ["--workdir", str(tmp_path / "bad"), "--cluster", workers.spec, "--stages_on", "0,2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=ENV,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: --stages_on: "), bad.stderr
+
+
+def test_an_unreachable_task_is_named():
+    port = free_port()  # nothing listens there
+    spec = {"worker": [f"127.0.0.1:{port}"]}
+    with pytest.raises(cluster.ClusterError, match=rf"task:0 at 127.0.0.1:{port} after 0.5 s"):
+        cluster.wait_for_tasks(spec, timeout=0.5)
 
 
 def test_cluster_specs_from_dicts_json_and_tf_config(monkeypatch):

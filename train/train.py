@@ -7,8 +7,11 @@
         --strategy=mirrored --logical_cpus=2      # data parallelism on 2 logical CPUs
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_2_1 \
         --config.engine=pipeline --config.threads=2,1   # inter-op, intra-op threads
+    python -m train.train --config train/configs/moving_digits.py:tiny --workdir runs/two \
+        --cluster '{"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]}' --stages_on 0,0,0,1,1
+        # stages on two worker processes (python -m train.worker, started first)
 
-See docs/distributed.md for multi-worker training.
+See docs/distributed.md for multi-worker training and stages on other machines.
 """
 
 import sys
@@ -16,6 +19,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from keras_sideways import cluster
 from train.builders import ConfigError, apply_threads, check_config
 from train.printing import summary_lines
 from train.recipe import DivergedError, train_and_evaluate
@@ -29,6 +33,18 @@ _STRATEGY = flags.DEFINE_enum(
 )
 _LOGICAL_CPUS = flags.DEFINE_integer(
     "logical_cpus", 0, "Split the CPU into this many logical devices (to try strategies)."
+)
+_CLUSTER = flags.DEFINE_string(
+    "cluster",
+    None,
+    "Run the stages on the workers of this cluster (each started with python -m train.worker): "
+    'JSON {"worker": ["host:port", ...]}, a TF_CONFIG, or "TF_CONFIG" for the environment\'s.',
+)
+_STAGES_ON = flags.DEFINE_string(
+    "stages_on",
+    "auto",
+    "With --cluster, the worker task of each stage, e.g. 0,0,1,1,1; 'auto' balances measured "
+    "stage costs over the workers; 'even' cuts the stages into equal blocks.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -52,14 +68,38 @@ def make_strategy():
     return None
 
 
+def connect_cluster(config):
+    """Connects to the --cluster and sets `config.placement` from --stages_on (if given)."""
+    if _CLUSTER.value is None:
+        return
+    if _STRATEGY.value != "none":
+        raise ConfigError(
+            "--cluster runs the stages on the cluster's workers from this one process; "
+            f"--strategy={_STRATEGY.value} runs the command on every worker. Use one."
+        )
+    spec = None if _CLUSTER.value == "TF_CONFIG" else _CLUSTER.value
+    try:
+        spec = cluster.cluster_spec(spec)
+    except ValueError as error:
+        raise ConfigError(f"--cluster: {error}") from error
+    cluster.connect(spec)
+    try:
+        placement = cluster.stages_on_tasks(_STAGES_ON.value, config.model.num_stages)
+    except ValueError as error:
+        raise ConfigError(f"--stages_on: {error}") from error
+    with config.unlocked():
+        config.placement = placement
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
     try:
         check_config(_CONFIG.value)  # bad values: one line, before TensorFlow starts
         apply_threads(_CONFIG.value)  # TensorFlow sizes its thread pools once, as it starts
+        connect_cluster(_CONFIG.value)
         summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value, make_strategy())
-    except (ConfigError, DivergedError) as error:
+    except (ConfigError, DivergedError, cluster.ClusterError) as error:
         sys.exit(f"error: {error}")  # one line, exit status 1: no traceback for bad input
     print("\n".join(summary_lines(summary)))
 
