@@ -208,6 +208,24 @@ def check_fits_strategy(devices, strategy, replica_devices=None) -> None:
         )
 
 
+def replica_placements(devices: Sequence[str], replicas: int, num_stages: int) -> list:
+    """R placements (data x depth): the devices cut into `replicas` equal groups, each
+    replica's stages in consecutive near-equal blocks over its group.
+
+    Raises:
+        ValueError: unless the devices split evenly into at least one per replica.
+    """
+    devices = list(devices)
+    if replicas < 1 or len(devices) % replicas:
+        raise ValueError(
+            f"{len(devices)} devices ({', '.join(devices)}) do not split into {replicas} equal "
+            "groups, one per replica."
+        )
+    size = len(devices) // replicas
+    groups = [devices[r * size : (r + 1) * size] for r in range(replicas)]
+    return [[group[k * size // num_stages] for k in range(num_stages)] for group in groups]
+
+
 def replica_index() -> int:
     """The index of the tf.distribute replica tracing this code (0 outside a strategy).
 

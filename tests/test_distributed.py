@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_video, tiny_conv_stages
+from conftest import random_video, run_module, tiny_conv_stages
 
 import keras_sideways as ks
 
@@ -63,6 +63,22 @@ def test_replicas_of_a_placed_pipeline_step_as_one_device():
             (1, 1, "/CPU:3"),
         ], figures["ops"]
     assert report["sideways"]["engine"] == "pipeline"
+
+
+@pytest.mark.slow
+def test_the_training_command_runs_replicas_of_a_placed_pipeline(tmp_path):
+    run_module(
+        "train.train",
+        "--config=train/configs/moving_digits.py:tiny",
+        f"--workdir={tmp_path / 'two_by_two'}",
+        f"--config.export_dir={tmp_path / 'exports'}",
+        "--strategy=mirrored",
+        "--logical_cpus=4",
+        "--replicas=2",
+    )
+    summary = json.loads((tmp_path / "two_by_two" / "summary.json").read_text())
+    assert summary["engine"] == "pipeline"  # each replica's stages span 2 devices
+    assert os.path.isdir(summary["export"])
 
 
 def free_port():

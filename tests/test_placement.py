@@ -99,3 +99,14 @@ def test_a_placement_per_replica_needs_as_many_replicas():
         ks.SidewaysModel(stages, placement=[["/CPU:0"] * 3] * 2, stateful=True)
     with pytest.raises(ValueError, match=r"one device per stage \(3\); got 2"):
         ks.SidewaysModel(stages, placement=[["/CPU:0"] * 3, ["/CPU:0"] * 2])
+
+
+def test_replica_placements_split_the_devices_into_one_group_per_replica():
+    devices = [f"/CPU:{i}" for i in range(4)]
+    assert placement.replica_placements(devices, 2, 5) == [
+        ["/CPU:0", "/CPU:0", "/CPU:0", "/CPU:1", "/CPU:1"],
+        ["/CPU:2", "/CPU:2", "/CPU:2", "/CPU:3", "/CPU:3"],
+    ]
+    assert placement.replica_placements(devices, 4, 2) == [[d, d] for d in devices]
+    with pytest.raises(ValueError, match="4 devices .* do not split into 3 equal groups"):
+        placement.replica_placements(devices, 3, 2)
