@@ -209,23 +209,21 @@ def spread(devices: Sequence[str], num_stages: int) -> list[str]:
     return [devices[k * count // num_stages] for k in range(num_stages)]
 
 
-def stages_on_tasks(stages_on: str | Sequence[int], num_stages: int, job: str = WORKER):
-    """A placement from the task of each stage on the connected cluster's `job`.
+def parse_stages_on(stages_on: str | Sequence[int], num_stages: int, num_tasks: int):
+    """ "auto", "even", or one task index per stage as a list: `stages_on` checked.
 
     Args:
         stages_on: "auto" (balance measured stage costs over the tasks: the model's
             placement="auto"), "even" (consecutive blocks of near-equal counts, `spread`),
             or one task index per stage, bottom first, as ints or "0,0,1,1".
         num_stages: the model's stages.
+        num_tasks: the tasks of the job the stages go to.
 
     Raises:
         ValueError: naming what was expected and what was given.
     """
-    if stages_on == "auto":
-        return "auto"
-    devices = task_devices(job=job)
-    if stages_on == "even":
-        return spread(devices, num_stages)
+    if stages_on in ("auto", "even"):
+        return stages_on
     given = stages_on
     if isinstance(stages_on, str):
         try:
@@ -235,13 +233,25 @@ def stages_on_tasks(stages_on: str | Sequence[int], num_stages: int, job: str = 
     if (
         stages_on is None
         or len(stages_on) != num_stages
-        or not all(0 <= i < len(devices) for i in stages_on)
+        or not all(0 <= i < num_tasks for i in stages_on)
     ):
         raise ValueError(
-            f"stages_on must be 'auto', 'even' or one task index per stage ({num_stages}), "
-            f"each in 0..{len(devices) - 1} (the cluster's {job} tasks); got {given!r}."
+            f"expected 'auto', 'even' or one task index per stage ({num_stages}), each in "
+            f"0..{num_tasks - 1} (the cluster's tasks); got {given!r}."
         )
-    return [devices[i] for i in stages_on]
+    return list(stages_on)
+
+
+def stages_on_tasks(stages_on: str | Sequence[int], num_stages: int, job: str = WORKER):
+    """A placement from the task of each stage (`parse_stages_on`) on the connected
+    cluster's `job`: "auto", or one device per stage (`task_devices`)."""
+    devices = task_devices(job=job)
+    parsed = parse_stages_on(stages_on, num_stages, len(devices))
+    if parsed == "auto":
+        return "auto"
+    if parsed == "even":
+        return spread(devices, num_stages)
+    return [devices[i] for i in parsed]
 
 
 def task_error(error: Exception, devices: Sequence[str | None]) -> Exception:

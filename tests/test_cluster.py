@@ -163,17 +163,15 @@ def test_the_training_command_runs_its_stages_on_the_workers(workers, tmp_path):
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["engine"] == "pipeline"  # stages on 2 workers: the depth-parallel engine
     assert os.path.isdir(summary["export"])
-    bad = subprocess.run(
-        [sys.executable, "-m", "train.train", "--config", "train/configs/moving_digits.py:tiny"]
-        + ["--workdir", str(tmp_path / "bad"), "--cluster", workers.spec, "--stages_on", "0,2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=ENV,
-    )
-    assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: --stages_on: "), bad.stderr
+
+
+def test_stages_on_is_checked_against_the_cluster():
+    assert cluster.parse_stages_on("0,0,1", 3, 2) == [0, 0, 1]
+    assert cluster.parse_stages_on([1, 0], 2, 2) == [1, 0]
+    assert cluster.parse_stages_on("auto", 5, 2) == "auto"
+    for bad in ("0,2", "0,x,1", "0,1", "first"):
+        with pytest.raises(ValueError, match=r"one task index per stage \(3\), each in 0..1"):
+            cluster.parse_stages_on(bad, 3, 2)
 
 
 def test_an_unreachable_task_is_named():

@@ -106,13 +106,14 @@ def connect_cluster(config):
         spec = cluster.cluster_spec(spec)
     except ValueError as error:
         raise ConfigError(f"--cluster: {error}") from error
-    cluster.connect(spec)
-    try:
-        placement = cluster.stages_on_tasks(_STAGES_ON.value, config.model.num_stages)
+    tasks = len(spec.job_tasks(cluster.WORKER)) if cluster.WORKER in spec.jobs else 0
+    try:  # checked before waiting for the workers
+        cluster.parse_stages_on(_STAGES_ON.value, config.model.num_stages, tasks)
     except ValueError as error:
         raise ConfigError(f"--stages_on: {error}") from error
+    cluster.connect(spec)
     with config.unlocked():
-        config.placement = placement
+        config.placement = cluster.stages_on_tasks(_STAGES_ON.value, config.model.num_stages)
 
 
 def main(argv):
