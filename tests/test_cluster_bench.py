@@ -22,6 +22,10 @@ def raw_results():
         load_after=1.0,
         cross_process=[90.0, 80.0, 100.0],
         in_process=[100.0, 100.0, 100.0],
+        cross_process_gradients_s=[0.2, 0.3, 0.1],
+        in_process_gradients_s=[0.2, 0.2, 0.2],
+        cross_process_step_s=[0.3, 0.3, 0.3],
+        in_process_step_s=[0.25, 0.25, 0.25],
     )
     shape = [8, 4, 4, 16]  # 2048 floats: 8 KiB
     return dict(
@@ -56,6 +60,8 @@ def test_figures_follow_from_the_raw_results():
     assert figures["ratio"] == pytest.approx(0.9)  # median of 0.9, 0.8, 1.0
     assert figures["over_bp"] == pytest.approx(90.0 / 50.0)
     assert figures["placement"] == ["0", "0", "1"]
+    assert figures["parts_ms"]["cross_process_gradients"] == pytest.approx(200.0)
+    assert figures["parts_ms"]["in_process_step"] == pytest.approx(250.0)
     two, four = figures["predictions"]
     assert two["no_transfers"] == pytest.approx(2.0) and four["no_transfers"] == pytest.approx(4)
     # 4 machines: a middle machine pays two boundaries, 0.5 ms each per tick: 1 / 2 ms.

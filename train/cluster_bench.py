@@ -202,6 +202,7 @@ def pipelines(config, rounds: int) -> dict:
     chunk = remote.resolved_chunk(config.frames)
     data = tf.data.Dataset.from_tensors(batch).repeat()
     load = os.getloadavg()[0]
+    parts = step_parts({"cross_process": remote, "in_process": local}, batch, rounds)
     fps = fit_fps(
         {"cross_process": remote, "in_process": local},
         data,
@@ -221,7 +222,30 @@ def pipelines(config, rounds: int) -> dict:
         load_before=load,
         load_after=os.getloadavg()[0],
         **fps,
+        **parts,
     )
+
+
+def step_parts(models: dict, batch, rounds: int) -> dict:
+    """Seconds of each model's pseudo-gradients alone and of a whole train step on `batch`,
+    the models alternating, `rounds` times (after a warm-up each): where a step's time goes.
+    """
+    import tensorflow as tf
+
+    video, labels = (tf.constant(x) for x in batch)
+    times = {f"{name}_{part}_s": [] for name in models for part in ("gradients", "step")}
+    for model in models.values():
+        model.train_on_batch(video, labels)
+    for _ in range(rounds):
+        for name, model in models.items():
+            gradients = model._gradient_fns[model.mode]  # compute_gradients' traced function
+            start = time.perf_counter()
+            [g.numpy() for g in gradients(video, labels, None)[1]]
+            times[f"{name}_gradients_s"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            model.train_on_batch(video, labels)
+            times[f"{name}_step_s"].append(time.perf_counter() - start)
+    return times
 
 
 def _stage_output_shape(model, k: int, config) -> list:
@@ -338,6 +362,15 @@ def summarize(raw: dict) -> dict:
         bp_fps=bp,
         load=[r["load_before"] for r in runs],
         placement=[d.split("/")[-2].replace("task:", "") for d in last["placement"]],
+        parts_ms={
+            key: 1000 * median([x for r in runs for x in r[f"{key}_s"]])
+            for key in (
+                "cross_process_gradients",
+                "in_process_gradients",
+                "cross_process_step",
+                "in_process_step",
+            )
+        },
         boundary_shape=shape,
         boundary_kib=4 * _size(shape) / 1024,
         chunk=last["chunk"],
@@ -402,6 +435,10 @@ def section(raw: dict, figures: dict) -> str:
         in_fps=fmt(f["in_fps"]),
         cross_fps=fmt(f["cross_fps"]),
         bp_fps=fmt(f["bp_fps"]),
+        grads_cross=f"{f['parts_ms']['cross_process_gradients']:.0f}",
+        grads_in=f"{f['parts_ms']['in_process_gradients']:.0f}",
+        step_cross=f"{f['parts_ms']['cross_process_step']:.0f}",
+        step_in=f"{f['parts_ms']['in_process_step']:.0f}",
         boundary_shape="×".join(map(str, f["boundary_shape"])),
         boundary_kib=f"{f['boundary_kib']:.0f}",
         chunk=f["chunk"],
