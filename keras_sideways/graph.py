@@ -31,6 +31,7 @@ from keras_sideways.layers import stage_window
 
 VIDEO = -1  # the source a stage reads when it reads the video
 FULL_STASH = "full"
+AUTO = "auto"  # drain="auto": drain where the stash leaves no frame gap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +44,17 @@ class StageGraph:
         devices: per stage, the device it runs on (None: wherever TensorFlow puts it).
         windows: per stage, the frames it sees per tick (W > 1: a temporal stage).
         stash: per stage, how many past inputs it keeps, capped at its frame gap.
+        drain: whether a clip fills and drains the pipeline (docs/algorithm.md, "Fill and
+            drain"): the clip runs `tail_ticks` more ticks on its last frame so that
+            every frame reaches the top and every error the bottom, and the loss scores
+            each frame once (the primed frame 0 only as itself).
     """
 
     inputs: tuple
     devices: tuple
     windows: tuple
     stash: tuple
+    drain: bool = False
 
     def __post_init__(self):
         count = len(self.inputs)
@@ -67,16 +73,23 @@ class StageGraph:
         devices: Sequence[str | None] | None = None,
         windows: Sequence[int] | None = None,
         stash_depth: int | str | Sequence[int] = 0,
+        drain: bool | str = False,
+        stateful: bool = False,
     ) -> StageGraph:
         """Stage 0 reads the video, stage k reads stage k-1: what Sideways trains today.
 
-        `stash_depth` is `SidewaysModel`'s option, capped per stage (`stash_depths`).
+        `stash_depth` and `drain` are `SidewaysModel`'s options; the depth is capped per
+        stage (`stash_depths`), and `drain="auto"` drains where no frame gap is left and
+        the model does not stream (`stateful`).
         """
         inputs = tuple((k - 1,) if k else (VIDEO,) for k in range(num_stages))
         devices = tuple(devices or [None] * num_stages)
         windows = tuple(windows or [1] * num_stages)
         bare = cls(inputs, devices, windows, (0,) * num_stages)
-        return dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))
+        graph = dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))
+        if drain == AUTO:
+            drain = not stateful and not any(graph.gaps())
+        return dataclasses.replace(graph, drain=bool(drain))
 
     def check_supported(self) -> None:
         """Raises ValueError unless the graph is a chain, the one kind the engines run."""
@@ -227,38 +240,79 @@ class StageGraph:
         return [min(d, gap) for d, gap in zip(depths, gaps)]
 
     def first_valid_tick(self, k: int) -> int:
-        """The first tick after priming at which stage k receives an error born from a loss."""
-        return self.height(k)
+        """The first tick after priming at which stage k receives an error born from a
+        scored loss: L-1-k, or with `drain` (frame 0's loss scored at tick L-1 only)
+        2(L-1)-k."""
+        return self.height(k) + (self.latency if self.drain else 0)
 
     def valid_ticks(self, clip_length: int, k: int) -> int:
-        """Ticks of a primed clip in which stage k receives a valid error."""
+        """Ticks of a primed clip of `clip_length` frames in which stage k receives a
+        valid error (every frame's, with `drain`)."""
+        if self.drain:
+            return clip_length
         return max(clip_length - self.first_valid_tick(k), 0)
 
     def primed_ticks(self, clip_length: int, k: int) -> int:
-        """Of stage k's valid ticks, those whose error was born from frame 0 (the fill)."""
+        """Of stage k's valid ticks, those whose error was born from frame 0 (the fill);
+        with `drain` frame 0 is scored once, as every frame."""
+        if self.drain:
+            return min(1, clip_length)
         return min(self.latency + 1, self.valid_ticks(clip_length, k))
 
     def loss_frames(self, clip_length: int) -> int:
-        """Distinct frames a primed clip puts through Sideways' loss: 0 ... T-L."""
+        """Distinct frames a primed clip puts through Sideways' loss: 0 ... T-L, or every
+        frame with `drain`."""
+        if self.drain:
+            return clip_length
         return max(clip_length - self.latency - 1, 0) + 1
+
+    # ----------------------------------------------------------------- the drain
+    @property
+    def tail_ticks(self) -> int:
+        """Ticks a drained clip runs after its last frame entered: until that frame's
+        error has reached every stage, latency + the largest height (2(L-1) in a chain);
+        0 without `drain`."""
+        if not self.drain:
+            return 0
+        return self.latency + max(self.height(k) for k in range(self.num_stages))
+
+    def drained(self, video: tf.Tensor) -> tf.Tensor:
+        """`video` [batch, time, ...] as the pipeline runs it: with `drain`, its last frame
+        held for `tail_ticks` more ticks (no new frame enters); as it is otherwise."""
+        if not self.drain:
+            return video
+        last = video[:, -1:]
+        return tf.concat([video, tf.repeat(last, self.tail_ticks, axis=1)], axis=1)
+
+    def scored_ticks(self, time: tf.Tensor) -> tuple:
+        """(first, count): the ticks whose top output the loss scores, of a clip of `time`
+        frames: every tick, or with `drain` the ticks at which frames 0 ... T-1 reach
+        the top, L-1 ... T+L-2."""
+        return (self.latency if self.drain else 0), time
 
     def valid_error_ticks(self, ticks_before: tf.Tensor, time: tf.Tensor) -> list:
         """Per stage, how many of the next `time` ticks bring it an error born from a loss,
-        after `ticks_before` ticks since priming; int64 scalars, bottom first."""
+        after `ticks_before` ticks since priming; int64 scalars, bottom first. With
+        `drain`, `time` is the clip's frames, and every frame's error arrives: `time`."""
         ticks_before = tf.cast(ticks_before, tf.int64)
         time = tf.cast(time, tf.int64)
+        if self.drain:
+            return [time for _ in range(self.num_stages)]
         return [
             tf.clip_by_value(ticks_before + time - self.first_valid_tick(k), 0, time)
             for k in range(self.num_stages)
         ]
 
     def aligned_target_indices(self, time: tf.Tensor) -> tf.Tensor:
-        """For each tick t, the frame whose output reaches the top: max(t - L + 1, 0)."""
-        return tf.maximum(tf.range(time) - self.latency, 0)
+        """For each tick t, the frame whose output reaches the top: max(t - L + 1, 0)
+        (with `drain`, over the clip's `time` + `tail_ticks` ticks, at most T-1)."""
+        indices = tf.maximum(tf.range(time + self.tail_ticks) - self.latency, 0)
+        return tf.minimum(indices, time - 1) if self.drain else indices
 
     def align_targets(self, target: tf.Tensor, time: tf.Tensor) -> tf.Tensor:
         """The targets scored at each tick: clip labels [batch] as they are, per-frame
-        targets [batch, time, ...] from the frame that reached the top at that tick."""
+        targets [batch, time, ...] from the frame that reached the top at that tick
+        (with `drain`, [batch, time + tail_ticks, ...])."""
         if target.shape.rank == 1:
             return target
         return tf.gather(target, self.aligned_target_indices(time), axis=1)

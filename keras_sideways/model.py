@@ -10,11 +10,12 @@ import os
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_sideways import clips, delays, options, threads
 from keras_sideways import placement as placements
-from keras_sideways.engines import bp, pipeline, tick_layers, windows
+from keras_sideways.engines import batched, bp, pipeline, tick_layers, windows
 from keras_sideways.engines.buffers import PipelineBuffers
 from keras_sideways.graph import StageGraph
 from keras_sideways.placement import device_scope
@@ -66,14 +67,28 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             (data x depth, docs/distributed.md).
         stash_depth: Sideways mode's fidelity knob (docs/algorithm.md, "Stash depth"):
             stage k keeps its last D_k inputs and pairs each error with the input of the
-            frame it was born from when D_k covers its frame gap 2(L-1-k). 0 (the
-            default) is the paper's Sideways; "full" gives exact per-frame gradients,
-            pipelined; an int applies to every stage, a list of L ints to each.
+            frame it was born from when D_k covers its frame gap 2(L-1-k). "full" (the
+            default) gives exact per-frame gradients, pipelined; 0 is the paper's
+            Sideways; an int applies to every stage, a list of L ints to each.
         delay_warmup_steps: Sideways mode's delay-aware learning rate
             (docs/algorithm.md, "Delay-aware learning rate"; PipeMare's rescheduling):
             over the first N steps, stage k's update is scaled by (1 + g_k)^-(1 - t/N),
             g_k its frame gap after the stash, so the stages with the oldest errors
             start slow. 0 (the default) keeps the paper's uniform learning rate.
+        drain: fill and drain each clip (docs/algorithm.md, "Fill and drain"): the
+            pipeline runs 2(L-1) more ticks on the clip's last frame, so that every frame
+            reaches the top and every frame's error reaches the bottom, and the loss
+            scores each frame once (without it, a clip's last L-1 frames never reach the
+            loss and the primed frame 0 is scored L times). "auto" (the default) drains
+            when the stash leaves no frame gap (`stash_depth="full"`) and the model does
+            not stream: the pseudo-gradient is then BP's gradient, on any video, and the
+            batched passes compute it at BP's cost. The tick-by-tick loop pays the bubble,
+            (T + 2(L-1)) / T ticks per clip of T frames. True or False force it (not for
+            streams, `stateful=True`).
+
+        The defaults (`stash_depth="full"`, `drain="auto"`) train with BP's gradient,
+        pipelined; `SidewaysModel(stages, stash_depth=0)` is the paper's Sideways. Which
+        to use when, and what each costs: README.md, "Choosing the settings".
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
@@ -90,14 +105,16 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         stateful: bool = False,
         engine: str = "auto",
         placement: Sequence[str] | str | None = None,
-        stash_depth: int | str | Sequence[int] = 0,
+        stash_depth: int | str | Sequence[int] = "full",
         delay_warmup_steps: int = 0,
         pipeline_chunk: int | str = "auto",
+        drain: bool | str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
         stages = options.check_stages(stages)
         options.check_options(mode, stateful, engine)
+        self.drain = options.check_drain(drain, stateful)  # as given; `graph.drain` resolved
         placement = options.check_placement(placement, len(stages))
         self.stages = stages
         self.mode = mode
@@ -116,6 +133,8 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             self.replica_devices[0] if self.replica_devices else _listed(placement),
             options.check_windows(stages),
             stash_depth,
+            self.drain,
+            stateful,
         )
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
@@ -150,6 +169,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         placements.check_fits_strategy(self.devices, self.distribute_strategy, self.replica_devices)
         frame = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
         output_shapes = _build_stages(self.stages, frame, self.graph)
+        self._output_shapes = output_shapes  # per stage, per lane: `stash_bytes`
         if self.mode == "sideways":
             self._check_layers()  # again: stages may make their layers when built
         self.frame_shape = tuple(input_shape[2:])
@@ -184,6 +204,20 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         if self.replica_devices is None:
             return self.graph
         return self.graph.placed(self.replica_devices[placements.replica_index()])
+
+    def stash_bytes(self, batch: int | None = None) -> int:
+        """Bytes of the stages' stashed inputs for a batch of `batch` lanes (the built
+        batch by default): Σ_k D_k inputs of stage k, in the compute dtype. The tick-by-
+        tick loop keeps them (`PipelineBuffers.stashes`); the batched passes and blocks of
+        ticks keep the clip's activations instead, as BP does. 0 before `build`."""
+        if getattr(self, "_output_shapes", None) is None:
+            return 0
+        batch = batch or self.buffers.capacity
+        shapes = self.graph.input_shapes(self.frame_shape, self._output_shapes)
+        size = tf.as_dtype(self.compute_dtype).size
+        return sum(
+            depth * batch * size * int(np.prod(shape)) for depth, shape in zip(self.stash, shapes)
+        )
 
     def reset_pipeline(self) -> None:
         """Clears the pipeline buffers: the next Sideways step primes on its first frame."""
@@ -222,6 +256,8 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         in, for this model's `pipeline_chunk`, devices and this process's inter-op
         threads; None where it runs tick by tick."""
         keyed = not tick_layers.unkeyable_layers(self.stages)
+        if clip_length is not None:  # a drained clip runs its tail too
+            clip_length = batched.ticks_run(self.graph, self.stages, clip_length)
         placed = {d for d in self.devices if d is not None}
         workers = len(placed) if len(placed) > 1 else threads.inter_op_workers()
         return options.resolve_chunk(
@@ -295,6 +331,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             stash_depth=self.stash_depth,
             delay_warmup_steps=self.delay_warmup_steps,
             pipeline_chunk=self.pipeline_chunk,
+            drain=self.drain,
         )
         return config
 

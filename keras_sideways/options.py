@@ -74,6 +74,22 @@ def check_options(mode: str, stateful: bool, engine: str) -> None:
         )
 
 
+AUTO_DRAIN = "auto"
+
+
+def check_drain(drain, stateful: bool) -> bool | str:
+    """`drain`: True, False or "auto" (ValueError for another value, or True for a
+    stream, which has no clip end to drain at)."""
+    if drain != AUTO_DRAIN and not isinstance(drain, bool):
+        raise ValueError(f"drain must be True, False or 'auto'; got {drain!r}.")
+    if drain is True and stateful:
+        raise ValueError(
+            "drain=True fills and drains the pipeline at the end of every clip; a stream "
+            "(stateful=True) carries it on to the next batch instead. Use one or the other."
+        )
+    return drain
+
+
 def check_placement(placement, num_stages: int):
     """None, "auto", one visible device name per stage, or a list of such lists (one per
     replica of a tf.distribute strategy: data x depth); ValueError otherwise."""

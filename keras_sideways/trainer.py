@@ -241,7 +241,7 @@ class SidewaysTrainer:
     def _sideways_gradients(self, video, target, loss_fn, sample_weight) -> EngineResult:
         """Sideways mode's engine result: the batched passes (whole clips, or the
         pipeline's blocks of ticks), or the pipeline tick by tick."""
-        if not (self.stateful or self._warned_short_clip):
+        if not (self.stateful or self.graph.drain or self._warned_short_clip):  # drained: none
             self._warned_short_clip = clips.warn_if_too_short(video.shape[1], len(self.stages))
         whole = self.resolved_engine == "batched"
         chunk = None if whole else self.resolved_chunk(video.shape[1])

@@ -173,11 +173,14 @@ CLIP_LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 FRAME_LOSS = keras.losses.MeanSquaredError()
 
 
-def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
+def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None, drain=False):
     """docs/algorithm.md written plainly: a Python loop over ticks, one GradientTape per stage.
 
     Buffers are Python lists, swapped whole at the end of each tick. A stage's gradient
     is averaged over the ticks t >= L-1-k, the ones whose error was born from a loss.
+    With `drain`, the loop runs 2(L-1) more ticks on the last frame, the loss scores only
+    ticks L-1 ... T+L-2 (frames 0 ... T-1, once each), and each stage averages over the
+    T ticks whose errors were born from those.
     With `stash` (D_k per stage), stage k's backward pass runs at its input of tick
     t - D_k (the primed input before tick 0). A temporal stage of window W runs on its
     inputs of ticks t-W+1 .. t (the primed input before tick 0) and sends down the sum of
@@ -187,6 +190,10 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
     target = tf.constant(target)
     depth, time = len(stages), video.shape[1]
     stash = stash or [0] * depth
+    frames, ticks, first = time, time, 0  # frames of the clip, ticks run, first scored
+    if drain:
+        ticks, first = time + 2 * (depth - 1), depth - 1
+        video = tf.concat([video] + [video[:, -1:]] * (2 * (depth - 1)), axis=1)
     clip_labels = target.shape.rank == 1
     sizes = [ks.layers.stage_window(stage) for stage in stages]
 
@@ -205,7 +212,7 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
 
     sums = [[tf.zeros_like(v) for v in s.trainable_variables] for s in stages]
     counts = [0] * depth
-    for t in range(time):
+    for t in range(ticks):
         inputs = [video[:, t]] + activations
         new_activations, new_errors = [None] * (depth - 1), [None] * (depth - 1)
         for k, stage in enumerate(stages):
@@ -221,15 +228,17 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None):
                 tape.watch(paired)
                 out = stage(paired, training=True)
                 if k == depth - 1:
-                    y = target if clip_labels else target[:, max(t - depth + 1, 0)]
-                    loss = loss_fn(y, out)
+                    y = target if clip_labels else target[:, min(max(t - depth + 1, 0), frames - 1)]
+                    scored = first <= t < first + frames
+                    loss = loss_fn(y, out) * (1.0 if scored else 0.0)
             if k == depth - 1:
                 grads = tape.gradient(loss, [paired] + weights)
             else:
                 grads = tape.gradient(out, [paired] + weights, output_gradients=errors[k])
             if k > 0:
                 new_errors[k - 1] = grads[0] if sizes[k] == 1 else tf.reduce_sum(grads[0], 1)
-            if t >= depth - 1 - k:
+            born = t - (depth - 1 - k)  # the tick the top scored this error's loss at
+            if first <= born < first + frames:
                 counts[k] += 1
                 sums[k] = [s + g for s, g in zip(sums[k], grads[1:])]
         activations, errors = new_activations, new_errors
@@ -277,5 +286,7 @@ def engine_against_reference(
     stages = tiny_temporal_stages() if temporal else tiny_conv_stages(num_stages=5)
     model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth, **options)
     gradients = model.compute_gradients(video, target)
-    reference = reference_pseudo_gradients(stages, video, target, loss, stash=model.stash)
+    reference = reference_pseudo_gradients(
+        stages, video, target, loss, stash=model.stash, drain=model.graph.drain
+    )
     return model, gradients, reference

@@ -79,16 +79,21 @@ def test_temporal_stages_match_the_slow_reference(targets, stash_depth):
     assert_all_close(gradients, reference, model)
 
 
-@pytest.mark.parametrize("stash_depth", [0, "full"], ids=str)
+STASH_DRAIN = [(0, False), ("full", False), ("full", True)]
+
+
+@pytest.mark.parametrize("stash_depth, drain", STASH_DRAIN, ids=str)
 @pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_engines_agree_with_normalisation_and_dropout_in_padded_groups(kind, stash_depth):
+def test_engines_agree_with_normalisation_and_dropout_in_padded_groups(kind, stash_depth, drain):
     # Buffers of 2 lanes and a batch of 3: the pipeline runs a group of 2 and a padded
     # group of 1; batch norm normalises each tick over a group's real lanes, and dropout
-    # draws the masks of (step, tick, group), in both engines.
+    # draws the masks of (step, tick, group), in both engines (drained: the batched
+    # engine by frame, each frame with the masks of the tick it passed).
     stages = stages_with(kind)
     video = random_video(batch=3, time=6, seed=6)
-    fast = compiled_model(stages, engine="batched", stash_depth=stash_depth)
-    slow = compiled_model(stages, engine="pipeline", stash_depth=stash_depth)
+    options = dict(stash_depth=stash_depth, drain=drain)
+    fast = compiled_model(stages, engine="batched", **options)
+    slow = compiled_model(stages, engine="pipeline", **options)
     for model in (fast, slow):
         model.build((2, 6, 8, 8, 1))
     assert_all_close(

@@ -220,7 +220,7 @@ COMPARE_LINES = re.compile(
     r"|validation +bp +sideways"
     r"|\w+ +-?\d+\.\d{4} +-?\d+\.\d{4}"
     r"|\w+_(bp|sideways): .*; validation accuracy .*"
-    r"|  (threads|TensorBoard|checkpoints|SavedModel): +\S.*"
+    r"|  (settings|threads|TensorBoard|checkpoints|SavedModel): +\S.*"
     r"|Both runs on one chart: tensorboard --logdir \S+"
 )
 
@@ -450,6 +450,8 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("pipeline_chunk", "big", r"config.pipeline_chunk must be 'auto' or an int >= 1.*'big'"),
         ("pipeline_chunk", "0", r"config.pipeline_chunk must be 'auto' or an int >= 1.*got 0"),
         ({"pipeline_chunk": "4", "data.stream_chunks": 2}, None, "must be 1 or 'auto' then; got 4"),
+        ("drain", "maybe", r"config.drain must be True, False or 'auto'; got 'maybe'"),
+        ({"drain": "true", "data.stream_chunks": 2}, None, "drain=True fills and drains"),
     ],
 )
 def test_config_values_are_checked_where_they_enter(field, value, message):

@@ -91,6 +91,10 @@ def check_config(config) -> None:
     except ValueError as error:
         raise ConfigError(f"config.stash_depth: {error}") from None
     try:
+        options.check_drain(drain(config), config.mode == "sideways" and _stream_chunks(config) > 0)
+    except ValueError as error:
+        raise ConfigError(f"config.{error}") from None
+    try:
         delays.check_warmup_steps(config.get("delay_warmup_steps", 0))
     except ValueError as error:
         raise ConfigError(f"config.{error}") from None
@@ -305,6 +309,15 @@ def stash_depth(config):
     return int(depth) if isinstance(depth, str) and depth.isdigit() else depth
 
 
+def drain(config) -> bool | str:
+    """`config.drain` as SidewaysModel takes it: "auto" (when absent), or a bool (also
+    from the text "true"/"false")."""
+    value = config.get("drain", options.AUTO_DRAIN)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
 def pipeline_chunk(config) -> int | str:
     """`config.pipeline_chunk` ("auto" when absent) as SidewaysModel takes it."""
     chunk = config.get("pipeline_chunk", options.AUTO_CHUNK)
@@ -317,7 +330,8 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
     Adam runs at `config.learning_rate`; with the optional field `config.lr_decay_steps`
     (> 0), its learning rate decays to 0 along a cosine over that many steps. Optional:
     `config.model.temporal_window` and `temporal_shift` (a classifier that sees motion,
-    `models.vgg_classifier`), `config.stash_depth` (Sideways' stash, default 0),
+    `models.vgg_classifier`), `config.stash_depth` (Sideways' stash, default 0: the
+    paper's) and `config.drain` (default "auto"),
     `config.delay_warmup_steps` (the
     delay-aware learning rate, default 0: off), `config.precision` (the Keras dtype policy
     of the model, default "float32"; the global policy is left as it was), streaming (a
@@ -365,6 +379,7 @@ def _build_model(config, info: DataInfo) -> SidewaysModel:
         engine=config.engine,
         stateful=config.mode == "sideways" and _stream_chunks(config) > 0,
         stash_depth=stash_depth(config),
+        drain=drain(config),
         delay_warmup_steps=config.get("delay_warmup_steps", 0),
         pipeline_chunk=pipeline_chunk(config),
         placement=config.get("placement"),  # set by the training command's --cluster

@@ -36,6 +36,23 @@ def comparison_table(summaries: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def settings_text(settings: dict) -> str:
+    """Sideways' stash and drain in words, with their costs (`recipe._sideways_settings`)."""
+    stash = settings["stash"]
+    if settings["exact"]:
+        what = "full stash and drain (BP's gradient, pipelined)"
+    elif not any(stash):
+        what = "no stash (the paper's Sideways)" + (", drained" if settings["drain"] else "")
+    else:
+        what = f"stash {stash}" + (", drained" if settings["drain"] else "")
+    costs = []
+    if any(stash):
+        costs.append(f"stash {settings['stash_bytes'] / 2**20:.1f} MiB when run tick by tick")
+    if settings["drain"]:
+        costs.append(f"+{settings['tail_ticks']} ticks per clip of {settings['clip_length']}")
+    return what + (f"; {', '.join(costs)}" if costs else "")
+
+
 def summary_lines(summary: dict) -> list[str]:
     """The closing lines of a run: headline figures and where everything went."""
     scores = ", ".join(
@@ -47,8 +64,10 @@ def summary_lines(summary: dict) -> list[str]:
         how = how[:-1] + (", tick by tick)" if chunk is None else f", blocks of {chunk} ticks)")
     if summary.get("precision", "float32") != "float32":
         how = f"{how}, {summary['precision']}"
-    return [
-        f"{summary['name']}: {how}, {summary['epochs']} epochs; validation {scores}",
+    lines = [f"{summary['name']}: {how}, {summary['epochs']} epochs; validation {scores}"]
+    if summary.get("sideways"):
+        lines.append(f"  settings:     {settings_text(summary['sideways'])}")
+    return lines + [
         f"  threads:      {threads_text(summary['threads'])}",
         f"  TensorBoard:  tensorboard --logdir {summary['tensorboard']}",
         f"  checkpoints:  {summary['checkpoints']}",

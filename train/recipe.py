@@ -177,6 +177,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         engine=model.resolved_engine if config.mode == "sideways" else "bp",
         pipeline_chunk=_chunk_used(model, config),
         precision=model.dtype_policy.name,
+        sideways=_sideways_settings(model, config) if config.mode == "sideways" else None,
         task=info.task,
         epochs=config.epochs,
         threads=pools,
@@ -190,6 +191,19 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
+
+
+def _sideways_settings(model, config) -> dict:
+    """Sideways' stash and drain, and what they cost: the stash's bytes (kept by the
+    tick-by-tick loop) and the drain's extra ticks per clip."""
+    return dict(
+        stash=list(model.stash),
+        drain=model.graph.drain,
+        exact=model.graph.drain and not any(model.graph.gaps()),
+        stash_bytes=model.stash_bytes(),
+        tail_ticks=model.graph.tail_ticks,
+        clip_length=config.data.clip_length,
+    )
 
 
 def _log_text(log_dir: str, tag: str, text: str) -> None:

@@ -57,6 +57,32 @@ def delay_errors(g: tf.Tensor, before: tf.Tensor | None = None) -> tf.Tensor:
     return tf.concat([tf.zeros_like(g[:, :1]) if before is None else before, g[:, :-1]], axis=1)
 
 
+def runs_by_frame(graph: StageGraph, stages: Sequence[keras.layers.Layer]) -> bool:
+    """Whether a clip's pseudo-gradients are computed frame by frame: a drained clip with
+    no frame gap left (`stash_depth="full"`), per-frame stages and no batch norm.
+
+    Every error then meets the input of the frame it was born from, at the tick that
+    frame passed (docs/algorithm.md, "Fill and drain"): stage k's forward pass over the
+    frames of the clip is kept on its tape and its backward pass takes each frame's error
+    there, instead of recomputing the stashed inputs over the ticks of the drained clip.
+    The numbers are the tick-by-tick pipeline's (tested), at BP's cost. A temporal stage
+    sums its window's errors at one tick, and batch norm's statistics count every tick of
+    the drained clip: those run tick by tick (over the drained clip).
+    """
+    return (
+        graph.drain
+        and not any(graph.gaps())
+        and all(w == 1 for w in graph.windows)
+        and not tick_layers.TickLayers(stages).norms
+    )
+
+
+def ticks_run(graph: StageGraph, stages: Sequence[keras.layers.Layer], frames: int) -> int:
+    """The ticks the batched passes run for a clip of `frames` (its drained tail too,
+    unless they run by frame)."""
+    return frames + (0 if runs_by_frame(graph, stages) else graph.tail_ticks)
+
+
 def chunk_bounds(time: int | tf.Tensor, chunk: int | None) -> list[tuple]:
     """(first tick, ticks) of each chunk of `chunk` consecutive ticks, the last one
     shorter if `chunk` does not divide `time`; None: one chunk of every tick."""
@@ -92,27 +118,30 @@ def batched_sideways_gradients(
             f"length {video.shape[1]} and chunk {chunk!r}."
         )
     graph = graph or graphs.of_stages(stages)
+    frames = video.shape[1] or tf.shape(video)[1]  # the clip's; the pipeline runs it drained
     layers = tick_layers.TickLayers(stages)
     with layers.patched():
         blocks = _Blocks.of(stages, video, target, loss_fn, sample_weight, graph, layers)
+        blocks = dataclasses.replace(blocks, by_frame=runs_by_frame(graph, stages))
         blocks = dataclasses.replace(blocks, lanes=capacity or blocks.lanes)
         if chunk is not None:
             blocks = blocks.chunked(chunk)
         inputs, outputs, tapes, losses = _forward(stages, blocks)
         grads = _backward(blocks, inputs, outputs, tapes, losses)
         # Average each stage over its valid ticks (the 1/T of the loss becomes 1/count).
-        time = tf.shape(video)[1]
-        valid = graph.valid_error_ticks(tf.constant(0, tf.int64), time)
-        time_f = tf.cast(time, tf.float32)
+        valid = graph.valid_error_ticks(tf.constant(0, tf.int64), frames)
+        frames_f = tf.cast(frames, tf.float32)
         top = [clips.batch_to_frames(out, piece) for out, piece in zip(outputs[-1], blocks.pieces)]
+        top = top[0] if len(top) == 1 else tf.concat(top, axis=1)
+        first, count = blocks.scored
         return EngineResult(
             gradients=[
-                [g * (time_f / tf.cast(tf.maximum(count, 1), g.dtype)) for g in stage_grads]
+                [g * (frames_f / tf.cast(tf.maximum(count, 1), g.dtype)) for g in stage_grads]
                 for stage_grads, count in zip(grads, valid)
             ],
-            loss=tf.add_n(losses),
-            outputs=top[0] if len(top) == 1 else tf.concat(top, axis=1),
-            targets=blocks.aligned,
+            loss=tf.add_n([loss for loss in losses if loss is not None]),
+            outputs=top[:, first : first + count] if graph.drain else top,
+            targets=blocks.scored_targets(),
             valid_ticks=valid,
             statistics=[
                 (layer, mean, variance)
@@ -129,9 +158,10 @@ class _Blocks:
 
     graph: StageGraph
     layers: tick_layers.TickLayers
-    video: tf.Tensor
+    video: tf.Tensor  # as the pipeline runs it (`StageGraph.drained`)
     target: tf.Tensor
     aligned: tf.Tensor  # the targets scored at each tick
+    scored: tuple  # (first, count) of the ticks whose top output the loss scores
     loss_fn: LossFn
     sample_weight: tf.Tensor | None
     weights: list  # per stage, its trainable variables' values
@@ -139,23 +169,30 @@ class _Blocks:
     lanes: tf.Tensor | int  # lanes per group, as the pipeline runs them
     bounds: list  # (first tick, ticks) of each block
     pieces: list  # the video of each block, [batch, ticks, ...]
+    by_frame: bool = False  # rows are frames, each stage's at its tick (`runs_by_frame`)
 
     @classmethod
     def of(cls, stages, video, target, loss_fn, sample_weight, graph, layers) -> _Blocks:
-        """One block of the whole clip."""
-        time = tf.shape(video)[1]
+        """One block of the whole clip (drained, with `graph.drain`, unless by frame)."""
+        frames = video.shape[1] or tf.shape(video)[1]
+        if runs_by_frame(graph, stages):
+            aligned, scored = target, (0, frames)
+        else:
+            video = graph.drained(video)
+            aligned, scored = graph.align_targets(target, frames), graph.scored_ticks(frames)
         return cls(
             graph,
             layers,
             video,
             target,
-            graph.align_targets(target, time),
+            aligned,
+            scored,
             loss_fn,
             sample_weight,
             stage_weights(stages),
             layers.draw_seeds(),
             video.shape[0] or tf.shape(video)[0],
-            chunk_bounds(time, None),
+            chunk_bounds(video.shape[1] or tf.shape(video)[1], None),
             [video],
         )
 
@@ -172,15 +209,29 @@ class _Blocks:
         batch = tf.shape(self.video)[0]
         return tick_layers.ClipRows(self.seeds, batch, size, self.lanes, indices)
 
-    def loss(self, c: int, out: tf.Tensor) -> tf.Tensor:
-        """Block c's share of the mean over B*T tick losses (each error scaled by 1/T)."""
+    def loss(self, c: int, out: tf.Tensor) -> tf.Tensor | None:
+        """Block c's share of the mean over the B*T scored tick losses (each error scaled
+        by 1/T); None for a block with no scored tick (a drained clip's tail)."""
         start, size = self.bounds[c]
+        first, count = self.scored
+        low, high = start, start + size
+        if self.graph.drain:  # the ticks of the block that the loss scores
+            low, high = _bound(max, low, first), _bound(min, high, first + count)
+            if isinstance(high, int) and isinstance(low, int) and high <= low:
+                return None
+        frames = clips.batch_to_frames(out, self.pieces[c])[:, low - start : high - start]
         scored = self.aligned
         if self.target.shape.rank != 1:
-            scored = scored[:, start : start + size]
-        share = tf.cast(size, tf.float32) / tf.cast(tf.shape(self.video)[1], tf.float32)
-        frames = clips.batch_to_frames(out, self.pieces[c])
+            scored = scored[:, low:high]
+        share = tf.cast(high - low, tf.float32) / tf.cast(count, tf.float32)
         return frame_loss(self.loss_fn, scored, frames, self.sample_weight) * share
+
+    def scored_targets(self) -> tf.Tensor:
+        """The targets of the scored ticks, as the engine's outputs are returned."""
+        if self.target.shape.rank == 1 or not self.graph.drain:
+            return self.aligned
+        first, count = self.scored
+        return self.aligned[:, first : first + count]
 
 
 def _forward(stages, blocks: _Blocks) -> tuple:
@@ -197,10 +248,12 @@ def _forward(stages, blocks: _Blocks) -> tuple:
         outputs.append(out)
         tapes.append(tape)
         losses = loss if k == graph.top else losses
-        # The reader's input at tick t is this stage's output at t-1.
-        shifted[k] = [
-            shift_ticks(up, ups[c - 1][:, -1:] if c else None) for c, up in enumerate(ups)
-        ]
+        # The reader's input at tick t is this stage's output at t-1 (by frame: of its frame).
+        shifted[k] = (
+            ups
+            if blocks.by_frame
+            else [shift_ticks(up, ups[c - 1][:, -1:] if c else None) for c, up in enumerate(ups)]
+        )
     return inputs, outputs, tapes, losses
 
 
@@ -209,13 +262,16 @@ def _forward_block(blocks: _Blocks, k: int, stage, frames: list, c: int) -> tupl
     loss at the top or None)."""
     graph, layers = blocks.graph, blocks.layers
     depth, window, device = graph.stash[k], graph.windows[k], graph.devices[k]
+    lag = depth
+    if blocks.by_frame:  # the tape is the stash: row r is frame r, at tick r + depth(k)
+        depth, lag = 0, -graph.depth(k)
     tape = tf.GradientTape(watch_accessed_variables=False)
     with device_scope(device):
         if depth:
             with layers.rows(blocks.rows(c), record=True):  # what moves up; the tape sees the stash
                 up = stage(_stage_input(frames, blocks.bounds, c, window), training=True)
         x = _stage_input(frames, blocks.bounds, c, window, depth)
-    with device_scope(device), tape, layers.rows(blocks.rows(c, depth), record=not depth):
+    with device_scope(device), tape, layers.rows(blocks.rows(c, lag), record=not depth):
         tape.watch(blocks.weights[k])
         if not graph.reads_video(k):
             tape.watch(x)
@@ -237,10 +293,14 @@ def _backward(blocks: _Blocks, inputs, outputs, tapes, losses) -> list:
             first = graph.reads_video(k)
             sources = ([] if first else [inputs[k][c]]) + blocks.weights[k]
             with device_scope(graph.devices[k]):
-                if errors is None:
-                    g = tapes[k][c].gradient(losses[c], sources)
-                else:
-                    delayed = delay_errors(errors[c], errors[c - 1][:, -1:] if c else None)
+                if errors is None:  # the top: no gradient from a block the loss skips
+                    g = [None] * len(sources)
+                    if losses[c] is not None:
+                        g = tapes[k][c].gradient(losses[c], sources)
+                else:  # by frame, a frame's error meets that frame: no delay
+                    delayed = errors[c]
+                    if not blocks.by_frame:
+                        delayed = delay_errors(errors[c], errors[c - 1][:, -1:] if c else None)
                     g = tapes[k][c].gradient(
                         outputs[k][c], sources, output_gradients=clips.frames_to_batch(delayed)
                     )
@@ -253,6 +313,13 @@ def _backward(blocks: _Blocks, inputs, outputs, tapes, losses) -> list:
         input_grads[k] = below
         grads[k] = [tf.add_n(list(parts)) for parts in zip(*stage_grads)]
     return grads
+
+
+def _bound(pick, a, b):
+    """`pick` (max or min) of two ticks: a Python int when both are, else a tensor."""
+    if isinstance(a, int) and isinstance(b, int):
+        return pick(a, b)
+    return (tf.maximum if pick is max else tf.minimum)(a, b)
 
 
 def _stage_input(frames: list, bounds: list, c: int, window: int, lag: int = 0) -> tf.Tensor:

@@ -53,6 +53,8 @@ def _sideways_gradients(
     batch, time = tf.shape(video)[0], tf.shape(video)[1]
     capacity = buffers.capacity
     aligned = graph.align_targets(target, time)
+    first, count = graph.scored_ticks(time)  # with a drain, the tail runs on the last frame
+    video = graph.drained(video)
     ticks_before = buffers.ticks.value if stateful else tf.constant(0, tf.int64)
     step_seeds = None if stateful else layers.draw_seeds()  # a stream keeps its own
 
@@ -66,7 +68,10 @@ def _sideways_gradients(
 
         def tick_loss(t, out):
             scored = targets if targets.shape.rank == 1 else targets[:, t]
-            return loss_fn(scored, out[:lanes], weights) * share
+            loss = loss_fn(scored, out[:lanes], weights) * share
+            if graph.drain:  # the fill's primed frame 0 and the tail are not scored
+                loss = loss * tf.cast((t >= first) & (t < first + count), loss.dtype)
+            return loss
 
         if stateful:
             seeds = tf.cond(
@@ -91,7 +96,10 @@ def _sideways_gradients(
     valid = graph.valid_error_ticks(ticks_before, time)
     top_shape = pipeline.output_spec(stages, graph, buffers.activations).shape[1:]
     outputs.set_shape([video.shape[0], video.shape[1], *top_shape])
+    if graph.drain:
+        outputs, aligned = outputs[:, first : first + count], _scored(aligned, first, count)
     time_f = tf.cast(time, tf.float32)
+    ticks_f = tf.cast(tf.shape(video)[1], tf.float32)  # the statistics' ticks, the tail's too
     return EngineResult(
         gradients=[
             [s / tf.cast(tf.maximum(count, 1), s.dtype) for s in stage_sums]
@@ -102,10 +110,15 @@ def _sideways_gradients(
         targets=aligned,
         valid_ticks=valid,
         statistics=[
-            (layer, mean / time_f, variance / time_f)
+            (layer, mean / ticks_f, variance / ticks_f)
             for layer, (mean, variance) in zip(layers.recording_norms(), statistics)
         ],
     )
+
+
+def _scored(aligned: tf.Tensor, first, count) -> tf.Tensor:
+    """The targets of the scored ticks (clip labels as they are)."""
+    return aligned if aligned.shape.rank == 1 else aligned[:, first : first + count]
 
 
 def _summed(a: tuple, b: tuple) -> tuple:

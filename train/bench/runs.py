@@ -51,18 +51,28 @@ if TYPE_CHECKING:
 
     from keras_sideways import SidewaysModel
 
+PAPER = dict(mode="sideways", stash_depth=0)  # the paper's Sideways: no stash, no drain
 CONTENDERS = {
     "bp": dict(mode="bp"),
-    "sideways_batched": dict(mode="sideways", engine="batched"),
+    "sideways_batched": dict(PAPER, engine="batched"),
     # Blocks of ticks, "auto" (the engine's default), and its tick-by-tick loop.
-    "sideways_pipeline": dict(mode="sideways", engine="pipeline"),
-    "sideways_pipeline_ticks": dict(mode="sideways", engine="pipeline", pipeline_chunk=1),
+    "sideways_pipeline": dict(PAPER, engine="pipeline"),
+    "sideways_pipeline_ticks": dict(PAPER, engine="pipeline", pipeline_chunk=1),
+    # SidewaysModel's defaults (a full stash and the drain: BP's gradient, pipelined), in
+    # blocks (frame by frame, on the tape) and tick by tick (the drain's bubble, the
+    # stash's second forward pass, memory flat in the clip).
+    "exact_pipeline": dict(mode="sideways", engine="pipeline"),
+    "exact_pipeline_ticks": dict(mode="sideways", engine="pipeline", pipeline_chunk=1),
 }
 # Memory also measures the streaming pipeline (stateful: tick by tick, chunks of a long
 # clip), with and without a full stash (docs/algorithm.md, "Stash depth").
 MEMORY_CONTENDERS = {
-    **{name: CONTENDERS[name] for name in ("bp", "sideways_batched", "sideways_pipeline")},
-    "sideways_pipeline_stream": dict(mode="sideways", engine="pipeline", stateful=True),
+    **{
+        name: CONTENDERS[name]
+        for name in ("bp", "sideways_batched", "sideways_pipeline", "exact_pipeline")
+    },
+    "exact_pipeline_ticks": CONTENDERS["exact_pipeline_ticks"],
+    "sideways_pipeline_stream": dict(PAPER, engine="pipeline", stateful=True),
     "sideways_pipeline_stream_full_stash": dict(
         mode="sideways", engine="pipeline", stateful=True, stash_depth="full"
     ),
@@ -96,7 +106,7 @@ def contender_options(name: str) -> dict:
     the pipeline in blocks of C ticks."""
     if name.startswith(CHUNK_PREFIX):
         chunk = int(name[len(CHUNK_PREFIX) :])
-        return dict(mode="sideways", engine="pipeline", pipeline_chunk=chunk)
+        return dict(PAPER, engine="pipeline", pipeline_chunk=chunk)
     return {**CONTENDERS, **MEMORY_CONTENDERS}[name]
 
 

@@ -4,7 +4,9 @@
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_bp \
         --config.mode=bp --config.data.temporal_stride=2
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_stream \
-        --config.data.stream_chunks=4 --config.stash_depth=full   # streamed, with a stash
+        --config.data.stream_chunks=4   # streamed, with a stash (no drain: a stream has no end)
+    python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_paper \
+        --config.stash_depth=0   # the paper's Sideways
     python -m train.train --config train/configs/moving_digits.py --workdir runs/digits_bf16 \
         --config.precision=mixed_bfloat16   # bfloat16 compute, float32 weights (README)
     python -m train.train --config train/configs/moving_digits.py:tiny --workdir /tmp/smoke
@@ -26,7 +28,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.mode = "sideways"  # or "bp"
     config.engine = "pipeline"  # Sideways' depth-parallel engine: faster here (docstring)
     config.pipeline_chunk = "auto"  # its ticks per block: "auto", or 1 (tick by tick), 2, ...
-    config.stash_depth = "0"  # Sideways' stash depth: "0" (the paper's), "2", ..., "full" (README)
+    # Sideways' settings (README, "Choosing the settings"): the defaults, a full stash and the
+    # drain, train with BP's gradient, pipelined; stash_depth "0" with drain "auto" is the
+    # paper's Sideways.
+    config.stash_depth = "full"  # "full", or a depth: "0" (the paper's), "2", ...
+    config.drain = "auto"  # fill and drain every clip: "auto" (where no frame gap is left),
+    # "true" or "false"
     config.delay_warmup_steps = 0  # Sideways' delay-aware learning rate: steps (0: off; README)
     config.precision = "float32"  # or "mixed_bfloat16", "mixed_float16" (README)
     config.threads = "auto"  # TensorFlow's "inter,intra" op threads, e.g. "2,1"; "0,0": defaults

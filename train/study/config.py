@@ -72,9 +72,23 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # Experiment 6, the fixes: Sideways with a stash, streamed, or with the delay-aware
     # learning rate, against the same BP runs.
     config.fix_stashes = ("2", "full")  # stash depths tried ("full", or an int as text)
+    # ... and tried again with the pipeline filled and drained at every clip ("full" with
+    # the drain is SidewaysModel's default: BP's gradient, pipelined).
+    config.fix_drains = ("0", "full")
+    # At a constant learning rate (Adam at learning_rate, no decay), the paper's Sideways
+    # and the default, each beside BP at that rate, at fix points of these strides.
+    config.fix_constant_rate = True
+    config.constant_rate_strides = (1, 2)
     config.fix_stream_chunks = 4  # streamed: videos this many clips long (0: not tried)
     # Fixes whose gaps are far wider than the seed spread run for `few_seeds` only.
-    config.few_seed_fixes = ("stash 2", "streamed ×4")
+    config.few_seed_fixes = (
+        "stash 2",
+        "streamed ×4",
+        "stash 0 + drain",
+        "stash full + drain",
+        "constant rate",
+        "constant rate, stash full + drain",
+    )
     config.few_seeds = (0, 1, 2)
     config.fix_delay_warmups = (128,)  # delay_warmup_steps tried (a third of a run's steps)
     config.fix_strides = (1, 2, 4, 8)  # where, at num_stages ...
@@ -108,6 +122,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.fidelity_every = 32
         config.recon_epochs = 8
         config.fix_stashes = ("full",)
+        config.fix_drains = ("full",)
         config.fix_delay_warmups = (64,)
         config.fix_strides = (1, 2)
         config.fix_depths = ()
@@ -141,6 +156,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.recon_epochs = 1
         config.recon_batch_size = 4
         config.fix_stashes = ("full",)
+        config.fix_drains = ("full",)
+        config.constant_rate_strides = (1,)
         config.fix_stream_chunks = 2
         config.fix_delay_warmups = (1,)
         config.fix_strides = (1,)
@@ -185,9 +202,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         _fail("video_size", "sides that are multiples of 4 (encoder_decoder)", config.video_size)
     if set(config.videos) - set(SAMPLE_VIDEOS):
         _fail("videos", f"names among {SAMPLE_VIDEOS}", config.videos)
-    for depth in _values(config.fix_stashes):
-        if depth != "full" and not str(depth).isdigit():
-            _fail("fix_stashes", "stash depths 'full' or whole numbers as text", depth)
+    for field in ("fix_stashes", "fix_drains"):
+        for depth in _values(config[field]):
+            if depth != "full" and not str(depth).isdigit():
+                _fail(field, "stash depths 'full' or whole numbers as text", depth)
     for steps in _values(config.fix_delay_warmups):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             _fail("fix_delay_warmups", "step counts >= 1", config.fix_delay_warmups)
@@ -287,6 +305,18 @@ def fixes(settings: Settings) -> list[tuple[str, dict]]:
     """The Sideways variants of experiment 6: (name, training-config fields), in run order."""
     # The depth stays text, as the training config takes it (`train.builders.stash_depth`).
     chosen = [(f"stash {d}", dict(stash_depth=d)) for d in settings["fix_stashes"]]
+    chosen += [  # absent from older study.json
+        (f"stash {d} + drain", dict(stash_depth=d, drain=True))
+        for d in settings.get("fix_drains", ())
+    ]
+    if settings.get("fix_constant_rate"):
+        chosen += [
+            (CONSTANT_RATE, dict(constant_rate=True)),
+            (
+                "constant rate, stash full + drain",
+                dict(constant_rate=True, stash_depth="full", drain=True),
+            ),
+        ]
     chosen += [
         (f"delay warm-up {n}", dict(delay_warmup_steps=n))
         for n in settings.get("fix_delay_warmups", ())  # absent from older study.json
@@ -301,9 +331,26 @@ def fixes(settings: Settings) -> list[tuple[str, dict]]:
     return chosen
 
 
+CONSTANT_RATE = "constant rate"  # the fix whose BP runs are every constant-rate fix's baseline
+
+
 def fix_modes(fields: dict) -> tuple[str, ...]:
-    """The modes a fix is run in: streaming changes the data, so BP is run on it too."""
-    return MODES if "stream_chunks" in fields else ("sideways",)
+    """The modes a fix is run in: streaming changes the data, and a constant rate the
+    optimizer, so BP is run with them too (once per point and seed for the constant rate:
+    with the fix "constant rate", the paper's Sideways at that rate)."""
+    constant = "constant_rate" in fields and "stash_depth" not in fields
+    return MODES if "stream_chunks" in fields or constant else ("sideways",)
+
+
+def fix_baseline(name: str, fields: dict) -> str:
+    """The fix whose BP runs a fix is compared with: its own, or for a constant rate the
+    fix "constant rate"'s."""
+    return CONSTANT_RATE if "constant_rate" in fields else name
+
+
+def fix_runs_at(settings: Settings, fields: dict, point: Point) -> bool:
+    """Whether a fix is tried at `point`: a constant rate only at `constant_rate_strides`."""
+    return "constant_rate" not in fields or point.stride in settings["constant_rate_strides"]
 
 
 def fix_points(settings: Settings) -> list[Point]:

@@ -107,14 +107,25 @@ def _stash_depth(plt, fixes: dict):
     for key, row in fixes["points"].items():
         stride, stages = key.split("/")
         columns = ["sideways" if d == "0" else f"stash {d}" for d in depths]
-        gaps.plot(
+        (line,) = gaps.plot(
             range(len(depths)),
             [row[c]["gap"] for c in columns],
             marker="o",
             label=f"stride {stride}, {stages} stages",
         )
+        drained = [(j, f"stash {d} + drain") for j, d in enumerate(depths)]
+        drained = [(j, c) for j, c in drained if c in row]
+        if drained:  # the same depths with the drain, dashed (their memory is the same)
+            gaps.plot(
+                [j for j, _ in drained],
+                [row[c]["gap"] for _, c in drained],
+                marker="s",
+                linestyle="--",
+                color=line.get_color(),
+            )
     gaps.axhline(0.0, color="grey", linewidth=0.8)
     gaps.set_ylabel("Sideways − BP, test accuracy (points)")
+    gaps.set_title("solid: no drain; dashed: with the drain", fontsize=8)
     for ax in (gaps, sizes):
         ax.set_xticks(range(len(depths)))
         ax.set_xticklabels(depths)

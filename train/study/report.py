@@ -411,6 +411,7 @@ def _fixes(page: _Page) -> dict:
         fix_rows=page.each("fix_row", rows),
         fix_recon=page.each("fix_recon_item", recon),
         fix_names=listing(names),
+        constant_rate_strides=listing(page.s.get("constant_rate_strides") or ["(none)"]),
     )
     return dict(fixes_section=section)
 

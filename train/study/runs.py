@@ -42,6 +42,7 @@ from train.study.config import (
     control_points,
     fix_modes,
     fix_points,
+    fix_runs_at,
     fixes,
     realtime_seeds,
 )
@@ -81,7 +82,9 @@ def classification_config(
             seed=seed,
             epochs=point.epochs,
             learning_rate=settings["learning_rate"],
-            lr_decay_steps=point.epochs * -(-num_clips // batch_size),
+            lr_decay_steps=0
+            if (fix or {}).get("constant_rate")
+            else point.epochs * -(-num_clips // batch_size),
             data=dict(
                 name="moving_digits",
                 clip_length=point.clip_length,
@@ -99,7 +102,8 @@ def classification_config(
                 stream_chunks=(fix or {}).get("stream_chunks", 0),
             ),
             model=dict(name="vgg", num_stages=point.num_stages, width=settings["width"]),
-            stash_depth=(fix or {}).get("stash_depth", 0),
+            stash_depth=(fix or {}).get("stash_depth", 0),  # 0: the paper's Sideways
+            drain=(fix or {}).get("drain", False),
             delay_warmup_steps=(fix or {}).get("delay_warmup_steps", 0),
         )
     )
@@ -221,7 +225,8 @@ def reconstruction_config(
                 num_stages=settings["recon_stages"],
                 width=settings["recon_width"],
             ),
-            stash_depth=(fix or {}).get("stash_depth", 0),
+            stash_depth=(fix or {}).get("stash_depth", 0),  # 0: the paper's Sideways
+            drain=(fix or {}).get("drain", False),
             delay_warmup_steps=(fix or {}).get("delay_warmup_steps", 0),
         )
     )
@@ -380,6 +385,7 @@ def motion_config(
     module = importlib.import_module(f"train.configs.{task}")
     config = module.get_config("tiny" if settings["name"] == "tiny" else "")
     config.mode, config.seed, config.verbose = mode, seed, 0
+    config.stash_depth, config.drain = "0", "false"  # the paper's Sideways, as in every section
     if settings["motion_epochs"]:
         config.epochs = settings["motion_epochs"]
     if model == "per-frame":  # the same model without its temporal layers
@@ -522,6 +528,8 @@ def _plan(settings: Settings, done: list[dict] | None = None) -> list[tuple[str,
     for seed in settings["seeds"]:
         for point in fix_points(settings):
             for fix in fixes(settings):
+                if not fix_runs_at(settings, fix[1], point):
+                    continue
                 for mode in fix_modes(fix[1]):
                     run = lambda clips, shown, m=mode, s=seed, p=point, f=fix: (  # noqa: E731
                         classification_run(settings, m, s, p, f)

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from train.study.config import MODES, MOTION_MODELS, Point, fix_modes, fix_points, fixes
+from train.study.config import (
+    MODES,
+    MOTION_MODELS,
+    Point,
+    fix_baseline,
+    fix_modes,
+    fix_points,
+    fixes,
+)
 
 ACCURACY_TOLERANCE = 1.0  # points: the aim for stride 1
 MSE_TOLERANCE = 0.10  # relative: the aim for the reconstruction
@@ -256,8 +264,8 @@ def summarize_fixes(runs: list[dict], settings: dict) -> dict:
         row = {"bp": dict(accuracy=mean_std(list(bp.values())))}
         variants = [("sideways", "classification", "sideways", None, bp)]
         for name, fields in fixes(s):
-            fix_bp = accuracies("fix", "bp", point, name) if "bp" in fix_modes(fields) else {}
-            if fix_bp:  # the fix changes the data: BP on the same data is its baseline
+            fix_bp = accuracies("fix", "bp", point, fix_baseline(name, fields))
+            if "bp" in fix_modes(fields):  # it changes the data or rate: BP's is its baseline
                 variants.append((f"BP, {name}", "fix", "bp", name, bp))
             variants.append((name, "fix", "sideways", name, fix_bp or bp))
         for label, experiment, mode, fix, baseline in variants:
