@@ -11,12 +11,14 @@ See docs/algorithm.md and README.md. The public names:
   a causal window of their recent inputs.
 - `models`: reference models cut into stages; `data`: video datasets (tf.data), loaded
   on first use so that `import keras_sideways` does not pay for tensorflow-datasets.
+- `cluster`: stages on other processes and machines (TensorFlow's distributed runtime):
+  `connect` to a cluster, `serve` a worker, `task_devices` to place stages on.
 - `engines`: the gradient computations (bp, pipeline, batched) and the tick arithmetic.
 """
 
 import importlib
 
-from keras_sideways import callbacks, engines, layers, models
+from keras_sideways import callbacks, cluster, engines, layers, models
 from keras_sideways.export import export_saved_model
 from keras_sideways.model import ENGINES, MODES, CheckpointError, SidewaysModel
 
@@ -27,6 +29,7 @@ __all__ = [
     "MODES",
     "SidewaysModel",
     "callbacks",
+    "cluster",
     "data",
     "engines",
     "export_saved_model",

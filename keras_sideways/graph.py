@@ -14,8 +14,8 @@ The two next capabilities plug in here:
   `output_errors` and the clock's `depth`/`height` are written for that case; the engines
   would then merge a stage's several inputs (and the pipeline keep a delay line per edge
   that skips ticks), which is not built.
-- remote stages: `devices[k]` names a device of another task
-  ("/job:worker/task:1/device:GPU:0"); every engine already runs stage k under
+- remote stages (built: `keras_sideways.cluster`): `devices[k]` names a device of another
+  task ("/job:worker/task:1/device:GPU:0"); every engine runs stage k under
   `device_scope(devices[k])`, and `tasks` says which stages leave this one.
 """
 

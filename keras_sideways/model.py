@@ -60,7 +60,11 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             Dropout always run so. The pseudo-gradients are the same for every value.
         placement: the device of each stage, e.g. ["/GPU:0", "/GPU:0", "/GPU:1",
             "/GPU:1"], or "auto" to balance measured stage costs over the visible
-            devices (GPUs/TPUs, else CPUs); None leaves placement to TensorFlow.
+            devices (GPUs/TPUs, else CPUs); None leaves placement to TensorFlow. Devices
+            of other tasks ("/job:worker/replica:0/task:1/device:GPU:0") once connected
+            to a cluster (`keras_sideways.cluster`). Under a tf.distribute strategy of R
+            replicas, a list of R such lists: replica r runs its stages on its own list
+            (data x depth, docs/distributed.md).
         stash_depth: Sideways mode's fidelity knob (docs/algorithm.md, "Stash depth"):
             stage k keeps its last D_k inputs and pairs each error with the input of the
             frame it was born from when D_k covers its frame gap 2(L-1-k). "full" (the
@@ -120,9 +124,13 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         self.stash_depth = stash_depth
         # How the stages connect, where each runs, its window and stash: the one object
         # the engines, buffers and export read (devices set by "auto" placement in build).
+        # A placement per replica (data x depth): the graph holds replica 0's devices.
+        self.replica_devices = None
+        if isinstance(placement, list) and not isinstance(placement[0], str):
+            self.replica_devices = placement
         self.graph = StageGraph.chain(
             len(stages),
-            placement if isinstance(placement, list) else None,
+            self.replica_devices[0] if self.replica_devices else _listed(placement),
             options.check_windows(stages),
             stash_depth,
             self.drain,
@@ -130,6 +138,12 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         )
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
+        if self.replica_devices is not None and (stateful or pipeline_chunk == 1):
+            raise ValueError(
+                "A placement per replica (data x depth) runs clips in blocks of ticks: it "
+                "cannot stream (stateful=True) or run tick by tick (pipeline_chunk=1); got "
+                f"stateful={stateful}, pipeline_chunk={pipeline_chunk!r}."
+            )
         self.buffers: PipelineBuffers | None = None
         self.frame_shape: tuple | None = None  # set by build
         if mode == "sideways":
@@ -152,7 +166,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         if self.placement == "auto":
             sample = tf.random.uniform((batch, *input_shape[2:]), seed=0)
             self.graph = self.graph.placed(placements.auto_placement(self.stages, sample))
-        placements.check_fits_strategy(self.devices, self.distribute_strategy)
+        placements.check_fits_strategy(self.devices, self.distribute_strategy, self.replica_devices)
         frame = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
         output_shapes = _build_stages(self.stages, frame, self.graph)
         self._output_shapes = output_shapes  # per stage, per lane: `stash_bytes`
@@ -184,6 +198,13 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
     stash = property(lambda self: list(self.graph.stash))
     windows = property(lambda self: list(self.graph.windows))
 
+    def replica_graph(self) -> StageGraph:
+        """The stage graph of the tf.distribute replica tracing the step: `graph` on the
+        replica's own devices under a placement per replica, else `graph` itself."""
+        if self.replica_devices is None:
+            return self.graph
+        return self.graph.placed(self.replica_devices[placements.replica_index()])
+
     def stash_bytes(self, batch: int | None = None) -> int:
         """Bytes of the stages' stashed inputs for a batch of `batch` lanes (the built
         batch by default): Σ_k D_k inputs of stage k, in the compute dtype. The tick-by-
@@ -207,7 +228,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
     def call(self, video, training=None):
         """Per-frame outputs [batch, time, ...]: every frame through every stage."""
         clips.check_video(video)
-        return bp.frame_outputs(self.stages, video, training, self.graph)
+        return bp.frame_outputs(self.stages, video, training, self.replica_graph())
 
     def pipelined_call(self, video, training=None):
         """The pipeline's output at every tick, [batch, time, ...], for a clip primed afresh.
@@ -319,6 +340,11 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         config = dict(config)
         stages = [keras.saving.deserialize_keras_object(s) for s in config.pop("stages")]
         return cls(stages, **config)
+
+
+def _listed(placement):
+    """A flat placement as given, else None ("auto" or None: set in build)."""
+    return placement if isinstance(placement, list) else None
 
 
 def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[tuple]:

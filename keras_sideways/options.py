@@ -91,14 +91,18 @@ def check_drain(drain, stateful: bool) -> bool | str:
 
 
 def check_placement(placement, num_stages: int):
-    """None, "auto", or one visible device name per stage (ValueError otherwise)."""
+    """None, "auto", one visible device name per stage, or a list of such lists (one per
+    replica of a tf.distribute strategy: data x depth); ValueError otherwise."""
     if placement is None or placement == "auto":
         return placement
     if isinstance(placement, str):
         raise ValueError(
-            f"placement must be a list of device names (one per stage) or 'auto'; "
-            f"got {placement!r}."
+            f"placement must be a list of device names (one per stage), a list of such "
+            f"lists (one per replica) or 'auto'; got {placement!r}."
         )
+    placement = list(placement)
+    if placement and all(not isinstance(p, str) for p in placement):
+        return [placements.check_placement(p, num_stages) for p in placement]
     return placements.check_placement(placement, num_stages)
 
 

@@ -18,12 +18,24 @@ from keras_sideways.engines import tick_layers
 
 
 def visible_devices() -> list:
-    """The devices stages may go to: the GPUs (or TPUs) if any, else the CPUs."""
+    """The devices stages may go to: the GPUs (or TPUs) if any, else the CPUs.
+
+    In a process connected to a cluster (`keras_sideways.cluster.connect`), the devices
+    of the cluster's tasks, not this client's own.
+    """
     for kind in ("TPU", "GPU", "CPU"):
-        devices = tf.config.list_logical_devices(kind)
-        if devices:
-            return [d.name for d in devices]
+        devices = [d.name for d in tf.config.list_logical_devices(kind)]
+        remote = [d for d in devices if _job(d) != LOCAL_JOB]
+        if remote or devices:
+            return remote or devices
     return ["/CPU:0"]
+
+
+LOCAL_JOB = "localhost"  # the job of this process's own devices, connected or not
+
+
+def _job(device: str) -> str:
+    return tf.DeviceSpec.from_string(device).job or LOCAL_JOB
 
 
 def check_placement(placement: Sequence[str], num_stages: int) -> list:
@@ -38,13 +50,21 @@ def check_placement(placement: Sequence[str], num_stages: int) -> list:
     specs = [tf.DeviceSpec.from_string(n) for n in names]
     for device in placement:
         spec = tf.DeviceSpec.from_string(device)
+        # A device of another task ("/job:worker/task:1/device:CPU:0") must be one of the
+        # connected cluster's; one without a job is this process's.
         if not any(
             s.device_type == (spec.device_type or "").upper()
             and s.device_index == (spec.device_index or 0)
+            and (s.job or LOCAL_JOB) == (spec.job or LOCAL_JOB)
+            and (s.task or 0) == (spec.task or 0)
             for s in specs
         ):
+            hint = ""
+            if (spec.job or LOCAL_JOB) != LOCAL_JOB:
+                hint = " (a device of another task needs keras_sideways.cluster.connect first)"
             raise ValueError(
-                f"Unknown device {device!r} in placement; visible devices: {', '.join(names)}."
+                f"Unknown device {device!r} in placement{hint}; visible devices: "
+                f"{', '.join(names)}."
             )
     return placement
 
@@ -158,16 +178,66 @@ def _fresh_copy(stage: keras.layers.Layer) -> keras.layers.Layer:
         return stage
 
 
-def check_fits_strategy(devices, strategy) -> None:
-    """Refuses stage placement over several devices under a multi-replica strategy."""
+def check_fits_strategy(devices, strategy, replica_devices=None) -> None:
+    """Checks stage placement against a tf.distribute strategy's replicas.
+
+    `replica_devices` (a placement per replica, or None) must give each of the strategy's
+    replicas its own placement; without it, stages spread over several devices are refused
+    under several replicas, as are replica placements without a strategy of as many.
+    """
     count = strategy.num_replicas_in_sync
+    if replica_devices is not None:
+        if len(replica_devices) != count:
+            raise ValueError(
+                f"A placement per replica ({len(replica_devices)} replicas: "
+                f"{replica_devices}) needs a tf.distribute strategy with as many replicas "
+                f"(data x depth: build the model in the scope of e.g. "
+                f"tf.distribute.MirroredStrategy over each replica's first device); the "
+                f"strategy has {count}."
+            )
+        return
     spread = sorted({d for d in devices if d is not None})
     if count > 1 and len(spread) > 1:
         raise ValueError(
             f"Stage placement over several devices ({', '.join(spread)}) cannot be "
-            f"combined with a {count}-replica tf.distribute strategy: each replica "
-            "runs on the one device the strategy gives it, so tf.distribute cannot "
-            "place its stages elsewhere. Use placement=None under the strategy (data "
+            f"combined with a {count}-replica tf.distribute strategy as one list: give "
+            f"each replica its own devices, a list of {count} placements (data x depth, "
+            "docs/distributed.md), or use placement=None under the strategy (data "
             "parallelism; engine='pipeline' still runs stages concurrently on a "
             "replica's device), or placement without a strategy (depth parallelism)."
         )
+
+
+def replica_placements(devices: Sequence[str], replicas: int, num_stages: int) -> list:
+    """R placements (data x depth): the devices cut into `replicas` equal groups, each
+    replica's stages in consecutive near-equal blocks over its group.
+
+    Raises:
+        ValueError: unless the devices split evenly into at least one per replica.
+    """
+    devices = list(devices)
+    if replicas < 1 or len(devices) % replicas:
+        raise ValueError(
+            f"{len(devices)} devices ({', '.join(devices)}) do not split into {replicas} equal "
+            "groups, one per replica."
+        )
+    size = len(devices) // replicas
+    groups = [devices[r * size : (r + 1) * size] for r in range(replicas)]
+    return [[group[k * size // num_stages] for k in range(num_stages)] for group in groups]
+
+
+def replica_index() -> int:
+    """The index of the tf.distribute replica tracing this code (0 outside a strategy).
+
+    Raises ValueError where the strategy gives no index known while tracing (TPUStrategy).
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0
+    index = tf.get_static_value(context.replica_id_in_sync_group)
+    if index is None:
+        raise ValueError(
+            f"A placement per replica needs each replica's index while tracing; "
+            f"{type(tf.distribute.get_strategy()).__name__} does not give it."
+        )
+    return int(index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import tensorflow as tf
@@ -35,6 +36,17 @@ def first_replica_value(strategy, value):
     return value
 
 
+def beside(variable):
+    """`tf.device` of `variable`'s own device (a stage's, perhaps on another task), so that
+    the update's copies and checks of it stay there; no scope for a distributed variable,
+    whose copies the strategy places."""
+    value = getattr(variable, "value", variable)
+    device = getattr(value, "device", None)
+    if isinstance(value, tf.distribute.DistributedValues) or not device:
+        return contextlib.nullcontext()
+    return tf.device(device)
+
+
 def _guarded(apply, guarded: Sequence, checked: Sequence, scales: Sequence | None = None):
     """`apply`, undone when it leaves a `checked` variable non-finite; returns True if kept.
 
@@ -43,21 +55,25 @@ def _guarded(apply, guarded: Sequence, checked: Sequence, scales: Sequence | Non
     """
 
     def update(grads):
-        saved = [tf.identity(v.value if hasattr(v, "value") else v) for v in guarded]
+        saved = []
+        for v in guarded:
+            with beside(v):
+                saved.append(tf.identity(v.value if hasattr(v, "value") else v))
         with tf.control_dependencies(saved):
             applied = apply(grads)
         if scales is not None:
             before = {id(v): s for v, s in zip(guarded, saved)}
-            with tf.control_dependencies([applied]):
-                applied = tf.group(
-                    [
-                        v.assign(before[id(v)] + scale * (v.value - before[id(v)]))
-                        for v, scale in zip(checked, scales)
-                        if scale is not None
-                    ]
-                )
-        with tf.control_dependencies([applied]):
-            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in checked])
+            scaled = []
+            for v, scale in zip(checked, scales):
+                if scale is not None:
+                    with beside(v), tf.control_dependencies([applied]):
+                        scaled.append(v.assign(before[id(v)] + scale * (v.value - before[id(v)])))
+            applied = tf.group(scaled) if scaled else applied
+        finite = []
+        for v in checked:  # one bool per weight crosses devices, not the weight
+            with beside(v), tf.control_dependencies([applied]):
+                finite.append(tf.reduce_all(tf.math.is_finite(v)))
+        finite = tf.reduce_all(finite)
 
         def restore():
             with tf.control_dependencies([v.assign(s) for v, s in zip(guarded, saved)]):

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways import callbacks as fit_callbacks
-from keras_sideways import clips, options, replicas, update
+from keras_sideways import clips, cluster, options, replicas, update
 from keras_sideways.engines import batched, bp, lanes, tick_layers
 from keras_sideways.engines.gradients import EngineResult, in_variable_order
 
@@ -51,7 +51,8 @@ class SidewaysTrainer:
         callbacks = fit_callbacks.with_fit_callbacks(callbacks, verbose, labels, warn=True)
         self._fitting = True  # the next `_maybe_symbolic_build` sees the training data
         try:
-            return super().fit(x, y, batch_size, epochs, verbose, callbacks=callbacks, **kwargs)
+            with cluster.naming_lost_tasks(self.devices):  # a lost worker, by name
+                return super().fit(x, y, batch_size, epochs, verbose, callbacks=callbacks, **kwargs)
         finally:
             self._fitting = False
 
@@ -203,7 +204,8 @@ class SidewaysTrainer:
         # The pipeline, batch-norm statistics and random layers' seeds are left as they were.
         state = [*self.buffers.variables, *tick_layers.state_variables(self.stages)]
         saved = [tf.identity(v.value) for v in state]
-        _, grads = self._gradient_fns[mode](video, target, sample_weight)
+        with cluster.naming_lost_tasks(self.devices):
+            _, grads = self._gradient_fns[mode](video, target, sample_weight)
         for variable, value in zip(state, saved):
             variable.assign(value)
         return list(grads)
@@ -228,7 +230,8 @@ class SidewaysTrainer:
                 return self._tick_loss(y_true, y_pred, sample_weight) * scale
 
         if mode == "bp":
-            result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, self.graph)
+            graph = self.replica_graph()  # this replica's devices (data x depth)
+            result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, graph)
         else:
             result = self._sideways_gradients(video, target, loss_fn, sample_weight)
         if scale is not None:
@@ -243,15 +246,22 @@ class SidewaysTrainer:
         whole = self.resolved_engine == "batched"
         chunk = None if whole else self.resolved_chunk(video.shape[1])
         if whole or chunk is not None:
+            graph = self.replica_graph()  # this replica's devices (data x depth)
             return batched.batched_sideways_gradients(
                 self.stages,
                 video,
                 target,
                 loss_fn,
                 sample_weight,
-                self.graph,
+                graph,
                 capacity=self.buffers.capacity,  # lanes grouped as the pipeline would
                 chunk=chunk,
+            )
+        if self.replica_devices is not None:
+            raise ValueError(
+                "A placement per replica runs clips in blocks of ticks; this model would "
+                "run tick by tick (stateful=True, pipeline_chunk=1, or clips of unknown "
+                "length). Give clips a known length and pipeline_chunk='auto' or > 1."
             )
         return lanes.sideways_gradients(
             self.stages, self.buffers, video, target, loss_fn, sample_weight, self.stateful

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_video, tiny_conv_stages
+from conftest import random_video, run_module, tiny_conv_stages
 
 import keras_sideways as ks
 
@@ -44,6 +44,41 @@ def test_mirrored_strategy_step_equals_a_single_device_step():
         assert figures["evaluate"] == pytest.approx(figures["single_evaluate"], rel=1e-5), run
         assert figures["unchanged_after_nan"], run
     assert "cannot be combined with a 2-replica tf.distribute strategy" in report["placement_error"]
+
+
+@pytest.mark.slow
+def test_replicas_of_a_placed_pipeline_step_as_one_device():
+    # 2 replicas x 2 stages on 4 logical CPUs (MirroredStrategy over the replicas' first
+    # devices): the all-reduced step on a global batch of 4 is one device's step on it.
+    report = json.loads(run_probe("data_depth_probe.py"))
+    for mode in ("sideways", "bp"):
+        figures = report[mode]
+        assert figures["update"] > 1e-3, mode  # the step did change the weights
+        assert figures["rel_error"] <= 1e-5, (mode, figures["rel_error"])
+        # Each replica runs each stage on its own device.
+        assert sorted(map(tuple, figures["ops"])) == [
+            (0, 0, "/CPU:0"),
+            (0, 1, "/CPU:2"),
+            (1, 0, "/CPU:1"),
+            (1, 1, "/CPU:3"),
+        ], figures["ops"]
+    assert report["sideways"]["engine"] == "pipeline"
+
+
+@pytest.mark.slow
+def test_the_training_command_runs_replicas_of_a_placed_pipeline(tmp_path):
+    run_module(
+        "train.train",
+        "--config=train/configs/moving_digits.py:tiny",
+        f"--workdir={tmp_path / 'two_by_two'}",
+        f"--config.export_dir={tmp_path / 'exports'}",
+        "--strategy=mirrored",
+        "--logical_cpus=4",
+        "--replicas=2",
+    )
+    summary = json.loads((tmp_path / "two_by_two" / "summary.json").read_text())
+    assert summary["engine"] == "pipeline"  # each replica's stages span 2 devices
+    assert os.path.isdir(summary["export"])
 
 
 def free_port():

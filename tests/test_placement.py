@@ -80,3 +80,33 @@ def test_placement_over_devices_is_refused_under_several_replicas():
     with pytest.raises(ValueError, match=r"several devices \(/CPU:0, /CPU:1\).*2-replica"):
         placement.check_fits_strategy(["/CPU:0", "/CPU:1"], TwoReplicas())
     placement.check_fits_strategy(["/CPU:0", "/CPU:0"], TwoReplicas())  # one device: fine
+
+
+def test_a_placement_per_replica_needs_as_many_replicas():
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    replicas = [["/CPU:0", "/CPU:0"], ["/CPU:0", "/CPU:0"], ["/CPU:0", "/CPU:0"]]
+    with pytest.raises(ValueError, match=r"3 replicas.*strategy has 2"):
+        placement.check_fits_strategy(replicas[0], TwoReplicas(), replicas)
+    placement.check_fits_strategy(replicas[0], TwoReplicas(), replicas[:2])
+    stages = tiny_conv_stages(num_stages=3)
+    model = ks.SidewaysModel(stages, placement=[["/CPU:0"] * 3] * 2)
+    assert model.replica_devices == [["/CPU:0"] * 3] * 2 and model.devices == ["/CPU:0"] * 3
+    with pytest.raises(ValueError, match=r"2 replicas.*strategy has 1"):
+        model.build((2, 4, 8, 8, 1))  # no strategy: one replica
+    with pytest.raises(ValueError, match="cannot stream"):
+        ks.SidewaysModel(stages, placement=[["/CPU:0"] * 3] * 2, stateful=True)
+    with pytest.raises(ValueError, match=r"one device per stage \(3\); got 2"):
+        ks.SidewaysModel(stages, placement=[["/CPU:0"] * 3, ["/CPU:0"] * 2])
+
+
+def test_replica_placements_split_the_devices_into_one_group_per_replica():
+    devices = [f"/CPU:{i}" for i in range(4)]
+    assert placement.replica_placements(devices, 2, 5) == [
+        ["/CPU:0", "/CPU:0", "/CPU:0", "/CPU:1", "/CPU:1"],
+        ["/CPU:2", "/CPU:2", "/CPU:2", "/CPU:3", "/CPU:3"],
+    ]
+    assert placement.replica_placements(devices, 4, 2) == [[d, d] for d in devices]
+    with pytest.raises(ValueError, match="4 devices .* do not split into 3 equal groups"):
+        placement.replica_placements(devices, 3, 2)

@@ -334,8 +334,9 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
     paper's) and `config.drain` (default "auto"),
     `config.delay_warmup_steps` (the
     delay-aware learning rate, default 0: off), `config.precision` (the Keras dtype policy
-    of the model, default "float32"; the global policy is left as it was), and streaming (a
-    stateful Sideways model) when `config.data.stream_chunks` is set.
+    of the model, default "float32"; the global policy is left as it was), streaming (a
+    stateful Sideways model) when `config.data.stream_chunks` is set, and
+    `config.placement` (the model's `placement`; `--cluster` sets it).
     """
     with dtype_policy(config.get("precision", "float32")):
         return _build_model(config, info)
@@ -381,6 +382,7 @@ def _build_model(config, info: DataInfo) -> SidewaysModel:
         drain=drain(config),
         delay_warmup_steps=config.get("delay_warmup_steps", 0),
         pipeline_chunk=pipeline_chunk(config),
+        placement=config.get("placement"),  # set by the training command's --cluster
         name=f"{m.name}_{config.mode}",
     )
     learning_rate = config.learning_rate
