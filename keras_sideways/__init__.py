@@ -2,7 +2,8 @@
 
 See docs/algorithm.md and README.md. The public names:
 
-- `SidewaysModel`: trains a chain of per-frame stages with Sideways or backprop.
+- `SidewaysModel`: trains per-frame stages with Sideways or backprop: a chain, or a graph
+  of stages (`inputs=`, with `VIDEO` for the video) with skip connections between stages.
 - `callbacks`: `ResetPipeline`, `GradientFidelity`, an atomic `BackupAndRestore`,
   `TrainingClock` (training seconds per epoch, validation left out), and the
   `ProgbarLogger` and `SkippedEpochWarning` that `SidewaysModel.fit` adds.
@@ -18,6 +19,7 @@ import importlib
 
 from keras_sideways import callbacks, engines, layers, models
 from keras_sideways.export import export_saved_model
+from keras_sideways.graph import VIDEO
 from keras_sideways.model import ENGINES, MODES, CheckpointError, SidewaysModel
 
 __version__ = "0.1.0"
@@ -26,6 +28,7 @@ __all__ = [
     "ENGINES",
     "MODES",
     "SidewaysModel",
+    "VIDEO",
     "callbacks",
     "data",
     "engines",
