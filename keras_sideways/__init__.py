@@ -7,6 +7,8 @@ See docs/algorithm.md and README.md. The public names:
 - `callbacks`: `ResetPipeline`, `GradientFidelity`, an atomic `BackupAndRestore`,
   `TrainingClock` (training seconds per epoch, validation left out), and the
   `ProgbarLogger` and `SkippedEpochWarning` that `SidewaysModel.fit` adds.
+- `cut`: a Functional Keras model of the per-frame computation, cut into stages at named
+  layers (or into N stages balanced by estimated cost), with the stage graph of its cuts.
 - `export_saved_model`: writes a SavedModel with `serve`, `stream` and `reset`.
 - `layers`: temporal layers (`CausalTemporalConv`, `TemporalShift`) for stages that see
   a causal window of their recent inputs.
@@ -18,6 +20,7 @@ See docs/algorithm.md and README.md. The public names:
 import importlib
 
 from keras_sideways import callbacks, engines, layers, models
+from keras_sideways.cutting import cut
 from keras_sideways.export import export_saved_model
 from keras_sideways.graph import VIDEO
 from keras_sideways.model import ENGINES, MODES, CheckpointError, SidewaysModel
@@ -30,6 +33,7 @@ __all__ = [
     "SidewaysModel",
     "VIDEO",
     "callbacks",
+    "cut",
     "data",
     "engines",
     "export_saved_model",
