@@ -158,7 +158,7 @@ MAX_STAGES.update(unet=6, skip_classifier=8)
 
 
 def unet(
-    channels: int, num_stages: int = 5, width: int = 16, frame_shape: tuple = (32, 32)
+    channels: int, num_stages: int = 5, width: int = 16, frame_shape: tuple | None = None
 ) -> tuple[list, list]:
     """`encoder_decoder` with U-Net skips: each encoder level also feeds its decoder level.
 
@@ -173,7 +173,8 @@ def unet(
         channels: the channels of the frames to reconstruct.
         num_stages: 2 to 6.
         width: the channels of the first encoder layer.
-        frame_shape: (height, width) of the frames, multiples of 4.
+        frame_shape: (height, width) of the frames, multiples of 4; None: any such size,
+            known when the model is built.
 
     Returns:
         (stages, inputs) for `SidewaysModel(stages, inputs=inputs)` (per-frame targets).
@@ -184,14 +185,14 @@ def unet(
         raise ValueError(f"Expected channels >= 1 and width >= 1; got {channels}, {width}.")
     if num_stages not in _UNET_CUTS:
         raise ValueError(f"unet can be cut into 2 to 6 stages; got num_stages={num_stages}.")
-    if len(frame_shape) != 2 or any(side % 4 for side in frame_shape):
+    if frame_shape is not None and (len(frame_shape) != 2 or any(s % 4 for s in frame_shape)):
         raise ValueError(f"unet needs frame sides that are multiples of 4; got {frame_shape}.")
 
     def conv(filters, name, transpose=False, **kwargs):
         layer = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
         return layer(filters, 3, padding="same", activation="relu", name=name, **kwargs)
 
-    frame = keras.Input((*frame_shape, channels))
+    frame = keras.Input((*(frame_shape or (None, None)), channels))
     enc1 = conv(width, "enc1", strides=2)(frame)
     enc2 = conv(2 * width, "enc2", strides=2)(enc1)
     mid = conv(2 * width, "mid")(enc2)
