@@ -26,8 +26,8 @@ class PipelineBuffers:
 
     For each stage k whose output another reads (`graph.buffered`; k < L-1 in a chain):
     `activations[k]` is A_k, the stage's output at the previous tick, and `errors[k]` is
-    E_k, the gradient of the loss with respect to that output, computed by its reader at
-    the previous tick. `ticks` counts the ticks run since the last priming (it decides
+    E_k, the gradient of the loss with respect to that output, computed by its readers at
+    the previous tick (summed). `ticks` counts the ticks run since the last priming (it decides
     which errors are valid); `primed` is 1 once primed. The first axis of every buffer
     holds `capacity` independent streams (lanes).
     Only where the tick-by-tick loop runs (`ticking`) do the buffers keep what the loop

@@ -5,7 +5,7 @@ every stage k reads only the buffers written at tick t-1: its input (the frame x
 the activation buffer of the stage it reads) and its error (the loss gradient at the top,
 or its error buffer E_k). It runs forward and a vector-Jacobian product at that input,
 accumulates its weight pseudo-gradient, and only then are all buffers overwritten at once
-(A_k <- out_k, E_k <- the input-gradient of its reader). Within a tick the L stage
+(A_k <- out_k, E_k <- the sum of its readers' input-gradients). Within a tick the L stage
 computations are therefore independent, and TensorFlow may run them concurrently. Which
 stage reads which, and where each runs, is the stage graph's (`keras_sideways.graph`).
 
@@ -217,7 +217,7 @@ def _lagged(slot: tf.Tensor, depth: int) -> tf.Tensor:
 
 
 def shift(buffers: PipelineBuffers, inputs, outputs, input_grads, slot) -> list:
-    """The assignments that end a tick: A_k <- out_k, E_k <- its reader's input-gradient,
+    """The assignments that end a tick: A_k <- out_k, E_k <- its readers' input-gradients,
     and each stash and history takes this tick's input (a ring replaces its oldest, D_k
     ticks old, just used)."""
     graph = buffers.graph
