@@ -2,10 +2,13 @@
 
 See docs/algorithm.md and README.md. The public names:
 
-- `SidewaysModel`: trains a chain of per-frame stages with Sideways or backprop.
+- `SidewaysModel`: trains per-frame stages with Sideways or backprop: a chain, or a graph
+  of stages (`inputs=`, with `VIDEO` for the video) with skip connections between stages.
 - `callbacks`: `ResetPipeline`, `GradientFidelity`, an atomic `BackupAndRestore`,
   `TrainingClock` (training seconds per epoch, validation left out), and the
   `ProgbarLogger` and `SkippedEpochWarning` that `SidewaysModel.fit` adds.
+- `cut`: a Functional Keras model of the per-frame computation, cut into stages at named
+  layers (or into N stages balanced by estimated cost), with the stage graph of its cuts.
 - `export_saved_model`: writes a SavedModel with `serve`, `stream` and `reset`.
 - `layers`: temporal layers (`CausalTemporalConv`, `TemporalShift`) for stages that see
   a causal window of their recent inputs.
@@ -19,7 +22,9 @@ See docs/algorithm.md and README.md. The public names:
 import importlib
 
 from keras_sideways import callbacks, cluster, engines, layers, models
+from keras_sideways.cutting import cut
 from keras_sideways.export import export_saved_model
+from keras_sideways.graph import VIDEO
 from keras_sideways.model import ENGINES, MODES, CheckpointError, SidewaysModel
 
 __version__ = "0.1.0"
@@ -28,8 +33,10 @@ __all__ = [
     "ENGINES",
     "MODES",
     "SidewaysModel",
+    "VIDEO",
     "callbacks",
     "cluster",
+    "cut",
     "data",
     "engines",
     "export_saved_model",

@@ -6,17 +6,15 @@ Everything that depends on how stages connect reads it: the clock arithmetic of
 docs/algorithm.md (frame gaps, valid errors, target alignment), the pipeline's buffers,
 both Sideways engines, BP, `SidewaysModel.build` and the export.
 
-Today the graph must be a chain: stage 0 reads the video, stage k reads stage k-1.
-`StageGraph.chain` makes one; any other graph is refused by name (`check_supported`).
-The two next capabilities plug in here:
-
-- skip edges: `inputs[k]` lists several earlier stages. `stage_inputs`, `input_shapes`,
-  `output_errors` and the clock's `depth`/`height` are written for that case; the engines
-  would then merge a stage's several inputs (and the pipeline keep a delay line per edge
-  that skips ticks), which is not built.
-- remote stages (built: `keras_sideways.cluster`): `devices[k]` names a device of another
-  task ("/job:worker/task:1/device:GPU:0"); every engine runs stage k under
-  `device_scope(devices[k])`, and `tasks` says which stages leave this one.
+A chain (stage 0 reads the video, stage k reads stage k-1; `StageGraph.chain`) is what
+`SidewaysModel` builds by default. Any DAG in stage order is accepted (`check_graph`):
+stage k may read several earlier stages and/or the video, and gets them as a list
+`[x_a, x_b, ...]` in the order of `inputs[k]` (one source: the tensor alone). Every edge
+carries its source's output of the previous tick, every error flows back one tick per
+edge, and a stage read by several sums their errors (docs/algorithm.md, "Stage graphs").
+Remote stages (`keras_sideways.cluster`): `devices[k]` may name a device of another task
+("/job:worker/task:1/device:GPU:0"); every engine runs stage k under
+`device_scope(devices[k])`, and `tasks` says which stages leave this one.
 """
 
 from __future__ import annotations
@@ -57,6 +55,7 @@ class StageGraph:
     drain: bool = False
 
     def __post_init__(self):
+        object.__setattr__(self, "inputs", tuple(tuple(s) for s in self.inputs))
         count = len(self.inputs)
         for name in ("devices", "windows", "stash"):
             if len(getattr(self, name)) != count:
@@ -64,7 +63,7 @@ class StageGraph:
                     f"A StageGraph needs one entry of {name} per stage ({count}); got "
                     f"{len(getattr(self, name))}: {list(getattr(self, name))}."
                 )
-        self.check_supported()
+        self.check_graph()
 
     @classmethod
     def chain(
@@ -76,32 +75,92 @@ class StageGraph:
         drain: bool | str = False,
         stateful: bool = False,
     ) -> StageGraph:
-        """Stage 0 reads the video, stage k reads stage k-1: what Sideways trains today.
+        """Stage 0 reads the video, stage k reads stage k-1: the paper's Sideways.
 
         `stash_depth` and `drain` are `SidewaysModel`'s options; the depth is capped per
         stage (`stash_depths`), and `drain="auto"` drains where no frame gap is left and
         the model does not stream (`stateful`).
         """
         inputs = tuple((k - 1,) if k else (VIDEO,) for k in range(num_stages))
-        devices = tuple(devices or [None] * num_stages)
-        windows = tuple(windows or [1] * num_stages)
-        bare = cls(inputs, devices, windows, (0,) * num_stages)
+        return cls.of(inputs, devices, windows, stash_depth, drain, stateful)
+
+    @classmethod
+    def of(
+        cls,
+        inputs: Sequence,
+        devices: Sequence[str | None] | None = None,
+        windows: Sequence[int] | None = None,
+        stash_depth: int | str | Sequence[int] = 0,
+        drain: bool | str = False,
+        stateful: bool = False,
+    ) -> StageGraph:
+        """The graph in which stage k reads `inputs[k]`: a source or a list of sources, each
+        an earlier stage's index or VIDEO (also spelled "video"). Checked (`check_graph`).
+
+        `drain="auto"` drains a chain where no frame gap is left and the model does not
+        stream (`stateful`); the drain is defined for chains only (docs/algorithm.md, "Fill
+        and drain"): True on another graph raises ValueError.
+        """
+        inputs = check_inputs(inputs)
+        count = len(inputs)
+        devices = tuple(devices or [None] * count)
+        windows = tuple(windows or [1] * count)
+        bare = cls(inputs, devices, windows, (0,) * count)
         graph = dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))
         if drain == AUTO:
-            drain = not stateful and not any(graph.gaps())
+            drain = graph.is_chain and not stateful and not any(graph.gaps())
+        if drain and not graph.is_chain:
+            raise ValueError(
+                "drain=True is defined for a chain of stages only; these stages form a graph "
+                "(skip connections). Use drain=False or 'auto'."
+            )
         return dataclasses.replace(graph, drain=bool(drain))
 
-    def check_supported(self) -> None:
-        """Raises ValueError unless the graph is a chain, the one kind the engines run."""
+    @property
+    def is_chain(self) -> bool:
+        """True when stage 0 reads the video and stage k reads stage k-1 alone."""
+        return all(
+            tuple(sources) == ((k - 1,) if k else (VIDEO,)) for k, sources in enumerate(self.inputs)
+        )
+
+    def check_graph(self) -> None:
+        """Raises ValueError, naming the stage, unless the graph is one the engines run.
+
+        Every source of stage k is VIDEO or an earlier stage, each at most once (so the
+        graph is a DAG in stage order and every stage is reached from the video); every
+        stage but the top (the last) is read by a later one (so every stage reaches the
+        top); a temporal stage (window > 1) reads one source.
+        """
         for k, sources in enumerate(self.inputs):
-            expected = (k - 1,) if k else (VIDEO,)
-            if tuple(sources) != expected:
-                wanted = "the video" if k == 0 else f"stage {k - 1}"
-                got = ", ".join("the video" if s == VIDEO else f"stage {s}" for s in sources)
+            if not sources:
+                raise ValueError(f"Stage {k} reads nothing; give it the video or earlier stages.")
+            for s in sources:
+                if s != VIDEO and not (_is_int(s) and 0 <= s < k):
+                    raise ValueError(
+                        f"Stage {k} reads {_named(s)}, which is not an earlier stage: a stage "
+                        f"reads the video (VIDEO) or stages 0 to {k - 1} (the stages run "
+                        "in the order given, bottom first)."
+                        if k
+                        else f"Stage 0 reads {_named(s)}; the first stage can read only the "
+                        "video (VIDEO)."
+                    )
+            if len(set(sources)) != len(sources):
                 raise ValueError(
-                    f"Stage {k} reads {got or 'nothing'}; only a chain of stages is "
-                    f"supported (stage {k} reads {wanted} alone). Skip connections "
-                    "between stages are not implemented yet."
+                    f"Stage {k} reads {', '.join(_named(s) for s in sources)}: a source may "
+                    "appear once in a stage's inputs."
+                )
+            if len(sources) > 1 and self.windows[k] > 1:
+                raise ValueError(
+                    f"Stage {k} is temporal (window {self.windows[k]}) and reads "
+                    f"{len(sources)} sources; a temporal stage reads one source (put its "
+                    "merge in the stage below)."
+                )
+        for k in range(self.top):
+            if not self.readers(k):
+                raise ValueError(
+                    f"Stage {k}'s output is read by no stage: every stage but the top "
+                    f"(stage {self.top}, whose output the loss scores) must feed a later "
+                    "stage."
                 )
 
     # ----------------------------------------------------------------- connections
@@ -137,14 +196,34 @@ class StageGraph:
         return dataclasses.replace(self, devices=tuple(devices))
 
     def reads_video(self, k: int) -> bool:
-        """True for a stage that reads the video (it passes no error down)."""
-        return VIDEO in self.inputs[k]
+        """True for a stage that reads the video alone (it passes no error down)."""
+        return all(s == VIDEO for s in self.inputs[k])
+
+    def stage_sources(self, k: int, value) -> list:
+        """Of stage k's input `value` (shaped as `input_of`), the parts read from stages
+        (not the video), in order: what its vector-Jacobian product differentiates."""
+        return [x for x, s in zip(self.sources(k, value), self.inputs[k]) if s != VIDEO]
+
+    def input_gradient(self, k: int, grads: Sequence):
+        """Stage k's input-gradient shaped as its input (`input_of`), from `grads`, one per
+        part read from a stage (`stage_sources`); None for the video's parts."""
+        grads = iter(grads)
+        return self.shaped(k, [None if s == VIDEO else next(grads) for s in self.inputs[k]])
 
     def input_of(self, k: int, video_input, outputs):
-        """What stage k reads: `video_input` (a frame, a clip, a shape) if the video, else
-        `outputs[j]` of the stage j it reads (`outputs` indexed by stage, bottom first)."""
-        (source,) = self.inputs[k]  # one source per stage until skip edges are built
-        return video_input if source == VIDEO else outputs[source]
+        """What stage k reads: `video_input` (a frame, a clip, a shape) for VIDEO, else
+        `outputs[j]` of the stage j it reads (`outputs` indexed by stage, bottom first);
+        a list of those, in the order of `inputs[k]`, for a stage of several sources."""
+        read = [video_input if s == VIDEO else outputs[s] for s in self.inputs[k]]
+        return read[0] if len(read) == 1 else read
+
+    def sources(self, k: int, value) -> list:
+        """`value`, something shaped as stage k's input (`input_of`), as a list by source."""
+        return list(value) if len(self.inputs[k]) > 1 else [value]
+
+    def shaped(self, k: int, values: Sequence):
+        """The inverse of `sources`: one value per source of stage k -> its input's shape."""
+        return values[0] if len(self.inputs[k]) == 1 else list(values)
 
     def stage_inputs(self, video_input, held: Sequence) -> list:
         """Per stage, bottom first, what it reads at a tick: `video_input`, or the `held`
@@ -158,18 +237,25 @@ class StageGraph:
         return [outputs[k] for k in self.buffered]
 
     def input_shapes(self, frame_shape, output_shapes: Sequence) -> list:
-        """Per stage, the per-lane shape of what it reads, from every stage's output shape."""
+        """Per stage, the per-lane shape of what it reads, from every stage's output shape
+        (a list of shapes for a stage of several sources)."""
         return [self.input_of(k, frame_shape, output_shapes) for k in range(self.num_stages)]
 
     def readers(self, k: int) -> list[int]:
         """The stages that read stage k's output (none for the top)."""
         return [j for j, sources in enumerate(self.inputs) if k in sources]
 
+    def error_parts(self, k: int, input_grads: Sequence) -> list:
+        """The errors stage k's readers send it: of each reader r (bottom first), its
+        input-gradient with respect to stage k's output (`input_grads[r]`, shaped as r's
+        input: one value, or one per source)."""
+        return [self.sources(r, input_grads[r])[self.inputs[r].index(k)] for r in self.readers(k)]
+
     def error_of(self, k: int, input_grads: Sequence):
-        """The error of stage k's output: the input-gradient of the stage that reads it
-        (`input_grads` indexed by stage)."""
-        (reader,) = self.readers(k)  # one reader per stage until skip edges are built
-        return input_grads[reader]
+        """The error of stage k's output: the sum of its readers' input-gradients with
+        respect to it (`input_grads` indexed by stage; see `error_parts`)."""
+        parts = self.error_parts(k, input_grads)
+        return parts[0] if len(parts) == 1 else tf.add_n(parts)
 
     def output_errors(self, input_grads: Sequence) -> list:
         """Per buffered stage, the error of its output (E_k), from every stage's
@@ -178,12 +264,34 @@ class StageGraph:
 
     # ----------------------------------------------------------------- the clock
     def depth(self, k: int) -> int:
-        """Ticks from a frame entering the bottom to stage k processing it: k in a chain."""
-        return max(0 if s == VIDEO else self.depth(s) + 1 for s in self.inputs[k])
+        """Ticks from a frame entering the bottom to stage k processing it, along the
+        longest path from the video: k in a chain."""
+        depths = []
+        for sources in self.inputs[: k + 1]:
+            depths.append(max(0 if s == VIDEO else depths[s] + 1 for s in sources))
+        return depths[k]
 
     def height(self, k: int) -> int:
-        """Ticks from stage k's output to the top: L-1-k in a chain."""
-        return max((self.height(j) + 1 for j in self.readers(k)), default=0)
+        """Ticks from stage k's output to the top along the longest path: L-1-k in a chain.
+        From this tick after priming on, errors born from a loss arrive along every path."""
+        return self._heights(max)[k]
+
+    def shortest_height(self, k: int) -> int:
+        """Ticks from stage k's output to the top along the shortest path: the first tick
+        after priming at which an error born from a loss reaches stage k along any path."""
+        return self._heights(min)[k]
+
+    def masks_errors(self, k: int) -> bool:
+        """True where stage k's paths to the top differ in length: from tick
+        `shortest_height(k)` to `height(k) - 1` its error holds only the shorter paths'
+        share, and the engines zero it (docs/algorithm.md, "Stage graphs")."""
+        return self.shortest_height(k) < self.height(k)
+
+    def _heights(self, pick) -> list[int]:
+        heights = [0] * self.num_stages
+        for k in reversed(range(self.top)):
+            heights[k] = pick(heights[j] + 1 for j in self.readers(k))
+        return heights
 
     @property
     def latency(self) -> int:
@@ -191,8 +299,9 @@ class StageGraph:
         return self.depth(self.top)
 
     def frame_gap(self, k: int, stash: int = 0) -> int:
-        """Frames between the activation and the error that stage k pairs: 2(L-1-k), or
-        max(0, 2(L-1-k) - stash) with a stash of its last `stash` inputs."""
+        """Frames between the activation and the error that stage k pairs, along its
+        longest path to the top and back: 2(L-1-k) in a chain, or max(0, 2 height - stash)
+        with a stash of its last `stash` inputs."""
         return max(0, 2 * self.height(k) - stash)
 
     def gaps(self) -> list[int]:
@@ -320,6 +429,39 @@ class StageGraph:
 
 def _is_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _named(source) -> str:
+    """A source as an error message names it."""
+    return (
+        "the video" if source == VIDEO else f"stage {source}" if _is_int(source) else repr(source)
+    )
+
+
+def check_inputs(inputs: Sequence) -> tuple:
+    """`SidewaysModel`'s `inputs` as `StageGraph.inputs`: per stage, a tuple of sources.
+
+    Each entry is a source or a list of sources; a source is an earlier stage's index or
+    VIDEO ("video"). Raises ValueError naming the stage for anything else (`check_graph`
+    checks how they connect).
+    """
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+        raise ValueError(
+            "inputs must be a list with one entry per stage, each a source or a list of "
+            f"sources (an earlier stage's index, or ks.VIDEO); got {inputs!r}."
+        )
+    checked = []
+    for k, entry in enumerate(inputs):
+        sources = list(entry) if isinstance(entry, (list, tuple)) else [entry]
+        sources = [VIDEO if s == "video" else s for s in sources]
+        for s in sources:
+            if s != VIDEO and not _is_int(s):
+                raise ValueError(
+                    f"Stage {k} reads {s!r}; a source is an earlier stage's index or "
+                    "ks.VIDEO (the video)."
+                )
+        checked.append(tuple(int(s) for s in sources))
+    return tuple(checked)
 
 
 def of_stages(stages: Sequence, devices: Sequence[str | None] | None = None) -> StageGraph:

@@ -17,7 +17,7 @@ from keras_sideways import clips, delays, options, threads
 from keras_sideways import placement as placements
 from keras_sideways.engines import batched, bp, pipeline, tick_layers, windows
 from keras_sideways.engines.buffers import PipelineBuffers
-from keras_sideways.graph import StageGraph
+from keras_sideways.graph import StageGraph, check_inputs
 from keras_sideways.placement import device_scope
 from keras_sideways.trainer import SidewaysTrainer
 
@@ -35,12 +35,20 @@ _PIPELINE = "pipeline_"  # the prefix of a stream's buffers in a checkpoint
 
 @keras.saving.register_keras_serializable(package="keras_sideways")
 class SidewaysModel(SidewaysTrainer, keras.Model):
-    """A chain of per-frame stages trained on video with Sideways or with backprop.
+    """Per-frame stages trained on video with Sideways or with backprop.
 
     Args:
         stages: the stages, bottom first: a list of Keras layers or models, each a
             per-frame function [N, ...] -> [N, ...], or a `keras.Sequential` whose
             layers become the stages. At least two.
+        inputs: what each stage reads, bottom first (None: a chain, stage k reads stage
+            k-1). One entry per stage: a source, or a list of sources, each an earlier
+            stage's index or `ks.VIDEO`. A stage of several sources is called on the list
+            of their outputs, in that order (a Functional model with several inputs, or a
+            layer such as `keras.layers.Concatenate`). Every stage but the last (the top,
+            which the loss scores) must be read by a later one. Every edge carries its
+            source's output of the previous tick; errors come back one tick per edge and
+            add up where a stage has several readers (docs/algorithm.md, "Stage graphs").
         mode: "sideways" (pseudo-gradients through the frame-clocked pipeline of
             docs/algorithm.md) or "bp" (exact gradient of the mean per-frame loss).
         stateful: keep the pipeline buffers across `train_step` calls, so that
@@ -102,6 +110,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         self,
         stages: Sequence[keras.layers.Layer] | keras.Sequential,
         mode: str = "sideways",
+        inputs: Sequence | None = None,
         stateful: bool = False,
         engine: str = "auto",
         placement: Sequence[str] | str | None = None,
@@ -128,14 +137,24 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         self.replica_devices = None
         if isinstance(placement, list) and not isinstance(placement[0], str):
             self.replica_devices = placement
-        self.graph = StageGraph.chain(
-            len(stages),
+        if inputs is not None:
+            inputs = check_inputs(inputs)
+            if len(inputs) != len(stages):
+                raise ValueError(
+                    f"inputs needs one entry per stage ({len(stages)}); got {len(inputs)}: "
+                    f"{[list(s) for s in inputs]}."
+                )
+        self.graph = StageGraph.of(
+            StageGraph.chain(len(stages)).inputs if inputs is None else inputs,
             self.replica_devices[0] if self.replica_devices else _listed(placement),
             options.check_windows(stages),
             stash_depth,
             self.drain,
             stateful,
         )
+        # What each stage reads, as given (None: a chain); not `inputs`, which Keras reads
+        # as a Functional model's input tensors.
+        self.stage_sources = None if inputs is None else [list(s) for s in self.graph.inputs]
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
         if self.replica_devices is not None and (stateful or pipeline_chunk == 1):
@@ -165,7 +184,9 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         batch = input_shape[0] or 1
         if self.placement == "auto":
             sample = tf.random.uniform((batch, *input_shape[2:]), seed=0)
-            self.graph = self.graph.placed(placements.auto_placement(self.stages, sample))
+            self.graph = self.graph.placed(
+                placements.auto_placement(self.stages, sample, graph=self.graph)
+            )
         placements.check_fits_strategy(self.devices, self.distribute_strategy, self.replica_devices)
         frame = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
         output_shapes = _build_stages(self.stages, frame, self.graph)
@@ -325,6 +346,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         config.update(
             stages=[keras.saving.serialize_keras_object(s) for s in self.stages],
             mode=self.mode,
+            inputs=self.stage_sources,
             stateful=self.stateful,
             engine=self.engine,
             placement=self.placement,
@@ -352,9 +374,13 @@ def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[t
     `frame`, a batch of frames); returns the per-frame shape of each stage's output."""
     batch, outputs, output_shapes = frame.shape[0], [], []
     for k, stage in enumerate(stages):
-        x = graph.input_of(k, frame, outputs)
+        read = graph.sources(k, graph.input_of(k, frame, outputs))
+        specs = [
+            keras.KerasTensor(windows.window_shape(x.shape, graph.windows[k]), x.dtype)
+            for x in read
+        ]
         with device_scope(graph.devices[k]):  # the stage's weights live on its device
-            x = stage(keras.KerasTensor(windows.window_shape(x.shape, graph.windows[k]), x.dtype))
+            x = stage(graph.shaped(k, specs))
         outputs.append(x)
         clips.check_batch_kept(k, stage, batch, x.shape)
         if None in x.shape[1:]:

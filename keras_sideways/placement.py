@@ -75,17 +75,21 @@ def device_scope(device: str | None):
 
 
 def measure_stage_costs(
-    stages: Sequence[keras.layers.Layer], frame_batch: tf.Tensor, repeats: int = 3
+    stages: Sequence[keras.layers.Layer],
+    frame_batch: tf.Tensor,
+    repeats: int = 3,
+    graph=None,
 ) -> list:
     """Seconds of one forward and backward pass of each stage on its input for `frame_batch`.
 
-    Each stage is timed alone, on the output of the stage it reads (the chain of
-    `stages`: `graph.of_stages`), with the best of `repeats` runs after one warm-up run.
+    Each stage is timed alone, on the outputs of the stages it reads in `graph` (a
+    `StageGraph`; None: the chain of `stages`, `graph.of_stages`), with the best of
+    `repeats` runs after one warm-up run.
     """
     from keras_sideways import graph as graphs  # the engines import this module
     from keras_sideways.engines import windows
 
-    graph = graphs.of_stages(stages)
+    graph = graph or graphs.of_stages(stages)
     costs, outputs, frame_batch = [], [], tf.convert_to_tensor(frame_batch)
     for k, stage in enumerate(stages):
         x = graph.input_of(k, frame_batch, outputs)
@@ -109,7 +113,7 @@ def measure_stage_costs(
         for _ in range(repeats):
             start = time.perf_counter()
             _, grads = step(x)
-            [g.numpy() for g in grads if g is not None]
+            [g.numpy() for g in tf.nest.flatten(grads) if g is not None]
             best = min(best, time.perf_counter() - start)
         for variable, value in zip(state, saved):
             variable.assign(value)
@@ -157,17 +161,19 @@ def auto_placement(
     stages: Sequence[keras.layers.Layer],
     frame_batch: tf.Tensor,
     devices: Sequence[str] | None = None,
+    graph=None,
 ) -> list:
     """One device name per stage, balancing measured stage costs over `devices`.
 
     The costs are measured on fresh copies of the stages (from their configs), so the
-    stages themselves can then be built on their devices.
+    stages themselves can then be built on their devices; `graph` (a `StageGraph`; None:
+    the chain) says what each stage reads.
     """
     devices = list(devices or visible_devices())
     if len(devices) == 1:
         return devices * len(stages)
     with tf.init_scope():  # measure eagerly, even when asked from inside a trace
-        costs = measure_stage_costs([_fresh_copy(s) for s in stages], frame_batch)
+        costs = measure_stage_costs([_fresh_copy(s) for s in stages], frame_batch, graph=graph)
     return [devices[i] for i in balanced_partition(costs, len(devices))]
 
 

@@ -8,7 +8,9 @@ engines/tick_layers.sublayers), `ProgbarLogger._update_progbar` / `_finalize_pro
 (callbacks.ProgbarLogger), `BackupAndRestore._save_model` and its paths and counters
 (callbacks.BackupAndRestore), `TensorBoard._global_train_batch` (train.recipe._TensorBoard), and
 an instance's own `call` / seed generator taking precedence over its class's
-(engines/tick_layers.TickLayers.patched). Replaced by public ones: `_loss_tracker` (the
+(engines/tick_layers.TickLayers.patched), a KerasTensor's `_keras_history` and a layer's
+`_inbound_nodes` (walking a Functional model's graph, cutting._parents). Replaced by
+public ones: `_loss_tracker` (the
 model's own `loss_tracker`), `SpatialDropout._get_noise_shape` (from `data_format`).
 """
 
@@ -226,3 +228,20 @@ def test_spatial_dropout_masks_match_keras(layer, shape):
         pytest.skip(f"Keras {VERSION} has no SpatialDropout._get_noise_shape to compare with")
     expected = [int(d) for d in layer._get_noise_shape(inputs)[1:]]
     assert (rest, shared) == (expected, False)
+
+
+def test_a_functional_models_tensors_name_the_node_and_inputs_that_made_them():
+    x = keras.Input((4,))
+    hidden = keras.layers.Dense(3, name="hidden")(x)
+    y = keras.layers.Add(name="add")([hidden, x[:, :3]])
+    history = getattr(y, "_keras_history", None)
+    assert history is not None and history.operation.name == "add", changed(
+        "KerasTensor._keras_history", "the operation that made a tensor"
+    )
+    nodes = getattr(history.operation, "_inbound_nodes", None)
+    assert nodes and nodes[history.node_index].input_tensors[0] is hidden, changed(
+        "Layer._inbound_nodes[i].input_tensors", "the tensors a call of a layer read"
+    )
+    from keras_sideways import cutting
+
+    assert cutting._parents(hidden) == [x]

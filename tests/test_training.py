@@ -565,3 +565,18 @@ def test_a_bad_threads_setting_is_one_line_of_error(tmp_path, script, value):
         f"as '2,1' ('0,0': TensorFlow's defaults); got {value!r}."
     ]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("module", [moving_digits, moving_digits_autoencode])
+def test_config_model_skips_builds_the_graph_models(module):
+    config = tiny(module)
+    config.model.skips = True
+    builders.check_config(config)
+    info = builders.DataInfo("classification", 10) if module is moving_digits else None
+    model = builders.build_model(config, info or builders.DataInfo("reconstruction"))
+    stages = config.model.num_stages
+    assert len(model.stages) == stages and not model.graph.is_chain
+    config = tiny(module)
+    config.model.skips = "yes"
+    with pytest.raises(ValueError, match="config.model.skips: expected True or False"):
+        builders.check_config(config)

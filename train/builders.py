@@ -76,7 +76,12 @@ def check_config(config) -> None:
     sizes = size if isinstance(size, (tuple, list)) else (size,)
     if not sizes or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
         fail("data.image_size", "a side >= 1, or (height, width)", size)
+    skips = config.model.get("skips", False)
+    if not isinstance(skips, bool):
+        fail("model.skips", "True or False", skips)
     built = "vgg_classifier" if config.task == "classification" else "encoder_decoder"
+    if skips:
+        built = "skip_classifier" if config.task == "classification" else "unet"
     limit, stages = models.MAX_STAGES[built], config.model.num_stages
     if isinstance(stages, bool) or not isinstance(stages, int) or not 2 <= stages <= limit:
         fail("model.num_stages", f"2 to {limit} stages ({built})", stages)
@@ -330,13 +335,14 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
     Adam runs at `config.learning_rate`; with the optional field `config.lr_decay_steps`
     (> 0), its learning rate decays to 0 along a cosine over that many steps. Optional:
     `config.model.temporal_window` and `temporal_shift` (a classifier that sees motion,
-    `models.vgg_classifier`), `config.stash_depth` (Sideways' stash, default 0: the
-    paper's) and `config.drain` (default "auto"),
-    `config.delay_warmup_steps` (the
-    delay-aware learning rate, default 0: off), `config.precision` (the Keras dtype policy
-    of the model, default "float32"; the global policy is left as it was), streaming (a
-    stateful Sideways model) when `config.data.stream_chunks` is set, and
-    `config.placement` (the model's `placement`; `--cluster` sets it).
+    `models.vgg_classifier`), `config.model.skips` (skip connections between stages:
+    `models.skip_classifier` or `models.unet`, default False), `config.stash_depth`
+    (Sideways' stash, default 0: the paper's) and `config.drain` (default "auto"),
+    `config.delay_warmup_steps` (the delay-aware learning rate, default 0: off),
+    `config.precision` (the Keras dtype policy of the model, default "float32"; the global
+    policy is left as it was), streaming (a stateful Sideways model) when
+    `config.data.stream_chunks` is set, and `config.placement` (the model's `placement`;
+    `--cluster` sets it).
     """
     with dtype_policy(config.get("precision", "float32")):
         return _build_model(config, info)
@@ -360,21 +366,30 @@ def _build_model(config, info: DataInfo) -> SidewaysModel:
             raise ValueError(
                 "Classification needs the number of classes (config.data.num_classes)."
             )
-        stages = models.vgg_classifier(
-            info.num_classes,
-            m.num_stages,
-            m.width,
-            temporal_window=m.get("temporal_window", 1),
-            temporal_shift=m.get("temporal_shift", 0.0),
-        )
+        inputs = None
+        if m.get("skips", False):
+            stages, inputs = models.skip_classifier(info.num_classes, m.num_stages, m.width)
+        else:
+            stages = models.vgg_classifier(
+                info.num_classes,
+                m.num_stages,
+                m.width,
+                temporal_window=m.get("temporal_window", 1),
+                temporal_shift=m.get("temporal_shift", 0.0),
+            )
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = ["accuracy"]
     else:
-        stages = models.encoder_decoder(config.data.channels, m.num_stages, m.width)
+        inputs = None
+        if m.get("skips", False):
+            stages, inputs = models.unet(config.data.channels, m.num_stages, m.width)
+        else:
+            stages = models.encoder_decoder(config.data.channels, m.num_stages, m.width)
         loss = keras.losses.MeanSquaredError()
         metrics = []
     model = SidewaysModel(
         stages,
+        inputs=inputs,
         mode=config.mode,
         engine=config.engine,
         stateful=config.mode == "sideways" and _stream_chunks(config) > 0,

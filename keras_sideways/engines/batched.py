@@ -241,8 +241,9 @@ def _forward(stages, blocks: _Blocks) -> tuple:
     shifted = [None] * graph.num_stages  # per stage, its outputs one tick late, by block
     inputs, outputs, tapes, losses = [], [], [], []
     for k, stage in enumerate(stages):
-        frames = graph.input_of(k, blocks.pieces, shifted)  # its inputs, block by block
-        results = [_forward_block(blocks, k, stage, frames, c) for c in range(len(frames))]
+        # Its inputs, by source, block by block.
+        frames = graph.sources(k, graph.input_of(k, blocks.pieces, shifted))
+        results = [_forward_block(blocks, k, stage, frames, c) for c in range(len(blocks.bounds))]
         x, out, tape, ups, loss = (list(r) for r in zip(*results))
         inputs.append(x)
         outputs.append(out)
@@ -258,23 +259,26 @@ def _forward(stages, blocks: _Blocks) -> tuple:
 
 
 def _forward_block(blocks: _Blocks, k: int, stage, frames: list, c: int) -> tuple:
-    """Stage k over block c: (input, output, tape, what moves up [batch, ticks, ...], the
-    loss at the top or None)."""
+    """Stage k over block c, from its inputs `frames` by source and block: (input,
+    output, tape, what moves up [batch, ticks, ...], the loss at the top or None)."""
     graph, layers = blocks.graph, blocks.layers
     depth, window, device = graph.stash[k], graph.windows[k], graph.devices[k]
     lag = depth
     if blocks.by_frame:  # the tape is the stash: row r is frame r, at tick r + depth(k)
         depth, lag = 0, -graph.depth(k)
+
+    def stage_input(lag=0):  # shaped as the stage reads it: one tensor, or one per source
+        return graph.shaped(k, [_stage_input(f, blocks.bounds, c, window, lag) for f in frames])
+
     tape = tf.GradientTape(watch_accessed_variables=False)
     with device_scope(device):
         if depth:
             with layers.rows(blocks.rows(c), record=True):  # what moves up; the tape sees the stash
-                up = stage(_stage_input(frames, blocks.bounds, c, window), training=True)
-        x = _stage_input(frames, blocks.bounds, c, window, depth)
+                up = stage(stage_input(), training=True)
+        x = stage_input(depth)
     with device_scope(device), tape, layers.rows(blocks.rows(c, lag), record=not depth):
         tape.watch(blocks.weights[k])
-        if not graph.reads_video(k):
-            tape.watch(x)
+        tape.watch(graph.stage_sources(k, x))  # what it reads from stages
         out = stage(x, training=True)
         loss = blocks.loss(c, out) if k == graph.top else None
     up = clips.batch_to_frames(up if depth else out, blocks.pieces[c])
@@ -287,11 +291,11 @@ def _backward(blocks: _Blocks, inputs, outputs, tapes, losses) -> list:
     graph = blocks.graph
     grads, input_grads = [None] * graph.num_stages, [None] * graph.num_stages
     for k in reversed(range(graph.num_stages)):
-        errors = None if k == graph.top else graph.error_of(k, input_grads)
+        errors = None if k == graph.top else _errors_of(blocks, k, input_grads)
         stage_grads, below = [], []
         for c in range(len(blocks.bounds)):
-            first = graph.reads_video(k)
-            sources = ([] if first else [inputs[k][c]]) + blocks.weights[k]
+            watched = graph.stage_sources(k, inputs[k][c])
+            sources = watched + blocks.weights[k]
             with device_scope(graph.devices[k]):
                 if errors is None:  # the top: no gradient from a block the loss skips
                     g = [None] * len(sources)
@@ -305,12 +309,14 @@ def _backward(blocks: _Blocks, inputs, outputs, tapes, losses) -> list:
                         outputs[k][c], sources, output_gradients=clips.frames_to_batch(delayed)
                     )
             g = dense(g, sources)
-            if not first:  # a window's input-gradients are summed: the error of its tick
-                error = g.pop(0)
-                error = tf.reduce_sum(error, axis=1) if graph.windows[k] > 1 else error
-                below.append(clips.batch_to_frames(error, blocks.pieces[c]))
-            stage_grads.append(g)
-        input_grads[k] = below
+            # A window's input-gradients are summed: the error of its tick.
+            summed = [
+                tf.reduce_sum(e, axis=1) if graph.windows[k] > 1 else e for e in g[: len(watched)]
+            ]
+            below.append([clips.batch_to_frames(e, blocks.pieces[c]) for e in summed])
+            stage_grads.append(g[len(watched) :])
+        # Per source (None: the video), its input-gradients block by block.
+        input_grads[k] = graph.input_gradient(k, [list(blocks_) for blocks_ in zip(*below)])
         grads[k] = [tf.add_n(list(parts)) for parts in zip(*stage_grads)]
     return grads
 
@@ -320,6 +326,24 @@ def _bound(pick, a, b):
     if isinstance(a, int) and isinstance(b, int):
         return pick(a, b)
     return (tf.maximum if pick is max else tf.minimum)(a, b)
+
+
+def _errors_of(blocks: _Blocks, k: int, input_grads: list) -> list:
+    """Stage k's errors block by block, [batch, ticks, ...], before the one-tick delay:
+    the sum of its readers' input-gradients; zero, where its paths to the top differ in
+    length, at the ticks before errors have arrived along all of them (`masks_errors`)."""
+    graph = blocks.graph
+    parts = graph.error_parts(k, input_grads)  # per reader, block by block
+    errors = [p[0] if len(p) == 1 else tf.add_n(list(p)) for p in zip(*parts)]
+    if not graph.masks_errors(k):
+        return errors
+    # The error delayed into tick t is the one computed at t-1: keep those of t >= first - 1.
+    first = graph.first_valid_tick(k)
+    masked = []
+    for e, (start, size) in zip(errors, blocks.bounds):
+        kept = tf.cast(tf.range(start, start + size) >= first - 1, e.dtype)
+        masked.append(e * tf.reshape(kept, [1, -1] + [1] * (e.shape.rank - 2)))
+    return masked
 
 
 def _stage_input(frames: list, bounds: list, c: int, window: int, lag: int = 0) -> tf.Tensor:

@@ -26,8 +26,8 @@ class PipelineBuffers:
 
     For each stage k whose output another reads (`graph.buffered`; k < L-1 in a chain):
     `activations[k]` is A_k, the stage's output at the previous tick, and `errors[k]` is
-    E_k, the gradient of the loss with respect to that output, computed by its reader at
-    the previous tick. `ticks` counts the ticks run since the last priming (it decides
+    E_k, the gradient of the loss with respect to that output, computed by its readers at
+    the previous tick (summed). `ticks` counts the ticks run since the last priming (it decides
     which errors are valid); `primed` is 1 once primed. The first axis of every buffer
     holds `capacity` independent streams (lanes).
     Only where the tick-by-tick loop runs (`ticking`) do the buffers keep what the loop
@@ -69,9 +69,18 @@ class PipelineBuffers:
                 if window > 1:  # the stage's last W-1+D inputs, oldest first
                     shape = (window - 1 + depth, capacity, *input_shapes[k])
                     self.histories[k] = _state_variable(shape, dtype, f"history_{k}")
-                elif depth:  # stage k's last `depth` inputs, a ring by tick
-                    shape = (depth, capacity, *input_shapes[k])
-                    self.stashes[k] = _state_variable(shape, dtype, f"stash_{k}")
+                elif depth:  # stage k's last `depth` inputs, a ring by tick per source
+                    shapes = graph.sources(k, input_shapes[k])
+                    names = (
+                        [f"stash_{k}"]
+                        if len(shapes) == 1
+                        else [f"stash_{k}_{i}" for i in range(len(shapes))]
+                    )
+                    rings = [
+                        _state_variable((depth, capacity, *shape), dtype, name)
+                        for shape, name in zip(shapes, names)
+                    ]
+                    self.stashes[k] = graph.shaped(k, rings)
         self.ticks = _state_variable((), "int64", "ticks")
         self.primed = _state_variable((), "int32", "primed")
         self.seeds = (
@@ -89,7 +98,15 @@ class PipelineBuffers:
         the order of `variables`: how a stream's checkpoint stores them."""
         named = {f"activation_{k}": v for k, v in zip(self.graph.buffered, self.activations)}
         named.update({f"error_{k}": v for k, v in zip(self.graph.buffered, self.errors)})
-        named.update({f"stash_{k}": v for k, v in enumerate(self.stashes) if v is not None})
+        for k, rings in enumerate(self.stashes):
+            if rings is not None:  # a stage of several sources keeps a ring per source
+                rings = self.graph.sources(k, rings)
+                names = (
+                    [f"stash_{k}"]
+                    if len(rings) == 1
+                    else [f"stash_{k}_{i}" for i in range(len(rings))]
+                )
+                named.update(zip(names, rings))
         named.update({f"history_{k}": v for k, v in self.histories.items()})
         named.update(ticks=self.ticks, primed=self.primed)
         if self.seeds is not None:
@@ -112,10 +129,11 @@ class PipelineBuffers:
             with device_scope(devices[k]):
                 buffer.assign(x)
         inputs = graph.stage_inputs(frame, primed)
-        for k, ring in enumerate(self.stashes):
-            if ring is not None:
+        for k, rings in enumerate(self.stashes):
+            if rings is not None:
                 with device_scope(devices[k]):
-                    ring.assign(tf.broadcast_to(tf.cast(inputs[k], ring.dtype)[None], ring.shape))
+                    for ring, x in zip(graph.sources(k, rings), graph.sources(k, inputs[k])):
+                        ring.assign(tf.broadcast_to(tf.cast(x, ring.dtype)[None], ring.shape))
         for k, history in self.histories.items():
             size = graph.windows[k] + graph.stash[k]
             with device_scope(devices[k]):

@@ -94,7 +94,7 @@ def _sideways_gradients(
     if stateful:
         buffers.ticks.assign_add(tf.cast(time, tf.int64))
     valid = graph.valid_error_ticks(ticks_before, time)
-    top_shape = pipeline.output_spec(stages, graph, buffers.activations).shape[1:]
+    top_shape = pipeline.output_spec(stages, graph, buffers.activations, video[:, 0]).shape[1:]
     outputs.set_shape([video.shape[0], video.shape[1], *top_shape])
     if graph.drain:
         outputs, aligned = outputs[:, first : first + count], _scored(aligned, first, count)
@@ -157,7 +157,7 @@ def _over_groups(group, video, capacity, stateful, stages, layers, buffers) -> t
 
         num_groups = (batch + capacity - 1) // capacity
         zeros = (zero_sums(stage_weights(stages)), tf.constant(0.0), layers.zero_statistics())
-        spec = pipeline.output_spec(stages, buffers.graph, buffers.activations)
+        spec = pipeline.output_spec(stages, buffers.graph, buffers.activations, video[:, 0])
         _, totals, outputs = tf.while_loop(
             lambda g, *_: g < num_groups,
             body,

@@ -5,7 +5,7 @@ every stage k reads only the buffers written at tick t-1: its input (the frame x
 the activation buffer of the stage it reads) and its error (the loss gradient at the top,
 or its error buffer E_k). It runs forward and a vector-Jacobian product at that input,
 accumulates its weight pseudo-gradient, and only then are all buffers overwritten at once
-(A_k <- out_k, E_k <- the input-gradient of its reader). Within a tick the L stage
+(A_k <- out_k, E_k <- the sum of its readers' input-gradients). Within a tick the L stage
 computations are therefore independent, and TensorFlow may run them concurrently. Which
 stage reads which, and where each runs, is the stage graph's (`keras_sideways.graph`).
 
@@ -116,7 +116,7 @@ def pipelined_forward(
             graph.windows, graph.stage_inputs(video[:, 0], activations)
         )
         time = tf.shape(video)[1]
-        top_spec = output_spec(stages, graph, activations)
+        top_spec = output_spec(stages, graph, activations, video[:, 0])
 
         def body(t, activations, histories, top_outputs):
             frame = video[:, t]
@@ -138,12 +138,16 @@ def time_major_to_batch_major(x: tf.Tensor) -> tf.Tensor:
     return tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
 
 
-def output_spec(stages, graph: StageGraph, activations) -> keras.KerasTensor:
+def output_spec(stages, graph: StageGraph, activations, frame=None) -> keras.KerasTensor:
     """Shape and dtype of the top stage's output for one tick, from the activations it
-    reads (buffers or tensors, [lanes, ...], in `graph.buffered` order)."""
-    below = graph.stage_inputs(None, activations)[graph.top]
-    shape = windows.window_shape(below.shape, graph.windows[graph.top])
-    return stages[graph.top].compute_output_spec(keras.KerasTensor(shape, below.dtype))
+    reads (buffers or tensors, [lanes, ...], in `graph.buffered` order) and `frame`, a
+    frame batch, where it reads the video."""
+    top = graph.top
+    below = graph.sources(top, graph.stage_inputs(frame, activations)[top])
+    specs = [
+        keras.KerasTensor(windows.window_shape(x.shape, graph.windows[top]), x.dtype) for x in below
+    ]
+    return stages[top].compute_output_spec(graph.shaped(top, specs))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,14 +172,17 @@ def stage_step(step: TickStep, k: int, stage: keras.layers.Layer, x: tf.Tensor) 
     statistics count.
     """
     graph, buffers = step.buffers.graph, step.buffers
-    top, first = k == graph.top, graph.reads_video(k)
+    top, first = k == graph.top, graph.reads_video(k)  # first: it passes no error down
     depth, ring, history = graph.stash[k], buffers.stashes[k], buffers.histories.get(k)
     if history is not None:  # inputs t-W+1-D .. t: this tick's and the stashed window
         inputs = windows.tick_window(history.value, x)
         current, paired = inputs[:, depth:], inputs[:, : graph.windows[k]]
     else:
         current = x
-        paired = x if ring is None else tf.gather(ring.value, step.slot % depth)
+        paired = x
+        if ring is not None:  # one ring per source
+            stashed = [tf.gather(r.value, step.slot % depth) for r in graph.sources(k, ring)]
+            paired = graph.shaped(k, stashed)
     if depth:
         with step.layers.rows(step.rows_at(step.slot), record=True):
             out = stage(current, training=True)  # what moves up; the tape sees the stash
@@ -184,18 +191,21 @@ def stage_step(step: TickStep, k: int, stage: keras.layers.Layer, x: tf.Tensor) 
         step.layers.rows(step.rows_at(_lagged(step.slot, depth)), record=not depth),
     ):
         tape.watch(step.weights[k])
-        if not first:
-            tape.watch(paired)
+        watched = graph.stage_sources(k, paired)  # what it reads from stages
+        tape.watch(watched)
         y = stage(paired, training=True)
         loss = step.loss(y) if top else None
-    sources = ([] if first else [paired]) + step.weights[k]
+    sources = watched + step.weights[k]
     if top:
         grads = tape.gradient(loss, sources)
     else:
         error = step.errors[graph.buffered.index(k)]
+        if graph.masks_errors(k):  # only some paths' errors have arrived: none counts
+            error = error * tf.cast(step.slot >= graph.first_valid_tick(k), error.dtype)
         grads = tape.gradient(y, sources, output_gradients=error)
     grads = dense(grads, sources)
-    input_grad = None if first else grads.pop(0)
+    input_grads, grads = grads[: len(watched)], grads[len(watched) :]
+    input_grad = None if first else graph.input_gradient(k, input_grads)
     if input_grad is not None and history is not None:  # the error of its tick:
         input_grad = tf.reduce_sum(input_grad, axis=1)  # the window's, summed
     return (out if depth else y), input_grad, grads, loss
@@ -207,16 +217,17 @@ def _lagged(slot: tf.Tensor, depth: int) -> tf.Tensor:
 
 
 def shift(buffers: PipelineBuffers, inputs, outputs, input_grads, slot) -> list:
-    """The assignments that end a tick: A_k <- out_k, E_k <- its reader's input-gradient,
+    """The assignments that end a tick: A_k <- out_k, E_k <- its readers' input-gradients,
     and each stash and history takes this tick's input (a ring replaces its oldest, D_k
     ticks old, just used)."""
     graph = buffers.graph
     shifts = [a.assign(x) for a, x in zip(buffers.activations, graph.held(outputs))]
     shifts += [e.assign(g) for e, g in zip(buffers.errors, graph.output_errors(input_grads))]
     shifts += [
-        ring.value[slot % graph.stash[k]].assign(tf.cast(inputs[k], ring.dtype))
+        one.value[slot % graph.stash[k]].assign(tf.cast(x, one.dtype))
         for k, ring in enumerate(buffers.stashes)
         if ring is not None
+        for one, x in zip(graph.sources(k, ring), graph.sources(k, inputs[k]))
     ]
     shifts += [
         history.assign(windows.next_history(history.value, inputs[k]))
@@ -247,7 +258,7 @@ def run_ticks(
     graph = buffers.graph
     weights = stage_weights(stages)
     time = tf.shape(video)[1]
-    top_spec = output_spec(stages, graph, buffers.activations)
+    top_spec = output_spec(stages, graph, buffers.activations, video[:, 0])
     since_priming = tf.cast(tf.convert_to_tensor(buffers.ticks.value), tf.int32)
 
     def body(t, sums, loss_sum, top_outputs, statistics):

@@ -1,0 +1,239 @@
+"""A Functional Keras model of the per-frame computation, cut into Sideways stages.
+
+`cut(model, at=[...])` splits the model's graph at the outputs of the named layers: stage
+i ends at `at[i]` (the last stage at the model's output) and holds every layer that the
+stage's output needs and that no earlier cut already computes. A tensor that crosses a cut
+must be a cut layer's output (or the model's input): it becomes an edge of the stage graph,
+so a ResNet's residual adds and a U-Net's skips across cuts become skip connections between
+stages (docs/algorithm.md, "Stage graphs"). `cut(model, num_stages=N)` picks the cut
+layers itself, balancing an estimate of each layer's cost (`layer_costs`).
+
+The stages are Functional models over the same layers as `model` (they share its
+weights): training the Sideways model trains `model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from keras_sideways.graph import VIDEO
+from keras_sideways.layers import TemporalLayer
+
+
+def cut(
+    model: keras.Model,
+    at: Sequence[str] | None = None,
+    num_stages: int | None = None,
+) -> tuple[list[keras.Model], list]:
+    """Cuts a per-frame Functional model into stages and the stage graph joining them.
+
+    Args:
+        model: a Functional `keras.Model` of one input (a frame, [H, W, C]) and one output.
+        at: the names of the layers whose outputs end the stages, bottom first; the last
+            stage ends at the model's output.
+        num_stages: instead of `at`, the number of stages, cut where the estimated cost
+            (`layer_costs`) is most even among the layers that can be cut at.
+
+    Returns:
+        (stages, inputs) for `SidewaysModel(stages, inputs=inputs)`: stage i is a
+        Functional model of the layers between its sources' cuts and its own, and
+        `inputs[i]` lists its sources (earlier stages, `VIDEO`), in the order it takes them.
+
+    Raises:
+        ValueError: naming the layer: an unknown layer, a model that is not a Functional
+            model of one input and output, a temporal layer (a cut model is per-frame;
+            temporal stages are written as stages), cuts given out of order, a layer that
+            more than one stage would run (shared weights across a cut), or a tensor other
+            than a cut layer's output that crosses a cut.
+    """
+    _check_model(model)
+    if (at is None) == (num_stages is None):
+        raise ValueError(
+            f"cut needs either the layers to cut at (at=[...]) or num_stages; got at={at!r} "
+            f"and num_stages={num_stages!r}."
+        )
+    if at is None:
+        at = balanced_cuts(model, num_stages)
+    ends = [_cut_output(model, name) for name in at] + [model.output]
+    plan = _plan(model, list(at), ends)
+    stages = []
+    for k, (sources, end) in enumerate(zip(plan, ends)):
+        tensors = [model.input if s == VIDEO else ends[s] for s in sources]
+        stages.append(
+            keras.Model(
+                tensors[0] if len(tensors) == 1 else tensors, end, name=f"{model.name}_stage{k}"
+            )
+        )
+    return stages, [list(sources) for sources in plan]
+
+
+def layer_costs(model: keras.Model) -> dict:
+    """An estimate of each layer's cost per frame, by name: its weights times the positions
+    it applies them at (multiply-adds of a convolution or a dense layer), or its output's
+    size for a layer without weights. A proxy for time that needs no run."""
+    costs = {}
+    for layer in model.layers:
+        output = layer.output if layer._inbound_nodes else None
+        shape = () if isinstance(output, (list, tuple)) or output is None else output.shape
+        shape = tuple(d for d in shape[1:] if d is not None)
+        positions = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        weights = layer.count_params() if layer.built else 0
+        costs[layer.name] = weights * positions if weights else int(np.prod(shape or (1,)))
+    return costs
+
+
+def balanced_cuts(model: keras.Model, num_stages: int) -> list[str]:
+    """The names of `num_stages - 1` layers to cut `model` at, bottom first, so that the
+    stages' estimated costs (`layer_costs`) are as even as this greedy search finds: for
+    each share i/N of the total cost, in order, the cuttable layer whose running cost is
+    nearest to it (a cut that leaves every stage valid, `cut`)."""
+    if not isinstance(num_stages, int) or num_stages < 2:
+        raise ValueError(f"num_stages must be an int >= 2; got {num_stages!r}.")
+    costs = layer_costs(model)
+    names = [layer.name for layer in model.layers if not _is_input(layer)]
+    running = np.cumsum([costs[n] for n in names])
+    total = float(running[-1])
+    candidates = [i for i, n in enumerate(names[:-1]) if _cuttable(model, n)]
+    chosen: list[int] = []
+    for share in range(1, num_stages):
+        target = total * share / num_stages
+        later = [i for i in candidates if not chosen or i > chosen[-1]]
+        for i in sorted(later, key=lambda i: abs(running[i] - target)):
+            trial = [names[j] for j in chosen + [i]]
+            try:
+                _plan(model, trial, [_cut_output(model, n) for n in trial] + [model.output])
+            except ValueError:
+                continue
+            chosen.append(i)
+            break
+        else:
+            raise ValueError(
+                f"Cannot cut {model.name} into {num_stages} stages: found only "
+                f"{len(chosen) + 1} stages whose cuts every later layer respects. Name the "
+                "cut layers (at=[...]) or ask for fewer stages."
+            )
+        chosen.sort()
+    return [names[i] for i in chosen]
+
+
+# ------------------------------------------------------------------ the model's graph
+# Keras has no public way to walk a Functional model's nodes: a KerasTensor's
+# `_keras_history` names the operation and node that made it, and the node its inputs
+# (tests/test_keras_surface.py checks both).
+def _parents(tensor) -> list:
+    """The tensors the operation that made `tensor` read."""
+    history = tensor._keras_history
+    return list(history.operation._inbound_nodes[history.node_index].input_tensors)
+
+
+def _operation(tensor):
+    return tensor._keras_history.operation
+
+
+def _is_input(layer) -> bool:
+    return isinstance(layer, keras.layers.InputLayer)
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, keras.Model) or getattr(model, "outputs", None) is None:
+        raise ValueError(
+            "cut takes a Functional keras.Model (keras.Model(inputs, outputs)) of the "
+            f"per-frame computation; got a {type(model).__name__}."
+        )
+    for name in ("inputs", "outputs"):
+        tensors = getattr(model, name)
+        if len(tensors) != 1:
+            raise ValueError(
+                f"cut takes a model of one input (a frame) and one output; {model.name!r} "
+                f"has {len(tensors)} {name}."
+            )
+    for layer in model.layers:
+        if isinstance(layer, TemporalLayer):
+            raise ValueError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) is temporal: it sees a window "
+                "of frames, which a cut per-frame model cannot give it, and a cut inside "
+                "its window has no meaning. Cut the per-frame part and make the temporal "
+                "layer the first layer of its own stage (a keras.Sequential)."
+            )
+
+
+def _cut_output(model, name: str):
+    try:
+        layer = model.get_layer(name)
+    except ValueError:
+        names = ", ".join(layer.name for layer in model.layers)
+        raise ValueError(
+            f"No layer {name!r} to cut at in {model.name!r}; its layers: {names}."
+        ) from None
+    if len(layer._inbound_nodes) != 1:
+        raise ValueError(
+            f"Layer {name!r} is called {len(layer._inbound_nodes)} times in {model.name!r}: "
+            "a cut must be at a layer called once (its output then ends one stage)."
+        )
+    if isinstance(layer.output, (list, tuple)):
+        raise ValueError(f"Layer {name!r} has several outputs; cut at a layer of one output.")
+    return layer.output
+
+
+def _cuttable(model, name: str) -> bool:
+    layer = model.get_layer(name)
+    return len(layer._inbound_nodes) == 1 and not isinstance(layer.output, (list, tuple))
+
+
+def _plan(model, at: list[str], ends: list) -> list[tuple]:
+    """Per stage, its sources (VIDEO, earlier stages), checking every rule of `cut`."""
+    stage_of_end = {id(t): k for k, t in enumerate(ends)}
+    names = [*at, "the model's output"]
+    owner: dict = {}  # per operation, (stage, id of the node's output) that runs it
+    plan = []
+    for k, end in enumerate(ends):
+        sources, stack, seen = set(), [end], set()
+        while stack:
+            tensor = stack.pop()
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            if tensor is model.input:
+                sources.add(VIDEO)
+                continue
+            j = stage_of_end.get(id(tensor))
+            if j is not None and j != k:
+                if j > k:
+                    raise ValueError(
+                        f"The cut at {names[j]!r} comes before the cut at {names[k]!r} in "
+                        f"{model.name!r}: name the cut layers bottom first."
+                    )
+                sources.add(j)
+                continue
+            layer = _operation(tensor)
+            if _is_input(layer):
+                raise ValueError(f"Stage {k} reads {layer.name!r}, which is not the model's input.")
+            if id(layer) in owner and owner[id(layer)][0] != k:
+                other, node = owner[id(layer)]
+                if node == id(tensor):
+                    raise ValueError(
+                        f"The output of layer {layer.name!r} (in stage {other}) is used past "
+                        f"the cut at {names[other]!r} (by stage {k}) but is not a cut: only "
+                        f"the cut layers' outputs cross cuts. Cut at {layer.name!r} too, or "
+                        "move the cut."
+                    )
+                raise ValueError(
+                    f"Layer {layer.name!r} is used in stages {other} and {k}: its weights "
+                    "would be shared across a cut. Cut where it is used on one side only."
+                )
+            owner[id(layer)] = (k, id(tensor))
+            stack.extend(_parents(tensor))
+        ordered = ([VIDEO] if VIDEO in sources else []) + sorted(s for s in sources if s != VIDEO)
+        if not ordered:
+            raise ValueError(f"Stage {k} (ending at {names[k]!r}) reads nothing of the frame.")
+        plan.append(tuple(ordered))
+    for k in range(len(ends) - 1):
+        if not any(k in sources for sources in plan[k + 1 :]):
+            raise ValueError(
+                f"Nothing after the cut at {names[k]!r} reads it: every cut must feed a later "
+                "stage."
+            )
+    return plan

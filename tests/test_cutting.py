@@ -1,0 +1,178 @@
+"""Cutting a Functional Keras model into stages: the graph of its cuts, training with fit,
+static video against BP of the uncut model, and what cannot be cut, refused by name."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import CLIP_LOSS, FRAME_LOSS, clip_labels, random_video
+
+import keras_sideways as ks
+from keras_sideways import cutting
+
+VIDEO = ks.VIDEO
+
+
+def conv(channels, name, activation="tanh"):
+    return keras.layers.Conv2D(channels, 3, padding="same", activation=activation, name=name)
+
+
+def resnet(classes=3):
+    """A tiny ResNet-style classifier of 8x8 frames: a stem, two residual blocks, a head."""
+    x = keras.Input((8, 8, 1))
+    stem = conv(4, "stem")(x)
+    block1 = keras.layers.Add(name="block1")([stem, conv(4, "b1_conv")(stem)])
+    block2 = keras.layers.Add(name="block2")([block1, conv(4, "b2_conv")(block1)])
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(block2)
+    return keras.Model(x, keras.layers.Dense(classes, name="head")(pooled), name="resnet")
+
+
+def unet():
+    """A tiny U-Net of 8x8 frames: two levels down, two up, a skip per level."""
+    x = keras.Input((8, 8, 1))
+    enc1 = conv(4, "enc1")(x)
+    enc2 = conv(8, "enc2")(keras.layers.AveragePooling2D(2, name="down1")(enc1))
+    mid = conv(8, "mid")(keras.layers.AveragePooling2D(2, name="down2")(enc2))
+    up2 = keras.layers.UpSampling2D(name="up2")(mid)
+    dec2 = conv(8, "dec2")(keras.layers.Concatenate(name="skip2")([up2, enc2]))
+    up1 = keras.layers.UpSampling2D(name="up1")(dec2)
+    out = conv(1, "dec1", None)(keras.layers.Concatenate(name="skip1")([up1, enc1]))
+    return keras.Model(x, out, name="unet")
+
+
+# (model, cut layers, the stage graph they make, loss, per-frame targets)
+CASES = {
+    "resnet": (resnet, ["stem", "b1_conv", "block1"], [[VIDEO], [0], [0, 1], [2]]),
+    "unet": (unet, ["enc1", "enc2", "mid", "dec2"], [[VIDEO], [0], [1], [1, 2], [0, 3]]),
+}
+
+
+def task(name, video):
+    """The case's loss and targets: clip labels for the ResNet, the frames for the U-Net."""
+    return (CLIP_LOSS, clip_labels(len(video))) if name == "resnet" else (FRAME_LOSS, video)
+
+
+def uncut_bp_gradients(model, video, target, loss_fn):
+    """BP of the mean per-frame loss through the uncut model, by variable."""
+    batch, time = video.shape[:2]
+    frames = tf.reshape(video, (batch * time, *video.shape[2:]))
+    if target.ndim == 1:
+        target = np.repeat(target, time)
+    else:
+        target = target.reshape(batch * time, *target.shape[2:])
+    with tf.GradientTape() as tape:
+        loss = loss_fn(target, model(frames, training=True))
+    return {
+        id(v): g
+        for v, g in zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables))
+    }
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_cut_model_has_the_graph_of_its_cuts_and_shares_the_models_weights(name):
+    build, at, inputs = CASES[name]
+    model = build()
+    stages, graph = ks.cut(model, at=at)
+    assert graph == inputs
+    assert [s.layers[-1] for s in stages[:-1]] == [model.get_layer(n) for n in at]  # ends
+    weights = {id(v) for s in stages for v in s.trainable_variables}
+    assert weights == {id(v) for v in model.trainable_variables}
+    video = random_video(batch=2, time=1, seed=2)[:, 0]
+    sideways = ks.SidewaysModel(stages, inputs=graph)
+    np.testing.assert_allclose(sideways(video[:, None])[:, 0], model(video), atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["pipeline", "batched"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_static_video_through_a_cut_model_gives_the_uncut_models_bp_gradient(name, engine):
+    build, at, inputs = CASES[name]
+    model = build()
+    stages, graph = ks.cut(model, at=at)
+    video = np.repeat(random_video(batch=2, time=6, seed=3)[:, :1], 6, axis=1)
+    loss, target = task(name, video)
+    sideways = ks.SidewaysModel(stages, inputs=graph, engine=engine, pipeline_chunk=2)
+    sideways.compile(optimizer="sgd", loss=loss)
+    gradients = sideways.compute_gradients(video, target)
+    expected = uncut_bp_gradients(model, video, target, loss)
+    for v, g in zip(sideways.trainable_variables, gradients):
+        e = np.asarray(expected[id(v)])
+        error = np.linalg.norm(np.asarray(g) - e) / np.linalg.norm(e)
+        assert error <= 1e-5, (v.path, error)  # float32 sums over a few frames
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_cut_model_trains_with_fit(name):
+    build, at, _ = CASES[name]
+    model = build(**({"classes": 2} if name == "resnet" else {}))
+    stages, graph = ks.cut(model, at=at)
+    video = random_video(batch=4, time=6, seed=4)
+    loss, target = task(name, video)
+    target = target % 2 if name == "resnet" else target
+    data = tf.data.Dataset.from_tensor_slices((video, target)).shuffle(4, seed=0).batch(2)
+    sideways = ks.SidewaysModel(stages, inputs=graph)
+    sideways.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    before = [v.numpy() for v in model.trainable_variables]
+    history = sideways.fit(data, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert all(np.any(b != v.numpy()) for b, v in zip(before, model.trainable_variables))
+
+
+@pytest.mark.parametrize("name, stages", [("resnet", 3), ("unet", 4)])
+def test_a_model_is_cut_into_stages_balanced_by_estimated_cost(name, stages):
+    model = CASES[name][0]()
+    at = cutting.balanced_cuts(model, stages)
+    assert len(at) == stages - 1
+    cut_stages, graph = ks.cut(model, num_stages=stages)
+    assert len(cut_stages) == stages and graph[0] == [VIDEO]
+    # A 3x3 convolution of 1 to 4 channels: 40 weights at 64 positions.
+    assert cutting.layer_costs(model)["stem" if name == "resnet" else "enc1"] == 40 * 64
+    video = random_video(batch=2, time=5, seed=5)
+    loss, target = task(name, video)
+    sideways = ks.SidewaysModel(cut_stages, inputs=graph)
+    sideways.compile(optimizer="adam", loss=loss)
+    assert np.all(np.isfinite(sideways.train_on_batch(video, target)))
+
+
+def shared_conv_model():
+    x = keras.Input((8, 8, 1))
+    first = conv(4, "first")(x)
+    shared = conv(4, "shared")
+    y = shared(conv(4, "middle")(shared(first)))
+    return keras.Model(
+        x, keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(y))
+    )
+
+
+def temporal_model():
+    x = keras.Input((3, 8, 8, 1))
+    y = ks.layers.CausalTemporalConv(4, 3, window=3, name="motion")(x)
+    return keras.Model(x, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(y)))
+
+
+@pytest.mark.parametrize(
+    "build, at, message",
+    [
+        (
+            resnet,
+            ["b1_conv", "block1"],
+            "output of layer 'stem' \\(in stage 0\\) is used past the cut at 'b1_conv'",
+        ),
+        (resnet, ["block1", "stem"], "The cut at 'stem' comes before the cut at 'block1'"),
+        (resnet, ["nowhere"], "No layer 'nowhere' to cut at in 'resnet'"),
+        (shared_conv_model, ["first", "middle"], "Layer 'shared' is used in stages 1 and 2"),
+        (shared_conv_model, ["shared"], "Layer 'shared' is called 2 times"),
+        (temporal_model, ["motion"], "Layer 'motion' \\(CausalTemporalConv\\) is temporal"),
+    ],
+)
+def test_what_cannot_be_cut_is_refused_naming_the_layer(build, at, message):
+    with pytest.raises(ValueError, match=message):
+        ks.cut(build(), at=at)
+
+
+def test_cut_needs_the_cut_layers_or_a_number_of_stages():
+    with pytest.raises(ValueError, match="either the layers to cut at"):
+        ks.cut(resnet())
+    with pytest.raises(ValueError, match="num_stages must be an int >= 2"):
+        ks.cut(resnet(), num_stages=1)
