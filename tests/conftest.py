@@ -247,9 +247,13 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None, drain
 
 def compiled_model(stages, mode="sideways", loss=CLIP_LOSS, engine="pipeline", **kwargs):
     """A model compiled with SGD; engine="pipeline" runs tick by tick unless a
-    `pipeline_chunk` is given (the tests of blocks of ticks give theirs)."""
+    `pipeline_chunk` is given (the tests of blocks of ticks give theirs), and the paper's
+    Sideways (`stash_depth=0`) unless a `stash_depth` is given."""
     if engine == "pipeline":
         kwargs.setdefault("pipeline_chunk", 1)
+    # The engine tests check the paper's Sideways unless they ask for a stash (the
+    # defaults, a full stash with the drain, are tests/test_drain.py's).
+    kwargs.setdefault("stash_depth", 0)
     model = ks.SidewaysModel(stages, mode=mode, engine=engine, **kwargs)
     model.compile(optimizer="sgd", loss=loss)
     return model

@@ -68,7 +68,7 @@ def test_full_stash_with_drain_is_bp_on_moving_video(engine, chunk, targets):
     assert relative_error(sideways, bp) <= RTOL
     # Without the drain the same stash is not BP: frames T-L+1 ... T-1 never reach the loss.
     undrained = ks.SidewaysModel(
-        model.stages, engine=engine, pipeline_chunk=chunk, stash_depth="full"
+        model.stages, engine=engine, pipeline_chunk=chunk, stash_depth="full", drain=False
     )
     undrained.compile(optimizer="sgd", loss=loss)
     assert relative_error(undrained.compute_gradients(video, target), bp) > 100 * RTOL
@@ -168,8 +168,8 @@ def test_drained_model_trains_with_fit_and_round_trips(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(drain="yes"), "drain must be True or False; got 'yes'"),
-        (dict(drain=1), "drain must be True or False; got 1"),
+        (dict(drain="yes"), "drain must be True, False or 'auto'; got 'yes'"),
+        (dict(drain=1), "drain must be True, False or 'auto'; got 1"),
         (dict(drain=True, stateful=True), "stream .* carries it on"),
     ],
     ids=["text", "int", "stream"],

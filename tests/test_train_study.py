@@ -353,7 +353,7 @@ def test_fixes_are_summarised_against_the_same_bp_runs():
             | dict(mse=0.011)
         )
     fixed = summary.summarize(results)["fixes"]
-    assert fixed["names"] == ["stash full", "delay warm-up 1", "streamed ×2"]
+    assert fixed["names"] == ["stash full", "stash full + drain", "delay warm-up 1", "streamed ×2"]
     row = fixed["points"][f"2/{s['num_stages']}"]
     assert row["sideways"]["gap"] == pytest.approx(-10.0)  # the paper's Sideways: 0.40 vs 0.50
     assert row["stash full"]["gap"] == pytest.approx(0.0)
@@ -380,17 +380,21 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
 
     monkeypatch.setattr(runs, "classification_run", classification)
     config = study_config.get_config("tiny")
+    config.fix_constant_rate = True  # at stride 1: BP and the paper's Sideways, the default
     config.sections = ("classification", "controls")  # no footage: those runs stay missing
     first = runs.run_study(config, tmp_path, log=lambda line: None)
-    # 2 reconstructions, 4 fix runs, 4 motion runs, 3 real-time records
-    assert not first["complete"] and first["missing"] == 2 + 4 + 4 + 3
+    # 2 reconstructions, 8 fix runs, 4 motion runs, 3 real-time records
+    assert not first["complete"] and first["missing"] == 2 + 8 + 4 + 3
     assert len(calls) == 4  # 2 set-ups x 2 modes
     config.sections = ("fixes", "streaming")
     second = runs.run_study(config, tmp_path, log=lambda line: None)
+    stashes = [("sideways", 0, "stash full"), ("sideways", 0, "stash full + drain")]
+    constant = [("bp", 0, "constant rate"), ("sideways", 0, "constant rate")]
+    constant.append(("sideways", 0, "constant rate, stash full + drain"))  # BP's is shared
     streamed = [("bp", 0, "streamed ×2"), ("sideways", 0, "streamed ×2")]  # same data
     delay = ("sideways", 0, "delay warm-up 1")
-    assert calls[4:] == [("sideways", 0, "stash full"), delay, *streamed]
-    assert second["missing"] == 2 + 4 + 3 and len(second["runs"]) == 8  # 4 kept, 4 new
+    assert calls[4:] == [*stashes, *constant, delay, *streamed]
+    assert second["missing"] == 2 + 4 + 3 and len(second["runs"]) == 12  # 4 kept, 8 new
 
 
 # ------------------------------------------------------------------ experiment 8: motion

@@ -157,6 +157,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.recon_batch_size = 4
         config.fix_stashes = ("full",)
         config.fix_drains = ("full",)
+        config.fix_constant_rate = False  # its runs are tests/test_train_study.py's
         config.constant_rate_strides = (1,)
         config.fix_stream_chunks = 2
         config.fix_delay_warmups = (1,)
