@@ -71,18 +71,15 @@ class StageGraph:
         num_stages: int,
         devices: Sequence[str | None] | None = None,
         windows: Sequence[int] | None = None,
-        stash_depth: int | str | Sequence[int] = 0,
-        drain: bool | str = False,
-        stateful: bool = False,
+        **options,
     ) -> StageGraph:
         """Stage 0 reads the video, stage k reads stage k-1: the paper's Sideways.
 
-        `stash_depth` and `drain` are `SidewaysModel`'s options; the depth is capped per
-        stage (`stash_depths`), and `drain="auto"` drains where no frame gap is left and
-        the model does not stream (`stateful`).
+        `options` are `of`'s: `stash_depth` and `drain` (`SidewaysModel`'s options), and
+        `stateful`.
         """
         inputs = tuple((k - 1,) if k else (VIDEO,) for k in range(num_stages))
-        return cls.of(inputs, devices, windows, stash_depth, drain, stateful)
+        return cls.of(inputs, devices, windows, **options)
 
     @classmethod
     def of(

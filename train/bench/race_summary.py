@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 
-from train.bench.summary import Summary, Table, time_to
+from train.bench.summary import Summary, Table, machine_figures, time_to
 
 NAMES = {"bp": "BP", "sideways": "Sideways (defaults)", "sideways_paper": "Sideways (paper)"}
 
@@ -279,16 +279,10 @@ def _missing(points: Sequence[Mapping]) -> str:
 
 def summarize(raw: Mapping) -> Summary:
     """Every figure and table of the page and the terminal summary, formatted."""
-    machine, workload = raw["machine"], raw["workload"]
+    workload = raw["workload"]
     points = race(raw)
     figures = dict(
-        command=raw["command"],
-        cores=str(machine["cores"]),
-        cpu=machine["cpu"],
-        gpus=", ".join(machine["gpus"]) or "none",
-        python=machine["python"],
-        tensorflow=machine["tensorflow"],
-        keras=machine["keras"],
+        **machine_figures(raw),
         target=f"{workload['target']:.2f}",
         budgets=", ".join(map(str, workload["budgets"])),
         train_clips=str(workload["train_clips"]),

@@ -333,6 +333,20 @@ def _race_figures(results: Mapping) -> dict[str, str]:
     return figures
 
 
+def machine_figures(raw: Mapping) -> dict[str, str]:
+    """The command and the machine of raw results, as the pages print them."""
+    machine = raw["machine"]
+    return dict(
+        command=raw["command"],
+        cores=str(machine["cores"]),
+        cpu=machine["cpu"],
+        gpus=", ".join(machine["gpus"]) or "none",
+        python=machine["python"],
+        tensorflow=machine["tensorflow"],
+        keras=machine["keras"],
+    )
+
+
 def summarize(raw: Mapping) -> Summary:
     """Every figure of the page and the terminal summary, formatted, from the raw results."""
     machine, workload, scaling = raw["machine"], raw["workload"], raw["scaling"]
@@ -341,13 +355,7 @@ def summarize(raw: Mapping) -> Summary:
     best_fps = {name: statistics.median(sweep[name][best[name]]) for name in best}
     four = [p for p in scaling["partitions"] if p["devices"] == 4]
     figures = dict(
-        command=raw["command"],
-        cores=str(machine["cores"]),
-        cpu=machine["cpu"],
-        gpus=", ".join(machine["gpus"]) or "none",
-        python=machine["python"],
-        tensorflow=machine["tensorflow"],
-        keras=machine["keras"],
+        **machine_figures(raw),
         bp_best=best["bp"],
         pipeline_best=best["sideways_pipeline"],
         pipeline_best_over_bp_best=f"{best_fps['sideways_pipeline'] / best_fps['bp']:.2f}",
