@@ -634,6 +634,8 @@ def test_tiny_benchmark_end_to_end(tmp_path):
         bp=[(4, 4)],
         sideways_batched=[(4, 4)],
         sideways_pipeline=[(4, 4)],
+        exact_pipeline=[(4, 4)],  # the defaults, in blocks and tick by tick
+        exact_pipeline_ticks=[(4, 4)],
         sideways_pipeline_stream=[(4, 2)],
         sideways_pipeline_stream_full_stash=[(4, 2)],  # streamed as well, with its rings
         bp_mixed_bfloat16=[(4, 4)],
