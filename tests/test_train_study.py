@@ -286,13 +286,13 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     results = runs.load_results(out)
     kinds = [(r["experiment"], r.get("speed"), r["mode"]) for r in results["runs"]]
     experiments = [("classification", 1.0), ("classification", 0.0), ("reconstruction", None)]
-    fixes = [("fix", 1.0, "sideways")] * 2 + [("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]
+    fixes = [("fix", 1.0, "sideways")] * 3 + [("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]
     motion = [("motion", None, mode) for _ in range(2) for mode in runs.MODES]
     realtime = [("realtime_fps", None, None)] + [("realtime", None, m) for m in runs.MODES]
     expected = [(e, speed, mode) for e, speed in experiments for mode in runs.MODES]
     assert kinds == expected + fixes + motion + realtime
-    names = ["stash full", "delay warm-up 1"] + ["streamed ×2"] * 2
-    assert [r.get("fix") for r in results["runs"][-11:-7]] == names
+    names = ["stash full", "stash full + drain", "delay warm-up 1"] + ["streamed ×2"] * 2
+    assert [r.get("fix") for r in results["runs"][-12:-7]] == names
     models = [(r["task"], r["model"]) for r in results["runs"][-7:-3]]
     assert models == [
         ("moving_digits_direction", m) for m in ("per-frame",) * 2 + ("temporal",) * 2
