@@ -122,7 +122,6 @@ def batched_sideways_gradients(
     layers = tick_layers.TickLayers(stages)
     with layers.patched():
         blocks = _Blocks.of(stages, video, target, loss_fn, sample_weight, graph, layers)
-        blocks = dataclasses.replace(blocks, by_frame=runs_by_frame(graph, stages))
         blocks = dataclasses.replace(blocks, lanes=capacity or blocks.lanes)
         if chunk is not None:
             blocks = blocks.chunked(chunk)
@@ -175,7 +174,8 @@ class _Blocks:
     def of(cls, stages, video, target, loss_fn, sample_weight, graph, layers) -> _Blocks:
         """One block of the whole clip (drained, with `graph.drain`, unless by frame)."""
         frames = video.shape[1] or tf.shape(video)[1]
-        if runs_by_frame(graph, stages):
+        by_frame = runs_by_frame(graph, stages)
+        if by_frame:
             aligned, scored = target, (0, frames)
         else:
             video = graph.drained(video)
@@ -194,6 +194,7 @@ class _Blocks:
             video.shape[0] or tf.shape(video)[0],
             chunk_bounds(video.shape[1] or tf.shape(video)[1], None),
             [video],
+            by_frame,
         )
 
     def chunked(self, chunk: int) -> _Blocks:
