@@ -46,6 +46,9 @@ class StageGraph:
             drain"): the clip runs `tail_ticks` more ticks on its last frame so that
             every frame reaches the top and every error the bottom, and the loss scores
             each frame once (the primed frame 0 only as itself).
+        relays: per stage, whether it is one tick of a delay line (`with_delay_lines`): an
+            identity with no weights, whose error does not depend on its input, so it
+            has no frame gap and stashes nothing. Empty: no relays.
     """
 
     inputs: tuple
@@ -53,11 +56,13 @@ class StageGraph:
     windows: tuple
     stash: tuple
     drain: bool = False
+    relays: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(tuple(s) for s in self.inputs))
         count = len(self.inputs)
-        for name in ("devices", "windows", "stash"):
+        object.__setattr__(self, "relays", tuple(bool(r) for r in self.relays or [False] * count))
+        for name in ("devices", "windows", "stash", "relays"):
             if len(getattr(self, name)) != count:
                 raise ValueError(
                     f"A StageGraph needs one entry of {name} per stage ({count}); got "
@@ -90,26 +95,30 @@ class StageGraph:
         stash_depth: int | str | Sequence[int] = 0,
         drain: bool | str = False,
         stateful: bool = False,
+        relays: Sequence[bool] | None = None,
     ) -> StageGraph:
         """The graph in which stage k reads `inputs[k]`: a source or a list of sources, each
         an earlier stage's index or VIDEO (also spelled "video"). Checked (`check_graph`).
 
-        `drain="auto"` drains a chain where no frame gap is left and the model does not
-        stream (`stateful`); the drain is defined for chains only (docs/algorithm.md, "Fill
-        and drain"): True on another graph raises ValueError.
+        `drain="auto"` drains a balanced graph (a chain, or a graph with delay lines) where
+        no frame gap is left and the model does not stream (`stateful`); the drain is
+        defined for balanced graphs only (docs/algorithm.md, "Fill and drain"): True on
+        another graph raises ValueError. `relays` marks the stages that are delay lines'
+        ticks (`with_delay_lines`).
         """
         inputs = check_inputs(inputs)
         count = len(inputs)
         devices = tuple(devices or [None] * count)
         windows = tuple(windows or [1] * count)
-        bare = cls(inputs, devices, windows, (0,) * count)
+        bare = cls(inputs, devices, windows, (0,) * count, relays=tuple(relays or ()))
         graph = dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))
         if drain == AUTO:
-            drain = graph.is_chain and not stateful and not any(graph.gaps())
-        if drain and not graph.is_chain:
+            drain = graph.is_balanced and not stateful and not any(graph.gaps())
+        if drain and not graph.is_balanced:
             raise ValueError(
-                "drain=True is defined for a chain of stages only; these stages form a graph "
-                "(skip connections). Use drain=False or 'auto'."
+                "drain=True needs every path from the video to a stage to be equally long (a "
+                "chain, or skips with delay lines); these stages' skip connections are not. "
+                "Use delay_lines=True, or drain=False or 'auto'."
             )
         return dataclasses.replace(graph, drain=bool(drain))
 
@@ -118,6 +127,17 @@ class StageGraph:
         """True when stage 0 reads the video and stage k reads stage k-1 alone."""
         return all(
             tuple(sources) == ((k - 1,) if k else (VIDEO,)) for k, sources in enumerate(self.inputs)
+        )
+
+    @property
+    def is_balanced(self) -> bool:
+        """True when every edge spans one tick of depth (only stages of depth 0 read the
+        video): every path between two stages is then as long as any other, so each stage
+        merges one frame, and every error it gets was born from one frame. A chain is."""
+        return all(
+            self.depth(k) == (0 if s == VIDEO else self.depth(s) + 1)
+            for k, sources in enumerate(self.inputs)
+            for s in sources
         )
 
     def check_graph(self) -> None:
@@ -131,6 +151,10 @@ class StageGraph:
         for k, sources in enumerate(self.inputs):
             if not sources:
                 raise ValueError(f"Stage {k} reads nothing; give it the video or earlier stages.")
+            if self.relays[k] and (len(sources) != 1 or self.windows[k] != 1):
+                raise ValueError(
+                    f"Stage {k} is a delay line's relay: it reads one source, one frame a tick."
+                )
             for s in sources:
                 if s != VIDEO and not (_is_int(s) and 0 <= s < k):
                     raise ValueError(
@@ -298,7 +322,10 @@ class StageGraph:
     def frame_gap(self, k: int, stash: int = 0) -> int:
         """Frames between the activation and the error that stage k pairs, along its
         longest path to the top and back: 2(L-1-k) in a chain, or max(0, 2 height - stash)
-        with a stash of its last `stash` inputs."""
+        with a stash of its last `stash` inputs; 0 for a relay, whose error does not depend
+        on the input it is paired with."""
+        if self.relays[k]:
+            return 0
         return max(0, 2 * self.height(k) - stash)
 
     def gaps(self) -> list[int]:
@@ -465,3 +492,34 @@ def of_stages(stages: Sequence, devices: Sequence[str | None] | None = None) -> 
     """The chain of `stages` (their windows), on `devices`: what an engine called with
     stages alone runs."""
     return StageGraph.chain(len(stages), devices, [stage_window(s) for s in stages])
+
+
+def with_delay_lines(inputs: Sequence) -> tuple[tuple, tuple]:
+    """The graph `inputs` (per stage, its sources) with a delay line on every edge that
+    skips depth: a source j read by a stage k of depth(k) > depth(j) + 1 (the video's depth
+    is -1) passes through depth(k) - depth(j) - 1 relays, each one stage that holds its
+    input for one tick (docs/algorithm.md, "Delay lines"). The result is balanced
+    (`StageGraph.is_balanced`); a balanced graph comes back as it is.
+
+    Returns:
+        (inputs, origins): the new graph's inputs, bottom first, a stage's relays just
+        before it; and per new stage, the index of the stage of `inputs` it is, or for a
+        relay the (source, reader, tick) of the edge it delays, its tick counted from 1 at
+        the source.
+    """
+    inputs = check_inputs(inputs)
+    depths, index, new_inputs, origins = [], {}, [], []
+    for k, sources in enumerate(inputs):
+        depths.append(max(0 if s == VIDEO else depths[s] + 1 for s in sources))
+        read = []
+        for s in sources:
+            source = VIDEO if s == VIDEO else index[s]
+            for tick in range(1, depths[k] - (-1 if s == VIDEO else depths[s])):
+                new_inputs.append((source,))
+                origins.append((s, k, tick))
+                source = len(new_inputs) - 1
+            read.append(source)
+        index[k] = len(new_inputs)
+        new_inputs.append(tuple(read))
+        origins.append(k)
+    return tuple(new_inputs), tuple(origins)

@@ -126,6 +126,23 @@ class TemporalShift(TemporalLayer):
         return {**config, "fraction": self.fraction}
 
 
+@keras.saving.register_keras_serializable(package="keras_sideways")
+class Relay(keras.layers.Layer):
+    """One tick of a delay line (`SidewaysModel(delay_lines=...)`, docs/algorithm.md,
+    "Delay lines"): a stage that passes its input on unchanged, one tick later in the
+    pipeline. It has no weights and never casts (a float32 skip stays float32 under mixed
+    precision)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(autocast=False, **kwargs)
+
+    def call(self, x):
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 def _plain(value) -> bool:
     return value is None or isinstance(value, (int, float, str, bool, tuple, list))
 

@@ -17,7 +17,8 @@ from keras_sideways import clips, delays, options, threads
 from keras_sideways import placement as placements
 from keras_sideways.engines import batched, bp, pipeline, tick_layers, windows
 from keras_sideways.engines.buffers import PipelineBuffers
-from keras_sideways.graph import StageGraph, check_inputs
+from keras_sideways.graph import VIDEO, StageGraph, check_inputs, with_delay_lines
+from keras_sideways.layers import Relay
 from keras_sideways.placement import device_scope
 from keras_sideways.trainer import SidewaysTrainer
 
@@ -94,9 +95,19 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             (T + 2(L-1)) / T ticks per clip of T frames. True or False force it (not for
             streams, `stateful=True`).
 
-        The defaults (`stash_depth="full"`, `drain="auto"`) train with BP's gradient,
-        pipelined; `SidewaysModel(stages, stash_depth=0)` is the paper's Sideways. Which
-        to use when, and what each costs: README.md, "Choosing the settings".
+        delay_lines: for a stage graph (`inputs`), hold every skip edge j -> k in a
+            delay line of depth(k) - depth(j) - 1 relays (`ks.layers.Relay`, one tick
+            each; `model.stages` and `model.graph` include them), so that every path
+            brings a stage the same frame and every error it gets was born from one frame
+            (docs/algorithm.md, "Delay lines"). With a full stash and the drain, a graph
+            then trains with BP's gradient too. Without them a skip brings a newer frame
+            than the long path, sooner (Skip-Sideways' fresher errors). "auto" (the
+            default): with `stash_depth="full"`. A chain has no skip edges.
+
+        The defaults (`stash_depth="full"`, `drain="auto"`, `delay_lines="auto"`) train
+        with BP's gradient, pipelined; `SidewaysModel(stages, stash_depth=0)` is the
+        paper's Sideways. Which to use when, and what each costs: README.md, "Choosing the
+        settings".
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Inputs are videos [batch, time, height, width, channels]; `call` returns the
@@ -118,25 +129,20 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         delay_warmup_steps: int = 0,
         pipeline_chunk: int | str = "auto",
         drain: bool | str = "auto",
+        delay_lines: bool | str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
         stages = options.check_stages(stages)
         options.check_options(mode, stateful, engine)
         self.drain = options.check_drain(drain, stateful)  # as given; `graph.drain` resolved
+        self.delay_lines = options.check_delay_lines(delay_lines)  # as given
         placement = options.check_placement(placement, len(stages))
-        self.stages = stages
         self.mode = mode
         self.stateful = stateful
         self.engine = engine
         self.placement = placement
         self.stash_depth = stash_depth
-        # How the stages connect, where each runs, its window and stash: the one object
-        # the engines, buffers and export read (devices set by "auto" placement in build).
-        # A placement per replica (data x depth): the graph holds replica 0's devices.
-        self.replica_devices = None
-        if isinstance(placement, list) and not isinstance(placement[0], str):
-            self.replica_devices = placement
         if inputs is not None:
             inputs = check_inputs(inputs)
             if len(inputs) != len(stages):
@@ -144,17 +150,44 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
                     f"inputs needs one entry per stage ({len(stages)}); got {len(inputs)}: "
                     f"{[list(s) for s in inputs]}."
                 )
+        # What each stage reads, as given (None: a chain); not `inputs`, which Keras reads
+        # as a Functional model's input tensors.
+        self.stage_sources = None if inputs is None else [list(s) for s in inputs]
+        # The stages the engines run: the given ones, and the relays of the delay lines.
+        graph_inputs, origins = StageGraph.chain(len(stages)).inputs, range(len(stages))
+        if inputs is not None:
+            # Checked as given first, so that a refusal names the stages as given.
+            StageGraph.of(inputs, windows=options.check_windows(stages))
+            graph_inputs, origins = inputs, range(len(stages))
+            if options.resolve_delay_lines(delay_lines, stash_depth):
+                graph_inputs, origins = with_delay_lines(inputs)
+        self.origins = tuple(origins)  # per stage run: a given stage's index, or a relay's edge
+        self.stages = [stages[o] if isinstance(o, int) else _relay(o) for o in self.origins]
+        per_stage = lambda values, relay: _expanded(values, self.origins, relay)  # noqa: E731
+        # How the stages connect, where each runs, its window and stash: the one object
+        # the engines, buffers and export read (devices set by "auto" placement in build).
+        # A placement per replica (data x depth): the graph holds replica 0's devices.
+        self.replica_devices = None
+        if isinstance(placement, list) and not isinstance(placement[0], str):
+            self.replica_devices = [per_stage(p, _source_device) for p in placement]
+        relayed = len(self.stages) > len(stages)
+        if relayed and isinstance(stash_depth, Sequence) and not isinstance(stash_depth, str):
+            if len(stash_depth) != len(stages):
+                raise ValueError(
+                    f"stash_depth as a list needs one depth per stage ({len(stages)}); got "
+                    f"{len(stash_depth)}: {list(stash_depth)}."
+                )
+            stash_depth = per_stage(list(stash_depth), lambda *_: 0)  # a relay stashes nothing
+        devices = _listed(placement) and per_stage(_listed(placement), _source_device)
         self.graph = StageGraph.of(
-            StageGraph.chain(len(stages)).inputs if inputs is None else inputs,
-            self.replica_devices[0] if self.replica_devices else _listed(placement),
-            options.check_windows(stages),
+            graph_inputs,
+            self.replica_devices[0] if self.replica_devices else devices,
+            per_stage(options.check_windows(stages), lambda *_: 1),
             stash_depth,
             self.drain,
             stateful,
+            relays=[not isinstance(o, int) for o in self.origins],
         )
-        # What each stage reads, as given (None: a chain); not `inputs`, which Keras reads
-        # as a Functional model's input tensors.
-        self.stage_sources = None if inputs is None else [list(s) for s in self.graph.inputs]
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
         self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
         if self.replica_devices is not None and (stateful or pipeline_chunk == 1):
@@ -354,7 +387,13 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             delay_warmup_steps=self.delay_warmup_steps,
             pipeline_chunk=self.pipeline_chunk,
             drain=self.drain,
+            delay_lines=self.delay_lines,
         )
+        config["stages"] = [  # as given: the relays are made again
+            keras.saving.serialize_keras_object(s)
+            for s, o in zip(self.stages, self.origins)
+            if isinstance(o, int)
+        ]
         return config
 
     @classmethod
@@ -362,6 +401,24 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         config = dict(config)
         stages = [keras.saving.deserialize_keras_object(s) for s in config.pop("stages")]
         return cls(stages, **config)
+
+
+def _relay(origin) -> keras.layers.Layer:
+    """The relay at tick `tick` of the delay line from `source` to `reader`."""
+    source, reader, tick = origin
+    name = "video" if source == VIDEO else f"stage_{source}"
+    return Relay(name=f"delay_line_{name}_to_stage_{reader}_tick_{tick}")
+
+
+def _source_device(values, source, reader):
+    """A relay runs on its source's device (the video's reader's, for the video)."""
+    return values[reader] if source == VIDEO else values[source]
+
+
+def _expanded(values, origins, relay) -> list:
+    """Per-stage `values` of the given stages, for the stages the engines run: a given
+    stage's own, a relay's `relay(values, source, reader)`."""
+    return [values[o] if isinstance(o, int) else relay(values, o[0], o[1]) for o in origins]
 
 
 def _listed(placement):

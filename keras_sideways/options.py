@@ -90,6 +90,21 @@ def check_drain(drain, stateful: bool) -> bool | str:
     return drain
 
 
+def check_delay_lines(delay_lines) -> bool | str:
+    """`delay_lines`: True, False or "auto" (ValueError for another value)."""
+    if delay_lines != AUTO_DRAIN and not isinstance(delay_lines, bool):
+        raise ValueError(f"delay_lines must be True, False or 'auto'; got {delay_lines!r}.")
+    return delay_lines
+
+
+def resolve_delay_lines(delay_lines: bool | str, stash_depth) -> bool:
+    """Whether skip edges get delay lines: as asked, or with "auto" where the stash is
+    full (the exact end of the knob, which they make exact on a graph too)."""
+    if delay_lines == AUTO_DRAIN:
+        return isinstance(stash_depth, str) and stash_depth == "full"
+    return delay_lines
+
+
 def check_placement(placement, num_stages: int):
     """None, "auto", one visible device name per stage, or a list of such lists (one per
     replica of a tf.distribute strategy: data x depth); ValueError otherwise."""

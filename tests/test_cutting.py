@@ -1,5 +1,6 @@
 """Cutting a Functional Keras model into stages: the graph of its cuts, training with fit,
-static video against BP of the uncut model, and what cannot be cut, refused by name."""
+moving video against BP of the uncut model (the defaults), and what cannot be cut,
+refused by name."""
 
 import keras
 import numpy as np
@@ -85,13 +86,15 @@ def test_a_cut_model_has_the_graph_of_its_cuts_and_shares_the_models_weights(nam
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["pipeline", "batched"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_static_video_through_a_cut_model_gives_the_uncut_models_bp_gradient(name, engine):
+def test_a_cut_model_gets_the_uncut_models_bp_gradient_on_moving_video(name, engine):
+    # The defaults: a full stash, its skips in delay lines, filled and drained.
     build, at, inputs = CASES[name]
     model = build()
     stages, graph = ks.cut(model, at=at)
-    video = np.repeat(random_video(batch=2, time=6, seed=3)[:, :1], 6, axis=1)
+    video = random_video(batch=2, time=6, seed=3)  # every frame new
     loss, target = task(name, video)
     sideways = ks.SidewaysModel(stages, inputs=graph, engine=engine, pipeline_chunk=2)
+    assert sideways.graph.drain
     sideways.compile(optimizer="sgd", loss=loss)
     gradients = sideways.compute_gradients(video, target)
     expected = uncut_bp_gradients(model, video, target, loss)

@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import CLIP_LOSS, FRAME_LOSS, clip_labels, frame_targets, layer_of, random_video
 
 import keras_sideways as ks
-from keras_sideways.graph import VIDEO, StageGraph
+from keras_sideways.graph import VIDEO, StageGraph, with_delay_lines
 
 
 # docs/algorithm.md's clock for a chain of L stages, written plainly (the functions of L
@@ -266,27 +266,38 @@ def test_a_graphs_clock_follows_its_longest_and_shortest_paths():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name, targets, stash_depth",
+    "name, targets, stash_depth, delay_lines",
     [
-        ("skips", "clip", 0),
-        ("skips", "frames", 0),
-        ("skips", "clip", "full"),
-        ("skips", "frames", 1),
-        ("video", "clip", 0),
-        ("video", "frames", "full"),
+        ("skips", "clip", 0, False),
+        ("skips", "frames", 0, True),
+        ("skips", "clip", "full", False),
+        ("skips", "frames", 1, False),
+        ("video", "clip", 0, False),
+        ("video", "frames", "full", True),
     ],
     ids=str,
 )
-def test_both_engines_equal_the_slow_reference_on_a_graph(name, targets, stash_depth):
+def test_both_engines_equal_the_slow_reference_on_a_graph(name, targets, stash_depth, delay_lines):
     video = random_video(batch=2, time=6, seed=3)
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
     stages = graph_stages(name)
     results = {}
     for engine in ENGINE_OPTIONS:
-        model = graph_model(name, loss, engine=engine, stages=stages, stash_depth=stash_depth)
+        model = graph_model(
+            name,
+            loss,
+            engine=engine,
+            stages=stages,
+            stash_depth=stash_depth,
+            delay_lines=delay_lines,
+            drain=False,  # the reference does not drain
+        )
         results[engine] = model.compute_gradients(video, target)
-    reference = graph_reference(stages, GRAPHS[name], video, target, loss, model.stash)
+    # With delay lines the reference runs the model's relays as stages of its graph.
+    inputs = [list(s) for s in model.graph.inputs]
+    assert (len(model.stages) > len(stages)) == delay_lines
+    reference = graph_reference(model.stages, inputs, video, target, loss, model.stash)
     for engine, gradients in results.items():
         errors = relative_errors(gradients, reference)
         assert max(errors) <= RELATIVE, (engine, errors)
@@ -326,12 +337,14 @@ def test_a_temporal_stage_in_a_graph_equals_the_reference_and_bp_on_static_video
         video,
         clip_labels(2),
         CLIP_LOSS,
-        graph_model("skips", stages=stages, stash_depth=stash_depth).stash,
+        graph_model("skips", stages=stages, stash_depth=stash_depth, delay_lines=False).stash,
     )
     static = np.repeat(video[:, :1], 6, axis=1)
     bp = graph_model("skips", stages=stages).compute_gradients(static, clip_labels(2), mode="bp")
     for engine in ENGINE_OPTIONS:
-        model = graph_model("skips", engine=engine, stages=stages, stash_depth=stash_depth)
+        model = graph_model(
+            "skips", engine=engine, stages=stages, stash_depth=stash_depth, delay_lines=False
+        )
         assert model.windows == [3, 1, 1, 1]
         errors = relative_errors(model.compute_gradients(video, clip_labels(2)), reference)
         assert max(errors) <= RELATIVE, (engine, errors)
@@ -418,8 +431,9 @@ def test_a_streamed_graph_continues_its_buffers_across_chunks():
     # clip of both chunks run at once leaves it.
     video = random_video(batch=2, time=6, seed=9)
     stages = graph_stages("skips")
-    streamed = graph_model("skips", stages=stages, stash_depth="full", stateful=True)
-    whole = graph_model("skips", stages=stages, stash_depth="full")
+    options = dict(stash_depth="full", delay_lines=False)  # the rings of stage 2 as given
+    streamed = graph_model("skips", stages=stages, stateful=True, **options)
+    whole = graph_model("skips", stages=stages, **options)
     for model in (streamed, whole):
         model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CLIP_LOSS)
     streamed.train_on_batch(video[:, :3], clip_labels(2))
@@ -473,3 +487,109 @@ def test_placement_measures_each_stage_on_the_outputs_it_reads():
         graph_stages("skips"), tf.constant(random_video(batch=2, time=1)[:, 0]), 1, graph
     )
     assert len(costs) == 4 and all(c > 0 for c in costs)
+
+
+# ----------------------------------------------------------------- delay lines
+def test_delay_lines_hold_each_skip_for_the_depth_it_jumps():
+    inputs, origins = with_delay_lines(GRAPHS["skips"])
+    # The skip 0 -> 2 gets one relay, 0 -> 3 two, each just before its reader.
+    assert inputs == ((VIDEO,), (0,), (0,), (1, 2), (0,), (4,), (3, 5))
+    assert origins == (0, 1, (0, 2, 1), 2, (0, 3, 1), (0, 3, 2), 3)
+    relays = [not isinstance(o, int) for o in origins]
+    graph = StageGraph.of(inputs, stash_depth="full", drain="auto", relays=relays)
+    heights = [graph.height(k) for k in range(graph.num_stages)]
+    assert graph.is_balanced and heights == [graph.shortest_height(k) for k in range(7)]
+    assert graph.stash == (6, 4, 0, 2, 0, 0, 0)  # a relay stashes nothing: it has no gap
+    assert graph.drain and graph.tail_ticks == 6 and not StageGraph.of(GRAPHS["skips"]).is_balanced
+    # The video, read beside stage 1 by stage 2 (depth 2), waits two ticks.
+    inputs, origins = with_delay_lines(GRAPHS["video"])
+    assert inputs == ((VIDEO,), (0,), (VIDEO,), (2,), (3, 1), (4,))
+    assert with_delay_lines(inputs)[0] == inputs  # balanced: as it is
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", list(ENGINE_OPTIONS))
+@pytest.mark.parametrize("name, targets", [("skips", "clip"), ("video", "frames")])
+def test_the_defaults_give_a_graph_bps_gradient_on_moving_video(name, targets, engine):
+    video = random_video(batch=2, time=6, seed=3)  # every frame new
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    stages = graph_stages(name)
+    model = graph_model(name, loss, engine=engine, stages=stages)  # full stash, delay lines
+    assert model.graph.drain and len(model.stages) > len(stages)
+    bp = model.compute_gradients(video, target, mode="bp")
+    assert max(relative_errors(model.compute_gradients(video, target), bp)) <= RELATIVE
+    # The same stash without delay lines cannot drain, and is not BP on moving video.
+    undelayed = graph_model(name, loss, engine=engine, stages=stages, delay_lines=False)
+    assert not undelayed.graph.drain
+    assert max(relative_errors(undelayed.compute_gradients(video, target), bp)) > 100 * RELATIVE
+
+
+def test_with_delay_lines_the_pipeline_computes_each_frames_call():
+    # On moving video the stream's output at tick t is `call`'s of frame t - latency:
+    # every source brings the same frame. Without delay lines it mixes frames.
+    video = random_video(batch=2, time=7, seed=10)
+    stages = graph_stages("skips")
+    delayed = graph_model("skips", stages=stages, delay_lines=True)
+    latency = delayed.graph.latency
+    expected = delayed(video)[:, : 7 - latency]
+    np.testing.assert_allclose(delayed.pipelined_call(video)[:, latency:], expected, atol=1e-5)
+    mixed = graph_model("skips", stages=stages, delay_lines=False).pipelined_call(video)
+    assert np.abs(np.asarray(mixed)[:, latency:] - expected).max() > 1e-3
+
+
+def test_delay_lines_round_trip_and_load_weights_saved_without_them(tmp_path):
+    model = graph_model("skips", loss=CLIP_LOSS)  # the defaults: delay lines
+    video = random_video(batch=2, time=6, seed=8)
+    model.fit(video, clip_labels(2), epochs=1, verbose=0)
+    assert [s.name for s in model.stages if isinstance(s, ks.layers.Relay)] == [
+        "delay_line_stage_0_to_stage_2_tick_1",
+        "delay_line_stage_0_to_stage_3_tick_1",
+        "delay_line_stage_0_to_stage_3_tick_2",
+    ]
+    assert model.count_params() == sum(s.count_params() for s in model.stages if s.weights)
+    # The config keeps the stages and graph as given: loading makes the relays again.
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.stage_sources == [[VIDEO], [0], [1, 0], [2, 0]] and loaded.graph == model.graph
+    np.testing.assert_allclose(loaded(video), model(video), atol=1e-6)
+    # Relays have no weights: a weights file loads with or without them.
+    model.save_weights(tmp_path / "m.weights.h5")
+    plain = graph_model("skips", loss=CLIP_LOSS, delay_lines=False)
+    plain.build(video.shape)
+    plain.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_allclose(plain(video), model(video), atol=1e-6)
+    # The export streams the delayed pipeline.
+    exported = tf.saved_model.load(ks.export_saved_model(model, tmp_path / "export"))
+    streamed = np.stack([exported.stream(tf.constant(video[:, t]))["output"] for t in range(6)], 1)
+    np.testing.assert_allclose(streamed, model.pipelined_call(video), atol=1e-5)
+
+
+def test_delay_lines_train_under_mixed_precision_and_on_placed_devices():
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = ks.SidewaysModel(
+            graph_stages("skips", classes=2),
+            inputs=GRAPHS["skips"],
+            placement=["/CPU:0"] * 4,  # one device per stage as given; relays on their source's
+        )
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert model.devices == ["/CPU:0"] * 7
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss=CLIP_LOSS)
+    history = model.fit(shuffled_clips(), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert {b.dtype for b in model.buffers.errors} == {"float16"}
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(delay_lines="yes"), "delay_lines must be True, False or 'auto'; got 'yes'"),
+        (dict(delay_lines=False, drain=True), "drain=True needs every path from the video"),
+        (dict(stash_depth=[1, 1, 1]), "stash_depth as a list needs one depth per stage \\(4\\)"),
+    ],
+)
+def test_bad_delay_line_options_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        ks.SidewaysModel(graph_stages("skips"), inputs=GRAPHS["skips"], **options)
