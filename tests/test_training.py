@@ -347,6 +347,15 @@ def test_comparison_table_and_summary_lines():
         "  threads:      inter-op default, intra-op default (config.threads 'auto', the x "
         "engine, 2 cores; it asked for 2,1, but TensorFlow was already running)"
     )
+    # Sideways' settings in words, with what they cost.
+    exact = dict(stash=[6, 4, 0, 2, 0], relays=1, drain=True, exact=True, stash_bytes=2**20)
+    exact.update(tail_ticks=6, clip_length=16)
+    assert printing.settings_text(exact) == (
+        "full stash and drain (BP's gradient, pipelined); stash 1.0 MiB when run tick by "
+        "tick, +6 ticks per clip of 16, 1 relay holding the skips (delay lines)"
+    )
+    paper = dict(exact, stash=[0] * 5, relays=0, drain=False, exact=False)
+    assert printing.settings_text(paper) == "no stash (the paper's Sideways)"
 
 
 @pytest.mark.slow
@@ -575,7 +584,8 @@ def test_config_model_skips_builds_the_graph_models(module):
     info = builders.DataInfo("classification", 10) if module is moving_digits else None
     model = builders.build_model(config, info or builders.DataInfo("reconstruction"))
     stages = config.model.num_stages
-    assert len(model.stages) == stages and not model.graph.is_chain
+    given = [s for s, o in zip(model.stages, model.origins) if isinstance(o, int)]
+    assert len(given) == stages and not model.graph.is_chain
     config = tiny(module)
     config.model.skips = "yes"
     with pytest.raises(ValueError, match="config.model.skips: expected True or False"):

@@ -37,7 +37,8 @@ def comparison_table(summaries: dict[str, dict]) -> str:
 
 
 def settings_text(settings: dict) -> str:
-    """Sideways' stash and drain in words, with their costs (`recipe._sideways_settings`)."""
+    """Sideways' stash, drain and delay lines in words, with their costs
+    (`recipe._sideways_settings`)."""
     stash = settings["stash"]
     if settings["exact"]:
         what = "full stash and drain (BP's gradient, pipelined)"
@@ -50,6 +51,9 @@ def settings_text(settings: dict) -> str:
         costs.append(f"stash {settings['stash_bytes'] / 2**20:.1f} MiB when run tick by tick")
     if settings["drain"]:
         costs.append(f"+{settings['tail_ticks']} ticks per clip of {settings['clip_length']}")
+    relays = settings.get("relays", 0)  # summaries written before delay lines have none
+    if relays:
+        costs.append(f"{relays} relay{'s' * (relays > 1)} holding the skips (delay lines)")
     return what + (f"; {', '.join(costs)}" if costs else "")
 
 

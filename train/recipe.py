@@ -194,10 +194,11 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
 
 
 def _sideways_settings(model, config) -> dict:
-    """Sideways' stash and drain, and what they cost: the stash's bytes (kept by the
-    tick-by-tick loop) and the drain's extra ticks per clip."""
+    """Sideways' stash, drain and delay lines, and what they cost: the stash's bytes (kept
+    by the tick-by-tick loop), the drain's extra ticks per clip, the relays."""
     return dict(
         stash=list(model.stash),
+        relays=sum(model.graph.relays),
         drain=model.graph.drain,
         exact=model.graph.drain and not any(model.graph.gaps()),
         stash_bytes=model.stash_bytes(),
