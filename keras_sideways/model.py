@@ -178,7 +178,9 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
                     f"{len(stash_depth)}: {list(stash_depth)}."
                 )
             stash_depth = per_stage(list(stash_depth), lambda *_: 0)  # a relay stashes nothing
-        devices = _listed(placement) and per_stage(_listed(placement), _source_device)
+        devices = None  # a flat list of devices, one per given stage, expanded to the relays
+        if self.replica_devices is None and _listed(placement):
+            devices = per_stage(_listed(placement), _source_device)
         self.graph = StageGraph.of(
             graph_inputs,
             self.replica_devices[0] if self.replica_devices else devices,
