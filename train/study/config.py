@@ -28,9 +28,22 @@ SECTIONS = (
     "fixes",
     "streaming",
     "motion",
+    "skips",
     "realtime",
 )
 Settings = ml_collections.ConfigDict | Mapping[str, Any]  # get_config()'s, or study.json's
+# The skip section's three ways of training a model of skip connections: its "mode" and
+# its fix (a name and the training-config fields) as its records hold them. The paper's
+# Sideways (no stash, no drain: skips undelayed, Skip-Sideways' fresher errors), and
+# SidewaysModel's defaults (a full stash, drain and delay lines "auto": the skips held in
+# delay lines, BP's gradient, pipelined; docs/algorithm.md, "Delay lines").
+SKIP_MODES = ("bp", "sideways", "exact")
+SKIP_RUNS = {
+    "bp": ("bp", None),
+    "sideways": ("sideways", None),
+    "exact": ("sideways", ("defaults", dict(stash_depth="full", drain="auto"))),
+}
+CHAIN_DEFAULTS = "stash full + drain"  # the fix that is the chain's defaults (section 7)
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -108,6 +121,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.realtime_fps_steps = 4  # fit steps per timed round
     config.realtime_fps_rounds = 5  # timed rounds per process
     config.realtime_fps_processes = 3  # fresh processes per method, BP and Sideways in turn
+    # Experiment 10, skip connections between stages: models.skip_classifier at these
+    # (stride, stages) of the classification, and with skip_recon models.unet on the
+    # footage, in the modes SKIP_MODES, beside the chain's runs at the same set-ups.
+    config.skip_points = ((1, 8), (2, 5))
+    config.skip_recon = True
     # Which sections run missing runs; runs already in --out/study.json are kept.
     config.sections = SECTIONS
 
@@ -167,6 +185,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.motion_tasks = ("moving_digits_direction",)  # footage is in reconstruction
         config.motion_seeds = (0,)
         config.motion_epochs = 1
+        config.skip_points = ((1, 3),)  # the chain's runs there are section 1's
         config.realtime_fps_steps = 1
         config.realtime_fps_rounds = 1
         config.realtime_fps_processes = 1
@@ -230,6 +249,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         _fail("fix_stream_chunks", "0, or >= 2 and dividing num_train_clips", chunks)
     if set(_values(config.sections)) - set(SECTIONS) or not config.sections:
         _fail("sections", f"names among {SECTIONS}", config.sections)
+    for pair in config.skip_points:
+        if (
+            not isinstance(pair, (tuple, list))
+            or len(pair) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in pair)
+            or pair[0] < 1
+            or not 2 <= pair[1] <= 8
+        ):
+            _fail("skip_points", "(stride >= 1, 2 to 8 stages) pairs (skip_classifier)", pair)
+    if not isinstance(config.skip_recon, bool):
+        _fail("skip_recon", "True or False", config.skip_recon)
     if set(_values(config.motion_tasks)) - set(MOTION_TASKS):
         _fail("motion_tasks", f"names among {MOTION_TASKS}", config.motion_tasks)
     if config.motion_epochs < 0:
@@ -369,6 +399,16 @@ def clip_plan(settings: Settings, clip_length: int) -> tuple[int, int]:
         settings["num_train_clips"] * settings["clip_length"] // clip_length,
         settings["batch_size"] * settings["clip_length"] // clip_length,
     )
+
+
+def skip_points(settings: Settings) -> list[Point]:
+    """Where experiment 10 trains the skip classifier: (stride, stages) at the settings'
+    clip length, speed and epochs (absent from older study.json: none)."""
+    s = settings
+    return [
+        Point(stride, stages, s["clip_length"], s["speed"], s["epochs"])
+        for stride, stages in s.get("skip_points", ())
+    ]
 
 
 def realtime_seeds(settings: Settings) -> list[int]:

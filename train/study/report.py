@@ -121,7 +121,17 @@ def report_markdown(
 ) -> str:
     """The report of finished `results` (with their "summary"); plots under `figures/`."""
     page = _Page(results, figures, template)
-    sections = (_header, _headlines, _fidelity, _tables, _controls, _fixes, _motion, _realtime)
+    sections = (
+        _header,
+        _headlines,
+        _fidelity,
+        _tables,
+        _controls,
+        _fixes,
+        _motion,
+        _realtime,
+        _skips,
+    )
     readings = (_why_gap, _why_fill, _why_controls, _why_depth_and_footage)
     for part in sections + readings:
         page.figures.update(part(page))
@@ -414,6 +424,131 @@ def _fixes(page: _Page) -> dict:
         constant_rate_strides=listing(page.s.get("constant_rate_strides") or ["(none)"]),
     )
     return dict(fixes_section=section)
+
+
+SKIP_MODELS = {  # how the skip section names each model: the chain's, and with skips
+    "classification": dict(chain="chain (`vgg_classifier`)", skips="skips (`skip_classifier`)"),
+    "reconstruction": dict(chain="chain (`encoder_decoder`)", skips="U-Net (`unet`)"),
+}
+
+
+def _skips(page: _Page) -> dict:
+    """Section 10 and its line in "In short": each model beside its skip-connected one."""
+    skips = page.summary.get("skips") or {}
+    if not skips:
+        return dict(skips_short="", skips_section="")
+    tables, moves, exacts = [], [], []
+    for key, point in skips["points"].items():
+        stride, stages = key.split("/")
+        where = page("skip_point", stride=stride, stages=stages)
+        cells = {
+            f"{model}_{field}": text
+            for model in ("chain", "skips")
+            for field, text in _skip_cells(page, point[model], ratio=False).items()
+        }
+        readings = [
+            _skip_reading(page, SKIP_MODELS["classification"][model], mode, point[model])
+            for model in ("chain", "skips")
+            for mode in ("sideways", "exact")
+        ]
+        gaps = [point[model]["sideways_vs_bp"] for model in ("chain", "skips")]
+        if all(gap["paired"]["n"] for gap in gaps):
+            change = gaps[1]["value"] - gaps[0]["value"]
+            spread = max(gap["spread"] for gap in gaps)
+            figures = dict(
+                chain_gap=f"{gaps[0]['value']:+.1f}",
+                skips_gap=f"{gaps[1]['value']:+.1f}",
+                change=f"{change:+.1f}",
+                spread=f"{spread:.1f}",
+                where=where,
+            )
+            readings.append(page(_skip_relation("skip_change", change, spread, page), **figures))
+            moves.append(page("skip_move", **figures))
+        exact = point["skips"]["exact_vs_bp"]
+        if exact["paired"]["n"]:
+            exacts.append(page("skip_exact", gap=_signed(exact["paired"]), where=where))
+        tables.append(
+            page("skip_table", **cells, where=where, readings="\n".join(r for r in readings if r))
+        )
+    recon = skips.get("reconstruction")
+    recon_text, recon_short = "", ""
+    if recon:
+        cells = {
+            f"{model}_{field}": text
+            for model in ("chain", "skips")
+            for field, text in _skip_cells(page, recon[model], ratio=True).items()
+        }
+        readings = [
+            _skip_reading(page, SKIP_MODELS["reconstruction"][model], mode, recon[model], True)
+            for model in ("chain", "skips")
+            for mode in ("sideways", "exact")
+        ]
+        recon_text = page("skip_recon", **cells, readings="\n".join(r for r in readings if r))
+        recon_short = page("skip_recon_short", **cells)
+    short = page(
+        "skips_short",
+        moves=listing(moves) if moves else "–",
+        exacts=listing(exacts) if exacts else "–",
+        recon_short=recon_short,
+    )
+    section = page("skips_section", skip_tables="\n\n".join(tables), skip_recon=recon_text)
+    return dict(skips_short=short, skips_section=section)
+
+
+def _signed(figures: dict, digits: int = 1) -> str:
+    """A mean ± std with its sign (no ± for a single seed)."""
+    text = f"{figures['mean']:+.{digits}f}"
+    return text + (f" ± {figures['std']:.{digits}f}" if figures["n"] > 1 else "")
+
+
+def _skip_cells(page: _Page, triple: dict, ratio: bool) -> dict:
+    """The table cells of one model in the skip modes: each figure, and its difference to
+    BP (a gap in points, or a ratio of MSEs); "–" for what did not run."""
+    cells = {}
+    for mode in ("bp", "sideways", "exact"):
+        figures = triple[mode]
+        if not figures["n"]:
+            cells[mode] = "–"
+            continue
+        cells[mode] = number(figures, 5) if ratio else percent(figures)
+        if figures["n"] < page.seeds:
+            cells[mode] += page("skip_seeds", n=figures["n"])
+    for mode in ("sideways", "exact"):
+        versus = triple[f"{mode}_vs_bp"]
+        if not versus["paired"]["n"]:
+            cells[f"{mode}_vs_bp"] = "–"
+        elif ratio:
+            spread = f" ± {versus['paired']['std']:.3f}" if versus["paired"]["n"] > 1 else ""
+            cells[f"{mode}_vs_bp"] = f"{versus['value']:.3f}{spread}"
+        else:
+            cells[f"{mode}_vs_bp"] = _signed(versus["paired"])
+    return cells
+
+
+def _skip_relation(fragment: str, difference: float, spread: float, page: _Page) -> str:
+    """`fragment`, or with a seed spread at least as wide as `difference` its "_inside"
+    variant (its "_beyond" one when narrower); one seed has no spread to read."""
+    if page.seeds < 2 or math.isnan(spread):
+        return fragment
+    return f"{fragment}_{'inside' if abs(difference) <= spread else 'beyond'}"
+
+
+def _skip_reading(page: _Page, model: str, mode: str, triple: dict, ratio: bool = False) -> str:
+    """One line on one model's difference to BP in `mode`, against the seed spread."""
+    versus = triple[f"{mode}_vs_bp"]
+    if not versus["paired"]["n"]:
+        return ""
+    model, who = model[0].upper() + model[1:], page(f"skip_mode_{mode}")
+    if ratio:
+        value = round(versus["value"], 3)  # the reading follows the figure the page shows
+        fragment = _skip_relation("skip_ratio", value - 1, versus["spread"], page)
+        spread = f"{100 * versus['spread']:.0f}"
+        return page(fragment, model=model, who=who, ratio=f"{value:.3f}", spread=spread)
+    gap = versus["value"]
+    verdict = page(stats.verdict(gap), gap=f"{gap:+.1f}", size=f"{abs(gap):.1f}")
+    fragment = _skip_relation("skip_gap", gap, versus["spread"], page)
+    spread = f"{versus['spread']:.1f}"
+    return page(fragment, model=model, who=who, verdict=verdict, spread=spread)
 
 
 def _why_gap(page: _Page) -> dict:

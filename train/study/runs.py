@@ -3,9 +3,11 @@
 `run_study(config, out_dir)` trains, for every seed, each classification set-up of the
 config (moving digits, `vgg_classifier`), the reconstruction of real footage
 (`encoder_decoder`) and the tasks that need motion (per-frame and temporal models), once
-with BP and once with Sideways: the same initial weights,
-optimizer, data and frames. The real-time section first times both methods on the
-reconstruction model, each in fresh processes at its best thread pools
+with BP and once with Sideways: the same initial weights, optimizer, data and frames.
+The skip section trains the models with skip connections between stages
+(`skip_classifier`, `unet`) the same way, with BP, the paper's Sideways and
+SidewaysModel's defaults (`config.SKIP_RUNS`). The real-time section first times both
+methods on the reconstruction model, each in fresh processes at its best thread pools
 (`train.child_process`), then trains both on the same stream of footage, the slower one
 on the clips it keeps up with (`stream_keep`). It rewrites `out_dir/study.json` after
 every run ("complete": false until the end) and saves the reconstructions it shows as
@@ -34,6 +36,8 @@ from train.study.config import (
     MODE_LABELS,
     MODES,
     MOTION_MODELS,
+    SKIP_MODES,
+    SKIP_RUNS,
     Point,
     Settings,
     check_config,
@@ -45,6 +49,8 @@ from train.study.config import (
     fix_runs_at,
     fixes,
     realtime_seeds,
+    skip_points,
+    study_points,
 )
 from train.study.summary import stream_rates
 
@@ -65,9 +71,15 @@ def psnr(mse: float | np.ndarray) -> np.ndarray:
 
 
 def classification_config(
-    settings: Settings, mode: str, seed: int, point: Point, fix: dict | None = None
+    settings: Settings,
+    mode: str,
+    seed: int,
+    point: Point,
+    fix: dict | None = None,
+    skips: bool = False,
 ) -> ml_collections.ConfigDict:
-    """The `builders.build_datasets`/`build_model` config of one classification run.
+    """The `builders.build_datasets`/`build_model` config of one classification run (with
+    `skips`, of `models.skip_classifier`: config.model.skips).
 
     Training clips have the point's clip length, with as many clips and clips per batch as
     keep the frames per epoch and per step of the settings; the test clips are always the
@@ -101,7 +113,12 @@ def classification_config(
                 test_seed=0,
                 stream_chunks=(fix or {}).get("stream_chunks", 0),
             ),
-            model=dict(name="vgg", num_stages=point.num_stages, width=settings["width"]),
+            model=dict(
+                name="skip_classifier" if skips else "vgg",
+                num_stages=point.num_stages,
+                width=settings["width"],
+                skips=skips,
+            ),
             stash_depth=(fix or {}).get("stash_depth", 0),  # 0: the paper's Sideways
             drain=(fix or {}).get("drain", False),
             delay_warmup_steps=(fix or {}).get("delay_warmup_steps", 0),
@@ -110,12 +127,18 @@ def classification_config(
 
 
 def classification_run(
-    settings: Settings, mode: str, seed: int, point: Point, fix: tuple[str, dict] | None = None
+    settings: Settings,
+    mode: str,
+    seed: int,
+    point: Point,
+    fix: tuple[str, dict] | None = None,
+    skips: bool = False,
 ) -> dict:
     """Trains vgg_classifier on moving digits at `point` in `mode`; returns its record.
 
     With `fix` (a name and its training-config fields, `config.fixes`), Sideways runs
-    with that fix: a record of experiment "fix", without gradient fidelity.
+    with that fix: a record of experiment "fix", without gradient fidelity. With `skips`,
+    the model is `skip_classifier`: a record of experiment "skips", without fidelity.
     """
     import keras
 
@@ -124,8 +147,8 @@ def classification_run(
     from train import builders, recipe
 
     start = time.perf_counter()
-    config = classification_config(settings, mode, seed, point, fix[1] if fix else None)
-    fidelity = mode == "sideways" and not fix
+    config = classification_config(settings, mode, seed, point, fix[1] if fix else None, skips)
+    fidelity = mode == "sideways" and not fix and not skips
 
     def callbacks(train, model) -> list:
         made = builders.data_callbacks(train)
@@ -148,10 +171,11 @@ def classification_run(
     done = recipe.run(config, callbacks=callbacks)  # the same weights, data and order
     history = done.history
     record = dict(
-        experiment="fix" if fix else "classification",
+        experiment="skips" if skips else "fix" if fix else "classification",
         mode=mode,
         seed=seed,
         **(dict(fix=fix[0]) if fix else {}),
+        **(dict(model="skip_classifier") if skips else {}),
         **point._asdict(),
         batch_size=config.data.batch_size,
         accuracy=float(history.history["val_accuracy"][-1]),
@@ -207,8 +231,10 @@ def reconstruction_config(
     num_train_clips: int,
     fix: dict | None = None,
     engine: str = "auto",
+    skips: bool = False,
 ) -> ml_collections.ConfigDict:
-    """The `builders.build_model` config of one reconstruction run (with `fix`'s fields)."""
+    """The `builders.build_model` config of one reconstruction run (with `fix`'s fields;
+    with `skips`, of `models.unet`: config.model.skips)."""
     batch_size = settings["recon_batch_size"]
     return ml_collections.ConfigDict(
         dict(
@@ -221,9 +247,10 @@ def reconstruction_config(
             lr_decay_steps=settings["recon_epochs"] * -(-num_train_clips // batch_size),
             data=dict(channels=3, batch_size=batch_size),
             model=dict(
-                name="encoder_decoder",
+                name="unet" if skips else "encoder_decoder",
                 num_stages=settings["recon_stages"],
                 width=settings["recon_width"],
+                skips=skips,
             ),
             stash_depth=(fix or {}).get("stash_depth", 0),  # 0: the paper's Sideways
             drain=(fix or {}).get("drain", False),
@@ -240,11 +267,13 @@ def reconstruction_run(
     show: Sequence[int],
     fix: tuple[str, dict] | None = None,
     keep: float | None = None,
+    skips: bool = False,
 ) -> tuple[dict, np.ndarray]:
     """Trains encoder_decoder on `clips` in `mode`; returns its record and the clips `show`n.
 
     With `fix` (a name and its training-config fields, `config.fixes`), Sideways runs
-    with that fix: experiment "reconstruction_fix". With `keep` (a fraction), the run is
+    with that fix: experiment "reconstruction_fix". With `skips`, the model is `unet`:
+    experiment "skips_reconstruction". With `keep` (a fraction), the run is
     one of the real-time setting, experiment "realtime": each epoch's shuffled training
     clips are the stream, and it trains on the clips `stream_keep` picks, its learning
     rate decaying over its own steps.
@@ -257,7 +286,9 @@ def reconstruction_run(
     start = time.perf_counter()
     train_clips, test_clips = clips["train"], clips["test"]
     taken = stream_keep(len(train_clips), 1.0 if keep is None else keep)
-    config = reconstruction_config(settings, mode, seed, int(taken.sum()), fix and fix[1])
+    config = reconstruction_config(
+        settings, mode, seed, int(taken.sum()), fix and fix[1], skips=skips
+    )
     batch_size = config.data.batch_size
 
     def datasets(config):
@@ -280,14 +311,19 @@ def reconstruction_run(
     outputs = done.model.predict(test_clips, batch_size=batch_size, verbose=0)
     frame_mse = np.mean((outputs - test_clips) ** 2, axis=(2, 3, 4))  # [clips, time]
     experiment = "realtime" if keep is not None else "reconstruction"
+    if skips:
+        experiment = "skips_reconstruction"
+    elif fix:
+        experiment = "reconstruction_fix"
     stream = {}
     if keep is not None:
         stream = dict(keep=keep, stream_clips=len(train_clips), clips_taken=int(taken.sum()))
     record = dict(
-        experiment="reconstruction_fix" if fix else experiment,
+        experiment=experiment,
         mode=mode,
         seed=seed,
         **(dict(fix=fix[0]) if fix else {}),
+        **(dict(model="unet") if skips else {}),
         **stream,
         mse=float(np.mean(frame_mse)),
         psnr=float(np.mean(psnr(frame_mse))),
@@ -560,6 +596,7 @@ def _plan(settings: Settings, done: list[dict] | None = None) -> list[tuple[str,
                     )
                     identity = dict(_identity("motion", mode, seed), task=task, model=model)
                     plan.append(("motion", _key(identity), run))
+    plan += _skip_plan(settings)
     measure = lambda clips, shown: measure_realtime_fps(settings)  # noqa: E731
     plan.append(("realtime", _key(dict(experiment="realtime_fps")), measure))
     for seed in realtime_seeds(settings):
@@ -571,6 +608,41 @@ def _plan(settings: Settings, done: list[dict] | None = None) -> list[tuple[str,
                 return reconstruction_run(settings, mode, seed, clips, [0], keep=keep)[0]
 
             plan.append(("realtime", _key(_identity("realtime", mode, seed)), realtime))
+    return plan
+
+
+def _skip_plan(settings: Settings) -> list[tuple[str, tuple, Callable]]:
+    """The skip section's runs: per seed, at each skip point the skip classifier in every
+    skip mode (and the chain's BP and Sideways where no other section runs them), and the
+    U-Net in every skip mode (the chain's are section 3's)."""
+    plan = []
+    chain_points = set(study_points(settings))
+    for seed in settings["seeds"]:
+        for point in skip_points(settings):
+            if point not in chain_points:  # the chain beside it: the same key as section 1's
+                for mode in MODES:
+                    run = lambda clips, shown, m=mode, s=seed, p=point: (  # noqa: E731
+                        classification_run(settings, m, s, p)
+                    )
+                    key = _key(_identity("classification", mode, seed, point))
+                    plan.append(("skips", key, run))
+            for name in SKIP_MODES:
+                mode, fix = SKIP_RUNS[name]
+                run = lambda clips, shown, m=mode, s=seed, p=point, f=fix: (  # noqa: E731
+                    classification_run(settings, m, s, p, f, skips=True)
+                )
+                key = _key(_identity("skips", mode, seed, point, fix and fix[0]))
+                plan.append(("skips", key, run))
+        if not settings.get("skip_recon"):
+            continue
+        for name in SKIP_MODES:
+            mode, fix = SKIP_RUNS[name]
+
+            def reconstruction(clips, shown, mode=mode, seed=seed, fix=fix):
+                return reconstruction_run(settings, mode, seed, clips, [0], fix, skips=True)[0]
+
+            key = _key(_identity("skips_reconstruction", mode, seed, None, fix and fix[0]))
+            plan.append(("skips", key, reconstruction))
     return plan
 
 
@@ -622,14 +694,15 @@ def _describe(run: dict) -> str:
         what = f"real-time reconstruction, {100 * run['keep']:.0f}% of the stream's clips"
         score = f"test MSE {run['mse']:.5f}"
         return f"{what}, seed {run['seed']}, {MODE_LABELS[run['mode']]}: {score}"
-    if run["experiment"] in ("classification", "fix"):
+    if run["experiment"] in ("classification", "fix", "skips"):
         what = (
-            f"stride {run['stride']}, {run['num_stages']} stages, clips of "
+            ("skip_classifier, " if run["experiment"] == "skips" else "")
+            + f"stride {run['stride']}, {run['num_stages']} stages, clips of "
             f"{run['clip_length']}, speed {run['speed']:g}, {run['epochs']} epochs"
         )
         score = f"test accuracy {run['accuracy']:.4f}"
     else:
-        what = "real-footage reconstruction"
+        what = "real-footage reconstruction" + (", U-Net" if run.get("model") == "unet" else "")
         score = f"test MSE {run['mse']:.5f}, PSNR {run['psnr']:.2f} dB"
     who = MODE_LABELS[run["mode"]] + (f" ({run['fix']})" if run.get("fix") else "")
     return f"{what}, seed {run['seed']}, {who}: {score}"

@@ -14,13 +14,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from train.study.config import (
+    CHAIN_DEFAULTS,
     MODES,
     MOTION_MODELS,
+    SKIP_MODES,
+    SKIP_RUNS,
     Point,
     fix_baseline,
     fix_modes,
     fix_points,
     fixes,
+    skip_points,
 )
 
 ACCURACY_TOLERANCE = 1.0  # points: the aim for stride 1
@@ -153,7 +157,90 @@ def summarize(results: dict) -> dict:
         fixes=summarize_fixes(runs, s),
         motion=summarize_motion(runs, s),
         realtime=summarize_realtime(runs),
+        skips=summarize_skips(runs, s),
     )
+
+
+def summarize_skips(runs: list[dict], settings: dict) -> dict:
+    """Experiment 10: the chain against its skip-connected model in each skip mode.
+
+    Per skip point ("<stride>/<stages>"), for "chain" (`vgg_classifier`: sections 1 and 2,
+    and section 7's fix CHAIN_DEFAULTS as its "exact") and "skips" (`skip_classifier`):
+    `skip_triple` of the test accuracies; with `skip_recon`, "reconstruction" the same for
+    "chain" (`encoder_decoder`: section 3, and a reconstruction fix CHAIN_DEFAULTS if run)
+    and "skips" (`unet`) on the test MSE, its differences as ratios. Empty when the
+    settings have no skip points.
+    """
+    points = skip_points(settings)
+    if not points:
+        return {}
+
+    def got(experiment: str, key: str, mode: str, fix=None, point: Point | None = None):
+        return {
+            r["seed"]: r[key]
+            for r in runs
+            if r["experiment"] == experiment
+            and r["mode"] == mode
+            and r.get("fix") == fix
+            and (point is None or all(r.get(k) == v for k, v in point._asdict().items()))
+        }
+
+    def chain(experiment: str, fixed: str, key: str, point: Point | None = None) -> dict:
+        return dict(
+            bp=got(experiment, key, "bp", None, point),
+            sideways=got(experiment, key, "sideways", None, point),
+            exact=got(fixed, key, "sideways", CHAIN_DEFAULTS, point),
+        )
+
+    def skips(experiment: str, key: str, point: Point | None = None) -> dict:
+        return {
+            name: got(experiment, key, mode, fix and fix[0], point)
+            for name, (mode, fix) in SKIP_RUNS.items()
+        }
+
+    summary = dict(points={})
+    for point in points:
+        summary["points"][f"{point.stride}/{point.num_stages}"] = dict(
+            chain=skip_triple(chain("classification", "fix", "accuracy", point), ratio=False),
+            skips=skip_triple(skips("skips", "accuracy", point), ratio=False),
+        )
+    if settings.get("skip_recon"):
+        summary["reconstruction"] = dict(
+            chain=skip_triple(chain("reconstruction", "reconstruction_fix", "mse"), ratio=True),
+            skips=skip_triple(skips("skips_reconstruction", "mse"), ratio=True),
+        )
+    return summary
+
+
+def skip_triple(values: dict[str, dict[int, float]], ratio: bool) -> dict:
+    """One model's runs in the skip modes ({mode: {seed: figure}}): per mode the figure
+    (mean ± std over seeds), and per mode but BP its difference to BP, "<mode>_vs_bp".
+
+    A difference in accuracy (`ratio` False) is in points, seed by seed over the seeds
+    both modes ran: "paired" its mean ± std. In MSE (`ratio` True) it is the ratio of the
+    mean figures, and "paired" the per-seed ratios' mean ± std. "spread" is what it is
+    read against: the larger of the two modes' standard deviations (in points, or relative
+    to their means); NaN where a mode has no run.
+    """
+    triple = {m: mean_std(list(values[m].values())) if values[m] else dict(n=0) for m in SKIP_MODES}
+    bp = values["bp"]
+    for mode in SKIP_MODES[1:]:
+        seeds = [seed for seed in sorted(values[mode]) if seed in bp]
+        if not seeds:
+            triple[f"{mode}_vs_bp"] = dict(value=math.nan, paired=dict(n=0), spread=math.nan)
+            continue
+        if ratio:
+            per_seed = [values[mode][seed] / bp[seed] for seed in seeds]
+            value = triple[mode]["mean"] / triple["bp"]["mean"]
+            spread = max(triple[m]["std"] / triple[m]["mean"] for m in ("bp", mode))
+        else:
+            per_seed = [100 * (values[mode][seed] - bp[seed]) for seed in seeds]
+            value = float(np.mean(per_seed))
+            spread = 100 * max(triple[m]["std"] for m in ("bp", mode))
+        triple[f"{mode}_vs_bp"] = dict(
+            value=value, paired=mean_std(per_seed), per_seed=per_seed, spread=spread
+        )
+    return triple
 
 
 def stream_rates(measured: dict) -> dict:
