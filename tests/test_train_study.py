@@ -315,7 +315,7 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
         assert [(r["model"], r.get("fix")) for r in of(skipped)] == [(model, f) for f in skip_fixes]
     figures = results["summary"]["skips"]
     stride, stages = tiny.skip_points[0]
-    accuracy = {r["fix"] or r["mode"]: r["accuracy"] for r in of("skips")}  # one seed
+    accuracy = {r.get("fix") or r["mode"]: r["accuracy"] for r in of("skips")}  # one seed
     table = figures["points"][f"{stride}/{stages}"]["skips"]
     assert table["exact_vs_bp"]["value"] == pytest.approx(
         100 * (accuracy["defaults"] - accuracy["bp"])
