@@ -399,6 +399,16 @@ def test_fit_trains_a_graph_model_on_a_shuffled_dataset(engine):
     assert all(np.any(a != v.numpy()) for a, v in zip(before, model.trainable_variables))
 
 
+def assert_exported_stream_is_the_pipeline(model, video, tmp_path):
+    """Exports `model`; its `stream`, fed `video` frame by frame, gives `pipelined_call`'s
+    outputs. Returns the loaded export."""
+    exported = tf.saved_model.load(ks.export_saved_model(model, tmp_path / "export"))
+    frames = video.shape[1]
+    streamed = [exported.stream(tf.constant(video[:, t]))["output"] for t in range(frames)]
+    np.testing.assert_allclose(np.stack(streamed, 1), model.pipelined_call(video), atol=1e-5)
+    return exported
+
+
 def test_a_graph_model_saves_loads_exports_and_streams(tmp_path):
     model = ks.SidewaysModel(graph_stages("skips"), inputs=GRAPHS["skips"], stash_depth=1)
     model.compile(optimizer="adam", loss=CLIP_LOSS)
@@ -415,9 +425,7 @@ def test_a_graph_model_saves_loads_exports_and_streams(tmp_path):
     fresh.load_weights(tmp_path / "m.weights.h5")
     np.testing.assert_allclose(fresh(video), model(video), atol=1e-6)
     # The exported stream runs the graph's pipeline: outputs as pipelined_call's.
-    exported = tf.saved_model.load(ks.export_saved_model(model, tmp_path / "export"))
-    streamed = np.stack([exported.stream(tf.constant(video[:, t]))["output"] for t in range(6)], 1)
-    np.testing.assert_allclose(streamed, model.pipelined_call(video), atol=1e-5)
+    exported = assert_exported_stream_is_the_pipeline(model, video, tmp_path)
     np.testing.assert_allclose(
         exported.serve(tf.constant(video))["frames"], model(video), atol=1e-5
     )
@@ -559,10 +567,7 @@ def test_delay_lines_round_trip_and_load_weights_saved_without_them(tmp_path):
     plain.build(video.shape)
     plain.load_weights(tmp_path / "m.weights.h5")
     np.testing.assert_allclose(plain(video), model(video), atol=1e-6)
-    # The export streams the delayed pipeline.
-    exported = tf.saved_model.load(ks.export_saved_model(model, tmp_path / "export"))
-    streamed = np.stack([exported.stream(tf.constant(video[:, t]))["output"] for t in range(6)], 1)
-    np.testing.assert_allclose(streamed, model.pipelined_call(video), atol=1e-5)
+    assert_exported_stream_is_the_pipeline(model, video, tmp_path)  # the delayed one
 
 
 def test_delay_lines_train_under_mixed_precision_and_on_placed_devices():
