@@ -154,11 +154,12 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         # as a Functional model's input tensors.
         self.stage_sources = None if inputs is None else [list(s) for s in inputs]
         # The stages the engines run: the given ones, and the relays of the delay lines.
-        graph_inputs, origins = StageGraph.chain(len(stages)).inputs, range(len(stages))
-        if inputs is not None:
+        graph_inputs, origins = inputs, range(len(stages))
+        if inputs is None:
+            graph_inputs = StageGraph.chain(len(stages)).inputs
+        else:
             # Checked as given first, so that a refusal names the stages as given.
             StageGraph.of(inputs, windows=options.check_windows(stages))
-            graph_inputs, origins = inputs, range(len(stages))
             if options.resolve_delay_lines(delay_lines, stash_depth):
                 graph_inputs, origins = with_delay_lines(inputs)
         self.origins = tuple(origins)  # per stage run: a given stage's index, or a relay's edge

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_sideways import placement as placements
+from keras_sideways.graph import FULL_STASH
 from keras_sideways.layers import stage_window
 
 MODES = ("sideways", "bp")
@@ -74,14 +75,20 @@ def check_options(mode: str, stateful: bool, engine: str) -> None:
         )
 
 
-AUTO_DRAIN = "auto"
+AUTO_DRAIN = "auto"  # the "auto" of `drain` and of `delay_lines`
+
+
+def _true_false_or_auto(name: str, value) -> bool | str:
+    """`value` of option `name`: True, False or "auto" (ValueError for another value)."""
+    if value != AUTO_DRAIN and not isinstance(value, bool):
+        raise ValueError(f"{name} must be True, False or 'auto'; got {value!r}.")
+    return value
 
 
 def check_drain(drain, stateful: bool) -> bool | str:
     """`drain`: True, False or "auto" (ValueError for another value, or True for a
     stream, which has no clip end to drain at)."""
-    if drain != AUTO_DRAIN and not isinstance(drain, bool):
-        raise ValueError(f"drain must be True, False or 'auto'; got {drain!r}.")
+    _true_false_or_auto("drain", drain)
     if drain is True and stateful:
         raise ValueError(
             "drain=True fills and drains the pipeline at the end of every clip; a stream "
@@ -92,16 +99,14 @@ def check_drain(drain, stateful: bool) -> bool | str:
 
 def check_delay_lines(delay_lines) -> bool | str:
     """`delay_lines`: True, False or "auto" (ValueError for another value)."""
-    if delay_lines != AUTO_DRAIN and not isinstance(delay_lines, bool):
-        raise ValueError(f"delay_lines must be True, False or 'auto'; got {delay_lines!r}.")
-    return delay_lines
+    return _true_false_or_auto("delay_lines", delay_lines)
 
 
 def resolve_delay_lines(delay_lines: bool | str, stash_depth) -> bool:
     """Whether skip edges get delay lines: as asked, or with "auto" where the stash is
     full (the exact end of the knob, which they make exact on a graph too)."""
     if delay_lines == AUTO_DRAIN:
-        return isinstance(stash_depth, str) and stash_depth == "full"
+        return isinstance(stash_depth, str) and stash_depth == FULL_STASH
     return delay_lines
 
 
