@@ -573,7 +573,7 @@ def test_the_faster_method_sets_the_stream_rate_and_the_slower_skips(bp, sideway
 def test_realtime_runs_train_on_the_share_the_measured_rates_give(tmp_path, monkeypatch):
     calls = []
 
-    def reconstruction(settings, mode, seed, clips, show, fix=None, keep=None):
+    def reconstruction(settings, mode, seed, clips, show, fix=None, keep=None, skips=False):
         calls.append((mode, keep))
         record = dict(experiment="realtime", mode=mode, seed=seed, keep=keep, mse=0.01)
         return record | dict(seconds=0.0), None
@@ -583,7 +583,9 @@ def test_realtime_runs_train_on_the_share_the_measured_rates_give(tmp_path, monk
     monkeypatch.setattr(runs, "footage_clips", lambda settings: clips)
     monkeypatch.setattr(runs, "reconstruction_run", reconstruction)
     monkeypatch.setattr(
-        runs, "measure_realtime_fps", lambda settings: measured_rates([[100.0]], [[200.0]])
+        runs,
+        "measure_realtime_fps",
+        lambda settings, skips=False: measured_rates([[100.0]], [[200.0]]),
     )
     config = study_config.get_config("tiny")
     config.sections = ("realtime",)
@@ -591,6 +593,75 @@ def test_realtime_runs_train_on_the_share_the_measured_rates_give(tmp_path, monk
     assert calls == [("bp", 0.5), ("sideways", 1.0)]  # BP keeps up with half the stream
     runs.run_study(config, tmp_path, log=lambda line: None)
     assert len(calls) == 2  # kept by the rerun
+
+
+def unet_rates(fps: dict) -> dict:
+    """A "skips_realtime_fps" record: each skip mode's frames/s, one process of one round."""
+    record = measured_rates([[fps["bp"]]], [[fps["sideways"]]])
+    record["fps"]["exact"] = [[fps["exact"]]]
+    record["threads"]["exact"] = "2,1"
+    return dict(record, experiment="skips_realtime_fps")
+
+
+def test_unet_realtime_runs_each_skip_mode_on_the_share_of_the_fastest_rate(tmp_path, monkeypatch):
+    calls, measured = [], []
+
+    def reconstruction(settings, mode, seed, clips, show, fix=None, keep=None, skips=False):
+        calls.append((mode, fix and fix[0], keep, skips))
+        experiment = "skips_realtime" if skips else "realtime"
+        record = dict(experiment=experiment, mode=mode, seed=seed, keep=keep, mse=0.01)
+        return record | (dict(fix=fix[0]) if fix else {}) | dict(seconds=0.0), None
+
+    def measure(settings, skips=False):
+        measured.append(skips)
+        if skips:
+            return unet_rates(dict(bp=100.0, sideways=400.0, exact=200.0))
+        return measured_rates([[100.0]], [[200.0]])
+
+    frames = np.zeros((4, 4, 8, 12, 3), np.float32)
+    clips = dict(train=frames, test=frames, test_video=np.array([0, 0, 1, 1]))
+    monkeypatch.setattr(runs, "footage_clips", lambda settings: clips)
+    monkeypatch.setattr(runs, "reconstruction_run", reconstruction)
+    monkeypatch.setattr(runs, "measure_realtime_fps", measure)
+    config = study_config.get_config("tiny")
+    config.sections, config.realtime_unet = ("realtime",), True
+    runs.run_study(config, tmp_path, log=lambda line: None)
+    assert measured == [False, True]
+    assert calls == [
+        ("bp", None, 0.5, False),
+        ("sideways", None, 1.0, False),
+        ("bp", None, 0.25, True),  # the U-Net's stream runs at its paper's Sideways' rate
+        ("sideways", None, 1.0, True),
+        ("sideways", "defaults", 0.5, True),
+    ]
+    runs.run_study(config, tmp_path, log=lambda line: None)
+    assert len(calls) == 5 and len(measured) == 2  # kept by the rerun
+
+
+def test_unet_realtime_child_times_each_skip_mode_and_trains_on_its_share():
+    """The U-Net's real-time parts as they run, in-process on the tiny settings: the timed
+    fit of each skip mode (the defaults: full stash, drain and delay lines on the pipeline),
+    and a stream run that takes every other clip."""
+    s = study_config.get_config("tiny").to_dict()
+    for name, (mode, fix) in runs.realtime_ways(skips=True).items():
+        config = runs.realtime_config(s, mode, fix and fix[1], skips=True)
+        assert config.model.name == "unet" and config.threads == "auto"
+        assert config.engine == ("pipeline" if mode == "sideways" else "auto")
+        assert config.stash_depth == ("full" if name == "exact" else 0)
+        args = dict(settings=s, mode=mode, fix=fix and fix[1], skips=True)
+        fps = runs.realtime_fps(args)
+        assert len(fps) == s["realtime_fps_rounds"] and min(fps) > 0, name
+    rng = np.random.default_rng(0)
+    clips = dict(
+        train=rng.random((6, 4, 8, 12, 3), np.float32),
+        test=rng.random((2, 4, 8, 12, 3), np.float32),
+    )
+    record, _ = runs.reconstruction_run(
+        s, "sideways", 0, clips, [0], runs.SKIP_RUNS["exact"][1], keep=0.5, skips=True
+    )
+    assert record["experiment"] == "skips_realtime" and record["model"] == "unet"
+    assert record["fix"] == "defaults" and record["clips_taken"] == 3
+    assert record["frames_seen"] == 3 * 4 * s["recon_epochs"] and np.isfinite(record["mse"])
 
 
 def realtime_records(s: dict, mse: dict) -> list[dict]:
@@ -625,6 +696,40 @@ def test_realtime_section_reports_the_rates_the_shares_and_the_ratio():
     assert "| BP | 100.0 | 0,0 | 5 of 10 (p = 0.500) | 0.01050 ± 0.00071 | 20.00 ± 0.00 |" in page
     assert "one pass lasts 0.8 s and the 2 passes 1.6 s of wall-clock" in page  # 10·16 / 200
     assert "](study/realtime.png)" in page
+
+
+def test_unet_realtime_paragraph_reports_each_way_against_bp_and_the_chain():
+    s = settings(seeds=(0, 1), few_seeds=(0, 1), name="full")
+    results = fake_results(
+        s, lambda mode, p: 0.5 if mode == "bp" else 0.4, {"bp": 0.01, "sideways": 0.02}
+    )
+    results["runs"] += realtime_records(s, dict(bp=0.010, sideways=0.007))  # the chain: 0.7
+    results["runs"].append(unet_rates(dict(bp=100.0, sideways=400.0, exact=200.0)))
+    page = report.report_markdown(with_summary(results))
+    assert "**Real time.** The U-Net" not in page  # measured, not trained yet
+    for seed in (0, 1):
+        for name, taken, mse in (("bp", 5, 0.02), ("sideways", 20, 0.012), ("exact", 10, 0.015)):
+            mode, fix = study_config.SKIP_RUNS[name]
+            results["runs"].append(
+                dict(experiment="skips_realtime", model="unet", mode=mode, seed=seed)
+                | (dict(fix=fix[0]) if fix else {})
+                | dict(keep=taken / 20, stream_clips=20, clips_taken=taken)
+                | dict(mse=mse * (1 + 0.1 * seed), psnr=20.0)
+            )
+    rt = summary.summarize(results)["skips"]["realtime"]
+    assert rt["keep"] == pytest.approx(dict(bp=0.25, sideways=1.0, exact=0.5))
+    assert rt["sideways_vs_bp"]["value"] == pytest.approx(0.6)
+    assert rt["exact_vs_bp"]["value"] == pytest.approx(0.75) and rt["chain"] == pytest.approx(0.7)
+    page = report.report_markdown(with_summary(results))
+    assert "$" not in page
+    assert "the rate of the fastest way (the paper's Sideways), 400 training frames/s" in page
+    assert "| BP | 100.0 | 0,0 | 5 of 20 (p = 0.250) | 0.02100 ± 0.00141 | 1 |" in page
+    assert "| defaults, exact | 200.0 | 2,1 | 10 of 20 (p = 0.500) |" in page
+    assert (
+        "the paper's Sideways' test MSE is **0.600×** BP's on the U-Net (the chain's, "
+        "section 9: 0.700×): the bound (≤ 0.8) is **met**, the aim (≤ 0.7) **met**"
+    ) in page
+    assert "Real time, U-Net, test MSE ÷ BP: the paper's Sideways 0.600 ± 0.000" in page
 
 
 # -------------------------------------------------------- experiment 10: skip connections

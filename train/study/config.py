@@ -121,6 +121,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.realtime_fps_steps = 4  # fit steps per timed round
     config.realtime_fps_rounds = 5  # timed rounds per process
     config.realtime_fps_processes = 3  # fresh processes per method, BP and Sideways in turn
+    # ... and the same for section 10's U-Net, in its three ways (SKIP_RUNS), all at the
+    # fastest one's rate
+    config.realtime_unet = True
     # Experiment 10, skip connections between stages: models.skip_classifier at these
     # (stride, stages) of the classification, and with skip_recon models.unet on the
     # footage, in the modes SKIP_MODES, beside the chain's runs at the same set-ups.
@@ -189,6 +192,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.realtime_fps_steps = 1
         config.realtime_fps_rounds = 1
         config.realtime_fps_processes = 1
+        config.realtime_unet = False  # tests/test_train_study.py runs its parts
     elif variant:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
     return config
@@ -258,8 +262,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             or not 2 <= pair[1] <= 8
         ):
             _fail("skip_points", "(stride >= 1, 2 to 8 stages) pairs (skip_classifier)", pair)
-    if not isinstance(config.skip_recon, bool):
-        _fail("skip_recon", "True or False", config.skip_recon)
+    for field in ("skip_recon", "realtime_unet"):
+        if not isinstance(config[field], bool):
+            _fail(field, "True or False", config[field])
     if set(_values(config.motion_tasks)) - set(MOTION_TASKS):
         _fail("motion_tasks", f"names among {MOTION_TASKS}", config.motion_tasks)
     if config.motion_epochs < 0:

@@ -485,14 +485,56 @@ def _skips(page: _Page) -> dict:
         ]
         recon_text = page("skip_recon", **cells, readings="\n".join(r for r in readings if r))
         recon_short = page("skip_recon_short", **cells)
+    realtime_text, realtime_short = _skip_realtime(page, skips.get("realtime") or {})
     short = page(
         "skips_short",
         moves=listing(moves) if moves else "–",
         exacts=listing(exacts) if exacts else "–",
-        recon_short=recon_short,
+        recon_short=recon_short + realtime_short,
     )
-    section = page("skips_section", skip_tables="\n\n".join(tables), skip_recon=recon_text)
+    section = page(
+        "skips_section",
+        skip_tables="\n\n".join(tables),
+        skip_recon="\n\n".join(text for text in (recon_text, realtime_text) if text),
+    )
     return dict(skips_short=short, skips_section=section)
+
+
+def _skip_realtime(page: _Page, rt: dict) -> tuple[str, str]:
+    """Section 10's real-time paragraph and its part of the "In short" line: the U-Net's
+    three ways on section 9's stream; ("", "") until its rates are measured and BP and the
+    paper's Sideways have trained on it."""
+    if not rt or math.isnan(rt["sideways_vs_bp"]["value"]):
+        return "", ""
+    figures = dict(rate=f"{rt['rate']:.0f}", engine=rt["engine"])
+    for name in ("bp", "sideways", "exact"):
+        clips = rt[name]["stream_clips"]
+        figures.update(
+            {
+                f"fps_{name}": f"{rt['fps'][name]:.1f}",
+                f"threads_{name}": rt["threads"][name],
+                f"taken_{name}": f"{rt[name]['clips_taken']} of {clips}" if clips else "–",
+                f"keep_{name}": f"{rt['keep'][name]:.3f}",
+                f"mse_{name}": number(rt[name]["mse"], 5) if rt[name]["mse"]["n"] else "–",
+            }
+        )
+    for name in ("sideways", "exact"):
+        versus = rt[f"{name}_vs_bp"]
+        spread = f" ± {versus['paired']['std']:.3f}" if versus["paired"]["n"] > 1 else ""
+        figures[f"{name}_vs_bp"] = (
+            "–" if math.isnan(versus["value"]) else f"{versus['value']:.3f}{spread}"
+        )
+    ratio = round(rt["sideways_vs_bp"]["value"], 3)  # the verdicts read the figure shown
+    figures.update(
+        ratio=f"{ratio:.3f}",
+        chain=f"{rt['chain']:.3f}" if not math.isnan(rt["chain"]) else "–",
+        bound=f"{stats.SKIP_REALTIME_BOUND:g}",
+        aim=f"{stats.SKIP_REALTIME_AIM:g}",
+        bound_verdict="met" if ratio <= stats.SKIP_REALTIME_BOUND else "missed",
+        aim_verdict="met" if ratio <= stats.SKIP_REALTIME_AIM else "missed",
+        fastest=page(f"skip_way_{max(rt['fps'], key=rt['fps'].get)}"),
+    )
+    return page("skip_realtime", **figures), page("skip_realtime_short", **figures)
 
 
 def _signed(figures: dict, digits: int = 1) -> str:

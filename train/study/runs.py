@@ -312,7 +312,7 @@ def reconstruction_run(
     frame_mse = np.mean((outputs - test_clips) ** 2, axis=(2, 3, 4))  # [clips, time]
     experiment = "realtime" if keep is not None else "reconstruction"
     if skips:
-        experiment = "skips_reconstruction"
+        experiment = f"skips_{experiment}"
     elif fix:
         experiment = "reconstruction_fix"
     stream = {}
@@ -352,16 +352,17 @@ def stream_keep(num_clips: int, keep: float) -> np.ndarray:
 
 
 def realtime_fps(args: dict) -> list[float]:
-    """The work of one child process: training frames/s of the reconstruction model in
-    `args["mode"]` (Sideways on the settings' `realtime_engine`), in each timed round of
-    `bench.runs.fit_fps` on a fixed random batch of the footage's clip shape."""
+    """The work of one child process: training frames/s of the reconstruction model (with
+    `args["skips"]`, the U-Net) in `args["mode"]` with `args["fix"]` (Sideways on the
+    settings' `realtime_engine`), in each timed round of `bench.runs.fit_fps` on a fixed
+    random batch of the footage's clip shape."""
     import tensorflow as tf
 
     from train import builders
     from train.bench.runs import fit_fps
 
     settings, mode = args["settings"], args["mode"]
-    config = realtime_config(settings, mode)
+    config = realtime_config(settings, mode, args.get("fix"), args.get("skips", False))
     clip = realtime_clip(settings)
     video = np.random.default_rng(0).random(clip, dtype=np.float32)
     data = tf.data.Dataset.from_tensors((video, video)).repeat()
@@ -370,10 +371,15 @@ def realtime_fps(args: dict) -> list[float]:
     return fit_fps({mode: model}, data, clip[0] * clip[1], steps, rounds)[mode]
 
 
-def realtime_config(settings: Settings, mode: str) -> ml_collections.ConfigDict:
-    """The reconstruction model's config as the real-time section times it in `mode`."""
+def realtime_config(
+    settings: Settings, mode: str, fix: dict | None = None, skips: bool = False
+) -> ml_collections.ConfigDict:
+    """The reconstruction model's config (the U-Net's with `skips`) as the real-time
+    settings time it in `mode`, with `fix`'s fields."""
     engine = settings["realtime_engine"] if mode == "sideways" else "auto"
-    config = reconstruction_config(settings, mode, 0, settings["recon_batch_size"], engine=engine)
+    config = reconstruction_config(
+        settings, mode, 0, settings["recon_batch_size"], fix, engine=engine, skips=skips
+    )
     config.threads = settings["realtime_threads"]
     return config
 
@@ -384,26 +390,37 @@ def realtime_clip(settings: Settings) -> tuple[int, ...]:
     return (settings["recon_batch_size"], settings["video_clip_length"], height, width, 3)
 
 
-def measure_realtime_fps(settings: Settings, log: Log = print) -> dict:
-    """Times BP and Sideways on the reconstruction model, each at its thread pools, in
-    `realtime_fps_processes` fresh processes per method, in turn; returns the record."""
+def realtime_ways(skips: bool) -> dict[str, tuple[str, tuple[str, dict] | None]]:
+    """The methods the real-time setting races, {name: (mode, fix)}: BP and the paper's
+    Sideways on the footage model; with `skips`, the U-Net in the skip modes (SKIP_RUNS)."""
+    return dict(SKIP_RUNS) if skips else {mode: (mode, None) for mode in MODES}
+
+
+def measure_realtime_fps(settings: Settings, log: Log = print, skips: bool = False) -> dict:
+    """Times each of `realtime_ways(skips)` on the reconstruction model (the U-Net with
+    `skips`), each at its thread pools, in `realtime_fps_processes` fresh processes per
+    method, in turn; returns the record ("realtime_fps", or "skips_realtime_fps")."""
     from train import builders
 
     start = time.perf_counter()
-    configs = {mode: realtime_config(settings, mode) for mode in MODES}
-    threads = {mode: str(builders.thread_pools(configs[mode])) for mode in MODES}
-    fps = {mode: [] for mode in MODES}
+    ways = realtime_ways(skips)
+    configs = {
+        name: realtime_config(settings, mode, fix and fix[1], skips)
+        for name, (mode, fix) in ways.items()
+    }
+    threads = {name: str(builders.thread_pools(config)) for name, config in configs.items()}
+    fps = {name: [] for name in ways}
     for _ in range(settings["realtime_fps_processes"]):
-        for mode in MODES:
-            args = dict(settings=dict(settings), mode=mode)
-            fps[mode].append(
-                child_process.run("train.study.runs:realtime_fps", args, threads[mode])
+        for name, (mode, fix) in ways.items():
+            args = dict(settings=dict(settings), mode=mode, fix=fix and fix[1], skips=skips)
+            fps[name].append(
+                child_process.run("train.study.runs:realtime_fps", args, threads[name])
             )
-            median = np.median(fps[mode][-1])
-            log(f"    {MODE_LABELS[mode]} at threads {threads[mode]}: {median:.1f} frames/s")
+            median = np.median(fps[name][-1])
+            log(f"    {_way_label(name)} at threads {threads[name]}: {median:.1f} frames/s")
     return dict(
-        experiment="realtime_fps",
-        mode=None,  # both: the record of the section's frame rates
+        experiment="skips_realtime_fps" if skips else "realtime_fps",
+        mode=None,  # every way: the record of the section's frame rates
         seed=None,
         engine=builders.run_engine(configs["sideways"]),
         threads=threads,
@@ -411,6 +428,10 @@ def measure_realtime_fps(settings: Settings, log: Log = print) -> dict:
         fps=fps,
         seconds=time.perf_counter() - start,
     )
+
+
+def _way_label(name: str) -> str:
+    return "Sideways (defaults, exact)" if name == "exact" else MODE_LABELS[name]
 
 
 def motion_config(
@@ -597,17 +618,32 @@ def _plan(settings: Settings, done: list[dict] | None = None) -> list[tuple[str,
                     identity = dict(_identity("motion", mode, seed), task=task, model=model)
                     plan.append(("motion", _key(identity), run))
     plan += _skip_plan(settings)
-    measure = lambda clips, shown: measure_realtime_fps(settings)  # noqa: E731
-    plan.append(("realtime", _key(dict(experiment="realtime_fps")), measure))
+    for skips in (False, True) if settings.get("realtime_unet") else (False,):
+        plan += _realtime_plan(settings, done, skips)
+    return plan
+
+
+def _realtime_plan(
+    settings: Settings, done: list[dict], skips: bool
+) -> list[tuple[str, tuple, Callable]]:
+    """The real-time section's runs for the footage model (the U-Net with `skips`): the
+    frame rates of `realtime_ways(skips)`, then per seed each way on the stream, keeping
+    up with the clips its rate allows (read from the rates measured before it in `done`)."""
+    prefix = "skips_" if skips else ""
+    measure = lambda clips, shown: measure_realtime_fps(settings, skips=skips)  # noqa: E731
+    plan = [("realtime", _key(dict(experiment=f"{prefix}realtime_fps")), measure)]
     for seed in realtime_seeds(settings):
-        for mode in MODES:
+        for name, (mode, fix) in realtime_ways(skips).items():
 
-            def realtime(clips, shown, mode=mode, seed=seed):
-                measured = [r for r in done if r["experiment"] == "realtime_fps"]
-                keep = stream_rates(measured[-1])["keep"][mode]
-                return reconstruction_run(settings, mode, seed, clips, [0], keep=keep)[0]
+            def realtime(clips, shown, name=name, mode=mode, seed=seed, fix=fix):
+                measured = [r for r in done if r["experiment"] == f"{prefix}realtime_fps"]
+                keep = stream_rates(measured[-1])["keep"][name]
+                return reconstruction_run(
+                    settings, mode, seed, clips, [0], fix, keep=keep, skips=skips
+                )[0]
 
-            plan.append(("realtime", _key(_identity("realtime", mode, seed)), realtime))
+            key = _key(_identity(f"{prefix}realtime", mode, seed, None, fix and fix[0]))
+            plan.append(("realtime", key, realtime))
     return plan
 
 
@@ -684,16 +720,20 @@ def _describe(run: dict) -> str:
         what = f"motion, {run['task']}, {run['model']} model, {run['epochs']} epochs"
         who = MODE_LABELS[run["mode"]]
         return f"{what}, seed {run['seed']}, {who}: test accuracy {run['accuracy']:.4f}"
-    if run["experiment"] == "realtime_fps":
+    if run["experiment"] in ("realtime_fps", "skips_realtime_fps"):
         figures = ", ".join(
-            f"{MODE_LABELS[m]} {np.median(run['fps'][m]):.1f} (threads {run['threads'][m]})"
-            for m in MODES
+            f"{_way_label(name)} {np.median(fps):.1f} (threads {run['threads'][name]})"
+            for name, fps in run["fps"].items()
         )
-        return f"real time: training frames/s of the footage model, {figures}"
-    if run["experiment"] == "realtime":
+        model = "U-Net" if run["experiment"].startswith("skips") else "footage model"
+        return f"real time: training frames/s of the {model}, {figures}"
+    if run["experiment"] in ("realtime", "skips_realtime"):
         what = f"real-time reconstruction, {100 * run['keep']:.0f}% of the stream's clips"
+        if run["experiment"] == "skips_realtime":
+            what = f"U-Net {what}"
         score = f"test MSE {run['mse']:.5f}"
-        return f"{what}, seed {run['seed']}, {MODE_LABELS[run['mode']]}: {score}"
+        who = MODE_LABELS[run["mode"]] + (f" ({run['fix']})" if run.get("fix") else "")
+        return f"{what}, seed {run['seed']}, {who}: {score}"
     if run["experiment"] in ("classification", "fix", "skips"):
         what = (
             ("skip_classifier, " if run["experiment"] == "skips" else "")

@@ -31,6 +31,8 @@ ACCURACY_TOLERANCE = 1.0  # points: the aim for stride 1
 MSE_TOLERANCE = 0.10  # relative: the aim for the reconstruction
 REALTIME_BOUND = 1.0  # Sideways ÷ BP real-time MSE: what it must not exceed ...
 REALTIME_AIM = 0.8  # ... and what it aims at
+SKIP_REALTIME_BOUND = 0.8  # the U-Net's (section 10), the paper's Sideways ÷ BP ...
+SKIP_REALTIME_AIM = 0.7  # ... and its aim
 TREND_THRESHOLD = 0.02  # change of the mean cosine along training that counts as a trend
 
 
@@ -204,6 +206,9 @@ def summarize_skips(runs: list[dict], settings: dict) -> dict:
             chain=skip_triple(chain("classification", "fix", "accuracy", point), ratio=False),
             skips=skip_triple(skips("skips", "accuracy", point), ratio=False),
         )
+    realtime = summarize_skip_realtime(runs)
+    if realtime:
+        summary["realtime"] = realtime
     if settings.get("skip_recon"):
         summary["reconstruction"] = dict(
             chain=skip_triple(chain("reconstruction", "reconstruction_fix", "mse"), ratio=True),
@@ -244,13 +249,14 @@ def skip_triple(values: dict[str, dict[int, float]], ratio: bool) -> dict:
 
 
 def stream_rates(measured: dict) -> dict:
-    """The real-time setting from a "realtime_fps" record: each method's frames/s (the
-    median of all its timed rounds), the stream's rate (the faster one's), the fraction of
-    the stream each keeps up with, and the slower method ("" when neither is slower)."""
-    fps = {m: float(np.median(np.concatenate(measured["fps"][m]))) for m in MODES}
+    """The real-time setting from a "realtime_fps" record (or "skips_realtime_fps"): each
+    method's frames/s (the median of all its timed rounds), the stream's rate (the fastest
+    one's), the fraction of the stream each keeps up with, and the slowest method ("" when
+    all run at one rate)."""
+    fps = {m: float(np.median(np.concatenate(rounds))) for m, rounds in measured["fps"].items()}
     rate = max(fps.values())
-    keep = {m: min(1.0, fps[m] / rate) for m in MODES}
-    slower = min(MODES, key=lambda m: fps[m]) if fps["bp"] != fps["sideways"] else ""
+    keep = {m: min(1.0, fps[m] / rate) for m in fps}
+    slower = min(fps, key=fps.get) if len(set(fps.values())) > 1 else ""
     return dict(fps=fps, rate=rate, keep=keep, slower=slower)
 
 
@@ -284,6 +290,45 @@ def summarize_realtime(runs: list[dict]) -> dict:
     summary["ratio"] = (
         summary["sideways"]["mse"]["mean"] / summary["bp"]["mse"]["mean"] if both else math.nan
     )
+    return summary
+
+
+def summarize_skip_realtime(runs: list[dict]) -> dict:
+    """Experiment 10's real-time setting: the U-Net on the stream of section 9, in the
+    skip modes at the rate of the fastest of them.
+
+    Returns {} before its frame rates are measured; else `stream_rates`' figures with
+    "threads", "engine", "clip", per skip mode {"mse", "psnr", "seeds", "clips_taken"},
+    per mode but BP "<mode>_vs_bp" (its mean test MSE ÷ BP's, with the per-seed ratios'
+    mean ± std as "paired"; NaN until both ran), and "chain": section 9's Sideways ÷ BP.
+    """
+    measured = [r for r in runs if r["experiment"] == "skips_realtime_fps"]
+    if not measured:
+        return {}
+    summary = dict(stream_rates(measured[-1]), threads=measured[-1]["threads"])
+    summary.update(engine=measured[-1]["engine"], clip=measured[-1]["clip"])
+    mse = {}
+    for name, (mode, fix) in SKIP_RUNS.items():
+        chosen = [
+            r
+            for r in runs
+            if r["experiment"] == "skips_realtime"
+            and r["mode"] == mode
+            and r.get("fix") == (fix and fix[0])
+        ]
+        mse[name] = {r["seed"]: r["mse"] for r in chosen}
+        summary[name] = dict(
+            mse=mean_std(list(mse[name].values())) if chosen else dict(n=0),
+            psnr=mean_std([r["psnr"] for r in chosen]) if chosen else dict(n=0),
+            seeds=sorted(mse[name]),
+            clips_taken=chosen[0]["clips_taken"] if chosen else 0,
+            stream_clips=chosen[0]["stream_clips"] if chosen else 0,
+        )
+    triple = skip_triple(mse, ratio=True)
+    for name in SKIP_MODES[1:]:
+        summary[f"{name}_vs_bp"] = triple[f"{name}_vs_bp"]
+    chain = summarize_realtime(runs)
+    summary["chain"] = chain.get("ratio", math.nan) if chain else math.nan
     return summary
 
 
