@@ -118,7 +118,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # of `seeds` that are also `few_seeds`.
     config.realtime_engine = "pipeline"  # Sideways' engine, timed against BP
     config.realtime_threads = "auto"  # keras_sideways.threads: "auto" is each one's best
-    config.realtime_fps_steps = 4  # fit steps per timed round
+    config.realtime_fps_steps = 16  # fit steps per timed round (about a second)
     config.realtime_fps_rounds = 5  # timed rounds per process
     config.realtime_fps_processes = 3  # fresh processes per method, BP and Sideways in turn
     # ... and the same for section 10's U-Net, in its three ways (SKIP_RUNS), all at the
