@@ -1,4 +1,5 @@
-"""Speed, memory and time to accuracy of Sideways against BP: `make bench` (see train/bench/).
+"""Speed and memory of Sideways against BP: `make bench` (see train/bench/); the race to an
+accuracy, the last step of `make bench`, is `python -m train.race`.
 
     make bench                                  # the reference workload, then the page
     python -m train.benchmark --report_only     # the page again, from the committed results
@@ -10,13 +11,11 @@
 The reference workload writes its raw results to docs/performance/bench.json and the page
 to docs/performance.md. Any other workload (a variant, an override) writes
 bench/results.json and no page unless --json and --docs say otherwise, so that only the
-reference run replaces the committed figures. The time-to-accuracy chart is drawn beside
-the raw results (docs/performance/time_to_accuracy.png), where they hold a race.
+reference run replaces the committed figures.
 """
 
 import os
 import shlex
-from pathlib import Path
 
 import ml_collections
 from absl import app, flags
@@ -24,7 +23,7 @@ from ml_collections import config_flags
 
 from train import results
 from train.bench import config as bench_config
-from train.bench import plots, report, runs, summary
+from train.bench import report, runs, summary
 
 REFERENCE_JSON = "docs/performance/bench.json"
 REFERENCE_DOCS = "docs/performance.md"
@@ -82,12 +81,8 @@ def main(argv):
     figures = summary.summarize(raw)
     print("\n" + report.text(figures))
     print(f"\nresults: {json_path}")
-    chart = None
-    if "race" in raw:
-        chart = plots.race_chart(raw["race"], Path(json_path).with_name(plots.RACE_CHART))
-        print(f"chart:   {chart}")
     if docs_path:
-        print(f"report:  {report.write_page(figures, docs_path, chart)}")
+        print(f"report:  {report.write_page(figures, docs_path)}")
 
 
 if __name__ == "__main__":

@@ -5,17 +5,11 @@
     python -m train.benchmark --config=train/bench/config.py:tiny \
         --json=/tmp/bench.json --docs=/tmp/performance.md      # variant "tiny": CI smoke
     python -m train.benchmark --config.batch=4 --config.memory_lengths='(8, 16)'
-    python -m train.benchmark --config.race_image_sizes='(64,)' --config.race_epochs=5
 
-The race (time to accuracy) trains the model of train/configs/moving_digits.py (its variant
-`race_digits_variant`) on moving digits at each of `race_image_sizes` and `race_seeds`, for
-`race_epochs` of
-`race_train_clips`, validated on `race_test_clips` after every epoch.
+The race to an accuracy is `python -m train.race` (its config: train/bench/race_config.py).
 """
 
 import ml_collections
-
-from train.configs import moving_digits
 
 VARIANTS = ("", "quick", "tiny")
 MAX_STAGES = 8  # models.vgg_classifier is cut into 2 to 8 stages
@@ -32,7 +26,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.frames = 16
     config.classes = 10
     config.width = 16
-    config.steps = 4  # fit steps per timed round
+    config.steps = 16  # fit steps per timed round: long enough that fit's own overhead fades
     config.rounds = 5
     config.memory_lengths = (8, 32, 128)
     config.stream_chunk = 8  # the streaming pipeline takes long clips in chunks of this many
@@ -43,12 +37,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.chunk_sizes = (1, 2, 4, 8, 16)  # the pipeline's ticks per block, timed in step 3
     # Keras dtype policies: beyond float32, BP and the pipeline are timed and measured again.
     config.precisions = ("float32", "mixed_bfloat16")
-    config.race_image_sizes = (32, 64)
-    config.race_epochs = 10  # as `make train`: the cosine schedule decays over them
-    config.race_seeds = (0, 1, 2)  # each a race of both contenders: the spread of the ratio
-    config.race_train_clips = 512
-    config.race_test_clips = 256
-    config.race_digits_variant = ""  # of train/configs/moving_digits.py: "" or "tiny"
 
     if variant == "quick":
         config.num_stages = 3
@@ -62,11 +50,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.stream_chunk = 4
         config.thread_settings = ((0, 0), (1, 1))
         config.chunk_sizes = (1, 4, 8)
-        config.race_image_sizes = (16,)
-        config.race_epochs = 3
-        config.race_seeds = (0,)
-        config.race_train_clips = 64
-        config.race_test_clips = 32
     elif variant == "tiny":
         config.num_stages = 3
         config.image_size = 8
@@ -82,12 +65,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.scaling_repeats = 1
         config.thread_settings = ((0, 0),)
         config.chunk_sizes = (2,)
-        config.race_image_sizes = (16,)
-        config.race_epochs = 2
-        config.race_seeds = (0,)
-        config.race_train_clips = 8
-        config.race_test_clips = 4
-        config.race_digits_variant = "tiny"
     elif variant:
         raise ValueError(f"Unknown benchmark variant {variant!r}; expected one of {VARIANTS}.")
     return config
@@ -109,9 +86,6 @@ def check(config: ml_collections.ConfigDict) -> None:
         "rounds",
         "stream_chunk",
         "scaling_repeats",
-        "race_epochs",
-        "race_train_clips",
-        "race_test_clips",
     ):
         if not _ints([config[field]]):
             raise ValueError(f"config.{field}: expected an integer >= 1; got {config[field]!r}.")
@@ -157,18 +131,3 @@ def check(config: ml_collections.ConfigDict) -> None:
             "config.precisions: expected 'float32' first, then any of "
             f"{', '.join(PRECISIONS[1:])}, each once; got {precisions!r}."
         )
-    seeds = config.race_seeds
-    if not seeds or not _ints(seeds, low=0) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"config.race_seeds: expected distinct integer seeds >= 0; got {seeds!r}.")
-    sizes = config.race_image_sizes
-    if not sizes or not _ints(sizes) or list(sizes) != sorted(set(sizes)):
-        raise ValueError(
-            f"config.race_image_sizes: expected increasing image sides >= 1; got {sizes!r}."
-        )
-    try:
-        moving_digits.get_config(config.race_digits_variant)
-    except ValueError:
-        raise ValueError(
-            "config.race_digits_variant: expected a variant of train/configs/moving_digits.py "
-            f"('' or 'tiny'); got {config.race_digits_variant!r}."
-        ) from None

@@ -13,7 +13,6 @@ import string
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from train.bench.plots import RACE_CHART
 from train.bench.summary import Summary, Table
 
 PAGE_TEMPLATE = Path(__file__).with_name("performance.md.template")
@@ -66,13 +65,9 @@ def render(
     return fill(template, {**summary.figures, **(extra or {}), **tables}, summary.conditions)
 
 
-def page(summary: Summary, race_chart: str = f"performance/{RACE_CHART}") -> str:
-    """docs/performance.md: the figures, how they were made, and which engine to use when.
-
-    `race_chart` is the time-to-accuracy chart's path from the page (where there was a race).
-    """
-    template = PAGE_TEMPLATE.read_text(encoding="utf-8")
-    return render(summary, template, markdown_table, dict(race_chart=race_chart))
+def page(summary: Summary) -> str:
+    """docs/performance.md: the figures, how they were made, and which engine to use when."""
+    return render(summary, PAGE_TEMPLATE.read_text(encoding="utf-8"), markdown_table)
 
 
 def text(summary: Summary) -> str:
@@ -80,15 +75,9 @@ def text(summary: Summary) -> str:
     return render(summary, TEXT_TEMPLATE.read_text(encoding="utf-8"), text_table)
 
 
-def write_page(
-    summary: Summary, path: str | os.PathLike, race_chart: str | os.PathLike | None = None
-) -> Path:
-    """Writes the page to `path`, linking to the race's chart at `race_chart` (a path from
-    here, or None where there was no race); returns the path."""
+def write_page(summary: Summary, path: str | os.PathLike) -> Path:
+    """Writes the page to `path`; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    link = RACE_CHART
-    if race_chart is not None:
-        link = Path(os.path.relpath(race_chart, path.parent)).as_posix()
-    path.write_text(page(summary, link), encoding="utf-8")
+    path.write_text(page(summary), encoding="utf-8")
     return path

@@ -17,17 +17,12 @@
 5. depth-parallel scaling: the `auto` partition of the model cut into `scaling_stages`
    stages over `scaling_devices` devices and the speed-up it predicts from measured stage
    costs, and the pipeline timed with its stages serialised and concurrent on this
-   machine's cores;
-6. time to accuracy (the race): BP and the Sideways pipeline (blocks of ticks, "auto")
-   train the model of train/configs/moving_digits.py on the same moving digits, at each
-   of `race_image_sizes` and each of `race_seeds` (the same seed for both: data order
-   and first weights), each in a fresh process at its best setting of step 1; the
-   training seconds (validation left out, `TrainingClock`) and the validation accuracy
-   at the end of every epoch.
+   machine's cores.
 
-It returns raw results only (frames/s of every round, bytes, milliseconds, seconds and
-accuracies of every epoch); `summary` turns them into figures. TensorFlow fixes its
-thread pools when it starts, hence the child processes (`train.child_process`).
+The race to an accuracy is `python -m train.race` (`train.bench.race_runs`). It returns
+raw results only (frames/s of every round, bytes, milliseconds); `summary` turns them
+into figures. TensorFlow fixes its thread pools when it starts, hence the child processes
+(`train.child_process`).
 """
 
 from __future__ import annotations
@@ -81,12 +76,6 @@ SWEPT = ("bp", "sideways_pipeline")  # the contenders timed at every thread sett
 CHUNK_PREFIX = "sideways_pipeline_chunk"  # + ticks per block: the blocks step's contenders
 # Timed and measured again under each of config.precisions beyond float32.
 MIXED = ("bp", "sideways_pipeline", "sideways_pipeline_stream")
-RACE_CONTENDERS = {
-    "bp": dict(mode="bp"),
-    "sideways_pipeline": dict(mode="sideways", engine="pipeline", stash_depth="0"),
-}
-RACE_TIMEOUT = 3600  # seconds for one contender's whole training run
-
 Log = Callable[[str], None]
 
 
@@ -265,59 +254,18 @@ def machine_info() -> dict:
     )
 
 
-def race_config(
-    config: ml_collections.ConfigDict, name: str, image_size: int, seed: int | None = None
-) -> ml_collections.ConfigDict:
-    """The moving-digits config that contender `name` trains at `image_size` in the race,
-    with `seed` (None: the config's, 0): its data order and first weights."""
-    from train.configs import moving_digits
-
-    run = moving_digits.get_config(config.race_digits_variant)
-    run.update(RACE_CONTENDERS[name])
-    if seed is not None:
-        run.seed = seed
-    run.epochs = config.race_epochs
-    run.verbose = 0
-    run.data.image_size = image_size
-    run.data.num_train_clips = config.race_train_clips
-    run.data.num_test_clips = config.race_test_clips
-    return run
-
-
-def race(config: ml_collections.ConfigDict, name: str, image_size: int, seed: int = 0) -> dict:
-    """Trains contender `name` at `image_size`; its clock and validation accuracy per epoch.
-
-    The run is `train.recipe.run` (as `make train` trains), with no logs or checkpoints
-    written and no `SetDataEpoch`: the training clock is its only callback.
-    """
-    from keras_sideways.callbacks import TrainingClock
-    from train import builders, recipe
-
-    run = race_config(config, name, image_size, seed)
-    builders.check_config(run)
-    clock = TrainingClock()
-    done = recipe.run(run, callbacks=lambda train, model: [clock])
-    run, model = done.config, done.model
-    return dict(
-        chunk=model.resolved_chunk(run.data.clip_length) if run.mode == "sideways" else None,
-        seconds=clock.cumulative,
-        val_accuracy=[float(a) for a in done.history.history["val_accuracy"]],
-        frames_per_epoch=run.data.num_train_clips * run.data.clip_length,
-    )
-
-
 # ------------------------------------------------------------------ child processes
 def run_child(task: str, args: dict, threads: str = "0,0", timeout: int = 600) -> list | dict:
     """Runs `task` (see `child`) in a fresh Python process at `threads` ("inter,intra")."""
     return child_process.run("train.bench.runs:child", dict(args, task=task), threads, timeout)
 
 
-TASKS = ("fps", "throughput", "blocks", "memory", "race")
+TASKS = ("fps", "throughput", "blocks", "memory")
 
 
 def child(args: dict) -> list | dict:
     """The work of one child process, `args["task"]`: "fps" (one contender), "throughput",
-    "blocks", "memory" or "race" (one contender at one image size)."""
+    "blocks" or "memory"."""
     task = args["task"]
     if task not in TASKS:
         raise ValueError(f"Unknown benchmark task {task!r}; expected one of {TASKS}.")
@@ -328,8 +276,6 @@ def child(args: dict) -> list | dict:
         return throughput(config)
     if task == "blocks":
         return blocks(config)
-    if task == "race":
-        return race(config, args["name"], args["image_size"], args.get("seed", 0))
     return step_memory(args["name"], args["frames"], config)
 
 
@@ -343,14 +289,14 @@ def run_benchmark(config: ml_collections.ConfigDict, command: str, log: Log = _n
 
     Returns:
         A JSON-ready dict: command, machine, workload, thread_sweep, throughput, blocks,
-        memory, scaling, race.
+        memory, scaling.
     """
     bench_config.check(config)
     args = dict(config=config.to_dict())
     results = dict(command=command, machine=machine_info(), workload=config.to_dict())
-    log("1/6 thread settings (inter-op, intra-op), BP and pipeline, a fresh process each ...")
+    log("1/5 thread settings (inter-op, intra-op), BP and pipeline, a fresh process each ...")
     results["thread_sweep"] = sweep = _thread_sweep(config, args, log)
-    log("2/6 throughput, contenders alternating in one process, at BP's best threads ...")
+    log("2/5 throughput, contenders alternating in one process, at BP's best threads ...")
     results["throughput"] = []
     for name in SWEPT:  # BP's best setting, then the pipeline's if it differs
         threads = best_setting(sweep[name])
@@ -359,19 +305,17 @@ def run_benchmark(config: ml_collections.ConfigDict, command: str, log: Log = _n
             results["throughput"].append(dict(threads=threads, best_for=name, fps=fps))
             figures = ", ".join(f"{n} {statistics.median(v):.1f}" for n, v in fps.items())
             log(f"    at {name}'s best threads ({threads}), frames/s: {figures}")
-    log("3/6 blocks of ticks: the pipeline at each chunk size, at its best threads ...")
+    log("3/5 blocks of ticks: the pipeline at each chunk size, at its best threads ...")
     threads = best_setting(sweep["sideways_pipeline"])
     results["blocks"] = dict(threads=threads, **run_child("blocks", args, threads))
     figures = ", ".join(
         f"{n} {statistics.median(v):.1f}" for n, v in results["blocks"]["fps"].items()
     )
     log(f"    frames/s: {figures}; 'auto' picks {results['blocks']['auto_chunk']}")
-    log("4/6 memory of one training step against clip length, a fresh process each ...")
+    log("4/5 memory of one training step against clip length, a fresh process each ...")
     results["memory"] = _memory(config, args, log)
-    log("5/6 depth-parallel scaling ...")
+    log("5/5 depth-parallel scaling ...")
     results["scaling"] = _scaling(config, args)
-    log("6/6 time to accuracy on moving digits, each contender at its best threads ...")
-    results["race"] = _race(config, args, sweep, log)
     return results
 
 
@@ -405,42 +349,3 @@ def _scaling(config: ml_collections.ConfigDict, args: dict) -> dict:
         scaling["serial_fps"].append(run_child("fps", pipeline, "1,1"))
         scaling["concurrent_fps"].append(run_child("fps", pipeline, "0,1"))
     return scaling
-
-
-def _race(config: ml_collections.ConfigDict, args: dict, sweep: dict, log: Log) -> dict:
-    """The race's set-up, and per image size each contender's threads, seconds, accuracies."""
-    run = race_config(config, "bp", config.race_image_sizes[0])
-    setup = dict(
-        num_stages=run.model.num_stages,
-        width=run.model.width,
-        clip_length=run.data.clip_length,
-        batch=run.data.batch_size,
-        epochs=run.epochs,
-        train_clips=run.data.num_train_clips,
-        test_clips=run.data.num_test_clips,
-        learning_rate=run.learning_rate,
-        lr_schedule=run.lr_schedule,
-        seeds=list(config.race_seeds),
-    )
-    sizes = []
-    for size in config.race_image_sizes:
-        seeds = []
-        for seed in config.race_seeds:  # both contenders of a seed, one after the other
-            contenders = {}
-            for name in SWEPT:
-                threads = best_setting(sweep[name])
-                result = run_child(
-                    "race",
-                    dict(args, name=name, image_size=size, seed=seed),
-                    threads,
-                    timeout=RACE_TIMEOUT,
-                )
-                contenders[name] = dict(threads=threads, **result)
-                log(
-                    f"    {name}, {size} px, seed {seed}, threads {threads}: "
-                    f"{result['seconds'][-1]:.1f} s, validation accuracy "
-                    f"{result['val_accuracy'][-1]:.3f}"
-                )
-            seeds.append(dict(seed=seed, contenders=contenders))
-        sizes.append(dict(image_size=size, seeds=seeds))
-    return dict(setup=setup, sizes=sizes)

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 
 LABELS = {"bp": "BP's best", "sideways_pipeline": "the pipeline's best"}
 MIXED_PRECISIONS = ("mixed_bfloat16", "mixed_float16")  # contender name suffixes
-RACE_MARGIN = 0.01  # the race's target: BP's final validation accuracy minus one point
 CHUNK_TICKS = "sideways_pipeline_chunk1"  # the blocks step's tick-by-tick contender
 
 
@@ -83,61 +82,6 @@ def time_to(seconds: Sequence[float], accuracy: Sequence[float], target: float) 
     return None
 
 
-def race_seed(contenders: Mapping) -> dict:
-    """One seed's race: the target (BP's final accuracy minus `RACE_MARGIN`), each
-    contender's final accuracy, training seconds, frames/s and time to the target, the
-    ratio of Sideways' time to the target over BP's (None if it never got there), and of
-    its frames/s over BP's."""
-    target = contenders["bp"]["val_accuracy"][-1] - RACE_MARGIN
-    figures = {}
-    for name, c in contenders.items():
-        seconds = c["seconds"][-1]
-        figures[name] = dict(
-            threads=c["threads"],
-            final_accuracy=c["val_accuracy"][-1],
-            seconds=seconds,
-            fps=len(c["seconds"]) * c["frames_per_epoch"] / seconds,
-            time_to_target=time_to(c["seconds"], c["val_accuracy"], target),
-        )
-    sideways, bp = figures["sideways_pipeline"], figures["bp"]
-    reached = sideways["time_to_target"]
-    return dict(
-        target=target,
-        contenders=figures,
-        ratio=None if reached is None else reached / bp["time_to_target"],
-        fps_ratio=sideways["fps"] / bp["fps"],
-    )
-
-
-def race_runs(size: Mapping) -> list[Mapping]:
-    """The seeds' races at one image size, [{seed, contenders}]; results written before
-    the race had seeds hold one race, seed 0."""
-    return size["seeds"] if "seeds" in size else [dict(seed=0, contenders=size["contenders"])]
-
-
-def race(sizes: Sequence[Mapping]) -> list[dict]:
-    """Per image size: `race_seed` of every seed, and over the seeds the mean and standard
-    deviation of the time ratio (of the seeds where Sideways reached the target; None if
-    none did), how many seeds reached it, and the mean and std of the frames/s ratio."""
-    results = []
-    for size in sizes:
-        seeds = [dict(seed=s["seed"], **race_seed(s["contenders"])) for s in race_runs(size)]
-        ratios = [s["ratio"] for s in seeds if s["ratio"] is not None]
-        fps_ratios = [s["fps_ratio"] for s in seeds]
-        results.append(
-            dict(
-                image_size=size["image_size"],
-                seeds=seeds,
-                ratio=statistics.mean(ratios) if ratios else None,
-                ratio_std=statistics.stdev(ratios) if len(ratios) > 1 else 0.0,
-                reached=len(ratios),
-                fps_ratio=statistics.mean(fps_ratios),
-                fps_ratio_std=statistics.stdev(fps_ratios) if len(fps_ratios) > 1 else 0.0,
-            )
-        )
-    return results
-
-
 def contender_precision(name: str) -> tuple[str, str]:
     """("bp", "mixed_bfloat16") for "bp_mixed_bfloat16"; a plain name is float32."""
     for precision in MIXED_PRECISIONS:
@@ -187,10 +131,6 @@ def precision_table(raw: Mapping) -> Table:
         "÷ float32",
     )
     return Table(header, tuple(rows))
-
-
-def _or_never(value: float | None, spec: str) -> str:
-    return "never" if value is None else format(value, spec)
 
 
 def _threads(setting: str) -> str:
@@ -259,80 +199,6 @@ def partition_table(raw: Mapping) -> Table:
     return Table(header, rows)
 
 
-def race_table(sizes: Sequence[Mapping]) -> Table:
-    """Per image size, seed and contender: threads, final accuracy, time, frames/s, time to
-    the target and its ratio to BP's."""
-    rows = []
-    for size in race(sizes):
-        for run in size["seeds"]:
-            for name, c in run["contenders"].items():
-                ratio = 1.0 if name == "bp" else run["ratio"]
-                rows.append(
-                    (
-                        str(size["image_size"]),
-                        str(run["seed"]),
-                        name,
-                        _threads(c["threads"]),
-                        f"{c['final_accuracy']:.3f}",
-                        f"{c['seconds']:.1f}",
-                        f"{c['fps']:.1f}",
-                        f"{run['target']:.3f}",
-                        _or_never(c["time_to_target"], ".1f"),
-                        _or_never(ratio, ".2f"),
-                    )
-                )
-    header = (
-        "image (px)",
-        "seed",
-        "contender",
-        "threads",
-        "final accuracy",
-        "training (s)",
-        "frames/s",
-        "target",
-        "to target (s)",
-        "÷ BP",
-    )
-    return Table(header, tuple(rows))
-
-
-def _mean_std(mean: float, std: float, count: int) -> str:
-    return f"{mean:.2f}" if count == 1 else f"{mean:.2f} ± {std:.2f}"
-
-
-def _race_figures(results: Mapping) -> dict[str, str]:
-    """The race's set-up and headline ratios (mean ± std over seeds), formatted."""
-    figures = {
-        f"race_{k}": ", ".join(map(str, v)) if isinstance(v, list) else str(v)
-        for k, v in results["setup"].items()
-    }
-    chunks = {
-        str(run["contenders"]["sideways_pipeline"].get("chunk", "not recorded"))
-        for size in results["sizes"]
-        for run in race_runs(size)
-    }
-    figures["race_chunk"] = " / ".join(sorted(chunks))
-    figures.setdefault("race_seeds", figures.pop("race_seed", "0"))  # before seeds: one
-    sizes = race(results["sizes"])
-    headlines = []
-    for size in sizes:
-        count = len(size["seeds"])
-        if size["ratio"] is None:
-            headline = "never"
-        else:
-            headline = _mean_std(size["ratio"], size["ratio_std"], size["reached"])
-            if size["reached"] < count:
-                headline += f" ({size['reached']} of {count} seeds; the others never)"
-        headlines.append(f"{size['image_size']} px: {headline}")
-    figures["race_ratios"] = ", ".join(headlines)
-    figures["race_fps_ratios"] = ", ".join(
-        f"{size['image_size']} px: "
-        + _mean_std(size["fps_ratio"], size["fps_ratio_std"], len(size["seeds"]))
-        for size in sizes
-    )
-    return figures
-
-
 def machine_figures(raw: Mapping) -> dict[str, str]:
     """The command and the machine of raw results, as the pages print them."""
     machine = raw["machine"]
@@ -386,15 +252,9 @@ def summarize(raw: Mapping) -> Summary:
     mixed = bool(precision_table(raw).rows)  # results written before it have none
     if mixed:
         tables["precision"] = precision_table(raw)
-    raced = "race" in raw  # results written before the race was measured have none
-    if raced:
-        figures.update(_race_figures(raw["race"]))
-        tables["race"] = race_table(raw["race"]["sizes"])
     conditions = dict(
         four_devices=bool(four),
         no_gpu=not machine["gpus"],
-        race=raced,
-        no_race=not raced,
         blocks="blocks" in raw,
         mixed=mixed,
     )
