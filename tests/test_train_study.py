@@ -571,6 +571,13 @@ def test_the_faster_method_sets_the_stream_rate_and_the_slower_skips(bp, sideway
     assert rates["rate"] == max(rates["fps"].values())
 
 
+def no_footage(monkeypatch) -> None:
+    """Four blank clips of two videos for the footage, where the runs themselves are fakes."""
+    frames = np.zeros((4, 4, 8, 12, 3), np.float32)
+    clips = dict(train=frames, test=frames, test_video=np.array([0, 0, 1, 1]))
+    monkeypatch.setattr(runs, "footage_clips", lambda settings: clips)
+
+
 def test_realtime_runs_train_on_the_share_the_measured_rates_give(tmp_path, monkeypatch):
     calls = []
 
@@ -579,9 +586,7 @@ def test_realtime_runs_train_on_the_share_the_measured_rates_give(tmp_path, monk
         record = dict(experiment="realtime", mode=mode, seed=seed, keep=keep, mse=0.01)
         return record | dict(seconds=0.0), None
 
-    frames = np.zeros((4, 4, 8, 12, 3), np.float32)
-    clips = dict(train=frames, test=frames, test_video=np.array([0, 0, 1, 1]))
-    monkeypatch.setattr(runs, "footage_clips", lambda settings: clips)
+    no_footage(monkeypatch)
     monkeypatch.setattr(runs, "reconstruction_run", reconstruction)
     monkeypatch.setattr(
         runs,
@@ -619,9 +624,7 @@ def test_unet_realtime_runs_each_skip_mode_on_the_share_of_the_fastest_rate(tmp_
             return unet_rates(dict(bp=100.0, sideways=400.0, exact=200.0))
         return measured_rates([[100.0]], [[200.0]])
 
-    frames = np.zeros((4, 4, 8, 12, 3), np.float32)
-    clips = dict(train=frames, test=frames, test_video=np.array([0, 0, 1, 1]))
-    monkeypatch.setattr(runs, "footage_clips", lambda settings: clips)
+    no_footage(monkeypatch)
     monkeypatch.setattr(runs, "reconstruction_run", reconstruction)
     monkeypatch.setattr(runs, "measure_realtime_fps", measure)
     config = study_config.get_config("tiny")
@@ -810,9 +813,7 @@ def test_skip_section_runs_the_chain_only_where_no_other_section_does(tmp_path, 
         extra = (dict(fix=fix[0]) if fix else {}) | dict(mse=0.01, psnr=20.0, seconds=0.0)
         return dict(experiment="skips_reconstruction", mode=mode, seed=seed) | extra, None
 
-    frames = np.zeros((4, 4, 8, 12, 3), np.float32)
-    clips = dict(train=frames, test=frames, test_video=np.array([0, 0, 1, 1]))
-    monkeypatch.setattr(runs, "footage_clips", lambda settings: clips)
+    no_footage(monkeypatch)
     monkeypatch.setattr(runs, "classification_run", classification)
     monkeypatch.setattr(runs, "reconstruction_run", reconstruction)
     config = study_config.get_config("tiny")
