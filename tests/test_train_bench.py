@@ -302,6 +302,7 @@ def test_config_defaults_are_the_reference_workload():
         steps=16,
         rounds=5,
         memory_lengths=(8, 32, 128),
+        memory_process_per_step=True,
         stream_chunk=8,
         scaling_stages=8,
         scaling_devices=(2, 4, 8),
@@ -332,6 +333,7 @@ def test_config_defaults_are_the_reference_workload():
         ("num_stages", 9, r"config.num_stages: expected an integer from 2 to 8 .*; got 9"),
         ("width", 1, r"config.width: expected an integer >= 2; got 1"),
         ("memory_lengths", (32, 8), r"config.memory_lengths: expected increasing .*\(32, 8\)"),
+        ("memory_process_per_step", None, r"per_step: expected True or False; got None"),
         ("scaling_devices", (), r"config.scaling_devices: expected device counts >= 1; got \(\)"),
         ("thread_settings", ((1,),), r"config.thread_settings: expected \(inter-op, intra-op\)"),
         ("thread_settings", ((-1, 0),), r"\(0: TensorFlow's choice\); got \(\(-1, 0\),\)"),
@@ -349,6 +351,36 @@ def test_config_check_names_field_expected_and_given(field, value, message):
     config[field] = value
     with pytest.raises(ValueError, match=message):
         bench_config.check(config)
+
+
+def test_memory_steps_run_a_fresh_process_each_or_one_process_for_all(monkeypatch):
+    calls = []
+
+    def fake_child(task, args, threads="0,0", timeout=600):
+        calls.append(task)
+        step = lambda name, frames: dict(frames=frames, bytes=len(name) * frames, chunk=frames)
+        if task == "memories":
+            return [step(name, frames) for name, frames in args["steps"]]
+        return step(args["name"], args["frames"])
+
+    monkeypatch.setattr(runs, "run_child", fake_child)
+    config = bench_config.get_config("tiny")
+    config.memory_lengths = (4, 8)
+    names = runs.with_precisions(tuple(runs.MEMORY_CONTENDERS), config)
+    config.memory_process_per_step = True
+    fresh = runs._memory(config, dict(config=config.to_dict()), lambda line: None)
+    assert calls == ["memory"] * 2 * len(names)
+    calls.clear()
+    config.memory_process_per_step = False
+    shared = runs._memory(config, dict(config=config.to_dict()), lambda line: None)
+    assert calls == ["memories"] and shared == fresh
+    assert list(shared) == names and [s["frames"] for s in shared["bp"]] == [4, 8]
+    assert shared["bp"][1]["bytes"] == 2 * 8  # each step under its own name and length
+    page = report.page(summary.summarize(dict(hand_made_raw(), workload=config.to_dict())))
+    assert "minus that of the same process (one process for every step" in page
+    assert "minus that of the same fresh process just before it." in report.page(
+        summary.summarize(hand_made_raw())
+    )
 
 
 # ------------------------------------------------------------------ processes

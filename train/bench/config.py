@@ -29,6 +29,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.steps = 16  # fit steps per timed round: long enough that fit's own overhead fades
     config.rounds = 5
     config.memory_lengths = (8, 32, 128)
+    # Each step's memory in a fresh process (off: one process measures every step, a new
+    # model each, its peak reset just before the step; the smoke run saves a dozen starts).
+    config.memory_process_per_step = True
     config.stream_chunk = 8  # the streaming pipeline takes long clips in chunks of this many
     config.scaling_stages = 8
     config.scaling_devices = (2, 4, 8)
@@ -59,6 +62,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.steps = 1
         config.rounds = 2
         config.memory_lengths = (4,)
+        config.memory_process_per_step = False
         config.stream_chunk = 2
         config.scaling_stages = 4
         config.scaling_devices = (2, 4)
@@ -97,6 +101,11 @@ def check(config: ml_collections.ConfigDict) -> None:
             )
     if not _ints([config.width], low=2):
         raise ValueError(f"config.width: expected an integer >= 2; got {config.width!r}.")
+    if not isinstance(config.memory_process_per_step, bool):
+        raise ValueError(
+            "config.memory_process_per_step: expected True or False; got "
+            f"{config.memory_process_per_step!r}."
+        )
     lengths = config.memory_lengths
     if not lengths or not _ints(lengths) or list(lengths) != sorted(set(lengths)):
         raise ValueError(

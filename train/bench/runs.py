@@ -12,8 +12,8 @@
 3. blocks of ticks: BP and the pipeline at each of `chunk_sizes` ticks per block and at
    "auto", alternating in one process at the pipeline's best setting;
 4. memory: the peak resident memory of one training step for several clip lengths, each
-   in a fresh process, minus that process's memory just before the step (BP and the
-   pipelines also under the other precisions);
+   in a fresh process (unless `memory_process_per_step` is off), minus that process's
+   memory just before the step (BP and the pipelines also under the other precisions);
 5. depth-parallel scaling: the `auto` partition of the model cut into `scaling_stages`
    stages over `scaling_devices` devices and the speed-up it predicts from measured stage
    costs, and the pipeline timed with its stages serialised and concurrent on this
@@ -260,12 +260,13 @@ def run_child(task: str, args: dict, threads: str = "0,0", timeout: int = 600) -
     return child_process.run("train.bench.runs:child", dict(args, task=task), threads, timeout)
 
 
-TASKS = ("fps", "throughput", "blocks", "memory")
+TASKS = ("fps", "throughput", "blocks", "memory", "memories")
 
 
 def child(args: dict) -> list | dict:
     """The work of one child process, `args["task"]`: "fps" (one contender), "throughput",
-    "blocks" or "memory"."""
+    "blocks", "memory" (one step) or "memories" (the steps of `args["steps"]`, one after
+    another)."""
     task = args["task"]
     if task not in TASKS:
         raise ValueError(f"Unknown benchmark task {task!r}; expected one of {TASKS}.")
@@ -276,6 +277,8 @@ def child(args: dict) -> list | dict:
         return throughput(config)
     if task == "blocks":
         return blocks(config)
+    if task == "memories":
+        return [step_memory(name, frames, config) for name, frames in args["steps"]]
     return step_memory(args["name"], args["frames"], config)
 
 
@@ -331,13 +334,17 @@ def _thread_sweep(config: ml_collections.ConfigDict, args: dict, log: Log) -> di
 
 
 def _memory(config: ml_collections.ConfigDict, args: dict, log: Log) -> dict:
-    """{contender: [step_memory for each clip length]}, a fresh process each."""
+    """{contender: [step_memory for each clip length]}, a fresh process each (or all in
+    one, with `memory_process_per_step` off)."""
     memory = {name: [] for name in with_precisions(tuple(MEMORY_CONTENDERS), config)}
-    for name in memory:
-        for frames in config.memory_lengths:
-            step = run_child("memory", dict(args, name=name, frames=frames))
-            memory[name].append(step)
-            log(f"    {name}, {frames} frames: {step['bytes'] / 2**20:.1f} MiB")
+    steps = [(name, frames) for name in memory for frames in config.memory_lengths]
+    if config.get("memory_process_per_step", True):
+        measured = (run_child("memory", dict(args, name=n, frames=f)) for n, f in steps)
+    else:
+        measured = run_child("memories", dict(args, steps=steps))
+    for (name, frames), step in zip(steps, measured):
+        memory[name].append(step)
+        log(f"    {name}, {frames} frames: {step['bytes'] / 2**20:.1f} MiB")
     return memory
 
 

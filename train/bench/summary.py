@@ -233,6 +233,11 @@ def summarize(raw: Mapping) -> Summary:
     )
     for field in ("num_stages", "image_size", "channels", "batch", "frames", "scaling_stages"):
         figures[field] = str(workload[field])
+    figures["memory_process"] = (
+        "the same fresh process"
+        if workload.get("memory_process_per_step", True)  # results from before the field
+        else "the same process (one process for every step, a new model each)"
+    )
     tables = dict(
         throughput=throughput_table(raw),
         thread_sweep=thread_sweep_table(raw),
