@@ -315,7 +315,8 @@ def run_benchmark(config: ml_collections.ConfigDict, command: str, log: Log = _n
         f"{n} {statistics.median(v):.1f}" for n, v in results["blocks"]["fps"].items()
     )
     log(f"    frames/s: {figures}; 'auto' picks {results['blocks']['auto_chunk']}")
-    log("4/5 memory of one training step against clip length, a fresh process each ...")
+    where = "a fresh process each" if config.memory_process_per_step else "one process"
+    log(f"4/5 memory of one training step against clip length, {where} ...")
     results["memory"] = _memory(config, args, log)
     log("5/5 depth-parallel scaling ...")
     results["scaling"] = _scaling(config, args)
@@ -338,7 +339,7 @@ def _memory(config: ml_collections.ConfigDict, args: dict, log: Log) -> dict:
     one, with `memory_process_per_step` off)."""
     memory = {name: [] for name in with_precisions(tuple(MEMORY_CONTENDERS), config)}
     steps = [(name, frames) for name in memory for frames in config.memory_lengths]
-    if config.get("memory_process_per_step", True):
+    if config.memory_process_per_step:
         measured = (run_child("memory", dict(args, name=n, frames=f)) for n, f in steps)
     else:
         measured = run_child("memories", dict(args, steps=steps))
