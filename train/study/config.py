@@ -46,6 +46,12 @@ SKIP_RUNS = {
 CHAIN_DEFAULTS = "stash full + drain"  # the fix that is the chain's defaults (section 7)
 
 
+def realtime_ways(skips: bool) -> dict[str, tuple[str, tuple[str, dict] | None]]:
+    """The methods the real-time setting races, {name: (mode, fix)}: BP and the paper's
+    Sideways on the footage model; with `skips`, the U-Net in the skip modes (SKIP_RUNS)."""
+    return dict(SKIP_RUNS) if skips else {mode: (mode, None) for mode in MODES}
+
+
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """The full study; variant "quick" is the CI-sized version, "tiny" a seconds-long smoke run."""
     config = ml_collections.ConfigDict()

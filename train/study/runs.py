@@ -49,6 +49,7 @@ from train.study.config import (
     fix_runs_at,
     fixes,
     realtime_seeds,
+    realtime_ways,
     skip_points,
     study_points,
 )
@@ -388,12 +389,6 @@ def realtime_clip(settings: Settings) -> tuple[int, ...]:
     """The shape of one training batch of footage: [batch, time, height, width, 3]."""
     height, width = settings["video_size"]
     return (settings["recon_batch_size"], settings["video_clip_length"], height, width, 3)
-
-
-def realtime_ways(skips: bool) -> dict[str, tuple[str, tuple[str, dict] | None]]:
-    """The methods the real-time setting races, {name: (mode, fix)}: BP and the paper's
-    Sideways on the footage model; with `skips`, the U-Net in the skip modes (SKIP_RUNS)."""
-    return dict(SKIP_RUNS) if skips else {mode: (mode, None) for mode in MODES}
 
 
 def measure_realtime_fps(settings: Settings, log: Log = print, skips: bool = False) -> dict:

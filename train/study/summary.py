@@ -24,6 +24,7 @@ from train.study.config import (
     fix_modes,
     fix_points,
     fixes,
+    realtime_ways,
     skip_points,
 )
 
@@ -261,29 +262,52 @@ def stream_rates(measured: dict) -> dict:
     return dict(fps=fps, rate=rate, keep=keep, slower=slower)
 
 
-def summarize_realtime(runs: list[dict]) -> dict:
-    """Experiment 9, the real-time setting: the measured rates, and per mode the test MSE
-    and the test MSE after each epoch of the stream (mean ± std over seeds).
+def stream_summary(runs: list[dict], experiment: str, ways: dict) -> tuple[dict, dict]:
+    """What both real-time settings report: `stream_rates`' figures from the last
+    "<experiment>_fps" record, with its "threads", "engine" and "clip", and per method of
+    `ways` ({name: (mode, fix)}, `config.realtime_ways`) its stream runs' test MSE and PSNR
+    (mean ± std), "seeds" and "clips_taken".
 
-    Returns {} before the frame rates are measured; else `stream_rates`' figures with
-    "threads", "engine", "frames_per_epoch" (training frames the stream delivers in one
-    epoch, over both modes' runs), "bp"/"sideways": {"mse", "psnr", "curve", "seeds"},
-    and "ratio" (Sideways ÷ BP mean MSE; NaN until both modes have runs).
+    Returns (that summary, {name: its runs}); ({}, {}) before the rates are measured.
     """
-    measured = [r for r in runs if r["experiment"] == "realtime_fps"]
+    measured = [r for r in runs if r["experiment"] == f"{experiment}_fps"]
     if not measured:
-        return {}
+        return {}, {}
     summary = dict(stream_rates(measured[-1]), threads=measured[-1]["threads"])
     summary.update(engine=measured[-1]["engine"], clip=measured[-1]["clip"])
-    done = {m: [r for r in runs if r["experiment"] == "realtime" and r["mode"] == m] for m in MODES}
-    for mode, chosen in done.items():
-        summary[mode] = dict(
-            mse=mean_std([r["mse"] for r in chosen]) if chosen else dict(n=0),
-            psnr=mean_std([r["psnr"] for r in chosen]) if chosen else dict(n=0),
-            curve=mean_std_curve([r["history"]["val_loss"] for r in chosen]) if chosen else {},
-            seeds=sorted(r["seed"] for r in chosen),
-            clips_taken=chosen[0]["clips_taken"] if chosen else 0,
+    chosen = {
+        name: [
+            r
+            for r in runs
+            if r["experiment"] == experiment
+            and r["mode"] == mode
+            and r.get("fix") == (fix and fix[0])
+        ]
+        for name, (mode, fix) in ways.items()
+    }
+    for name, ran in chosen.items():
+        summary[name] = dict(
+            mse=mean_std([r["mse"] for r in ran]) if ran else dict(n=0),
+            psnr=mean_std([r["psnr"] for r in ran]) if ran else dict(n=0),
+            seeds=sorted(r["seed"] for r in ran),
+            clips_taken=ran[0]["clips_taken"] if ran else 0,
         )
+    return summary, chosen
+
+
+def summarize_realtime(runs: list[dict]) -> dict:
+    """Experiment 9, the real-time setting: `stream_summary` of BP and the paper's
+    Sideways on the footage model, with per mode "curve" (the test MSE after each epoch
+    of the stream, mean ± std over seeds), "stream_clips", "epochs", and "ratio"
+    (Sideways ÷ BP mean MSE; NaN until both modes have runs). {} before the frame rates
+    are measured.
+    """
+    summary, done = stream_summary(runs, "realtime", realtime_ways(skips=False))
+    if not summary:
+        return {}
+    for mode, chosen in done.items():
+        curves = [r["history"]["val_loss"] for r in chosen]
+        summary[mode]["curve"] = mean_std_curve(curves) if chosen else {}
     ran = [r for chosen in done.values() for r in chosen]
     summary["stream_clips"] = ran[0]["stream_clips"] if ran else 0
     summary["epochs"] = len(ran[0]["history"]["val_loss"]) if ran else 0
@@ -295,36 +319,18 @@ def summarize_realtime(runs: list[dict]) -> dict:
 
 
 def summarize_skip_realtime(runs: list[dict]) -> dict:
-    """Experiment 10's real-time setting: the U-Net on the stream of section 9, in the
-    skip modes at the rate of the fastest of them.
-
-    Returns {} before its frame rates are measured; else `stream_rates`' figures with
-    "threads", "engine", "clip", per skip mode {"mse", "psnr", "seeds", "clips_taken"},
-    per mode but BP "<mode>_vs_bp" (its mean test MSE ÷ BP's, with the per-seed ratios'
-    mean ± std as "paired"; NaN until both ran), and "chain": section 9's Sideways ÷ BP.
+    """Experiment 10's real-time setting: `stream_summary` of the U-Net on the stream of
+    section 9, in the skip modes at the rate of the fastest of them, with per mode
+    "stream_clips", per mode but BP "<mode>_vs_bp" (its mean test MSE ÷ BP's, with the
+    per-seed ratios' mean ± std as "paired"; NaN until both ran), and "chain": section
+    9's Sideways ÷ BP. {} before its frame rates are measured.
     """
-    measured = [r for r in runs if r["experiment"] == "skips_realtime_fps"]
-    if not measured:
+    summary, done = stream_summary(runs, "skips_realtime", realtime_ways(skips=True))
+    if not summary:
         return {}
-    summary = dict(stream_rates(measured[-1]), threads=measured[-1]["threads"])
-    summary.update(engine=measured[-1]["engine"], clip=measured[-1]["clip"])
-    mse = {}
-    for name, (mode, fix) in SKIP_RUNS.items():
-        chosen = [
-            r
-            for r in runs
-            if r["experiment"] == "skips_realtime"
-            and r["mode"] == mode
-            and r.get("fix") == (fix and fix[0])
-        ]
-        mse[name] = {r["seed"]: r["mse"] for r in chosen}
-        summary[name] = dict(
-            mse=mean_std(list(mse[name].values())) if chosen else dict(n=0),
-            psnr=mean_std([r["psnr"] for r in chosen]) if chosen else dict(n=0),
-            seeds=sorted(mse[name]),
-            clips_taken=chosen[0]["clips_taken"] if chosen else 0,
-            stream_clips=chosen[0]["stream_clips"] if chosen else 0,
-        )
+    for name, chosen in done.items():
+        summary[name]["stream_clips"] = chosen[0]["stream_clips"] if chosen else 0
+    mse = {name: {r["seed"]: r["mse"] for r in chosen} for name, chosen in done.items()}
     triple = skip_triple(mse, ratio=True)
     for name in SKIP_MODES[1:]:
         summary[f"{name}_vs_bp"] = triple[f"{name}_vs_bp"]
