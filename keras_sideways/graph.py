@@ -49,6 +49,11 @@ class StageGraph:
         relays: per stage, whether it is one tick of a delay line (`with_delay_lines`): an
             identity with no weights, whose error does not depend on its input, so it
             has no frame gap and stashes nothing. Empty: no relays.
+        whole_errors: whether a temporal stage sends each frame's whole error down
+            (docs/algorithm.md, "Temporal stages"): the sum of its input-gradients with
+            respect to that frame from the W windows that hold it, complete W-1 ticks
+            later; otherwise it sends the sum over its window of this tick. Set with a
+            full stash (`of`), where it makes the drained clip's gradient BP's.
     """
 
     inputs: tuple
@@ -57,6 +62,7 @@ class StageGraph:
     stash: tuple
     drain: bool = False
     relays: tuple = ()
+    whole_errors: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(tuple(s) for s in self.inputs))
@@ -104,13 +110,18 @@ class StageGraph:
         no frame gap is left and the model does not stream (`stateful`); the drain is
         defined for balanced graphs only (docs/algorithm.md, "Fill and drain"): True on
         another graph raises ValueError. `relays` marks the stages that are delay lines'
-        ticks (`with_delay_lines`).
+        ticks (`with_delay_lines`). With `stash_depth="full"`, temporal stages send whole
+        errors (`whole_errors`) where every path from a stage to the top delays its errors
+        alike (`errors_are_balanced`), and each stage's full depth covers that delay.
         """
         inputs = check_inputs(inputs)
         count = len(inputs)
         devices = tuple(devices or [None] * count)
         windows = tuple(windows or [1] * count)
         bare = cls(inputs, devices, windows, (0,) * count, relays=tuple(relays or ()))
+        if stash_depth == FULL_STASH and bare.accumulators:
+            whole = dataclasses.replace(bare, whole_errors=True)
+            bare = whole if whole.errors_are_balanced else bare
         graph = dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))
         if drain == AUTO:
             drain = graph.is_balanced and not stateful and not any(graph.gaps())
@@ -293,26 +304,57 @@ class StageGraph:
         return depths[k]
 
     def height(self, k: int) -> int:
-        """Ticks from stage k's output to the top along the longest path: L-1-k in a chain.
-        From this tick after priming on, errors born from a loss arrive along every path."""
+        """Ticks from stage k's output to the top along the longest path: L-1-k in a chain."""
+        return self._heights(max, errors=False)[k]
+
+    def error_height(self, k: int) -> int:
+        """Ticks an error takes from the top to stage k along the longest path: `height(k)`,
+        plus W-1 for each temporal stage on the way that sends whole errors (each holds a
+        frame's error until its last window has been through). From this tick after
+        priming on, errors born from a loss arrive along every path."""
         return self._heights(max)[k]
 
     def shortest_height(self, k: int) -> int:
-        """Ticks from stage k's output to the top along the shortest path: the first tick
-        after priming at which an error born from a loss reaches stage k along any path."""
+        """Ticks an error takes from the top to stage k along the shortest path: the first
+        tick after priming at which an error born from a loss reaches it along any path."""
         return self._heights(min)[k]
 
     def masks_errors(self, k: int) -> bool:
         """True where stage k's paths to the top differ in length: from tick
-        `shortest_height(k)` to `height(k) - 1` its error holds only the shorter paths'
-        share, and the engines zero it (docs/algorithm.md, "Stage graphs")."""
-        return self.shortest_height(k) < self.height(k)
+        `shortest_height(k)` to `error_height(k) - 1` its error holds only the shorter
+        paths' share, and the engines zero it (docs/algorithm.md, "Stage graphs")."""
+        return self.shortest_height(k) < self.error_height(k)
 
-    def _heights(self, pick) -> list[int]:
+    def _heights(self, pick, errors: bool = True) -> list[int]:
         heights = [0] * self.num_stages
         for k in reversed(range(self.top)):
-            heights[k] = pick(heights[j] + 1 for j in self.readers(k))
+            heights[k] = pick(
+                heights[j] + 1 + (self.holds(j) if errors else 0) for j in self.readers(k)
+            )
         return heights
+
+    @property
+    def accumulators(self) -> list[int]:
+        """The temporal stages that send an error down (they read a stage)."""
+        return [k for k, w in enumerate(self.windows) if w > 1 and not self.reads_video(k)]
+
+    def holds(self, k: int) -> int:
+        """Ticks stage k holds an error before sending it down: W-1 for a temporal stage
+        that sends whole errors, else 0."""
+        return self.windows[k] - 1 if self.whole_errors and k in self.accumulators else 0
+
+    @property
+    def errors_are_balanced(self) -> bool:
+        """True when, from every stage, every path to the top delays errors alike: each
+        error a stage gets at a tick was then born from one frame (in a balanced graph)."""
+        return all(self.shortest_height(k) == self.error_height(k) for k in range(self.num_stages))
+
+    @property
+    def is_exact(self) -> bool:
+        """True when the pseudo-gradient of a clip is BP's gradient on any video (up to
+        batch normalisation's per-tick statistics): drained, no frame gap left, and every
+        temporal stage that sends errors sends whole ones."""
+        return self.drain and not any(self.gaps()) and (self.whole_errors or not self.accumulators)
 
     @property
     def latency(self) -> int:
@@ -321,12 +363,13 @@ class StageGraph:
 
     def frame_gap(self, k: int, stash: int = 0) -> int:
         """Frames between the activation and the error that stage k pairs, along its
-        longest path to the top and back: 2(L-1-k) in a chain, or max(0, 2 height - stash)
-        with a stash of its last `stash` inputs; 0 for a relay, whose error does not depend
-        on the input it is paired with."""
+        longest path to the top and back: 2(L-1-k) in a chain (plus the ticks temporal
+        stages above hold whole errors, `error_height`), less a stash of its last `stash`
+        inputs, at least 0; 0 for a relay, whose error does not depend on the input it is
+        paired with."""
         if self.relays[k]:
             return 0
-        return max(0, 2 * self.height(k) - stash)
+        return max(0, self.height(k) + self.error_height(k) - stash)
 
     def gaps(self) -> list[int]:
         """Per stage, the frame gap left after its own stash."""
@@ -375,8 +418,8 @@ class StageGraph:
     def first_valid_tick(self, k: int) -> int:
         """The first tick after priming at which stage k receives an error born from a
         scored loss: L-1-k, or with `drain` (frame 0's loss scored at tick L-1 only)
-        2(L-1)-k."""
-        return self.height(k) + (self.latency if self.drain else 0)
+        2(L-1)-k (more below temporal stages that send whole errors: `error_height`)."""
+        return self.error_height(k) + (self.latency if self.drain else 0)
 
     def valid_ticks(self, clip_length: int, k: int) -> int:
         """Ticks of a primed clip of `clip_length` frames in which stage k receives a
@@ -403,11 +446,11 @@ class StageGraph:
     @property
     def tail_ticks(self) -> int:
         """Ticks a drained clip runs after its last frame entered: until that frame's
-        error has reached every stage, latency + the largest height (2(L-1) in a chain);
-        0 without `drain`."""
+        error has reached every stage, latency + the largest `error_height` (2(L-1) in a
+        chain of per-frame stages); 0 without `drain`."""
         if not self.drain:
             return 0
-        return self.latency + max(self.height(k) for k in range(self.num_stages))
+        return self.latency + max(self.error_height(k) for k in range(self.num_stages))
 
     def drained(self, video: tf.Tensor) -> tf.Tensor:
         """`video` [batch, time, ...] as the pipeline runs it: with `drain`, its last frame

@@ -264,17 +264,18 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
 
     def stash_bytes(self, batch: int | None = None) -> int:
         """Bytes of the stages' stashed inputs for a batch of `batch` lanes (the built
-        batch by default): Σ_k D_k inputs of stage k, in the compute dtype. The tick-by-
-        tick loop keeps them (`PipelineBuffers.stashes`); the batched passes and blocks of
-        ticks keep the clip's activations instead, as BP does. 0 before `build`."""
+        batch by default): Σ_k D_k inputs of stage k, in the compute dtype, and the W-1
+        shares of its input's errors a temporal stage holds when it sends whole errors.
+        The tick-by-tick loop keeps them (`PipelineBuffers.stashes`, `pending`); the
+        batched passes and blocks of ticks keep the clip's activations instead, as BP
+        does. 0 before `build`."""
         if getattr(self, "_output_shapes", None) is None:
             return 0
         batch = batch or self.buffers.capacity
         shapes = self.graph.input_shapes(self.frame_shape, self._output_shapes)
         size = tf.as_dtype(self.compute_dtype).size
-        return sum(
-            depth * batch * size * int(np.prod(shape)) for depth, shape in zip(self.stash, shapes)
-        )
+        kept = [depth + self.graph.holds(k) for k, depth in enumerate(self.stash)]
+        return sum(n * batch * size * int(np.prod(shape)) for n, shape in zip(kept, shapes))
 
     def reset_pipeline(self) -> None:
         """Clears the pipeline buffers: the next Sideways step primes on its first frame."""

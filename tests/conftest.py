@@ -193,7 +193,9 @@ CLIP_LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 FRAME_LOSS = keras.losses.MeanSquaredError()
 
 
-def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None, drain=False):
+def reference_pseudo_gradients(
+    stages, video, target, loss_fn, stash=None, drain=False, whole_errors=False
+):
     """docs/algorithm.md written plainly: a Python loop over ticks, one GradientTape per stage.
 
     Buffers are Python lists, swapped whole at the end of each tick. A stage's gradient
@@ -204,18 +206,27 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None, drain
     With `stash` (D_k per stage), stage k's backward pass runs at its input of tick
     t - D_k (the primed input before tick 0). A temporal stage of window W runs on its
     inputs of ticks t-W+1 .. t (the primed input before tick 0) and sends down the sum of
-    its input-gradients over that window.
+    its input-gradients over that window; with `whole_errors`, it sends each input's
+    whole error instead: the share of position i of tick t's window at tick t+i, once the
+    last window that holds that input has run, and the shares of the primed input with
+    the first valid input's (so the errors reach the stages below W-1 ticks later).
     """
     video = tf.constant(video)
     target = tf.constant(target)
     depth, time = len(stages), video.shape[1]
     stash = stash or [0] * depth
+    sizes = [ks.layers.stage_window(stage) for stage in stages]
+    delay = [0] * depth  # ticks from the top's loss to stage k's error
+    for k in reversed(range(depth - 1)):
+        held = sizes[k + 1] - 1 if whole_errors else 0
+        delay[k] = delay[k + 1] + 1 + held
     frames, ticks, first = time, time, 0  # frames of the clip, ticks run, first scored
     if drain:
-        ticks, first = time + 2 * (depth - 1), depth - 1
-        video = tf.concat([video] + [video[:, -1:]] * (2 * (depth - 1)), axis=1)
+        tail = depth - 1 + delay[0]
+        ticks, first = time + tail, depth - 1
+        video = tf.concat([video] + [video[:, -1:]] * tail, axis=1)
     clip_labels = target.shape.rank == 1
-    sizes = [ks.layers.stage_window(stage) for stage in stages]
+    shares = [{} for _ in stages]  # per temporal stage, tick -> the error it sends then
 
     def window_of(history, t, size):  # stage inputs of ticks t-size+1 .. t, [N, size, ...]
         if size == 1:
@@ -255,9 +266,15 @@ def reference_pseudo_gradients(stages, video, target, loss_fn, stash=None, drain
                 grads = tape.gradient(loss, [paired] + weights)
             else:
                 grads = tape.gradient(out, [paired] + weights, output_gradients=errors[k])
-            if k > 0:
+            if k > 0 and sizes[k] > 1 and whole_errors:
+                sent = first + delay[k] + sizes[k] - 1  # the first valid input's, complete
+                for i in range(sizes[k]):
+                    at = max(t + i, sent)
+                    shares[k][at] = shares[k].get(at, 0.0) + grads[0][:, i]
+                new_errors[k - 1] = shares[k].pop(t, tf.zeros_like(grads[0][:, 0]))
+            elif k > 0:
                 new_errors[k - 1] = grads[0] if sizes[k] == 1 else tf.reduce_sum(grads[0], 1)
-            born = t - (depth - 1 - k)  # the tick the top scored this error's loss at
+            born = t - delay[k]  # the tick the top scored this error's loss at
             if first <= born < first + frames:
                 counts[k] += 1
                 sums[k] = [s + g for s, g in zip(sums[k], grads[1:])]
@@ -311,6 +328,12 @@ def engine_against_reference(
     model = compiled_model(stages, loss=loss, engine=engine, stash_depth=stash_depth, **options)
     gradients = model.compute_gradients(video, target)
     reference = reference_pseudo_gradients(
-        stages, video, target, loss, stash=model.stash, drain=model.graph.drain
+        stages,
+        video,
+        target,
+        loss,
+        stash=model.stash,
+        drain=model.graph.drain,
+        whole_errors=model.graph.whole_errors,
     )
     return model, gradients, reference

@@ -28,6 +28,7 @@ from conftest import (
     random_video,
     stages_with,
     tiny_conv_stages,
+    tiny_temporal_stages,
 )
 
 import keras_sideways as ks
@@ -72,6 +73,29 @@ def test_full_stash_with_drain_is_bp_on_moving_video(engine, chunk, targets):
     )
     undrained.compile(optimizer="sgd", loss=loss)
     assert relative_error(undrained.compute_gradients(video, target), bp) > 100 * RTOL
+
+
+@pytest.mark.parametrize("engine, chunk", ENGINES, ids=str)
+@pytest.mark.parametrize("targets", ["clip", "frames"])
+def test_full_stash_with_drain_is_bp_with_temporal_stages(engine, chunk, targets):
+    # Three temporal stages, two of which send errors down: each sends every frame's whole
+    # error (the shares of all W windows that hold it), W-1 ticks later.
+    video = random_video(batch=2, time=6, seed=9)
+    target = clip_labels(2) if targets == "clip" else frame_targets(video)
+    loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
+    model = drained_model(tiny_temporal_stages(), loss, engine, chunk, stash_depth="full")
+    assert model.graph.whole_errors and model.graph.is_exact
+    # Stage 1 (window 2) and the head (window 2) each hold errors one tick: stage 0's
+    # error travels 3 ticks + 2 held, and its gap is 3 up + 5 down.
+    assert model.stash == [8, 5, 3, 0] and model.graph.tail_ticks == 3 + 5
+    sideways = model.compute_gradients(video, target)
+    bp = model.compute_gradients(video, target, mode="bp")
+    assert relative_error(sideways, bp) <= RTOL
+    # The same depths without whole errors (a list is taken as given): each temporal
+    # stage sends its window's sum at one tick, which is not BP's on moving video.
+    summed = drained_model(model.stages, loss, engine, chunk, stash_depth=model.stash)
+    assert not summed.graph.whole_errors and not summed.graph.is_exact
+    assert relative_error(summed.compute_gradients(video, target), bp) > 100 * RTOL
 
 
 @pytest.mark.parametrize("kind", ["layer_norm", "group_norm"])
@@ -163,6 +187,42 @@ def test_drained_model_trains_with_fit_and_round_trips(tmp_path):
     loaded = keras.saving.load_model(path)
     assert (loaded.drain, loaded.stash) == (True, model.stash)
     np.testing.assert_allclose(loaded.predict(video, verbose=0), model.predict(video, verbose=0))
+
+
+@pytest.mark.parametrize("chunk", ["auto", 1], ids=["blocks", "ticks"])
+def test_a_temporal_model_fits_with_the_defaults_as_with_bp(chunk):
+    """`fit` on shuffled, flipped moving video: the defaults' steps are BP's, temporal
+    stages included (their whole errors), so SGD moves every weight as BP moves it."""
+    rng = np.random.default_rng(1)
+    video = rng.random((8, 5, 8, 8, 1), dtype=np.float32)
+
+    def data():
+        def flipped(i, clip):  # every other clip mirrored, the same in both runs
+            v, y = clip
+            return tf.where(i % 2 == 0, v[:, :, ::-1], v), y
+
+        return (
+            tf.data.Dataset.from_tensor_slices((video, np.arange(8) % 3))
+            .enumerate()
+            .map(flipped)
+            .shuffle(8, seed=0)
+            .batch(4, drop_remainder=True)
+        )
+
+    stages = tiny_temporal_stages()
+    moved = {}
+    for mode in ("sideways", "bp"):
+        model = ks.SidewaysModel(stages, mode=mode, pipeline_chunk=chunk)
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss=CLIP_LOSS)
+        model.build((4, 5, 8, 8, 1))
+        if mode == "sideways":
+            assert model.graph.is_exact and model.graph.whole_errors
+            start = [np.array(v) for v in model.trainable_variables]
+        for v, s in zip(model.trainable_variables, start):  # the same stages: both from start
+            v.assign(s)
+        model.fit(data(), epochs=1, verbose=0)
+        moved[mode] = [np.array(v) - s for v, s in zip(model.trainable_variables, start)]
+    assert relative_error(moved["sideways"], moved["bp"]) <= RTOL
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,20 @@ def test_engines_agree_with_normalisation_and_dropout_in_padded_groups(kind, sta
     )
 
 
+# A full stash: temporal stages send whole errors. Undrained, the batched passes run tick
+# by tick (not by frame) and send them at the loop's ticks; in blocks of 2 ticks, a
+# frame's error takes shares from the next blocks.
+@pytest.mark.parametrize("engine, chunk", [("batched", None), ("pipeline", 1), ("pipeline", 2)])
+@pytest.mark.parametrize("drain", [False, True])
+def test_whole_errors_of_temporal_stages_match_the_slow_reference(engine, chunk, drain):
+    options = {} if chunk is None else {"pipeline_chunk": chunk}
+    model, gradients, reference = engine_against_reference(
+        engine, "frames", "full", time=6, seed=8, temporal=True, drain=drain, **options
+    )
+    assert model.graph.whole_errors
+    assert_all_close(gradients, reference, model)
+
+
 # Blocks of ticks: the pipeline engine's default on clips of a static length.
 
 

@@ -68,6 +68,8 @@ def test_readme_python_examples_run_as_written(tmp_path, monkeypatch):
     assert set(np.concatenate([y for _, y in namespace["moves"]])) == {0, 1, 2, 3}
     assert namespace["served"]["probabilities"].shape == (32, 2)
     assert len(namespace["ticks"]) == 8
+    mover = namespace["mover"]  # its temporal middle stage sends whole errors
+    assert mover.graph.whole_errors and (mover.stash, mover.graph.tail_ticks) == ([5, 2, 0], 5)
     assert (tmp_path / "saved_models" / "readme_demo" / "saved_model.pb").exists()
     history = namespace["fidelity"].history
     assert [h["step"] for h in history] == [0, 2, 4]  # before training, then every 2 steps

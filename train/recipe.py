@@ -200,7 +200,7 @@ def _sideways_settings(model, config) -> dict:
         stash=list(model.stash),
         relays=sum(model.graph.relays),
         drain=model.graph.drain,
-        exact=model.graph.drain and not any(model.graph.gaps()),
+        exact=model.graph.is_exact,
         stash_bytes=model.stash_bytes(),
         tail_ticks=model.graph.tail_ticks,
         clip_length=config.data.clip_length,

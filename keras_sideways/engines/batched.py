@@ -66,15 +66,11 @@ def runs_by_frame(graph: StageGraph, stages: Sequence[keras.layers.Layer]) -> bo
     frames of the clip is kept on its tape and its backward pass takes each frame's error
     there, instead of recomputing the stashed inputs over the ticks of the drained clip.
     The numbers are the tick-by-tick pipeline's (tested), at BP's cost. A temporal stage
-    sums its window's errors at one tick, and batch norm's statistics count every tick of
-    the drained clip: those run tick by tick (over the drained clip).
+    must send whole errors (`StageGraph.is_exact`), which by frame are each frame's error
+    from every window that holds it. Batch norm's statistics count every tick of the
+    drained clip: with it the clip runs tick by tick (over the drained clip).
     """
-    return (
-        graph.drain
-        and not any(graph.gaps())
-        and all(w == 1 for w in graph.windows)
-        and not tick_layers.TickLayers(stages).norms
-    )
+    return graph.is_exact and not tick_layers.TickLayers(stages).norms
 
 
 def ticks_run(graph: StageGraph, stages: Sequence[keras.layers.Layer], frames: int) -> int:
@@ -293,6 +289,7 @@ def _backward(blocks: _Blocks, inputs, outputs, tapes, losses) -> list:
     grads, input_grads = [None] * graph.num_stages, [None] * graph.num_stages
     for k in reversed(range(graph.num_stages)):
         errors = None if k == graph.top else _errors_of(blocks, k, input_grads)
+        whole = graph.holds(k) > 0
         stage_grads, below = [], []
         for c in range(len(blocks.bounds)):
             watched = graph.stage_sources(k, inputs[k][c])
@@ -310,16 +307,34 @@ def _backward(blocks: _Blocks, inputs, outputs, tapes, losses) -> list:
                         outputs[k][c], sources, output_gradients=clips.frames_to_batch(delayed)
                     )
             g = dense(g, sources)
-            # A window's input-gradients are summed: the error of its tick.
+            # A window's input-gradients are summed: the error of its tick (or kept whole).
             summed = [
-                tf.reduce_sum(e, axis=1) if graph.windows[k] > 1 else e for e in g[: len(watched)]
+                tf.reduce_sum(e, axis=1) if graph.windows[k] > 1 and not whole else e
+                for e in g[: len(watched)]
             ]
             below.append([clips.batch_to_frames(e, blocks.pieces[c]) for e in summed])
             stage_grads.append(g[len(watched) :])
+        by_source = [list(blocks_) for blocks_ in zip(*below)]
+        if whole and by_source:
+            by_source = [_whole_errors(blocks, k, by_source[0])]  # a temporal stage: one source
         # Per source (None: the video), its input-gradients block by block.
-        input_grads[k] = graph.input_gradient(k, [list(blocks_) for blocks_ in zip(*below)])
+        input_grads[k] = graph.input_gradient(k, by_source)
         grads[k] = [tf.add_n(list(parts)) for parts in zip(*stage_grads)]
     return grads
+
+
+def _whole_errors(blocks: _Blocks, k: int, grads: list) -> list:
+    """Temporal stage k's whole errors block by block, from its input-gradients over the
+    window of every tick, block by block [batch, ticks, W, ...]: those the tick-by-tick
+    loop sends (`windows.whole_errors`), or by frame each frame's own. A frame's error
+    takes shares from the next W-1 ticks, so the blocks' are joined for it."""
+    joined = grads[0] if len(grads) == 1 else tf.concat(grads, axis=1)
+    if blocks.by_frame:
+        errors = windows.whole_errors(joined, first=0, back=blocks.graph.windows[k] - 1)
+    else:
+        first = blocks.graph.first_valid_tick(k) + blocks.graph.windows[k] - 1
+        errors = windows.whole_errors(joined, first=first)
+    return [errors[:, start : start + size] for start, size in blocks.bounds]
 
 
 def _bound(pick, a, b):

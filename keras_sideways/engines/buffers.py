@@ -35,7 +35,9 @@ class PipelineBuffers:
     its last D_k ticks, [D_k, capacity, ...], slot `tick mod D_k`; with `graph.windows[k]`
     = W_k > 1 (a temporal stage), `histories[k]` holds its last W_k - 1 + D_k inputs,
     oldest first, [W_k - 1 + D_k, capacity, ...]: its windows of this tick and of D_k
-    ticks ago (its stash; no ring then).
+    ticks ago (its stash; no ring then); with `graph.whole_errors`, `pending[k]` holds a
+    temporal stage's shares of the errors it sends in the next W_k - 1 ticks,
+    [W_k - 1, capacity, ...] (`windows.whole_error_tick`).
     With `random_layers` > 0, `seeds` [random_layers, 2] holds the seeds the stream's
     random layers key their noise with, drawn at priming (`tick_layers`).
     """
@@ -81,6 +83,11 @@ class PipelineBuffers:
                         for shape, name in zip(shapes, names)
                     ]
                     self.stashes[k] = graph.shaped(k, rings)
+        self.pending = {}  # per temporal stage sending whole errors: the shares it holds
+        for k in graph.accumulators if graph.whole_errors and ticking else []:
+            with device_scope(devices[k]):
+                shape = (graph.windows[k] - 1, capacity, *input_shapes[k])
+                self.pending[k] = _state_variable(shape, dtype, f"pending_{k}")
         self.ticks = _state_variable((), "int64", "ticks")
         self.primed = _state_variable((), "int32", "primed")
         self.seeds = (
@@ -89,7 +96,8 @@ class PipelineBuffers:
 
     @property
     def variables(self) -> list:
-        """Every buffer: activations, errors, stashes, histories, ticks, primed, seeds."""
+        """Every buffer: activations, errors, stashes, histories, pending shares, ticks,
+        primed, seeds."""
         return list(self.named_variables.values())
 
     @property
@@ -108,6 +116,7 @@ class PipelineBuffers:
                 )
                 named.update(zip(names, rings))
         named.update({f"history_{k}": v for k, v in self.histories.items()})
+        named.update({f"pending_{k}": v for k, v in self.pending.items()})
         named.update(ticks=self.ticks, primed=self.primed)
         if self.seeds is not None:
             named["seeds"] = self.seeds
@@ -138,7 +147,7 @@ class PipelineBuffers:
             size = graph.windows[k] + graph.stash[k]
             with device_scope(devices[k]):
                 history.assign(tf.cast(windows.primed_history(inputs[k], size), history.dtype))
-        for buffer in self.errors:
+        for buffer in [*self.errors, *self.pending.values()]:
             buffer.assign(tf.zeros(buffer.shape, buffer.dtype))
         self.ticks.assign(0)
         self.primed.assign(1)

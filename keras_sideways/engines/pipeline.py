@@ -206,9 +206,9 @@ def stage_step(step: TickStep, k: int, stage: keras.layers.Layer, x: tf.Tensor) 
     grads = dense(grads, sources)
     input_grads, grads = grads[: len(watched)], grads[len(watched) :]
     input_grad = None if first else graph.input_gradient(k, input_grads)
-    if input_grad is not None and history is not None:  # the error of its tick:
-        input_grad = tf.reduce_sum(input_grad, axis=1)  # the window's, summed
-    return (out if depth else y), input_grad, grads, loss
+    if input_grad is not None and history is not None and not graph.whole_errors:
+        input_grad = tf.reduce_sum(input_grad, axis=1)  # the error of its tick: the window's
+    return (out if depth else y), input_grad, grads, loss  # (whole errors: `_whole_errors`)
 
 
 def _lagged(slot: tf.Tensor, depth: int) -> tf.Tensor:
@@ -234,6 +234,18 @@ def shift(buffers: PipelineBuffers, inputs, outputs, input_grads, slot) -> list:
         for k, history in buffers.histories.items()
     ]
     return shifts
+
+
+def _whole_errors(buffers: PipelineBuffers, input_grads, slot) -> tuple[list, list]:
+    """`input_grads` with each temporal stage that sends whole errors (`graph.whole_errors`)
+    sending its error of this tick instead of its window's input-gradients, and the
+    assignments that keep the shares it holds for later ticks (`buffers.pending`)."""
+    graph, input_grads, held = buffers.graph, list(input_grads), []
+    for k, pending in buffers.pending.items():
+        first = graph.first_valid_tick(k) + graph.windows[k] - 1
+        input_grads[k], later = windows.whole_error_tick(pending.value, input_grads[k], slot, first)
+        held.append(pending.assign(later))
+    return input_grads, held
 
 
 def run_ticks(
@@ -281,7 +293,10 @@ def run_ticks(
         ticked = zip(statistics, layers.take_statistics())
         statistics = [(m + tick_m, v + tick_v) for (m, v), (tick_m, tick_v) in ticked]
         inputs = graph.stage_inputs(video[:, t], activations)
-        with tf.control_dependencies(shift(buffers, inputs, outputs, input_grads, step.slot)):
+        input_grads, held = _whole_errors(buffers, input_grads, step.slot)
+        with tf.control_dependencies(
+            shift(buffers, inputs, outputs, input_grads, step.slot) + held
+        ):
             top_outputs = top_outputs.write(t, outputs[graph.top])
             return t + 1, sums, loss_sum + losses[graph.top], top_outputs, statistics
 

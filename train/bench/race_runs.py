@@ -161,7 +161,7 @@ def train_run(
         sideways = dict(
             stash=list(model.stash),
             drain=bool(model.graph.drain),
-            exact=bool(model.graph.drain and not any(model.graph.gaps())),
+            exact=bool(model.graph.is_exact),
             tail_ticks=int(model.graph.tail_ticks),
             chunk=model.resolved_chunk(d.clip_length),
         )
