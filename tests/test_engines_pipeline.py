@@ -184,6 +184,27 @@ def test_a_stream_continues_its_stash_across_chunks(kind):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
 
 
+def test_a_temporal_stream_carries_its_held_errors_across_chunks():
+    # A full stash: the temporal stages 1 and 3 send whole errors, holding shares of the
+    # next tick's (window 2) in `pending`, which a stream carries from chunk to chunk.
+    stages = tiny_temporal_stages()
+    video = random_video(batch=2, time=10, seed=10)
+
+    def streamed(chunks):
+        model = ks.SidewaysModel(stages, stateful=True, stash_depth="full")
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CLIP_LOSS)
+        for chunk in chunks:
+            model.train_on_batch(chunk, clip_labels(2))
+        return model.buffers
+
+    whole, parts = streamed([video]), streamed([video[:, :3], video[:, 3:7], video[:, 7:]])
+    assert sorted(parts.pending) == [1, 3] and parts.graph.stash == (8, 5, 3, 0)
+    assert "pending_1" in parts.named_variables  # a stream's checkpoint keeps them
+    assert np.abs(parts.pending[1].numpy()).sum() > 0
+    for a, b in zip(whole.variables, parts.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
 @pytest.mark.parametrize(
     "stash_depth, message",
     [
