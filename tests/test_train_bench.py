@@ -126,6 +126,30 @@ def test_throughput_ratio_is_the_median_of_ratios_in_the_same_round():
     assert result["sideways_batched"]["ratio_to_bp"] == pytest.approx(0.9)
 
 
+def test_fit_fps_counts_a_round_from_its_epoch_start_to_its_last_batch():
+    """Rounds are timed by `TrainingClock`, not by the `fit` call: a stall after the last
+    callback (here 5 s before `fit` returns) does not count."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    ticks = iter(range(1000))
+    timer = lambda: float(next(ticks))  # noqa: E731 - one second per reading
+
+    class Stalling(keras.Sequential):
+        def fit(self, *args, **kwargs):  # 5 s pass after the last callback
+            history = super().fit(*args, **kwargs)
+            for _ in range(5):
+                timer()
+            return history
+
+    model = Stalling([keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    data = tf.data.Dataset.from_tensors((np.zeros((2, 3)), np.zeros((2, 1)))).repeat()
+    fps = runs.fit_fps({"m": model}, data, frames_per_step=10, steps=4, rounds=2, timer=timer)
+    assert fps == {"m": [40 / 4, 40 / 4]}  # 4 batch ends after the epoch's start: 4 s
+
+
 def test_memory_growth_is_the_last_length_over_the_first():
     steps = hand_made_raw()["memory"]["bp"]
     assert summary.memory(steps) == dict(mib=[10.0, 40.0, 25.0], growth=2.5, chunk=128)

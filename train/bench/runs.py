@@ -172,20 +172,37 @@ def blocks(config: ml_collections.ConfigDict) -> dict:
 
 
 def fit_fps(
-    models: dict[str, keras.Model], data, frames_per_step: int, steps: int, rounds: int
+    models: dict[str, keras.Model],
+    data,
+    frames_per_step: int,
+    steps: int,
+    rounds: int,
+    timer: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Training frames/s of each compiled model in every round of `steps` fit steps on
     `data` (a repeated batch), the models alternating round by round after two warm-up
-    steps each (tracing and first-run allocations)."""
+    steps each (tracing and first-run allocations).
+
+    A round's time is its training time (`ks.callbacks.TrainingClock`: from the epoch's
+    start to the end of its last batch), as the race times a run: after its last callback,
+    a `fit` call on these CPUs now and then stalls for about a second before it returns
+    (measured: 1.1 s after 1.4 s of steps, likely its input iterator's teardown), which
+    halved or quartered a round's rate whatever the model. A run of many epochs pays that
+    once per `fit`, not per round.
+    """
+    from keras_sideways.callbacks import TrainingClock
+
     for model in models.values():
         model.fit(data, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)
     fps = {name: [] for name in models}
     frames = steps * frames_per_step
     for _ in range(rounds):
         for name, model in models.items():
-            start = time.perf_counter()
-            model.fit(data, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
-            fps[name].append(frames / (time.perf_counter() - start))
+            clock = TrainingClock(timer)
+            model.fit(
+                data, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0, callbacks=[clock]
+            )
+            fps[name].append(frames / clock.history[-1])
     return fps
 
 
