@@ -3,6 +3,7 @@ config checks, its report, a tiny end-to-end run, and the committed page's regen
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,10 @@ def test_mean_std_is_the_sample_standard_deviation():
     assert stats["mean"] == pytest.approx(7 / 3) and stats["n"] == 3
     assert stats["std"] == pytest.approx(math.sqrt(7 / 3))  # squares 16/9+1/9+25/9, over n-1
     assert summary.mean_std([0.5]) == dict(mean=0.5, std=0.0, n=1)
+    with warnings.catch_warnings():  # a fix not run at a point: no numpy warning
+        warnings.simplefilter("error")
+        empty = summary.mean_std([])
+    assert math.isnan(empty["mean"]) and (empty["std"], empty["n"]) == (0.0, 0)
     curve = summary.mean_std_curve([[1.0, 2.0], [3.0, 6.0]])
     assert curve["mean"] == [2.0, 4.0]
     assert curve["std"] == pytest.approx([math.sqrt(2), math.sqrt(8)])

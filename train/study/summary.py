@@ -38,7 +38,10 @@ TREND_THRESHOLD = 0.02  # change of the mean cosine along training that counts a
 
 
 def mean_std(values: Sequence[float]) -> dict:
-    """{"mean", "std", "n"}: the sample standard deviation (0 for a single value)."""
+    """{"mean", "std", "n"}: the sample standard deviation (0 for a single value; a NaN
+    mean for none, without numpy's warning)."""
+    if not len(values):
+        return dict(mean=math.nan, std=0.0, n=0)
     values = np.asarray(values, np.float64)
     std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     return dict(mean=float(np.mean(values)), std=std, n=len(values))
