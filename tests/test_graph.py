@@ -264,6 +264,30 @@ def test_a_graphs_clock_follows_its_longest_and_shortest_paths():
     assert [video.height(k) for k in range(4)] == [3, 2, 1, 0] and video.latency == 3
 
 
+def test_whole_errors_where_every_path_to_the_top_holds_errors_alike():
+    # A temporal top (window 2) that every path goes through: every stage's errors come
+    # one tick later, so the full stash is one deeper and the drain one tick longer.
+    inputs, origins = with_delay_lines(GRAPHS["video"])  # two relays hold the video for 2
+    windows = [1] * (len(inputs) - 1) + [2]
+    relays = [not isinstance(o, int) for o in origins]
+    whole = StageGraph.of(inputs, None, windows, "full", "auto", relays=relays)
+    plain = StageGraph.of(inputs, None, windows, 0, relays=relays)
+    assert whole.whole_errors and not plain.whole_errors
+    heights = [whole.height(k) for k in range(len(inputs))]
+    assert heights == [3, 2, 3, 2, 1, 0]
+    assert [whole.error_height(k) for k in range(len(inputs))] == [h + 1 for h in heights[:-1]] + [
+        0
+    ]
+    assert whole.stash == (7, 5, 0, 0, 3, 0)  # up and back: height + error height
+    assert whole.is_exact and whole.tail_ticks == whole.latency + 4
+    # A temporal stage that a skip goes around: the skip's errors would come W-1 ticks
+    # sooner than the stage's, from another frame, so a full stash keeps the windows' sums.
+    inputs, _ = with_delay_lines(GRAPHS["skips"])
+    windows = [1, 2] + [1] * (len(inputs) - 2)
+    around = StageGraph.of(inputs, windows=windows, stash_depth="full")
+    assert not around.whole_errors and not around.is_exact
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name, targets, stash_depth, delay_lines",
