@@ -46,7 +46,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.model.name = "vgg_classifier"
     config.model.temporal_window = 3  # a video model: the stem sees 3 frames (1: per-frame,
     config.model.temporal_shift = 0.125  # the at-chance baseline, with temporal_shift=0)
-    # Sideways: the bottom stages start slow (README, "Delay-aware learning rate"; without
-    # it Sideways learned the direction far less reliably than BP).
+    # The paper's Sideways (--config.stash_depth=0): the bottom stages start slow, as in
+    # moving_digits_direction.py. The defaults leave no frame gap (their temporal stages
+    # send whole errors: BP's gradient), so it changes nothing for them.
     config.delay_warmup_steps = 200  # a third of the 640 steps
     return config
