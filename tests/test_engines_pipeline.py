@@ -157,23 +157,25 @@ def test_stashed_inputs_match_the_slow_reference(targets, stash_depth):
     assert not np.allclose(gradients[0], plain[0], rtol=1e-3)  # the stash changed the bottom
 
 
+def streamed_buffers(stages, chunks):
+    """The pipeline state of a stream with a full stash after `chunks`, weights held still
+    and the stages' dropout seeds as they were at the start (both streams draw alike)."""
+    seeds = [(v, v.numpy()) for v in tick_layers.state_variables(stages) if "seed" in v.path]
+    model = ks.SidewaysModel(stages, stateful=True, stash_depth="full")
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CLIP_LOSS)
+    for chunk in chunks:
+        model.train_on_batch(chunk, clip_labels(2))
+    for variable, value in seeds:
+        variable.assign(value)
+    return model.buffers
+
+
 @pytest.mark.parametrize("kind", [None, "batch_norm", "dropout"])
 def test_a_stream_continues_its_stash_across_chunks(kind):
     stages = tiny_conv_stages(num_stages=4) if kind is None else stages_with(kind)
     video = random_video(batch=2, time=10, seed=8)
-    seeds = [(v, v.numpy()) for v in tick_layers.state_variables(stages) if "seed" in v.path]
-
-    def streamed(chunks):
-        """The pipeline state after streaming `chunks`, with weights held still."""
-        for variable, value in seeds:  # both streams draw the same dropout seeds
-            variable.assign(value)
-        model = ks.SidewaysModel(stages, stateful=True, stash_depth="full")
-        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CLIP_LOSS)
-        for chunk in chunks:
-            model.train_on_batch(chunk, clip_labels(2))
-        return model.buffers
-
-    whole, parts = streamed([video]), streamed([video[:, :4], video[:, 4:7], video[:, 7:]])
+    whole = streamed_buffers(stages, [video])
+    parts = streamed_buffers(stages, [video[:, :4], video[:, 4:7], video[:, 7:]])
     depth = len(stages)
     assert [0 if r is None else r.shape[0] for r in parts.stashes] == [
         2 * (depth - 1 - k) for k in range(depth)
@@ -189,15 +191,8 @@ def test_a_temporal_stream_carries_its_held_errors_across_chunks():
     # next tick's (window 2) in `pending`, which a stream carries from chunk to chunk.
     stages = tiny_temporal_stages()
     video = random_video(batch=2, time=10, seed=10)
-
-    def streamed(chunks):
-        model = ks.SidewaysModel(stages, stateful=True, stash_depth="full")
-        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CLIP_LOSS)
-        for chunk in chunks:
-            model.train_on_batch(chunk, clip_labels(2))
-        return model.buffers
-
-    whole, parts = streamed([video]), streamed([video[:, :3], video[:, 3:7], video[:, 7:]])
+    whole = streamed_buffers(stages, [video])
+    parts = streamed_buffers(stages, [video[:, :3], video[:, 3:7], video[:, 7:]])
     assert sorted(parts.pending) == [1, 3] and parts.graph.stash == (8, 5, 3, 0)
     assert "pending_1" in parts.named_variables  # a stream's checkpoint keeps them
     assert np.abs(parts.pending[1].numpy()).sum() > 0
