@@ -16,7 +16,7 @@ from conftest import (
     tiny_conv_stages,
 )
 
-from keras_sideways.engines import batched
+from keras_sideways.engines import batched, windows
 
 
 def test_shift_and_delay_move_values_one_tick_later():
@@ -101,6 +101,24 @@ def test_engines_agree_with_normalisation_and_dropout_in_padded_groups(kind, sta
         slow.compute_gradients(video, clip_labels(3)),
         fast,
     )
+
+
+def test_whole_errors_by_hand():
+    # Window 2 over 4 ticks; tick s's input-gradient at position i is (s + 1) * 10^i.
+    grads = tf.constant([[[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]]])[..., None]
+    # As the loop sends them, the first at tick 2: shares of tick s, position i at s + i,
+    # those before tick 2 with it, and 40 (due at tick 4) past the clip.
+    sent = windows.whole_errors(grads, first=2)
+    np.testing.assert_array_equal(sent[0, :, 0], [0, 0, 1 + 10 + 2 + 20 + 3, 30 + 4])
+    pending, ticked = tf.zeros([1, 1, 1]), []
+    for tick in range(4):
+        error, pending = windows.whole_error_tick(pending, grads[:, tick], tick, first=2)
+        ticked.append(float(error[0, 0]))
+    assert ticked == [0, 0, 36, 34]
+    # By frame (row s is frame s): frame m's error from the windows of frames m and m+1,
+    # frame -1's share (the first window's oldest, the primed input) with frame 0's.
+    by_frame = windows.whole_errors(grads, first=0, back=1)
+    np.testing.assert_array_equal(by_frame[0, :, 0], [1 + 10 + 2, 20 + 3, 30 + 4, 40])
 
 
 # A full stash: temporal stages send whole errors. Undrained, the batched passes run tick
