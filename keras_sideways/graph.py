@@ -421,6 +421,12 @@ class StageGraph:
         2(L-1)-k (more below temporal stages that send whole errors: `error_height`)."""
         return self.error_height(k) + (self.latency if self.drain else 0)
 
+    def first_whole_error_tick(self, k: int) -> int:
+        """The tick after priming at which temporal stage k sends its first whole error
+        (`whole_errors`): that of its first valid input, complete `holds(k)` ticks after
+        stage k's first valid tick (`windows.whole_error_tick`)."""
+        return self.first_valid_tick(k) + self.holds(k)
+
     def valid_ticks(self, clip_length: int, k: int) -> int:
         """Ticks of a primed clip of `clip_length` frames in which stage k receives a
         valid error (every frame's, with `drain`)."""

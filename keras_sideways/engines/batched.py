@@ -328,12 +328,12 @@ def _whole_errors(blocks: _Blocks, k: int, grads: list) -> list:
     window of every tick, block by block [batch, ticks, W, ...]: those the tick-by-tick
     loop sends (`windows.whole_errors`), or by frame each frame's own. A frame's error
     takes shares from the next W-1 ticks, so the blocks' are joined for it."""
+    graph = blocks.graph
     joined = grads[0] if len(grads) == 1 else tf.concat(grads, axis=1)
     if blocks.by_frame:
-        errors = windows.whole_errors(joined, first=0, back=blocks.graph.windows[k] - 1)
+        errors = windows.whole_errors(joined, first=0, back=graph.holds(k))
     else:
-        first = blocks.graph.first_valid_tick(k) + blocks.graph.windows[k] - 1
-        errors = windows.whole_errors(joined, first=first)
+        errors = windows.whole_errors(joined, first=graph.first_whole_error_tick(k))
     return [errors[:, start : start + size] for start, size in blocks.bounds]
 
 

@@ -86,7 +86,7 @@ class PipelineBuffers:
         self.pending = {}  # per temporal stage sending whole errors: the shares it holds
         for k in graph.accumulators if graph.whole_errors and ticking else []:
             with device_scope(devices[k]):
-                shape = (graph.windows[k] - 1, capacity, *input_shapes[k])
+                shape = (graph.holds(k), capacity, *input_shapes[k])
                 self.pending[k] = _state_variable(shape, dtype, f"pending_{k}")
         self.ticks = _state_variable((), "int64", "ticks")
         self.primed = _state_variable((), "int32", "primed")

@@ -242,7 +242,7 @@ def _whole_errors(buffers: PipelineBuffers, input_grads, slot) -> tuple[list, li
     assignments that keep the shares it holds for later ticks (`buffers.pending`)."""
     graph, input_grads, held = buffers.graph, list(input_grads), []
     for k, pending in buffers.pending.items():
-        first = graph.first_valid_tick(k) + graph.windows[k] - 1
+        first = graph.first_whole_error_tick(k)
         input_grads[k], later = windows.whole_error_tick(pending.value, input_grads[k], slot, first)
         held.append(pending.assign(later))
     return input_grads, held
