@@ -107,9 +107,9 @@ class StageGraph:
         an earlier stage's index or VIDEO (also spelled "video"). Checked (`check_graph`).
 
         `drain="auto"` drains a balanced graph (a chain, or a graph with delay lines) where
-        no frame gap is left and the model does not stream (`stateful`); the drain is
-        defined for balanced graphs only (docs/algorithm.md, "Fill and drain"): True on
-        another graph raises ValueError. `relays` marks the stages that are delay lines'
+        no frame gap is left and the model does not stream (`stateful`); True drains any
+        graph (on an unbalanced one no error is masked: docs/algorithm.md, "Fill and
+        drain"). `relays` marks the stages that are delay lines'
         ticks (`with_delay_lines`). With `stash_depth="full"`, temporal stages send whole
         errors (`whole_errors`) where every path from a stage to the top delays its errors
         alike (`errors_are_balanced`), and each stage's full depth covers that delay.
@@ -125,12 +125,6 @@ class StageGraph:
         graph = dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))
         if drain == AUTO:
             drain = graph.is_balanced and not stateful and not any(graph.gaps())
-        if drain and not graph.is_balanced:
-            raise ValueError(
-                "drain=True needs every path from the video to a stage to be equally long (a "
-                "chain, or skips with delay lines); these stages' skip connections are not. "
-                "Use delay_lines=True, or drain=False or 'auto'."
-            )
         return dataclasses.replace(graph, drain=bool(drain))
 
     @property
@@ -320,10 +314,12 @@ class StageGraph:
         return self._heights(min)[k]
 
     def masks_errors(self, k: int) -> bool:
-        """True where stage k's paths to the top differ in length: from tick
-        `shortest_height(k)` to `error_height(k) - 1` its error holds only the shorter
-        paths' share, and the engines zero it (docs/algorithm.md, "Stage graphs")."""
-        return self.shortest_height(k) < self.error_height(k)
+        """True where stage k's paths to the top differ in length and clips are not
+        drained: from tick `shortest_height(k)` to `error_height(k) - 1` its error holds
+        only the shorter paths' share, and the engines zero it (docs/algorithm.md, "Stage
+        graphs"). A drained clip scores no loss before its paths' errors can arrive, and
+        counts every path's error of every scored frame: nothing is masked."""
+        return not self.drain and self.shortest_height(k) < self.error_height(k)
 
     def _heights(self, pick, errors: bool = True) -> list[int]:
         heights = [0] * self.num_stages
@@ -352,9 +348,15 @@ class StageGraph:
     @property
     def is_exact(self) -> bool:
         """True when the pseudo-gradient of a clip is BP's gradient on any video (up to
-        batch normalisation's per-tick statistics): drained, no frame gap left, and every
-        temporal stage that sends errors sends whole ones."""
-        return self.drain and not any(self.gaps()) and (self.whole_errors or not self.accumulators)
+        batch normalisation's per-tick statistics): drained, balanced (every error a stage
+        gets at a tick born from one frame), no frame gap left, and every temporal stage
+        that sends errors sends whole ones."""
+        return (
+            self.drain
+            and self.is_balanced
+            and not any(self.gaps())
+            and (self.whole_errors or not self.accumulators)
+        )
 
     @property
     def latency(self) -> int:
@@ -416,8 +418,8 @@ class StageGraph:
         return [min(d, gap) for d, gap in zip(depths, gaps)]
 
     def first_valid_tick(self, k: int) -> int:
-        """The first tick after priming at which stage k receives an error born from a
-        scored loss: L-1-k, or with `drain` (frame 0's loss scored at tick L-1 only)
+        """The first tick after priming at which stage k receives errors born from a
+        scored loss along every path (its longest, `error_height`): L-1-k, or with `drain` (frame 0's loss scored at tick L-1 only)
         2(L-1)-k (more below temporal stages that send whole errors: `error_height`)."""
         return self.error_height(k) + (self.latency if self.drain else 0)
 

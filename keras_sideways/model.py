@@ -93,7 +93,8 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             not stream: the pseudo-gradient is then BP's gradient, on any video, and the
             batched passes compute it at BP's cost. The tick-by-tick loop pays the bubble,
             (T + 2(L-1)) / T ticks per clip of T frames. True or False force it (not for
-            streams, `stateful=True`).
+            streams, `stateful=True`). True drains a stage graph without delay lines too:
+            each frame's errors reach a stage along every path, the skips' sooner.
 
         delay_lines: for a stage graph (`inputs`), hold every skip edge j -> k in a
             delay line of depth(k) - depth(j) - 1 relays (`ks.layers.Relay`, one tick

@@ -144,7 +144,7 @@ def graph_stages(name, classes=3, norm=None):
     ]
 
 
-def graph_reference(stages, inputs, video, target, loss_fn, stash=None):
+def graph_reference(stages, inputs, video, target, loss_fn, stash=None, drain=False):
     """docs/algorithm.md's "Stage graphs", written plainly: a Python loop over ticks, one
     GradientTape per stage, one error buffer per edge.
 
@@ -154,7 +154,10 @@ def graph_reference(stages, inputs, video, target, loss_fn, stash=None):
     primed input before tick 0); a temporal stage reads the window of its inputs of ticks
     t-W+1 .. t and sends down their input-gradients summed. Its gradient is averaged over
     the ticks t >= its longest path to the top, where every path has brought an error
-    born from a loss.
+    born from a loss. With `drain`, the loop runs latency + height(0) more ticks on the
+    last frame, the loss scores only ticks latency ... latency+T-1 (frames 0 ... T-1, once
+    each), and each stage sums every tick's gradient (an error born from no scored loss is
+    zero), divided by T.
     """
     video, target = tf.constant(video), tf.constant(target)
     count, time = len(stages), video.shape[1]
@@ -167,6 +170,10 @@ def graph_reference(stages, inputs, video, target, loss_fn, stash=None):
         height[k] = max(height[r] + 1 for r in readers[k])
     for k in range(count):
         depth[k] = max(0 if s == VIDEO else depth[s] + 1 for s in sources[k])
+    frames, ticks, first = time, time, 0  # frames of the clip, ticks run, first scored
+    if drain:
+        ticks, first = time + depth[-1] + height[0], depth[-1]
+        video = tf.concat([video] + [video[:, -1:]] * (ticks - time), axis=1)
 
     def read(k, frame, outputs):
         parts = [frame if s == VIDEO else outputs[s] for s in sources[k]]
@@ -187,7 +194,7 @@ def graph_reference(stages, inputs, video, target, loss_fn, stash=None):
     history = [[] for _ in stages]
     sums = [[tf.zeros_like(v) for v in s.trainable_variables] for s in stages]
     counts = [0] * count
-    for t in range(time):
+    for t in range(ticks):
         new_outputs, new_errors = [None] * (count - 1), {}
         for k, stage in enumerate(stages):
             history[k].append(read(k, video[:, t], outputs))
@@ -202,8 +209,9 @@ def graph_reference(stages, inputs, video, target, loss_fn, stash=None):
                 tape.watch(from_stages)
                 out = stage(paired, training=True)
                 if k == count - 1:
-                    y = target if target.shape.rank == 1 else target[:, max(t - depth[k], 0)]
-                    loss = loss_fn(y, out)
+                    frame = min(max(t - depth[k], 0), frames - 1)
+                    y = target if target.shape.rank == 1 else target[:, frame]
+                    loss = loss_fn(y, out) * (1.0 if first <= t < first + frames else 0.0)
             if k == count - 1:
                 grads = tape.gradient(loss, from_stages + weights)
             else:
@@ -214,10 +222,11 @@ def graph_reference(stages, inputs, video, target, loss_fn, stash=None):
             ]
             for s, g in zip([s for s in sources[k] if s != VIDEO], grads):
                 new_errors[(k, s)] = g if sizes[k] == 1 else tf.reduce_sum(g, axis=1)
-            if t >= height[k]:
+            if t >= height[k] or drain:
                 counts[k] += 1
                 sums[k] = [a + g for a, g in zip(sums[k], grads[len(from_stages) :])]
         outputs, edge_errors = new_outputs, new_errors
+    counts = [frames] * count if drain else counts
     return [g / max(c, 1) for s, c in zip(sums, counts) for g in s]
 
 
@@ -290,18 +299,24 @@ def test_whole_errors_where_every_path_to_the_top_holds_errors_alike():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name, targets, stash_depth, delay_lines",
+    "name, targets, stash_depth, delay_lines, drain",
     [
-        ("skips", "clip", 0, False),
-        ("skips", "frames", 0, True),
-        ("skips", "clip", "full", False),
-        ("skips", "frames", 1, False),
-        ("video", "clip", 0, False),
-        ("video", "frames", "full", True),
+        ("skips", "clip", 0, False, False),
+        ("skips", "frames", 0, True, False),
+        ("skips", "clip", "full", False, False),
+        ("skips", "frames", 1, False, False),
+        ("video", "clip", 0, False, False),
+        ("video", "frames", "full", True, False),
+        # Drained without delay lines: the skips' fresher errors, every frame scored once.
+        ("skips", "clip", 0, False, True),
+        ("skips", "frames", 1, False, True),
+        ("video", "frames", 0, False, True),
     ],
     ids=str,
 )
-def test_both_engines_equal_the_slow_reference_on_a_graph(name, targets, stash_depth, delay_lines):
+def test_both_engines_equal_the_slow_reference_on_a_graph(
+    name, targets, stash_depth, delay_lines, drain
+):
     video = random_video(batch=2, time=6, seed=3)
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
@@ -315,13 +330,14 @@ def test_both_engines_equal_the_slow_reference_on_a_graph(name, targets, stash_d
             stages=stages,
             stash_depth=stash_depth,
             delay_lines=delay_lines,
-            drain=False,  # the reference does not drain
+            drain=drain,
         )
         results[engine] = model.compute_gradients(video, target)
     # With delay lines the reference runs the model's relays as stages of its graph.
     inputs = [list(s) for s in model.graph.inputs]
     assert (len(model.stages) > len(stages)) == delay_lines
-    reference = graph_reference(model.stages, inputs, video, target, loss, model.stash)
+    assert model.graph.drain == drain and model.graph.is_balanced == delay_lines
+    reference = graph_reference(model.stages, inputs, video, target, loss, model.stash, drain)
     for engine, gradients in results.items():
         errors = relative_errors(gradients, reference)
         assert max(errors) <= RELATIVE, (engine, errors)
@@ -331,14 +347,27 @@ def test_both_engines_equal_the_slow_reference_on_a_graph(name, targets, stash_d
 @pytest.mark.slow
 @pytest.mark.parametrize("stash_depth", [0, "full"], ids=str)
 @pytest.mark.parametrize("targets", ["clip", "frames"])
-def test_static_video_through_a_graph_gives_bp_gradients(targets, stash_depth):
+@pytest.mark.parametrize("drain", [False, True], ids=["undrained", "drained"])
+def test_static_video_through_a_graph_gives_bp_gradients(targets, stash_depth, drain):
+    # Drained without delay lines, no error is masked: a stage's paths to the top bring
+    # each scored frame's errors at different ticks, all within the tail, and their sum
+    # over the clip is BP's.
     video = np.repeat(random_video(batch=2, time=6, seed=4)[:, :1], 6, axis=1)
     target = clip_labels(2) if targets == "clip" else frame_targets(video)
     loss = CLIP_LOSS if targets == "clip" else FRAME_LOSS
     stages = graph_stages("skips")
     bp = graph_model("skips", loss, stages=stages).compute_gradients(video, target, mode="bp")
     for engine in ENGINE_OPTIONS:
-        model = graph_model("skips", loss, engine=engine, stages=stages, stash_depth=stash_depth)
+        model = graph_model(
+            "skips",
+            loss,
+            engine=engine,
+            stages=stages,
+            stash_depth=stash_depth,
+            drain=drain,
+            delay_lines=False,
+        )
+        assert model.graph.drain == drain and not model.graph.is_balanced
         errors = relative_errors(model.compute_gradients(video, target), bp)
         assert max(errors) <= RELATIVE, (engine, errors)
 
@@ -551,10 +580,14 @@ def test_the_defaults_give_a_graph_bps_gradient_on_moving_video(name, targets, e
     assert model.graph.drain and len(model.stages) > len(stages)
     bp = model.compute_gradients(video, target, mode="bp")
     assert max(relative_errors(model.compute_gradients(video, target), bp)) <= RELATIVE
-    # The same stash without delay lines cannot drain, and is not BP on moving video.
+    # The same stash without delay lines is not drained by "auto" and is not BP on moving
+    # video, drained or not: the shorter paths' errors meet inputs of other frames.
     undelayed = graph_model(name, loss, engine=engine, stages=stages, delay_lines=False)
-    assert not undelayed.graph.drain
+    assert not undelayed.graph.drain and not undelayed.graph.is_exact
     assert max(relative_errors(undelayed.compute_gradients(video, target), bp)) > 100 * RELATIVE
+    drained = graph_model(name, loss, engine=engine, stages=stages, delay_lines=False, drain=True)
+    assert drained.graph.drain and not drained.graph.is_exact
+    assert max(relative_errors(drained.compute_gradients(video, target), bp)) > 100 * RELATIVE
 
 
 def test_with_delay_lines_the_pipeline_computes_each_frames_call():
@@ -615,7 +648,6 @@ def test_delay_lines_train_under_mixed_precision_and_on_placed_devices():
     "options, message",
     [
         (dict(delay_lines="yes"), "delay_lines must be True, False or 'auto'; got 'yes'"),
-        (dict(delay_lines=False, drain=True), "drain=True needs every path from the video"),
         (dict(stash_depth=[1, 1, 1]), "stash_depth as a list needs one depth per stage \\(4\\)"),
     ],
 )

@@ -460,6 +460,7 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("pipeline_chunk", "0", r"config.pipeline_chunk must be 'auto' or an int >= 1.*got 0"),
         ({"pipeline_chunk": "4", "data.stream_chunks": 2}, None, "must be 1 or 'auto' then; got 4"),
         ("drain", "maybe", r"config.drain must be True, False or 'auto'; got 'maybe'"),
+        ("delay_lines", "1", r"config.delay_lines must be True, False or 'auto'; got '1'"),
         ({"drain": "true", "data.stream_chunks": 2}, None, "drain=True fills and drains"),
     ],
 )
@@ -586,6 +587,13 @@ def test_config_model_skips_builds_the_graph_models(module):
     stages = config.model.num_stages
     given = [s for s, o in zip(model.stages, model.origins) if isinstance(o, int)]
     assert len(given) == stages and not model.graph.is_chain
+    # config.delay_lines and config.drain, as text from the command line, reach the model:
+    # undelayed skips, drained (the paper's pairing with the skips' fresher errors).
+    with config.unlocked():
+        config.update(delay_lines="false", drain="true", stash_depth="0")
+    builders.check_config(config)
+    model = builders.build_model(config, info or builders.DataInfo("reconstruction"))
+    assert len(model.stages) == stages and model.graph.drain and not model.graph.is_balanced
     config = tiny(module)
     config.model.skips = "yes"
     with pytest.raises(ValueError, match="config.model.skips: expected True or False"):

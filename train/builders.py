@@ -97,6 +97,7 @@ def check_config(config) -> None:
         raise ConfigError(f"config.stash_depth: {error}") from None
     try:
         options.check_drain(drain(config), config.mode == "sideways" and _stream_chunks(config) > 0)
+        options.check_delay_lines(delay_lines(config))
     except ValueError as error:
         raise ConfigError(f"config.{error}") from None
     try:
@@ -317,7 +318,15 @@ def stash_depth(config):
 def drain(config) -> bool | str:
     """`config.drain` as SidewaysModel takes it: "auto" (when absent), or a bool (also
     from the text "true"/"false")."""
-    value = config.get("drain", options.AUTO_DRAIN)
+    return _true_false_or_auto(config.get("drain", options.AUTO_DRAIN))
+
+
+def delay_lines(config) -> bool | str:
+    """`config.delay_lines` as SidewaysModel takes it, as `drain`."""
+    return _true_false_or_auto(config.get("delay_lines", options.AUTO_DRAIN))
+
+
+def _true_false_or_auto(value) -> bool | str:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     return value
@@ -337,7 +346,8 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
     `config.model.temporal_window` and `temporal_shift` (a classifier that sees motion,
     `models.vgg_classifier`), `config.model.skips` (skip connections between stages:
     `models.skip_classifier` or `models.unet`, default False), `config.stash_depth`
-    (Sideways' stash, default 0: the paper's) and `config.drain` (default "auto"),
+    (Sideways' stash, default 0: the paper's), `config.drain` and `config.delay_lines`
+    (default "auto"),
     `config.delay_warmup_steps` (the delay-aware learning rate, default 0: off),
     `config.precision` (the Keras dtype policy of the model, default "float32"; the global
     policy is left as it was), streaming (a stateful Sideways model) when
@@ -395,6 +405,7 @@ def _build_model(config, info: DataInfo) -> SidewaysModel:
         stateful=config.mode == "sideways" and _stream_chunks(config) > 0,
         stash_depth=stash_depth(config),
         drain=drain(config),
+        delay_lines=delay_lines(config),
         delay_warmup_steps=config.get("delay_warmup_steps", 0),
         pipeline_chunk=pipeline_chunk(config),
         placement=config.get("placement"),  # set by the training command's --cluster

@@ -34,6 +34,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.stash_depth = "full"  # "full", or a depth: "0" (the paper's), "2", ...
     config.drain = "auto"  # fill and drain every clip: "auto" (where no frame gap is left),
     # "true" or "false"
+    config.delay_lines = "auto"  # with model.skips: hold skips in relays ("auto": with a
+    # full stash), "true" or "false" (undelayed: the skips' fresher errors)
     config.delay_warmup_steps = 0  # Sideways' delay-aware learning rate: steps (0: off; README)
     config.precision = "float32"  # or "mixed_bfloat16", "mixed_float16" (README)
     config.threads = "auto"  # TensorFlow's "inter,intra" op threads, e.g. "2,1"; "0,0": defaults

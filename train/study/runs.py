@@ -122,6 +122,7 @@ def classification_config(
             ),
             stash_depth=(fix or {}).get("stash_depth", 0),  # 0: the paper's Sideways
             drain=(fix or {}).get("drain", False),
+            delay_lines=(fix or {}).get("delay_lines", "auto"),
             delay_warmup_steps=(fix or {}).get("delay_warmup_steps", 0),
         )
     )
@@ -255,6 +256,7 @@ def reconstruction_config(
             ),
             stash_depth=(fix or {}).get("stash_depth", 0),  # 0: the paper's Sideways
             drain=(fix or {}).get("drain", False),
+            delay_lines=(fix or {}).get("delay_lines", "auto"),
             delay_warmup_steps=(fix or {}).get("delay_warmup_steps", 0),
         )
     )
