@@ -419,8 +419,9 @@ class StageGraph:
 
     def first_valid_tick(self, k: int) -> int:
         """The first tick after priming at which stage k receives errors born from a
-        scored loss along every path (its longest, `error_height`): L-1-k, or with `drain` (frame 0's loss scored at tick L-1 only)
-        2(L-1)-k (more below temporal stages that send whole errors: `error_height`)."""
+        scored loss along every path (its longest, `error_height`): L-1-k, or with
+        `drain` (frame 0's loss scored at tick L-1 only) 2(L-1)-k (more below temporal
+        stages that send whole errors: `error_height`)."""
         return self.error_height(k) + (self.latency if self.drain else 0)
 
     def first_whole_error_tick(self, k: int) -> int:
