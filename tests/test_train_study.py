@@ -286,7 +286,7 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     done = reproduce(config, f"--out={out}", f"--docs={docs}")
     # stride 1 (= depth 3 = clips of 4) and static: 2 x 2; footage: 2; the fixes: 5 (the
     # drain's one of them); motion: 1 task x 2 models x 2 modes; skips: the skip classifier
-    # at its point and the U-Net, 3 modes each (the chain's runs are the sections'); real
+    # at its point and the U-Net, 4 modes each (the chain's runs are the sections'); real
     # time: the frame rates, then 2 modes
     tiny = study_config.get_config("tiny")
     skip_modes = [study_config.SKIP_RUNS[name] for name in study_config.SKIP_MODES]
@@ -769,8 +769,14 @@ def test_skip_section_sets_the_skip_models_beside_the_chain_and_reads_the_spread
     point = study_config.skip_points(s)[0]
     chain_exact = dict(experiment="fix", mode="sideways", fix=study_config.CHAIN_DEFAULTS)
     results["runs"].append(chain_exact | dict(seed=0, accuracy=0.49) | point._asdict())
+    chain_drained = dict(experiment="fix", mode="sideways", fix=study_config.CHAIN_DRAINED)
+    results["runs"] += [
+        chain_drained | dict(seed=seed, accuracy=0.47) | point._asdict() for seed in (0, 1)
+    ]
     results["runs"] += skip_records(
-        s, dict(bp=0.6, sideways=0.59, exact=0.605), dict(bp=0.01, sideways=0.013, exact=0.01)
+        s,
+        dict(bp=0.6, sideways=0.59, drained=0.58, exact=0.605),
+        dict(bp=0.01, sideways=0.013, drained=0.012, exact=0.01),
     )
     results["runs"][-1]["mse"] = 0.001  # seed 2's exact U-Net: a wide spread
     skips = summary.summarize(results)["skips"]
@@ -788,8 +794,18 @@ def test_skip_section_sets_the_skip_models_beside_the_chain_and_reads_the_spread
     assert recon["skips"]["sideways_vs_bp"]["per_seed"] == pytest.approx([1.3] * 3)
     page = report.report_markdown(with_summary(results))
     assert "$" not in page and "## 10. Skip connections between stages" in page
-    row = "| 52.0 ± 2.0 | 42.0 ± 2.0 | 49.0 (1 of 3 seeds) | -10.0 ± 0.0 | -1.0 |"
-    assert f"| chain (`vgg_classifier`) {row}" in page
+    row = (
+        "| 52.0 ± 2.0 | 42.0 ± 2.0 | 47.0 ± 0.0 (2 of 3 seeds) | 49.0 (1 of 3 seeds) | -10.0 ± 0.0"
+    )
+    assert f"| chain (`vgg_classifier`) {row} | -4.0 ± 1.4 | -1.0 |" in page
+    assert chain["drained_vs_bp"]["per_seed"] == pytest.approx([-3.0, -5.0])
+    assert skipped["drained_vs_bp"]["value"] == pytest.approx(-2.0)
+    assert (
+        "- Skips (`skip_classifier`), drained (the paper's pairing, no stash): falls behind BP "
+        "by 2.0 points, inside the seed-to-seed spread"
+    ) in page
+    assert "chain → skips: -4.0 ± 1.4 → -2.0 ± 0.0 at stride 2, 3 stages;" in page
+    assert "drained ÷ BP: U-Net 1.200 ± 0.000;" in page
     assert (
         "- Skips (`skip_classifier`), the defaults (exact): matches BP (within 1 point; +0.5), "
         "inside the seed-to-seed spread (std up to 2.0 points)."
@@ -833,10 +849,11 @@ def test_skip_section_runs_the_chain_only_where_no_other_section_does(tmp_path, 
         + [("classification", m, 2, f, s) for m, f, s in skipped]
         + [("reconstruction", m, None, f, s) for m, f, s in skipped]
     )
-    assert dict(modes)["sideways"][1] == dict(stash_depth="full", drain="auto")
+    assert modes[2][1] == ("paper + drain", dict(drain=True))
+    assert modes[3][1] == ("defaults", dict(stash_depth="full", drain="auto"))
     assert first["missing"] == len(runs._plan(config.to_dict())) - len(calls)
     runs.run_study(config, tmp_path, log=lambda line: None)
-    assert len(calls) == 11  # kept by the rerun
+    assert len(calls) == 14  # kept by the rerun
 
 
 @pytest.mark.parametrize("name", study_config.SKIP_MODES)
@@ -852,7 +869,8 @@ def test_skip_modes_build_the_paper_s_pairing_or_the_defaults_with_delay_lines(n
     assert (model.mode, relays > 0, bool(model.graph.drain)) == (
         mode,
         name == "exact",
-        name == "exact",
+        name in ("drained", "exact"),
     )
+    assert any(model.stash) == (name == "exact")  # the others: the paper's pairing
     chain = runs.classification_config(s, mode, 0, point, fix and fix[1])
     assert (chain.model.skips, config.model.skips) == (False, True)

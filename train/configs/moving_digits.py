@@ -66,6 +66,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.model.width = 16
     config.model.temporal_window = 1  # > 1: the stem sees that many frames (sees motion)
     config.model.temporal_shift = 0.0  # > 0: stages above the first shift channels in time
+    config.model.skips = False  # True: skip connections between stages (skip_classifier, unet)
 
     if variant == "tiny":
         config.epochs = 1

@@ -32,24 +32,31 @@ SECTIONS = (
     "realtime",
 )
 Settings = ml_collections.ConfigDict | Mapping[str, Any]  # get_config()'s, or study.json's
-# The skip section's three ways of training a model of skip connections: its "mode" and
-# its fix (a name and the training-config fields) as its records hold them. The paper's
-# Sideways (no stash, no drain: skips undelayed, Skip-Sideways' fresher errors), and
-# SidewaysModel's defaults (a full stash, drain and delay lines "auto": the skips held in
-# delay lines, BP's gradient, pipelined; docs/algorithm.md, "Delay lines").
-SKIP_MODES = ("bp", "sideways", "exact")
+# The skip section's ways of training a model of skip connections: its "mode" and its fix
+# (a name and the training-config fields) as its records hold them. The paper's Sideways
+# (no stash, no drain: skips undelayed, Skip-Sideways' fresher errors); the same pairing
+# with every clip drained (no stash, skips undelayed: every frame scored once, its errors
+# counted along every path); and SidewaysModel's defaults (a full stash, drain and delay
+# lines "auto": the skips held in delay lines, BP's gradient, pipelined; docs/algorithm.md,
+# "Delay lines").
+SKIP_MODES = ("bp", "sideways", "drained", "exact")
 SKIP_RUNS = {
     "bp": ("bp", None),
     "sideways": ("sideways", None),
+    "drained": ("sideways", ("paper + drain", dict(drain=True))),
     "exact": ("sideways", ("defaults", dict(stash_depth="full", drain="auto"))),
 }
 CHAIN_DEFAULTS = "stash full + drain"  # the fix that is the chain's defaults (section 7)
+CHAIN_DRAINED = "stash 0 + drain"  # the chain's "drained" (section 7)
+REALTIME_SKIP_MODES = ("bp", "sideways", "exact")  # the U-Net's ways in real time
 
 
 def realtime_ways(skips: bool) -> dict[str, tuple[str, tuple[str, dict] | None]]:
     """The methods the real-time setting races, {name: (mode, fix)}: BP and the paper's
-    Sideways on the footage model; with `skips`, the U-Net in the skip modes (SKIP_RUNS)."""
-    return dict(SKIP_RUNS) if skips else {mode: (mode, None) for mode in MODES}
+    Sideways on the footage model; with `skips`, the U-Net in REALTIME_SKIP_MODES."""
+    if skips:
+        return {name: SKIP_RUNS[name] for name in REALTIME_SKIP_MODES}
+    return {mode: (mode, None) for mode in MODES}
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -104,7 +111,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.few_seed_fixes = (
         "stash 2",
         "streamed ×4",
-        "stash 0 + drain",
         "constant rate",
         "constant rate, stash full + drain",
     )
@@ -127,7 +133,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.realtime_fps_steps = 16  # fit steps per timed round (about a second)
     config.realtime_fps_rounds = 5  # timed rounds per process
     config.realtime_fps_processes = 3  # fresh processes per method, BP and Sideways in turn
-    # ... and the same for section 10's U-Net, in its three ways (SKIP_RUNS), all at the
+    # ... and the same for section 10's U-Net, in REALTIME_SKIP_MODES, all at the
     # fastest one's rate
     config.realtime_unet = True
     # Experiment 10, skip connections between stages: models.skip_classifier at these

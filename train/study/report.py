@@ -16,7 +16,7 @@ from pathlib import Path
 
 from keras_sideways.engines import ticks
 from train.study import summary as stats
-from train.study.config import clip_plan
+from train.study.config import SKIP_MODES, clip_plan
 
 TEMPLATE = Path(__file__).with_name("report.md.template")
 _FRAGMENT = re.compile(r"^<!-- fragment: (\w+) -->$", re.MULTILINE)
@@ -437,7 +437,7 @@ def _skips(page: _Page) -> dict:
     skips = page.summary.get("skips") or {}
     if not skips:
         return dict(skips_short="", skips_section="")
-    tables, moves, exacts = [], [], []
+    tables, moves, drains, exacts = [], [], [], []
     for key, point in skips["points"].items():
         stride, stages = key.split("/")
         where = page("skip_point", stride=stride, stages=stages)
@@ -449,7 +449,7 @@ def _skips(page: _Page) -> dict:
         readings = [
             _skip_reading(page, SKIP_MODELS["classification"][model], mode, point[model])
             for model in ("chain", "skips")
-            for mode in ("sideways", "exact")
+            for mode in SKIP_MODES[1:]
         ]
         gaps = [point[model]["sideways_vs_bp"] for model in ("chain", "skips")]
         if all(gap["paired"]["n"] for gap in gaps):
@@ -464,6 +464,11 @@ def _skips(page: _Page) -> dict:
             )
             readings.append(page(_skip_relation("skip_change", change, spread, page), **figures))
             moves.append(page("skip_move", **figures))
+        drained = [point[model]["drained_vs_bp"]["paired"] for model in ("chain", "skips")]
+        if drained[1]["n"]:
+            chain_gap = _signed(drained[0]) if drained[0]["n"] else "–"
+            figures = dict(chain_gap=chain_gap, skips_gap=_signed(drained[1]), where=where)
+            drains.append(page("skip_move", **figures))
         exact = point["skips"]["exact_vs_bp"]
         if exact["paired"]["n"]:
             exacts.append(page("skip_exact", gap=_signed(exact["paired"]), where=where))
@@ -481,7 +486,7 @@ def _skips(page: _Page) -> dict:
         readings = [
             _skip_reading(page, SKIP_MODELS["reconstruction"][model], mode, recon[model], True)
             for model in ("chain", "skips")
-            for mode in ("sideways", "exact")
+            for mode in SKIP_MODES[1:]
         ]
         recon_text = page("skip_recon", **cells, readings="\n".join(r for r in readings if r))
         recon_short = page("skip_recon_short", **cells)
@@ -489,6 +494,7 @@ def _skips(page: _Page) -> dict:
     short = page(
         "skips_short",
         moves=listing(moves) if moves else "–",
+        drains=listing(drains) if drains else "–",
         exacts=listing(exacts) if exacts else "–",
         recon_short=recon_short + realtime_short,
     )
@@ -547,7 +553,7 @@ def _skip_cells(page: _Page, triple: dict, ratio: bool) -> dict:
     """The table cells of one model in the skip modes: each figure, and its difference to
     BP (a gap in points, or a ratio of MSEs); "–" for what did not run."""
     cells = {}
-    for mode in ("bp", "sideways", "exact"):
+    for mode in SKIP_MODES:
         figures = triple[mode]
         if not figures["n"]:
             cells[mode] = "–"
@@ -555,7 +561,7 @@ def _skip_cells(page: _Page, triple: dict, ratio: bool) -> dict:
         cells[mode] = number(figures, 5) if ratio else percent(figures)
         if figures["n"] < page.seeds:
             cells[mode] += page("skip_seeds", n=figures["n"])
-    for mode in ("sideways", "exact"):
+    for mode in SKIP_MODES[1:]:
         versus = triple[f"{mode}_vs_bp"]
         if not versus["paired"]["n"]:
             cells[f"{mode}_vs_bp"] = "–"

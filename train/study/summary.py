@@ -15,8 +15,10 @@ import numpy as np
 
 from train.study.config import (
     CHAIN_DEFAULTS,
+    CHAIN_DRAINED,
     MODES,
     MOTION_MODELS,
+    REALTIME_SKIP_MODES,
     SKIP_MODES,
     SKIP_RUNS,
     Point,
@@ -171,7 +173,8 @@ def summarize_skips(runs: list[dict], settings: dict) -> dict:
     """Experiment 10: the chain against its skip-connected model in each skip mode.
 
     Per skip point ("<stride>/<stages>"), for "chain" (`vgg_classifier`: sections 1 and 2,
-    and section 7's fix CHAIN_DEFAULTS as its "exact") and "skips" (`skip_classifier`):
+    and section 7's fixes CHAIN_DRAINED and CHAIN_DEFAULTS as its "drained" and "exact")
+    and "skips" (`skip_classifier`):
     `skip_triple` of the test accuracies; with `skip_recon`, "reconstruction" the same for
     "chain" (`encoder_decoder`: section 3, and a reconstruction fix CHAIN_DEFAULTS if run)
     and "skips" (`unet`) on the test MSE, its differences as ratios. Empty when the
@@ -195,6 +198,7 @@ def summarize_skips(runs: list[dict], settings: dict) -> dict:
         return dict(
             bp=got(experiment, key, "bp", None, point),
             sideways=got(experiment, key, "sideways", None, point),
+            drained=got(fixed, key, "sideways", CHAIN_DRAINED, point),
             exact=got(fixed, key, "sideways", CHAIN_DEFAULTS, point),
         )
 
@@ -231,9 +235,10 @@ def skip_triple(values: dict[str, dict[int, float]], ratio: bool) -> dict:
     read against: the larger of the two modes' standard deviations (in points, or relative
     to their means); NaN where a mode has no run.
     """
-    triple = {m: mean_std(list(values[m].values())) if values[m] else dict(n=0) for m in SKIP_MODES}
+    modes = [m for m in SKIP_MODES if m in values]
+    triple = {m: mean_std(list(values[m].values())) if values[m] else dict(n=0) for m in modes}
     bp = values["bp"]
-    for mode in SKIP_MODES[1:]:
+    for mode in modes[1:]:
         seeds = [seed for seed in sorted(values[mode]) if seed in bp]
         if not seeds:
             triple[f"{mode}_vs_bp"] = dict(value=math.nan, paired=dict(n=0), spread=math.nan)
@@ -335,7 +340,7 @@ def summarize_skip_realtime(runs: list[dict]) -> dict:
         summary[name]["stream_clips"] = chosen[0]["stream_clips"] if chosen else 0
     mse = {name: {r["seed"]: r["mse"] for r in chosen} for name, chosen in done.items()}
     triple = skip_triple(mse, ratio=True)
-    for name in SKIP_MODES[1:]:
+    for name in REALTIME_SKIP_MODES[1:]:
         summary[f"{name}_vs_bp"] = triple[f"{name}_vs_bp"]
     chain = summarize_realtime(runs)
     summary["chain"] = chain.get("ratio", math.nan) if chain else math.nan
