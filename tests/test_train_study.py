@@ -285,13 +285,13 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     config = "--config=train/study/config.py:tiny"
     done = reproduce(config, f"--out={out}", f"--docs={docs}")
     # stride 1 (= depth 3 = clips of 4) and static: 2 x 2; footage: 2; the fixes: 5 (the
-    # drain's one of them); motion: 1 task x 2 models x 2 modes; skips: the skip classifier
+    # drain's one of them); motion: 1 task x 2 models x 3 ways; skips: the skip classifier
     # at its point and the U-Net, 4 modes each (the chain's runs are the sections'); real
     # time: the frame rates, then 2 modes
     tiny = study_config.get_config("tiny")
     skip_modes = [study_config.SKIP_RUNS[name] for name in study_config.SKIP_MODES]
     skip_runs = len(skip_modes) * (len(tiny.skip_points) + tiny.skip_recon)
-    planned = 2 * 2 + 2 + 5 + 4 + skip_runs + 3
+    planned = 2 * 2 + 2 + 5 + 6 + skip_runs + 3
     assert len(runs._plan(tiny.to_dict())) == planned
     assert f"[{planned}/{planned}]" in done.stdout
 
@@ -299,7 +299,7 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     kinds = [(r["experiment"], r.get("speed"), r["mode"]) for r in results["runs"]]
     experiments = [("classification", 1.0), ("classification", 0.0), ("reconstruction", None)]
     fixes = [("fix", 1.0, "sideways")] * 3 + [("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]
-    motion = [("motion", None, mode) for _ in range(2) for mode in runs.MODES]
+    motion = [("motion", None, mode) for _ in range(2) for mode, _ in study_config.MOTION_WAYS]
     skips = [("skips", 1.0, mode) for mode, _ in skip_modes]
     skips += [("skips_reconstruction", None, mode) for mode, _ in skip_modes]
     realtime = [("realtime_fps", None, None)] + [("realtime", None, m) for m in runs.MODES]
@@ -311,9 +311,10 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
 
     names = ["stash full", "stash full + drain", "delay warm-up 1"] + ["streamed ×2"] * 2
     assert [r.get("fix") for r in of("fix")] == names
-    models = [(r["task"], r["model"]) for r in of("motion")]
+    models = [(r["task"], r["model"], r.get("fix")) for r in of("motion")]
+    ways = (None, None, "defaults")
     assert models == [
-        ("moving_digits_direction", m) for m in ("per-frame",) * 2 + ("temporal",) * 2
+        ("moving_digits_direction", m, f) for m in ("per-frame", "temporal") for f in ways
     ]
     skip_fixes = [fix and fix[0] for _, fix in skip_modes]
     for skipped, model in (("skips", "skip_classifier"), ("skips_reconstruction", "unet")):
@@ -419,8 +420,8 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     config.sections = ("classification", "controls")  # no footage: those runs stay missing
     first = runs.run_study(config, tmp_path, log=lambda line: None)
     skips = sum(section == "skips" for section, _, _ in runs._plan(config.to_dict()))
-    # 2 reconstructions, 8 fix runs, 4 motion runs, the skip section's, 3 real-time records
-    assert not first["complete"] and first["missing"] == 2 + 8 + 4 + skips + 3
+    # 2 reconstructions, 8 fix runs, 6 motion runs, the skip section's, 3 real-time records
+    assert not first["complete"] and first["missing"] == 2 + 8 + 6 + skips + 3
     assert len(calls) == 4  # 2 set-ups x 2 modes
     config.sections = ("fixes", "streaming")
     second = runs.run_study(config, tmp_path, log=lambda line: None)
@@ -430,7 +431,7 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     streamed = [("bp", 0, "streamed ×2"), ("sideways", 0, "streamed ×2")]  # same data
     delay = ("sideways", 0, "delay warm-up 1")
     assert calls[4:] == [*stashes, *constant, delay, *streamed]
-    assert second["missing"] == 2 + 4 + skips + 3 and len(second["runs"]) == 12  # 4 kept, 8 new
+    assert second["missing"] == 2 + 6 + skips + 3 and len(second["runs"]) == 12  # 4 kept, 8 new
 
 
 # ------------------------------------------------------------------ experiment 8: motion
@@ -444,19 +445,26 @@ def test_motion_runs_are_summarised_per_task_and_model_and_shown_on_the_page():
             ("per-frame", 0.25, 0.26),
             ("temporal", 0.98, 0.96 + seed / 100),
         ):
-            for mode, value in (("bp", bp), ("sideways", sideways)):
+            ways = (("bp", None, bp), ("sideways", None, sideways))
+            ways += (("sideways", "defaults", bp + seed / 100),)  # BP's gradient
+            for mode, fix, value in ways:
                 results["runs"].append(
                     dict(experiment="motion", task="moving_digits_direction", model=model)
                     | dict(mode=mode, seed=seed, accuracy=value)
+                    | (dict(fix=fix) if fix else {})
                 )
     motion = summary.summarize(results)["motion"]
     temporal = motion["moving_digits_direction"]["temporal"]
     assert temporal["gap"] == pytest.approx(-1.5)
     assert temporal["paired_gaps"] == pytest.approx([-2.0, -1.0])
+    assert temporal["defaults_gap"] == pytest.approx(0.5)
+    assert temporal["defaults_paired_gaps"] == pytest.approx([0.0, 1.0])
+    assert temporal["sideways"]["accuracy"]["n"] == temporal["defaults"]["accuracy"]["n"] == 2
     assert motion["arrow_of_time"]["temporal"]["bp"]["accuracy"]["n"] == 0  # not run
     page = report.report_markdown(with_summary(results))
-    assert "| moving digits, direction of motion | 25 | temporal | 98.0 ± 0.0 |" in page
-    assert "| real footage, arrow of time | 50 | per-frame | – | – | – | – |" in page
+    row = "| moving digits, direction of motion | 25 | temporal | 98.0 ± 0.0 | 96.5 ± 0.7 | -1.5 "
+    assert row + "| -2.0, -1.0 | 98.5 ± 0.7 | +0.5 | +0.0, +1.0 |" in page
+    assert "| real footage, arrow of time | 50 | per-frame | – | – | – | – | – | – | – |" in page
 
 
 def test_motion_configs_come_from_the_task_configs_with_or_without_temporal_layers():
@@ -466,6 +474,9 @@ def test_motion_configs_come_from_the_task_configs_with_or_without_temporal_laye
     assert (temporal.mode, temporal.seed, temporal.data.name) == ("sideways", 3, "arrow_of_time")
     assert temporal.model.temporal_window == 3 and per_frame.model.temporal_window == 1
     assert per_frame.model.temporal_shift == 0.0 and per_frame.mode == "bp"
+    assert (temporal.stash_depth, temporal.drain) == ("0", "false")  # the paper's Sideways
+    defaults = runs.motion_config(s, "arrow_of_time", "temporal", "sideways", 3, "defaults")
+    assert (defaults.stash_depth, defaults.drain) == ("full", "auto")
 
 
 def test_few_seed_fixes_run_only_for_the_few_seeds():
@@ -510,10 +521,10 @@ def test_stash_memory_grows_with_depth_and_stages_from_nothing():
 def test_a_finished_motion_run_is_kept_by_a_rerun(tmp_path, monkeypatch):
     calls = []
 
-    def motion(settings, task, model, mode, seed):
-        calls.append((task, model, mode))
+    def motion(settings, task, model, mode, seed, fix=None):
+        calls.append((task, model, mode, fix))
         return dict(experiment="motion", task=task, model=model, mode=mode, seed=seed) | dict(
-            epochs=1, accuracy=0.5, seconds=0.0
+            epochs=1, accuracy=0.5, seconds=0.0, **({"fix": fix} if fix else {})
         )
 
     monkeypatch.setattr(runs, "motion_run", motion)
@@ -521,7 +532,7 @@ def test_a_finished_motion_run_is_kept_by_a_rerun(tmp_path, monkeypatch):
     config.sections = ("motion",)
     runs.run_study(config, tmp_path, log=lambda line: None)
     runs.run_study(config, tmp_path, log=lambda line: None)
-    assert len(calls) == 4  # 2 models x 2 modes, trained once: the rerun keeps them
+    assert len(calls) == 6  # 2 models x 3 ways, trained once: the rerun keeps them
 
 
 def test_controls_are_a_section_of_their_own():

@@ -47,6 +47,10 @@ SKIP_RUNS = {
     "exact": ("sideways", ("defaults", dict(stash_depth="full", drain="auto"))),
 }
 CHAIN_DEFAULTS = "stash full + drain"  # the fix that is the chain's defaults (section 7)
+# Section 8's ways, (mode, fix): BP, the paper's Sideways and SidewaysModel's defaults (a
+# full stash and the drain: temporal stages send whole errors, BP's gradient).
+MOTION_DEFAULTS = "defaults"
+MOTION_WAYS = (("bp", None), ("sideways", None), ("sideways", MOTION_DEFAULTS))
 CHAIN_DRAINED = "stash 0 + drain"  # the chain's "drained" (section 7)
 REALTIME_SKIP_MODES = ("bp", "sideways", "exact")  # the U-Net's ways in real time
 

@@ -322,18 +322,15 @@ def _motion(page: _Page) -> dict:
     for task, models in motion.items():
         name, chance = MOTION_TASKS[task]
         for model, entry in models.items():
-            measured = entry["bp"]["accuracy"]["n"] and entry["sideways"]["accuracy"]["n"]
-            rows.append(
-                dict(
-                    task=name,
-                    chance=f"{100 * chance:.0f}",
-                    model=model,
-                    bp=_percent_or_dash(entry["bp"]["accuracy"]),
-                    sideways=_percent_or_dash(entry["sideways"]["accuracy"]),
-                    gap=f"{entry['gap']:+.1f}" if measured else "–",
-                    paired=", ".join(f"{g:+.1f}" for g in entry["paired_gaps"]) or "–",
-                )
-            )
+            row = dict(task=name, chance=f"{100 * chance:.0f}", model=model)
+            row["bp"] = _percent_or_dash(entry["bp"]["accuracy"])
+            for way, prefix in (("sideways", ""), ("defaults", "defaults_")):
+                measured = entry["bp"]["accuracy"]["n"] and entry[way]["accuracy"]["n"]
+                row[way] = _percent_or_dash(entry[way]["accuracy"])
+                row[f"{prefix}gap"] = f"{entry[f'{prefix}gap']:+.1f}" if measured else "–"
+                gaps = entry[f"{prefix}paired_gaps"]
+                row[f"{prefix}paired"] = ", ".join(f"{g:+.1f}" for g in gaps) or "–"
+            rows.append(row)
     seeds = len(page.s["motion_seeds"])
     section = page(
         "motion_section",

@@ -35,7 +35,9 @@ from train.results import write_json
 from train.study.config import (
     MODE_LABELS,
     MODES,
+    MOTION_DEFAULTS,
     MOTION_MODELS,
+    MOTION_WAYS,
     SKIP_MODES,
     SKIP_RUNS,
     Point,
@@ -432,14 +434,17 @@ def _way_label(name: str) -> str:
 
 
 def motion_config(
-    settings: Settings, task: str, model: str, mode: str, seed: int
+    settings: Settings, task: str, model: str, mode: str, seed: int, fix: str | None = None
 ) -> ml_collections.ConfigDict:
     """The training config of one motion run: `train/configs/<task>.py` (its tiny variant in
-    the tiny study), in `mode` and `seed`, its model per-frame or temporal (`model`)."""
+    the tiny study), in `mode` and `seed`, its model per-frame or temporal (`model`); in
+    Sideways mode the paper's, or with `fix` MOTION_DEFAULTS, SidewaysModel's defaults."""
     module = importlib.import_module(f"train.configs.{task}")
     config = module.get_config("tiny" if settings["name"] == "tiny" else "")
     config.mode, config.seed, config.verbose = mode, seed, 0
     config.stash_depth, config.drain = "0", "false"  # the paper's Sideways, as in every section
+    if fix == MOTION_DEFAULTS:  # a full stash and the drain: whole errors, BP's gradient
+        config.stash_depth, config.drain = "full", "auto"
     if settings["motion_epochs"]:
         config.epochs = settings["motion_epochs"]
     if model == "per-frame":  # the same model without its temporal layers
@@ -447,14 +452,17 @@ def motion_config(
     return config
 
 
-def motion_run(settings: Settings, task: str, model: str, mode: str, seed: int) -> dict:
-    """Trains `task`'s config with the per-frame or temporal model in `mode`; its record."""
+def motion_run(
+    settings: Settings, task: str, model: str, mode: str, seed: int, fix: str | None = None
+) -> dict:
+    """Trains `task`'s config with the per-frame or temporal model in `mode` (with `fix`
+    MOTION_DEFAULTS, Sideways at SidewaysModel's defaults); its record."""
     import keras
 
     from train import recipe
 
     start = time.perf_counter()
-    done = recipe.run(motion_config(settings, task, model, mode, seed))
+    done = recipe.run(motion_config(settings, task, model, mode, seed, fix))
     config, history = done.config, done.history
     record = dict(
         experiment="motion",
@@ -462,6 +470,7 @@ def motion_run(settings: Settings, task: str, model: str, mode: str, seed: int) 
         model=model,
         mode=mode,
         seed=seed,
+        **(dict(fix=fix) if fix else {}),
         epochs=config.epochs,
         accuracy=float(history.history["val_accuracy"][-1]),
         loss=float(history.history["val_loss"][-1]),
@@ -608,12 +617,12 @@ def _plan(settings: Settings, done: list[dict] | None = None) -> list[tuple[str,
     for seed in settings["motion_seeds"]:
         for task in settings["motion_tasks"]:
             for model in MOTION_MODELS:
-                for mode in MODES:
-                    run = lambda clips, shown, t=task, m=model, o=mode, s=seed: (  # noqa: E731
-                        motion_run(settings, t, m, o, s)
+                for mode, fix in MOTION_WAYS:
+                    run = lambda clips, shown, t=task, m=model, o=mode, s=seed, f=fix: (  # noqa: E731
+                        motion_run(settings, t, m, o, s, f)
                     )
-                    identity = dict(_identity("motion", mode, seed), task=task, model=model)
-                    plan.append(("motion", _key(identity), run))
+                    identity = _identity("motion", mode, seed, None, fix)
+                    plan.append(("motion", _key(dict(identity, task=task, model=model)), run))
     plan += _skip_plan(settings)
     for skips in (False, True) if settings.get("realtime_unet") else (False,):
         plan += _realtime_plan(settings, done, skips)
@@ -694,7 +703,7 @@ def _identity(experiment: str, mode: str, seed: int, point: Point | None = None,
 
 
 _KEY_FIELDS = ("experiment", "mode", "seed", "fix", *Point._fields)
-_MOTION_KEY_FIELDS = ("experiment", "mode", "seed", "task", "model")
+_MOTION_KEY_FIELDS = ("experiment", "mode", "seed", "fix", "task", "model")
 
 
 def _key(run: dict) -> tuple:
@@ -715,7 +724,7 @@ def _describe(run: dict) -> str:
     """One progress line's worth of a run: what it trained and its test figure."""
     if run["experiment"] == "motion":
         what = f"motion, {run['task']}, {run['model']} model, {run['epochs']} epochs"
-        who = MODE_LABELS[run["mode"]]
+        who = MODE_LABELS[run["mode"]] + (f" ({run['fix']})" if run.get("fix") else "")
         return f"{what}, seed {run['seed']}, {who}: test accuracy {run['accuracy']:.4f}"
     if run["experiment"] in ("realtime_fps", "skips_realtime_fps"):
         figures = ", ".join(

@@ -17,6 +17,7 @@ from train.study.config import (
     CHAIN_DEFAULTS,
     CHAIN_DRAINED,
     MODES,
+    MOTION_DEFAULTS,
     MOTION_MODELS,
     REALTIME_SKIP_MODES,
     SKIP_MODES,
@@ -348,34 +349,39 @@ def summarize_skip_realtime(runs: list[dict]) -> dict:
 
 
 def summarize_motion(runs: list[dict], settings: dict) -> dict:
-    """Experiment 8: per task and model, BP and Sideways (mean ± std, gap, paired gaps).
+    """Experiment 8: per task and model, BP, the paper's Sideways and SidewaysModel's
+    defaults (mean ± std, gap to BP, paired gaps).
 
-    Returns {"<task>": {"<model>": {"bp": ..., "sideways": ..., "gap": points,
-    "paired_gaps": [...]}}}; empty when the settings try no motion task.
+    Returns {"<task>": {"<model>": {"bp": ..., "sideways": ..., "defaults": ..., "gap":
+    points, "paired_gaps": [...], "defaults_gap": ..., "defaults_paired_gaps": [...]}}};
+    empty when the settings try no motion task.
     """
     summary = {}
+    ways = {"bp": ("bp", None), "sideways": ("sideways", None)}
+    ways[MOTION_DEFAULTS] = ("sideways", MOTION_DEFAULTS)
     for task in settings.get("motion_tasks", ()):  # absent from older study.json
         summary[task] = {}
         for model in MOTION_MODELS:
             got = {
-                mode: {
+                name: {
                     r["seed"]: r["accuracy"]
                     for r in runs
                     if r["experiment"] == "motion"
-                    and (r["task"], r["model"], r["mode"]) == (task, model, mode)
+                    and (r["task"], r["model"], r["mode"], r.get("fix")) == (task, model, *way)
                 }
-                for mode in MODES
+                for name, way in ways.items()
             }
-            means = [np.mean(list(got[m].values())) if got[m] else math.nan for m in MODES]
-            summary[task][model] = dict(
-                **{m: dict(accuracy=mean_std(list(got[m].values()))) for m in MODES},
-                gap=100 * (means[1] - means[0]),
-                paired_gaps=[
-                    100 * (got["sideways"][seed] - bp)
-                    for seed, bp in sorted(got["bp"].items())
-                    if seed in got["sideways"]
-                ],
-            )
+            entry = {name: dict(accuracy=mean_std(list(got[name].values()))) for name in ways}
+            for name, prefix in (("sideways", ""), (MOTION_DEFAULTS, "defaults_")):
+                mean = np.mean(list(got[name].values())) if got[name] else math.nan
+                bp = np.mean(list(got["bp"].values())) if got["bp"] else math.nan
+                entry[f"{prefix}gap"] = 100 * (mean - bp)
+                entry[f"{prefix}paired_gaps"] = [
+                    100 * (got[name][seed] - accuracy)
+                    for seed, accuracy in sorted(got["bp"].items())
+                    if seed in got[name]
+                ]
+            summary[task][model] = entry
     return summary
 
 
