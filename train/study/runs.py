@@ -73,6 +73,18 @@ def psnr(mse: float | np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(1.0 / np.maximum(np.asarray(mse, np.float64), 1e-10))
 
 
+def sideways_options(fix: dict | None) -> dict:
+    """The Sideways fields of a run's config: `fix`'s, else the paper's Sideways (no stash,
+    no drain; delay lines "auto", so none)."""
+    fix = fix or {}
+    return dict(
+        stash_depth=fix.get("stash_depth", 0),
+        drain=fix.get("drain", False),
+        delay_lines=fix.get("delay_lines", "auto"),
+        delay_warmup_steps=fix.get("delay_warmup_steps", 0),
+    )
+
+
 def classification_config(
     settings: Settings,
     mode: str,
@@ -122,10 +134,7 @@ def classification_config(
                 width=settings["width"],
                 skips=skips,
             ),
-            stash_depth=(fix or {}).get("stash_depth", 0),  # 0: the paper's Sideways
-            drain=(fix or {}).get("drain", False),
-            delay_lines=(fix or {}).get("delay_lines", "auto"),
-            delay_warmup_steps=(fix or {}).get("delay_warmup_steps", 0),
+            **sideways_options(fix),
         )
     )
 
@@ -256,10 +265,7 @@ def reconstruction_config(
                 width=settings["recon_width"],
                 skips=skips,
             ),
-            stash_depth=(fix or {}).get("stash_depth", 0),  # 0: the paper's Sideways
-            drain=(fix or {}).get("drain", False),
-            delay_lines=(fix or {}).get("delay_lines", "auto"),
-            delay_warmup_steps=(fix or {}).get("delay_warmup_steps", 0),
+            **sideways_options(fix),
         )
     )
 

@@ -19,6 +19,7 @@ from train.study.config import (
     MODES,
     MOTION_DEFAULTS,
     MOTION_MODELS,
+    MOTION_WAYS,
     REALTIME_SKIP_MODES,
     SKIP_MODES,
     SKIP_RUNS,
@@ -357,8 +358,7 @@ def summarize_motion(runs: list[dict], settings: dict) -> dict:
     empty when the settings try no motion task.
     """
     summary = {}
-    ways = {"bp": ("bp", None), "sideways": ("sideways", None)}
-    ways[MOTION_DEFAULTS] = ("sideways", MOTION_DEFAULTS)
+    ways = {fix or mode: (mode, fix) for mode, fix in MOTION_WAYS}  # bp, sideways, defaults
     for task in settings.get("motion_tasks", ()):  # absent from older study.json
         summary[task] = {}
         for model in MOTION_MODELS:
@@ -372,10 +372,9 @@ def summarize_motion(runs: list[dict], settings: dict) -> dict:
                 for name, way in ways.items()
             }
             entry = {name: dict(accuracy=mean_std(list(got[name].values()))) for name in ways}
+            bp = entry["bp"]["accuracy"]["mean"]  # NaN where none ran
             for name, prefix in (("sideways", ""), (MOTION_DEFAULTS, "defaults_")):
-                mean = np.mean(list(got[name].values())) if got[name] else math.nan
-                bp = np.mean(list(got["bp"].values())) if got["bp"] else math.nan
-                entry[f"{prefix}gap"] = 100 * (mean - bp)
+                entry[f"{prefix}gap"] = 100 * (entry[name]["accuracy"]["mean"] - bp)
                 entry[f"{prefix}paired_gaps"] = [
                     100 * (got[name][seed] - accuracy)
                     for seed, accuracy in sorted(got["bp"].items())
