@@ -555,11 +555,24 @@ def test_once_tensorflow_runs_auto_keeps_its_pools_and_an_explicit_setting_fails
         builders.apply_threads(tiny(moving_digits, threads=explicit))
 
 
+def bad_threads_message(value: str) -> str:
+    return (
+        "config.threads: expected 'auto' or 'inter,intra', two whole numbers >= 0 such "
+        f"as '2,1' ('0,0': TensorFlow's defaults); got {value!r}."
+    )
+
+
+@pytest.mark.parametrize("value", ["abc", "-1,2", "2", "1,2,3", "1.5,2"])
+def test_a_bad_threads_setting_is_refused_with_a_message_naming_it(value):
+    with pytest.raises(builders.ConfigError) as refused:
+        builders.thread_pools(tiny(moving_digits, threads=value))
+    assert str(refused.value) == bad_threads_message(value)
+
+
+# Each command prints that message as its one line of error, before it starts training (a
+# process each: the values themselves are the test above's).
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "script, value",
-    [("train.train", "abc"), ("train.train", "-1,2"), ("train.train", "2"), ("train.compare", "2")],
-)
+@pytest.mark.parametrize("script, value", [("train.train", "-1,2"), ("train.compare", "2")])
 def test_a_bad_threads_setting_is_one_line_of_error(tmp_path, script, value):
     err = run_script(
         script,
@@ -570,10 +583,7 @@ def test_a_bad_threads_setting_is_one_line_of_error(tmp_path, script, value):
         cwd=tmp_path,
         status=1,
     )
-    assert error_lines(err) == [
-        "error: config.threads: expected 'auto' or 'inter,intra', two whole numbers >= 0 such "
-        f"as '2,1' ('0,0': TensorFlow's defaults); got {value!r}."
-    ]
+    assert error_lines(err) == [f"error: {bad_threads_message(value)}"]
     assert not (tmp_path / "runs").exists()
 
 
