@@ -99,7 +99,7 @@ def command(config: str, workdir: Path, overrides: list[str]) -> list[str]:
         f"--config={ROOT / 'train' / 'configs' / config}:tiny",
         f"--workdir={workdir}",
         f"--config.epochs={EPOCHS}",
-        f"--config.export_dir={workdir.parent / 'saved_models'}",
+        "--config.export_dir=",  # no SavedModel: the checkpoints are what is compared
         *overrides,
     ]
 

@@ -70,11 +70,16 @@ def event_texts(folder):
 
 
 @pytest.mark.slow
-def test_the_command_trains_through_the_one_recipe(tmp_path):
+def test_the_command_trains_through_the_one_recipe(tmp_path, monkeypatch):
     """train_and_evaluate's figures are those of `recipe.run` (what the study and the
-    benchmark's race call) on the same config and seed; another seed changes them."""
-    config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"))
+    benchmark's race call) on the same config and seed; another seed changes them. (An
+    empty export_dir exports nothing, here or anywhere.)"""
+    monkeypatch.chdir(tmp_path)
+    config = tiny(moving_digits, export_dir="")
     summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
+    assert summary["export"] is None and os.listdir(tmp_path) == ["runs"]
+    assert os.listdir(tmp_path / "runs") == ["digits"]
+    assert "  SavedModel:   none (config.export_dir is empty)" in printing.summary_lines(summary)
     built = []
 
     def callbacks(train, model):

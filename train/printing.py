@@ -75,5 +75,5 @@ def summary_lines(summary: dict) -> list[str]:
         f"  threads:      {threads_text(summary['threads'])}",
         f"  TensorBoard:  tensorboard --logdir {summary['tensorboard']}",
         f"  checkpoints:  {summary['checkpoints']}",
-        f"  SavedModel:   {summary['export']}",
+        f"  SavedModel:   {summary['export'] or 'none (config.export_dir is empty)'}",
     ]

@@ -117,7 +117,8 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
 
     Writes TensorBoard logs to `workdir/tensorboard` (train: batch_* every
     `config.log_every_steps` steps and epoch_*; validation: epoch_*), weights to
-    `workdir/checkpoints/`, the SavedModel to `config.export_dir/<basename of workdir>`,
+    `workdir/checkpoints/`, the SavedModel to `config.export_dir/<basename of workdir>`
+    (none when `config.export_dir` is empty: the summary's "export" is then None),
     and the summary to `workdir/summary.json`. A run that is killed resumes from its
     last finished epoch when started again with the same workdir (`workdir/backup`), and
     ends with the weights and optimizer state of a run that was never stopped: the
@@ -160,17 +161,19 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             f"Training {name} ended with non-finite weights (validation loss "
             f"{scores.get('loss')}): nothing was exported. Lower config.learning_rate."
         )
-    export_path = export_saved_model(
-        model,
-        os.path.join(config.export_dir, name),
-        metadata=dict(
-            class_names=info.class_names,
-            clip_length=config.data.clip_length,
-            temporal_stride=config.data.temporal_stride,
-            image_size=config.data.image_size,
-            mode=config.mode,
-        ),
-    )
+    export_path = None
+    if config.export_dir:
+        export_path = export_saved_model(
+            model,
+            os.path.join(config.export_dir, name),
+            metadata=dict(
+                class_names=info.class_names,
+                clip_length=config.data.clip_length,
+                temporal_stride=config.data.temporal_stride,
+                image_size=config.data.image_size,
+                mode=config.mode,
+            ),
+        )
     summary = dict(
         name=name,
         mode=config.mode,

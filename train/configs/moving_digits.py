@@ -45,7 +45,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.lr_schedule = "cosine"  # decays to 0 over the run; or "constant"
     config.log_every_steps = 10
     config.verbose = 2
-    config.export_dir = "saved_models"
+    config.export_dir = "saved_models"  # the SavedModel's folder; "": no SavedModel
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "moving_digits"
