@@ -296,6 +296,7 @@ def test_tiny_study_end_to_end_and_report_only_rewrites_the_same_page(tmp_path):
     assert f"[{planned}/{planned}]" in done.stdout
 
     results = runs.load_results(out)
+    assert {r["code"] for r in results["runs"]} == {runs.code_version()}  # this checkout's
     kinds = [(r["experiment"], r.get("speed"), r["mode"]) for r in results["runs"]]
     experiments = [("classification", 1.0), ("classification", 0.0), ("reconstruction", None)]
     fixes = [("fix", 1.0, "sideways")] * 3 + [("fix", 1.0, "bp"), ("fix", 1.0, "sideways")]

@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -536,6 +537,7 @@ def run_study(
         )
 
     old_runs = {_key(run): run for run in previous.get("runs", [])}
+    code = code_version()
     clips = shown = None
     for section, key, make in plan:
         if key in old_runs:
@@ -550,7 +552,7 @@ def run_study(
                     test_clips=len(clips["test"]),
                     shown_clips=show,
                 )
-            record(make(clips, shown))
+            record(dict(make(clips, shown), code=code))
         else:
             missing.append(key)
     # Runs of the file that this plan does not hold (other seeds, say) stay in it.
@@ -767,6 +769,27 @@ def _clips_to_show(test_video: np.ndarray, num_videos: int) -> list[int]:
         indices = np.flatnonzero(test_video == v)
         show.append(int(indices[len(indices) // 2]))
     return show
+
+
+def code_version() -> str | None:
+    """The commit of the code that runs, as `git describe --always --dirty` gives it ("-dirty"
+    when tracked files differ from it), or None outside a git checkout. Every run records
+    it: runs of two versions of the code may not be comparable (data, seeds or numerics
+    may have changed between them), and a resumed study keeps runs of earlier versions."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
 
 
 def _environment() -> dict:
