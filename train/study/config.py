@@ -51,6 +51,8 @@ CHAIN_DEFAULTS = "stash full + drain"  # the fix that is the chain's defaults (s
 # full stash and the drain: temporal stages send whole errors, BP's gradient).
 MOTION_DEFAULTS = "defaults"
 MOTION_WAYS = (("bp", None), ("sideways", None), ("sideways", MOTION_DEFAULTS))
+# The ways set beside BP, each with the prefix of its figures' keys (gap, paired_gaps).
+MOTION_COMPARED = (("sideways", ""), (MOTION_DEFAULTS, f"{MOTION_DEFAULTS}_"))
 CHAIN_DRAINED = "stash 0 + drain"  # the chain's "drained" (section 7)
 REALTIME_SKIP_MODES = ("bp", "sideways", "exact")  # the U-Net's ways in real time
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from keras_sideways.engines import ticks
 from train.study import summary as stats
-from train.study.config import SKIP_MODES, clip_plan
+from train.study.config import MOTION_COMPARED, SKIP_MODES, clip_plan
 
 TEMPLATE = Path(__file__).with_name("report.md.template")
 _FRAGMENT = re.compile(r"^<!-- fragment: (\w+) -->$", re.MULTILINE)
@@ -324,7 +324,7 @@ def _motion(page: _Page) -> dict:
         for model, entry in models.items():
             row = dict(task=name, chance=f"{100 * chance:.0f}", model=model)
             row["bp"] = _percent_or_dash(entry["bp"]["accuracy"])
-            for way, prefix in (("sideways", ""), ("defaults", "defaults_")):
+            for way, prefix in MOTION_COMPARED:
                 measured = entry["bp"]["accuracy"]["n"] and entry[way]["accuracy"]["n"]
                 row[way] = _percent_or_dash(entry[way]["accuracy"])
                 row[f"{prefix}gap"] = f"{entry[f'{prefix}gap']:+.1f}" if measured else "–"

@@ -17,7 +17,7 @@ from train.study.config import (
     CHAIN_DEFAULTS,
     CHAIN_DRAINED,
     MODES,
-    MOTION_DEFAULTS,
+    MOTION_COMPARED,
     MOTION_MODELS,
     MOTION_WAYS,
     REALTIME_SKIP_MODES,
@@ -373,7 +373,7 @@ def summarize_motion(runs: list[dict], settings: dict) -> dict:
             }
             entry = {name: dict(accuracy=mean_std(list(got[name].values()))) for name in ways}
             bp = entry["bp"]["accuracy"]["mean"]  # NaN where none ran
-            for name, prefix in (("sideways", ""), (MOTION_DEFAULTS, "defaults_")):
+            for name, prefix in MOTION_COMPARED:
                 entry[f"{prefix}gap"] = 100 * (entry[name]["accuracy"]["mean"] - bp)
                 entry[f"{prefix}paired_gaps"] = [
                     100 * (got[name][seed] - accuracy)
