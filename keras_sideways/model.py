@@ -284,6 +284,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             self.buffers.reset()
 
     # ----------------------------------------------------------------- forward
+    @tf.autograph.experimental.do_not_convert
     def call(self, video, training=None):
         """Per-frame outputs [batch, time, ...]: every frame through every stage."""
         clips.check_video(video)

@@ -114,6 +114,10 @@ class SidewaysTrainer:
             self._symbolic_build(data_batch=data_batch)
 
     # ----------------------------------------------------------------- steps
+    # The steps, `compute_gradients` and the model's call are traced without AutoGraph:
+    # their loops are Python loops (unrolled) or tf.while_loop, and a Keras 3 layer cannot
+    # branch on a tensor's value in Python anyway; converting them only cost tracing time.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
 
@@ -153,6 +157,7 @@ class SidewaysTrainer:
             self._update_metrics(video, target, outputs, sample_weight, kept)
         )
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._check_inputs(video, target, sample_weight, stream=False)  # no buffers used
@@ -200,7 +205,9 @@ class SidewaysTrainer:
                 )
                 return loss, grads if scale is None else [g / scale for g in grads]
 
-            self._gradient_fns[mode] = tf.function(gradients, reduce_retracing=True)
+            self._gradient_fns[mode] = tf.function(
+                gradients, reduce_retracing=True, autograph=False
+            )
         # The pipeline, batch-norm statistics and random layers' seeds are left as they were.
         state = [*self.buffers.variables, *tick_layers.state_variables(self.stages)]
         saved = [tf.identity(v.value) for v in state]
