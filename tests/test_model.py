@@ -442,6 +442,28 @@ def test_static_video_sideways_equals_bp(targets, engine, temporal, stash_depth)
     assert all(np.abs(g).max() > 0 for g in bp)  # the comparison is not between zeros
 
 
+class Brighter(keras.layers.Layer):
+    """Doubles its input when the input's mean is positive, else passes it: a branch on a
+    tensor's value, written with keras.ops.cond as the steps (traced without AutoGraph)
+    need."""
+
+    def call(self, x):
+        return keras.ops.cond(keras.ops.mean(x) > 0.0, lambda: 2.0 * x, lambda: x)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_layer_that_branches_with_ops_cond_trains_and_keeps_bps_gradient(engine):
+    stages = tiny_conv_stages(num_stages=4)
+    stages[1] = keras.Sequential([Brighter(), stages[1]])
+    video = np.repeat(random_video(batch=2, time=6)[:, :1], 6, axis=1)
+    model = compiled_model(stages, engine=engine)
+    sideways = model.compute_gradients(video, clip_labels(2))
+    assert_all_close(sideways, model.compute_gradients(video, clip_labels(2), mode="bp"), model)
+    before = [w.numpy() for w in model.trainable_weights]
+    model.fit(video, clip_labels(2), epochs=1, verbose=0)
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+
+
 @pytest.mark.parametrize(
     "kind, stash_depth",
     [("batch_norm", 0), ("batch_norm", "full"), ("layer_norm", 0), ("group_norm", 0)],
