@@ -284,7 +284,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             self.buffers.reset()
 
     # ----------------------------------------------------------------- forward
-    @tf.autograph.experimental.do_not_convert
+    @tf.autograph.experimental.do_not_convert  # as the steps are (SidewaysTrainer)
     def call(self, video, training=None):
         """Per-frame outputs [batch, time, ...]: every frame through every stage."""
         clips.check_video(video)
