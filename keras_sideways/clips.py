@@ -15,8 +15,51 @@ def _shape_text(shape: tf.TensorShape) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape.as_list()) + "]"
 
 
+# A dataset of dicts (tensorflow-datasets without as_supervised) is the usual way to give
+# the model a structure instead of one video tensor.
+_PAIRS_HINT = (
+    "A dataset must yield (video, target) pairs (or (video, target, sample_weight)): load "
+    "a tensorflow-datasets dataset with as_supervised=True, or map it, e.g. "
+    "dataset.map(lambda d: (d['video'], d['label']))."
+)
+
+
+def _structure_text(value) -> str | None:
+    """What `value` is when it is a structure (None, a dict, or a list or tuple of
+    tensors) rather than one tensor, for an error message; None for one tensor (or a
+    nested list of numbers, which converts to one)."""
+    if value is None:
+        return "nothing (None)"
+    if isinstance(value, dict):
+        return f"a dict with keys {', '.join(repr(k) for k in value)}"
+    if isinstance(value, (list, tuple)) and any(
+        hasattr(v, "shape") or isinstance(v, dict) for v in value
+    ):
+        return f"a {type(value).__name__} of {len(value)} tensors"
+    return None
+
+
+def check_structure(video, target=None, needs_target: bool = True) -> None:
+    """Raises ValueError unless `video` is one tensor and (with `needs_target`) so is
+    `target`: a dict of features, several inputs or a missing target named as such."""
+    structure = _structure_text(video)
+    if structure is not None:
+        raise ValueError(
+            f"A SidewaysModel takes one input, the video {VIDEO_LAYOUT}; got "
+            f"{structure}. {_PAIRS_HINT}"
+        )
+    structure = _structure_text(target) if needs_target else None
+    if structure is not None:
+        raise ValueError(
+            "Expected one target tensor with the video: clip labels [batch] or per-frame "
+            f"targets [batch, time, ...]; got {structure}. Training and evaluation need "
+            f"a target for every clip, e.g. fit(video, target). {_PAIRS_HINT}"
+        )
+
+
 def check_video(video) -> None:
     """Raises ValueError unless `video` is a float tensor laid out as VIDEO_LAYOUT."""
+    check_structure(video, needs_target=False)
     check_video_shape(video.shape)
     dtype = tf.as_dtype(video.dtype)
     if not dtype.is_floating:
@@ -28,6 +71,15 @@ def check_video(video) -> None:
 
 def check_video_shape(shape) -> None:
     """Raises ValueError unless `shape` is VIDEO_LAYOUT with at least one frame."""
+    nested = isinstance(shape, (list, tuple)) and any(
+        isinstance(d, (list, tuple, dict, tf.TensorShape)) for d in shape
+    )
+    if isinstance(shape, dict) or nested:
+        given = "a dict of input shapes" if isinstance(shape, dict) else "several input shapes"
+        raise ValueError(
+            f"A SidewaysModel takes one input, the video {VIDEO_LAYOUT}; got {given}, "
+            f"{shape!r}. {_PAIRS_HINT}"
+        )
     shape = tf.TensorShape(shape)
     if shape.rank != 5:
         raise ValueError(
@@ -43,6 +95,7 @@ def check_video_shape(shape) -> None:
 
 def check_target(video, target) -> None:
     """Raises ValueError unless `target` is a clip label [batch] or per-frame [batch, time, ...]."""
+    check_structure(video, target)
     vshape, tshape = tf.TensorShape(video.shape), tf.TensorShape(target.shape)
     if tshape.rank == 0:
         raise ValueError(

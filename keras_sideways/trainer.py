@@ -106,7 +106,7 @@ class SidewaysTrainer:
             lambda v: replicas.first_replica_value(strategy, v), data_batch
         )
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
-        if target is not None:
+        if target is not None or training or self._evaluating:  # predict needs no target
             self._check_inputs(video, target, sample_weight)
         with strategy.scope():  # variables made here belong to the strategy
             if not self.built:
@@ -188,6 +188,7 @@ class SidewaysTrainer:
             stateful pipeline is left as it was.
         """
         mode = options.check_mode(mode or self.mode)
+        clips.check_structure(video, target)
         video = tf.convert_to_tensor(video)
         target = tf.convert_to_tensor(target)
         if sample_weight is not None:

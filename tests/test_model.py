@@ -251,6 +251,36 @@ def test_bad_input_raises_a_clear_value_error(video, target, message, entry):
             model.compute_gradients(video, target)
 
 
+PAIRS = r"A dataset must yield \(video, target\) pairs.*as_supervised=True"
+
+
+@pytest.mark.parametrize(
+    "elements, message",
+    [  # what tensorflow-datasets yields without as_supervised=True: a dict of features
+        (lambda v, t: {"video": v, "label": t}, "one input.*got a dict with keys 'video'"),
+        (lambda v, t: v, "one target tensor.*got nothing \\(None\\)"),  # videos alone
+        (lambda v, t: ((v, v), t), "one input.*got a tuple of 2 tensors"),
+        (lambda v, t: (v, {"label": t}), "one target tensor.*got a dict with keys 'label'"),
+    ],
+    ids=["features-dict", "no-target", "two-inputs", "target-dict"],
+)
+def test_a_batch_that_is_not_a_video_and_a_target_is_named_with_the_fix(elements, message):
+    video, labels = random_video(batch=4, time=4), clip_labels(4)
+    data = tf.data.Dataset.from_tensor_slices(elements(video, labels)).shuffle(4, seed=0)
+    model = compiled_model(tiny_conv_stages(num_stages=3))
+    for run in (model.fit, model.evaluate):
+        with pytest.raises(ValueError, match=f"{message}.*{PAIRS}"):
+            run(data.batch(2), verbose=0)
+    assert model.buffers is None  # refused before anything was built
+    if message.startswith("one input"):  # the features dict, or the two inputs
+        given = elements(video, labels)
+        with pytest.raises(ValueError, match=f"{message}.*{PAIRS}"):
+            model.compute_gradients(given if isinstance(given, dict) else given[0], labels)
+    with pytest.raises(ValueError, match=f"one input, the video {LAYOUT}; got a dict"):
+        model.predict({"video": video}, verbose=0)
+    model.fit(video, labels, batch_size=2, verbose=0)  # the pairs themselves train
+
+
 def test_bad_call_input_names_the_layout():
     model = ks.SidewaysModel(tiny_conv_stages())
     with pytest.raises(ValueError, match=f"{LAYOUT}.*got rank 3"):
