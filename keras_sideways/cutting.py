@@ -31,9 +31,10 @@ def cut(
     """Cuts a per-frame Functional model into stages and the stage graph joining them.
 
     Args:
-        model: a Functional `keras.Model` of one input (a frame, [H, W, C]) and one output.
-        at: the names of the layers whose outputs end the stages, bottom first; the last
-            stage ends at the model's output.
+        model: a Functional `keras.Model` of one input (a frame, [H, W, C]) and one
+            output, or a built `keras.Sequential` (one that starts with a `keras.Input`).
+        at: the names of the layers whose outputs end the stages, bottom first (one name:
+            two stages); the last stage ends at the model's output.
         num_stages: instead of `at`, the number of stages, cut where the estimated cost
             (`layer_costs`) is most even among the layers that can be cut at.
 
@@ -45,10 +46,12 @@ def cut(
     Raises:
         ValueError: naming the layer: an unknown layer, a model that is not a Functional
             model of one input and output, a temporal layer (a cut model is per-frame;
-            temporal stages are written as stages), cuts given out of order, a layer that
-            more than one stage would run (shared weights across a cut), or a tensor other
-            than a cut layer's output that crosses a cut.
+            temporal stages are written as stages), cuts given out of order or twice, a
+            cut at the output layer, an unbuilt `keras.Sequential`, a layer that more than
+            one stage would run (shared weights across a cut), or a tensor other than a
+            cut layer's output that crosses a cut.
     """
+    model = _functional(model)
     _check_model(model)
     if (at is None) == (num_stages is None):
         raise ValueError(
@@ -57,11 +60,18 @@ def cut(
         )
     if at is None:
         at = balanced_cuts(model, num_stages)
-    ends = [_cut_output(model, name) for name in at] + [model.output]
+    at = [at] if isinstance(at, str) else list(at)
+    twice = [name for i, name in enumerate(at) if name in at[:i]]
+    if twice:
+        raise ValueError(
+            f"Layer {twice[0]!r} is named more than once in at={at!r}: each name ends one "
+            "stage, so name each layer once, bottom first."
+        )
+    ends = [_cut_output(model, name) for name in at] + [model.outputs[0]]
     plan = _plan(model, list(at), ends)
     stages = []
     for k, (sources, end) in enumerate(zip(plan, ends)):
-        tensors = [model.input if s == VIDEO else ends[s] for s in sources]
+        tensors = [model.inputs[0] if s == VIDEO else ends[s] for s in sources]
         stages.append(
             keras.Model(
                 tensors[0] if len(tensors) == 1 else tensors, end, name=f"{model.name}_stage{k}"
@@ -92,6 +102,8 @@ def balanced_cuts(model: keras.Model, num_stages: int) -> list[str]:
     nearest to it (a cut that leaves every stage valid, `cut`)."""
     if not isinstance(num_stages, int) or num_stages < 2:
         raise ValueError(f"num_stages must be an int >= 2; got {num_stages!r}.")
+    model = _functional(model)
+    _check_model(model)
     costs = layer_costs(model)
     names = [layer.name for layer in model.layers if not _is_input(layer)]
     running = np.cumsum([costs[n] for n in names])
@@ -104,7 +116,7 @@ def balanced_cuts(model: keras.Model, num_stages: int) -> list[str]:
         for i in sorted(later, key=lambda i: abs(running[i] - target)):
             trial = [names[j] for j in chosen + [i]]
             try:
-                _plan(model, trial, [_cut_output(model, n) for n in trial] + [model.output])
+                _plan(model, trial, [_cut_output(model, n) for n in trial] + [model.outputs[0]])
             except ValueError:
                 continue
             chosen.append(i)
@@ -135,6 +147,20 @@ def _operation(tensor):
 
 def _is_input(layer) -> bool:
     return isinstance(layer, keras.layers.InputLayer)
+
+
+def _functional(model):
+    """A built `keras.Sequential` as the Functional model of its layers (the same layers,
+    so the same weights); any other model as it is."""
+    if not isinstance(model, keras.Sequential):
+        return model
+    if getattr(model, "outputs", None) is None:
+        raise ValueError(
+            f"cut needs a built model, and the keras.Sequential {model.name!r} is not built: "
+            "start it with keras.Input(frame_shape), or call "
+            "model.build((None, height, width, channels)) first."
+        )
+    return keras.Model(model.inputs[0], model.outputs[0], name=model.name)
 
 
 def _check_model(model) -> None:
@@ -175,6 +201,11 @@ def _cut_output(model, name: str):
         )
     if isinstance(layer.output, (list, tuple)):
         raise ValueError(f"Layer {name!r} has several outputs; cut at a layer of one output.")
+    if layer.output is model.outputs[0]:
+        raise ValueError(
+            f"Layer {name!r} makes the output of {model.name!r}, where the last stage ends "
+            "anyway: name only the layers where the stages below it end."
+        )
     return layer.output
 
 
@@ -196,7 +227,7 @@ def _plan(model, at: list[str], ends: list) -> list[tuple]:
             if id(tensor) in seen:
                 continue
             seen.add(id(tensor))
-            if tensor is model.input:
+            if tensor is model.inputs[0]:
                 sources.add(VIDEO)
                 continue
             j = stage_of_end.get(id(tensor))

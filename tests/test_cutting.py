@@ -167,6 +167,12 @@ def temporal_model():
         (shared_conv_model, ["first", "middle"], "Layer 'shared' is used in stages 1 and 2"),
         (shared_conv_model, ["shared"], "Layer 'shared' is called 2 times"),
         (temporal_model, ["motion"], "Layer 'motion' \\(CausalTemporalConv\\) is temporal"),
+        (resnet, ["stem", "head"], "Layer 'head' makes the output of 'resnet', where the last"),
+        (
+            resnet,
+            ["stem", "stem"],
+            "Layer 'stem' is named more than once in at=\\['stem', 'stem'\\]",
+        ),
     ],
 )
 def test_what_cannot_be_cut_is_refused_naming_the_layer(build, at, message):
@@ -179,3 +185,59 @@ def test_cut_needs_the_cut_layers_or_a_number_of_stages():
         ks.cut(resnet())
     with pytest.raises(ValueError, match="num_stages must be an int >= 2"):
         ks.cut(resnet(), num_stages=1)
+
+
+def vgg_sequential(build):
+    """A per-frame keras.Sequential, made as a user writes one: with a keras.Input first
+    ("input"), built by `build` ("build"), or neither ("unbuilt")."""
+    layers = [
+        conv(4, "conv1"),
+        keras.layers.MaxPooling2D(name="pool1"),
+        conv(4, "conv2"),
+        keras.layers.GlobalAveragePooling2D(name="pool2"),
+        keras.layers.Dense(2, name="head"),
+    ]
+    model = keras.Sequential(([keras.Input((8, 8, 1))] if build == "input" else []) + layers)
+    if build == "build":
+        model.build((None, 8, 8, 1))
+    return model
+
+
+def listed_functional():
+    """A Functional model made with lists of one input and one output, as some users write."""
+    x = keras.Input((8, 8, 1))
+    y = keras.layers.GlobalAveragePooling2D(name="pool")(conv(4, "stem")(x))
+    return keras.Model([x], [keras.layers.Dense(2, name="head")(y)], name="listed")
+
+
+@pytest.mark.parametrize(
+    "build, cuts",
+    [
+        (lambda: vgg_sequential("input"), dict(at=["pool1", "pool2"])),
+        (lambda: vgg_sequential("build"), dict(num_stages=3)),
+        (listed_functional, dict(at="stem")),  # one name: two stages
+    ],
+    ids=["sequential-input", "sequential-built", "listed-functional"],
+)
+def test_a_sequential_or_a_listed_model_is_cut_and_trains_with_fit(build, cuts):
+    model = build()
+    stages, graph = ks.cut(model, **cuts)
+    assert graph == [[VIDEO]] + [[k] for k in range(len(stages) - 1)]  # a chain
+    assert len(stages) == (2 if cuts.get("at") == "stem" else 3)
+    video = random_video(batch=4, time=5, seed=6)
+    data = tf.data.Dataset.from_tensor_slices((video, clip_labels(4) % 2)).shuffle(4, seed=0)
+    sideways = ks.SidewaysModel(stages, inputs=graph)
+    sideways.compile(optimizer=keras.optimizers.Adam(0.01), loss=CLIP_LOSS)
+    before = [v.numpy() for v in model.trainable_variables]
+    history = sideways.fit(data.batch(2), epochs=1, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert all(np.any(b != v.numpy()) for b, v in zip(before, model.trainable_variables))
+    frames = np.reshape(video, (-1, 8, 8, 1))  # the stages compute the model, frame by frame
+    listed = not isinstance(model, keras.Sequential) and isinstance(model.input, list)
+    uncut = model([frames] if listed else frames)
+    np.testing.assert_allclose(np.reshape(sideways(video), (-1, 2)), uncut, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unbuilt_sequential_is_refused_with_how_to_build_it():
+    with pytest.raises(ValueError, match="'.*' is not built: start it with keras.Input"):
+        ks.cut(vgg_sequential("unbuilt"), num_stages=2)
