@@ -160,3 +160,11 @@ def test_video_files_by_path():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ks.data.arrow_of_time(**{**SMALL, "num_clips": 2, **kwargs})
+
+
+@pytest.mark.parametrize("content", [b"not a video", b""], ids=["garbage", "empty"])
+def test_a_file_that_is_not_a_video_is_a_value_error_naming_it(tmp_path, content):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"Cannot decode the video '{path}': "):
+        ks.data.arrow_of_time(**{**SMALL, "num_clips": 2, "videos": [str(path)]})

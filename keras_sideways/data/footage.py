@@ -82,10 +82,13 @@ def decoded_frames(
     Decoded once per process for each (path, image_size, max_frames); the array is
     read-only because it is shared.
     """
-    count = video_files.count_frames(path)
-    if max_frames:
-        count = min(count, max_frames)
-    frames = video_files.read_clip(path, range(count), image_size)
+    try:
+        count = video_files.count_frames(path)
+        if max_frames:
+            count = min(count, max_frames)
+        frames = video_files.read_clip(path, range(count), image_size)
+    except video_files.decode_errors() as error:
+        raise ValueError(f"Cannot decode the video {path!r}: {error}.") from error
     frames.setflags(write=False)
     return frames
 
@@ -241,8 +244,8 @@ def arrow_of_time(
         float32 [batch, time, height, width, channels] in [0, 1], label int32 [batch].
 
     Raises:
-        ValueError: for a bad argument, or a video whose part for this split is shorter
-            than one clip.
+        ValueError: for a bad argument, a file that cannot be decoded, or a video whose
+            part for this split is shorter than one clip.
     """
     cp.check_choice("split", split, SPLITS)
     clip_length, temporal_stride, (height, width), batch_size = cp.check_clip_args(

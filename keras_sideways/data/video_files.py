@@ -126,12 +126,17 @@ class _Reporter:
         warnings.warn(message + " Skipped.", UserWarning, stacklevel=3)
 
 
+def decode_errors() -> tuple[type[Exception], ...]:
+    """What decoding a file that is not a usable video raises: PyAV's errors, the file
+    system's, and the ValueErrors of `count_frames` and `read_clip`."""
+    return (_av().FFmpegError, OSError, ValueError)
+
+
 def _probe(path: str) -> int | str:
     """Frames in the file, or why it cannot be used."""
-    av = _av()
     try:
         return count_frames(path)
-    except (av.FFmpegError, OSError, ValueError) as error:
+    except decode_errors() as error:
         return f"cannot decode it ({error})"
 
 
