@@ -126,7 +126,9 @@ def export_saved_model(model, path: str | os.PathLike, metadata: dict | None = N
     inside the export, with the number of stages added, for `train/predict.py`.
     The SavedModel is written beside `path` and renamed into place, so an interrupted
     export never leaves a half-written model where a good one stood. A model with a
-    non-finite weight is refused (ValueError), leaving `path` as it was.
+    non-finite weight is refused (ValueError), leaving `path` as it was, and so is a `path`
+    that is a file or a folder of other files (not an earlier SavedModel), which the
+    replacement would delete.
 
     Returns:
         The path written.
@@ -144,6 +146,7 @@ def export_saved_model(model, path: str | os.PathLike, metadata: dict | None = N
             f"to {os.fspath(path)}."
         )
     path = os.path.abspath(os.fspath(path))
+    check_export_path(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     module = _Exported(model)
@@ -162,6 +165,26 @@ def export_saved_model(model, path: str | os.PathLike, metadata: dict | None = N
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+def check_export_path(path: str | os.PathLike) -> None:
+    """Raises ValueError unless `export_saved_model` may write to `path`: a free path, an
+    empty folder or an earlier SavedModel (which it replaces whole), never a file or a
+    folder of other files. A training run checks its export path with it first."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(
+            f"Cannot export to {path}: it is a file. Give the path of a folder: a new or "
+            "empty one, or an earlier export, which is replaced."
+        )
+    entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
+    if entries and "saved_model.pb" not in entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ValueError(
+            f"Refusing to export to {path}: the export replaces the whole folder, and this "
+            f"one is not an earlier export but holds other files ({shown}). Export to a new "
+            "or empty folder (e.g. a subfolder), or to an earlier export. Nothing was written."
+        )
 
 
 def _replace_dir(new: str, target: str) -> None:

@@ -118,3 +118,24 @@ def test_non_finite_weights_are_refused_and_the_previous_export_kept(tmp_path):
         ks.export_saved_model(model, path, metadata={"version": 2})
     assert json.loads((tmp_path / "m" / export.METADATA_FILE).read_text())["version"] == 1
     assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_a_file_or_a_folder_of_other_files_is_never_replaced(tmp_path, monkeypatch):
+    model = trained_classifier(num_stages=3)
+    project = tmp_path / "project"  # the user's work: export(".") must not delete it
+    (project / "data").mkdir(parents=True)
+    (project / "train.py").write_text("code")
+    (project / "data" / "clips.npy").write_text("clips")
+    monkeypatch.chdir(project)
+    for target in (".", "data"):
+        with pytest.raises(ValueError, match="holds other files \\((data, train.py|clips.npy)\\)"):
+            model.export(target)
+    with pytest.raises(ValueError, match="it is a file"):
+        ks.export_saved_model(model, "train.py")
+    assert (project / "train.py").read_text() == "code"
+    assert sorted(os.listdir(project)) == ["data", "train.py"]  # no staging folder either
+    assert os.listdir(project / "data") == ["clips.npy"]
+    (project / "empty").mkdir()
+    for target in ("empty", "empty", "new"):  # an empty folder, then an earlier export
+        ks.export_saved_model(model, target, metadata={"target": target})
+        assert json.loads((project / target / export.METADATA_FILE).read_text())["target"] == target

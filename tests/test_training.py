@@ -127,6 +127,17 @@ def test_train_and_evaluate_writes_logs_checkpoints_export(tmp_path, mode):
         assert json.load(f)["validation"] == summary["validation"]
 
 
+def test_an_export_path_that_is_not_free_fails_before_training(tmp_path):
+    config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"))
+    (tmp_path / "saved_models" / "digits").mkdir(parents=True)
+    (tmp_path / "saved_models" / "digits" / "notes.txt").write_text("mine")
+    workdir = tmp_path / "runs" / "digits"
+    with pytest.raises(builders.ConfigError, match="config.export_dir: .*holds other files"):
+        recipe.train_and_evaluate(config, str(workdir))
+    assert not workdir.exists()  # nothing trained, nothing written
+    assert os.listdir(tmp_path / "saved_models" / "digits") == ["notes.txt"]
+
+
 @pytest.mark.slow
 def test_reconstruction_config_trains_an_encoder_decoder(tmp_path):
     config = tiny(moving_digits_autoencode, export_dir=str(tmp_path / "saved_models"))

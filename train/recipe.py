@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from keras_sideways.callbacks import BackupAndRestore
-from keras_sideways.export import export_saved_model, non_finite_weights
+from keras_sideways.export import check_export_path, export_saved_model, non_finite_weights
 from keras_sideways.model import SidewaysModel
 from train import builders, printing
 
@@ -132,6 +132,11 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     pools = builders.apply_threads(config)  # before anything starts TensorFlow's runtime
     workdir = os.path.abspath(workdir)
     name = os.path.basename(workdir.rstrip("/"))
+    if config.export_dir:  # before training, not after: the export replaces what is there
+        try:
+            check_export_path(os.path.join(config.export_dir, name))
+        except ValueError as error:
+            raise builders.ConfigError(f"config.export_dir: {error}") from None
     os.makedirs(workdir, exist_ok=True)
     tensorboard_dir = os.path.join(workdir, "tensorboard")
     checkpoint_dir = os.path.join(workdir, "checkpoints")
