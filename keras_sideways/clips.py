@@ -11,7 +11,8 @@ import tensorflow as tf
 VIDEO_LAYOUT = "[batch, time, height, width, channels]"
 
 
-def _shape_text(shape: tf.TensorShape) -> str:
+def shape_text(shape: tf.TensorShape) -> str:
+    """A shape as the errors write it: [2, ?, 8]."""
     return "[" + ", ".join("?" if d is None else str(d) for d in shape.as_list()) + "]"
 
 
@@ -84,12 +85,12 @@ def check_video_shape(shape) -> None:
     if shape.rank != 5:
         raise ValueError(
             f"Expected video of rank 5, laid out as {VIDEO_LAYOUT}; "
-            f"got rank {shape.rank} with shape {_shape_text(shape)}."
+            f"got rank {shape.rank} with shape {shape_text(shape)}."
         )
     if shape[1] == 0:
         raise ValueError(
             f"Expected video {VIDEO_LAYOUT} with at least one frame; got an empty time "
-            f"axis, shape {_shape_text(shape)}."
+            f"axis, shape {shape_text(shape)}."
         )
 
 
@@ -105,13 +106,13 @@ def check_target(video, target) -> None:
     if vshape[0] is not None and tshape[0] is not None and vshape[0] != tshape[0]:
         raise ValueError(
             f"Video and target must have the same batch size; got video "
-            f"{_shape_text(vshape)} {VIDEO_LAYOUT} and target {_shape_text(tshape)}."
+            f"{shape_text(vshape)} {VIDEO_LAYOUT} and target {shape_text(tshape)}."
         )
     if tshape.rank >= 2 and None not in (vshape[1], tshape[1]) and vshape[1] != tshape[1]:
         raise ValueError(
             f"Per-frame targets must be [batch, time, ...] with the video's time "
-            f"({vshape[1]}); got target {_shape_text(tshape)} for video "
-            f"{_shape_text(vshape)}. Clip labels must be [batch]."
+            f"({vshape[1]}); got target {shape_text(tshape)} for video "
+            f"{shape_text(vshape)}. Clip labels must be [batch]."
         )
 
 
@@ -122,7 +123,7 @@ def check_sample_weight(video, sample_weight) -> None:
     shape = tf.TensorShape(sample_weight.shape)
     if shape.rank != 1:
         raise ValueError(
-            f"Expected sample weights of shape [batch], one per clip; got {_shape_text(shape)}."
+            f"Expected sample weights of shape [batch], one per clip; got {shape_text(shape)}."
         )
 
 
@@ -136,7 +137,7 @@ def check_stream_batch(video, target, capacity: int | None) -> None:
     if not is_clip_target(target):
         raise ValueError(
             "stateful=True supports clip labels [batch] only: per-frame targets "
-            f"{_shape_text(tf.TensorShape(target.shape))} would need the targets of the "
+            f"{shape_text(tf.TensorShape(target.shape))} would need the targets of the "
             "previous chunk."
         )
     batch = video.shape[0]
@@ -174,7 +175,7 @@ def check_stream_data(x, batch_size: int | None, fixed: int | None) -> None:
         if shape.rank is not None and shape.rank > 0 and shape[0] is None:
             raise ValueError(
                 f"{how}; got a dataset whose batch size is not fixed (video batches of "
-                f"shape {_shape_text(shape)}), so its last batch may be short. Batch it "
+                f"shape {shape_text(shape)}), so its last batch may be short. Batch it "
                 "with drop_remainder=True: dataset.batch(n, drop_remainder=True)."
             )
         sizes = [] if shape.rank is None or shape.rank == 0 else [shape[0]]
@@ -266,7 +267,7 @@ def check_batch_kept(stage_index: int, stage, batch: int, output_shape) -> None:
         raise ValueError(
             f"Stage {stage_index} ({stage.name}) must keep the batch size: a stage maps "
             f"[N, ...] frames to [N, ...] outputs; given a batch of {batch} frames it gave "
-            f"{out} outputs (shape {_shape_text(tf.TensorShape(output_shape))}). A Lambda "
+            f"{out} outputs (shape {shape_text(tf.TensorShape(output_shape))}). A Lambda "
             "or tf.reshape that folds frames into the batch, or the batch into features, "
             "cannot be a stage; keras.layers.Reshape and Flatten reshape each frame and "
             "keep the batch axis."

@@ -443,7 +443,22 @@ def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[t
             for x in read
         ]
         with device_scope(graph.devices[k]):  # the stage's weights live on its device
-            x = stage(graph.shaped(k, specs))
+            try:
+                x = stage(graph.shaped(k, specs))
+            except ValueError as error:  # Keras names the layer, not the stage
+                given = ", ".join(clips.shape_text(tf.TensorShape(x.shape)) for x in specs)
+                raise ValueError(
+                    f"Stage {k} ({stage.name}) cannot take what it reads, {given} "
+                    f"(from {_sources_text(graph, k)}): {error}"
+                ) from error
+        if not isinstance(x, keras.KerasTensor):
+            several = isinstance(x, (list, tuple, dict))
+            got = f"a {type(x).__name__} of {len(x)}" if several else type(x).__name__
+            raise ValueError(
+                f"Stage {k} ({stage.name}) must return one tensor per frame; got {got}. "
+                "Split it into stages that return one tensor each: a later stage may read "
+                "several (inputs=[...])."
+            )
         outputs.append(x)
         clips.check_batch_kept(k, stage, batch, x.shape)
         if None in x.shape[1:]:
@@ -453,6 +468,11 @@ def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[t
             )
         output_shapes.append(tuple(x.shape[1:]))
     return output_shapes
+
+
+def _sources_text(graph: StageGraph, k: int) -> str:
+    """Where stage `k` reads from, in words: "the video", "stage 1", "stage 0, stage 2"."""
+    return ", ".join("the video" if s == VIDEO else f"stage {s}" for s in graph.inputs[k])
 
 
 def _load_seeds(seeds: list, store, keys: list[str]) -> None:

@@ -338,6 +338,24 @@ def test_layers_an_engine_cannot_run_are_refused_by_name():
     )
 
 
+def test_a_stage_that_cannot_take_its_input_or_returns_several_is_named():
+    two = keras.layers.Lambda(lambda x: (x, 2 * x), name="pair")
+    cases = [  # stages in the wrong order; a stage of two outputs
+        (
+            [keras.layers.GlobalAveragePooling2D(), keras.layers.Conv2D(4, 3, name="late")],
+            "Stage 1 \\(late\\) cannot take what it reads, \\[2, 1\\] \\(from stage 0\\): .*ndim",
+        ),
+        (
+            [keras.layers.Conv2D(4, 3), two, keras.layers.Dense(3)],
+            "Stage 1 \\(pair\\) must return one tensor per frame; got a tuple of 2",
+        ),
+    ]
+    for stages, message in cases:
+        model = compiled_model(stages)
+        with pytest.raises(ValueError, match=message):
+            model.fit(random_video(), clip_labels(2), verbose=0)
+
+
 def test_fewer_than_two_stages_is_refused():
     with pytest.raises(ValueError, match="at least two stages.*got 1"):
         ks.SidewaysModel([keras.layers.Dense(3)])
