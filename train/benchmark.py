@@ -21,7 +21,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from train import results
+from train import command_line, results
 from train.bench import config as bench_config
 from train.bench import report, runs, summary
 
@@ -29,7 +29,7 @@ REFERENCE_JSON = "docs/performance/bench.json"
 REFERENCE_DOCS = "docs/performance.md"
 OTHER_JSON = "bench/results.json"
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = command_line.define_config_file(
     "config", "train/bench/config.py", "The workload.", lock_config=True
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Shorthand for --config=train/bench/config.py:quick.")
@@ -86,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=command_line.parse)

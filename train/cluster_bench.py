@@ -41,15 +41,14 @@ import time
 from pathlib import Path
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from train import child_process, results
+from train import child_process, command_line, results
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = Path(__file__).with_name("cluster_bench.md.template")
 BEGIN, END = "<!-- cluster_bench: begin -->", "<!-- cluster_bench: end -->"
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = command_line.define_config_file(
     "config", "train/bench/config.py", "The benchmark's workload.", lock_config=True
 )
 _JSON = flags.DEFINE_string("json", "docs/performance/cluster.json", "Raw results.")
@@ -490,4 +489,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=command_line.parse)

@@ -15,13 +15,13 @@ import os
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
+from train import command_line
 from train.builders import ConfigError, check_config, thread_pools
 from train.printing import comparison_table, summary_lines
 from train.recipe import DivergedError, train_and_evaluate
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = command_line.define_config_file(
     "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Prefix of the two run folders (_bp, _sideways).")
@@ -69,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=command_line.parse)

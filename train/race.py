@@ -24,7 +24,7 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
-from train import results
+from train import command_line, results
 from train.bench import plots, race_config, race_report, race_runs, race_summary
 
 REFERENCE_JSON = "docs/performance/race.json"
@@ -32,7 +32,7 @@ REFERENCE_DOCS = "docs/race.md"
 REFERENCE_OUT = "results/race"
 OTHER_OUT = "results/race_other"
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = command_line.define_config_file(
     "config", "train/bench/race_config.py", "The race.", lock_config=True
 )
 _OUT = flags.DEFINE_string(
@@ -95,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=command_line.parse)

@@ -28,10 +28,11 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from train import command_line
 from train.study import config as study_config
 from train.study import plots, report, runs, summary
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = command_line.define_config_file(
     "config", "train/study/config.py", "The study's settings.", lock_config=True
 )
 _QUICK = flags.DEFINE_bool("quick", False, "Shorthand for --config=train/study/config.py:quick.")
@@ -129,4 +130,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=command_line.parse)

@@ -19,14 +19,14 @@ See docs/distributed.md for multi-worker training and stages on other machines.
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from keras_sideways import cluster, placement
+from train import command_line
 from train.builders import ConfigError, apply_threads, check_config
 from train.printing import summary_lines
 from train.recipe import DivergedError, train_and_evaluate
 
-_CONFIG = config_flags.DEFINE_config_file(
+_CONFIG = command_line.define_config_file(
     "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Logs and checkpoints; its name names the export.")
@@ -130,4 +130,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=command_line.parse)
