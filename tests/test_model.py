@@ -490,6 +490,19 @@ def test_static_video_sideways_equals_bp(targets, engine, temporal, stash_depth)
     assert all(np.abs(g).max() > 0 for g in bp)  # the comparison is not between zeros
 
 
+def test_the_gradient_comparison_tells_the_papers_pairing_from_bp_on_moving_video():
+    # assert_all_close's tolerance (rounding of float32 sums) is far below what a wrong
+    # pairing changes: on moving video the paper's Sideways is not BP, and it says so.
+    video, target = random_video(batch=2, time=6, seed=3), clip_labels(2)
+    model = compiled_model(tiny_conv_stages(num_stages=4))  # stash 0: the paper's
+    with pytest.raises(AssertionError, match="Mismatched elements"):
+        assert_all_close(
+            model.compute_gradients(video, target),
+            model.compute_gradients(video, target, mode="bp"),
+            model,
+        )
+
+
 class Brighter(keras.layers.Layer):
     """Doubles its input when the input's mean is positive, else passes it: a branch on a
     tensor's value, written with keras.ops.cond as the steps (traced without AutoGraph)
