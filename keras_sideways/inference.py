@@ -39,7 +39,11 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
     """The `top` classes of a video file's centre clip, as [(class name, probability)].
 
     The clip is cut, resized and converted as at training time, from the export's metadata.
+    Raises ValueError naming the folder, the file or `top` for an export that is missing or
+    not a classifier, a file that cannot be decoded, or a `top` below 1.
     """
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top: expected how many classes to return, an int >= 1; got {top!r}.")
     model, meta = load_export(model_dir)
     if not meta.get("class_names"):
         raise ValueError(f"The model at {model_dir} is not a classifier (no class names).")
@@ -51,7 +55,7 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
         start = max((frames - span) // 2, 0)
         indices = np.minimum(start + np.arange(clip_length) * stride, frames - 1)
         clip = video_files.read_clip(video_path, indices, (height, width))
-    except Exception as error:  # PyAV raises its own error types
+    except video_files.decode_errors() as error:
         raise ValueError(f"Cannot decode the video {video_path}: {error}") from error
     clip = clip.astype(np.float32) / 255.0
     if channels == 1:

@@ -73,6 +73,33 @@ def test_predict_script_prints_the_top_classes(exported):
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-3)
 
 
+def test_predict_script_reports_a_missing_export_in_one_line(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-m", "train.predict", f"--model={tmp_path / 'none'}", "--video=x.mp4"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: No exported model at {tmp_path / 'none'}: not a folder."
+    ]
+
+
+@pytest.mark.parametrize("top", [0, -1, 1.5])
+def test_a_top_below_one_is_refused(exported, top):  # -1 once returned all classes but one
+    with pytest.raises(ValueError, match=f"top: expected .* an int >= 1; got {top}"):
+        inference.classify_video_file(exported, sample_video("bikes"), top=top)
+
+
+def test_a_file_that_is_not_a_video_is_named(exported, tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match=f"Cannot decode the video {tmp_path / 'clip.mp4'}"):
+        inference.classify_video_file(exported, tmp_path / "clip.mp4")
+
+
 def test_missing_and_corrupt_exports_name_the_path(tmp_path, exported):
     with pytest.raises(ValueError, match=f"No exported model at {tmp_path / 'nothing'}"):
         inference.load_export(tmp_path / "nothing")

