@@ -138,6 +138,17 @@ def test_an_export_path_that_is_not_free_fails_before_training(tmp_path):
     assert os.listdir(tmp_path / "saved_models" / "digits") == ["notes.txt"]
 
 
+def test_a_data_or_workdir_the_run_cannot_use_is_a_config_error_naming_it(tmp_path):
+    config = tiny(video_folder, **{"data.root": str(tmp_path / "missing")})  # a typo
+    with pytest.raises(builders.ConfigError, match="config.data \\(video_folder\\): .*missing"):
+        builders.build_datasets(config)
+    (tmp_path / "runs").write_text("a file where the runs folder should be")
+    with pytest.raises(builders.ConfigError, match="--workdir: cannot create .*runs/digits"):
+        recipe.train_and_evaluate(
+            tiny(moving_digits, export_dir=""), str(tmp_path / "runs" / "digits")
+        )
+
+
 @pytest.mark.slow
 def test_reconstruction_config_trains_an_encoder_decoder(tmp_path):
     config = tiny(moving_digits_autoencode, export_dir=str(tmp_path / "saved_models"))

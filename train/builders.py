@@ -169,6 +169,18 @@ class DataInfo:
 
 
 def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
+    """Returns (train, validation, info) for `config.data` and `config.task` (below); a
+    value the data builder refuses (a missing folder, a video too short) is a ConfigError
+    naming `config.data`, which the commands print as one line."""
+    try:
+        return _build_datasets(config)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"config.data ({config.data.name}): {error}") from error
+
+
+def _build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
     """Returns (train, validation, info) for `config.data` and `config.task`.
 
     The validation split takes the clip length, batch size and seed of training unless

@@ -137,7 +137,10 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             check_export_path(os.path.join(config.export_dir, name))
         except ValueError as error:
             raise builders.ConfigError(f"config.export_dir: {error}") from None
-    os.makedirs(workdir, exist_ok=True)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as error:
+        raise builders.ConfigError(f"--workdir: cannot create {workdir}: {error}.") from None
     tensorboard_dir = os.path.join(workdir, "tensorboard")
     checkpoint_dir = os.path.join(workdir, "checkpoints")
 
