@@ -61,6 +61,11 @@ def cut(
     if at is None:
         at = balanced_cuts(model, num_stages)
     at = [at] if isinstance(at, str) else list(at)
+    if not at:
+        raise ValueError(
+            "at=[] names no layer to cut at: a Sideways model needs at least two stages, "
+            "so name at least one layer (or use num_stages)."
+        )
     twice = [name for i, name in enumerate(at) if name in at[:i]]
     if twice:
         raise ValueError(

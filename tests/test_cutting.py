@@ -185,6 +185,8 @@ def test_cut_needs_the_cut_layers_or_a_number_of_stages():
         ks.cut(resnet())
     with pytest.raises(ValueError, match="num_stages must be an int >= 2"):
         ks.cut(resnet(), num_stages=1)
+    with pytest.raises(ValueError, match="at=\\[\\] names no layer to cut at"):
+        ks.cut(resnet(), at=[])
 
 
 def vgg_sequential(build):
