@@ -63,9 +63,9 @@ class _Exported(tf.Module):
 
     def _serve(self, video):
         frames = bp.frame_outputs(self._stages, video, training=False, graph=self._graph)
-        result = {"frames": frames}
+        result = {"frames": tf.cast(frames, tf.float32)}  # whatever the dtype policy
         if self._classifier:
-            result["probabilities"] = clips.clip_probabilities(frames, self._logits)
+            result["probabilities"] = clips.clip_probabilities(result["frames"], self._logits)
         return result
 
     def _stream(self, frame):
@@ -74,8 +74,8 @@ class _Exported(tf.Module):
             histories = windows.primed_histories(
                 self.windows, self._graph.stage_inputs(frame, primed)
             )
-            assigned = [b.assign(x) for b, x in zip(self.state, primed)]
-            assigned += [v.assign(histories[k]) for k, v in zip(self.temporal, self.histories)]
+            assigned = _assigned(self.state, primed)
+            assigned += _assigned(self.histories, [histories[k] for k in self.temporal])
             with tf.control_dependencies(assigned):
                 return tf.constant(True)
 
@@ -92,15 +92,22 @@ class _Exported(tf.Module):
             self._stages, frame, activations, False, self._graph, histories
         )
         histories = windows.advanced(histories, self._graph.stage_inputs(frame, activations))
-        assigned = [b.assign(x) for b, x in zip(self.state, self._graph.held(outputs))]
-        assigned += [v.assign(histories[k]) for k, v in zip(self.temporal, self.histories)]
+        assigned = _assigned(self.state, self._graph.held(outputs))
+        assigned += _assigned(self.histories, [histories[k] for k in self.temporal])
         with tf.control_dependencies(assigned):
             self.primed.assign(True)
-            return {"output": tf.identity(outputs[self._graph.top])}
+            return {"output": tf.cast(outputs[self._graph.top], tf.float32)}
 
     def _reset(self):
         self.primed.assign(False)
         return {"primed": tf.identity(self.primed)}
+
+
+def _assigned(variables: list, values: list) -> list:
+    """Assigns each value to its variable. The stream's state is float32 whatever the
+    dtype policy: a 16-bit activation (mixed precision) is held exactly, and each stage
+    casts what it reads to its compute dtype, as it casts the frames."""
+    return [v.assign(tf.cast(x, v.dtype)) for v, x in zip(variables, values)]
 
 
 METADATA_FILE = "sideways.json"

@@ -347,3 +347,21 @@ def test_save_and_load_keep_the_policy_and_the_loss_scale(float16, tmp_path):
     loaded.fit(video, labels, epochs=1, verbose=0, shuffle=False)
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stages_fn", [tiny_conv_stages, tiny_temporal_stages])
+def test_export_serves_and_streams_as_the_model_does_in_float32(policy, stages_fn, tmp_path):
+    video, labels = random_video(batch=2, time=5), clip_labels(2)
+    model = policy_model(policy, stages_fn)
+    model.fit(video, labels, epochs=1, verbose=0)
+    loaded = tf.saved_model.load(model.export(tmp_path / "export", verbose=False))
+    served = loaded.serve(tf.constant(video))
+    streamed = np.stack([loaded.stream(tf.constant(video[:, t]))["output"] for t in range(5)], 1)
+    # The exported outputs are float32 (each the float32 value of a 16-bit one); the
+    # stream's state holds its 16-bit activations exactly, so both equal the model's
+    # traced outputs (eager kernels may round a 16-bit sum differently: one ulp).
+    assert served["frames"].dtype == streamed.dtype == tf.float32
+    frames = model.predict(video, verbose=0)
+    np.testing.assert_array_equal(served["frames"], tf.cast(frames, tf.float32))
+    pipelined = tf.function(model.pipelined_call)(video)
+    np.testing.assert_array_equal(streamed, tf.cast(pipelined, tf.float32))
