@@ -12,7 +12,9 @@ VIDEO_LAYOUT = "[batch, time, height, width, channels]"
 
 
 def shape_text(shape: tf.TensorShape) -> str:
-    """A shape as the errors write it: [2, ?, 8]."""
+    """A shape as the errors write it: [2, ?, 8] (or "unknown", of unknown rank)."""
+    if tf.TensorShape(shape).rank is None:
+        return "unknown"
     return "[" + ", ".join("?" if d is None else str(d) for d in shape.as_list()) + "]"
 
 
@@ -82,6 +84,15 @@ def check_video_shape(shape) -> None:
             f"{shape!r}. {_PAIRS_HINT}"
         )
     shape = tf.TensorShape(shape)
+    if shape.rank is None:
+        raise ValueError(
+            f"Expected video of rank 5, laid out as {VIDEO_LAYOUT}; got a video of unknown "
+            "shape where the step is traced: a dataset that lost its shapes (e.g. made "
+            "with tf.py_function or from a generator without an output_signature), or "
+            "calls on video of different ranks, which Keras then traces with no shape. "
+            "Give the dataset its shapes, e.g. dataset.map(lambda video, target: "
+            "(tf.ensure_shape(video, [None, None, height, width, channels]), target))."
+        )
     if shape.rank != 5:
         raise ValueError(
             f"Expected video of rank 5, laid out as {VIDEO_LAYOUT}; "
@@ -154,6 +165,50 @@ def check_stream_batch(video, target, capacity: int | None) -> None:
             message=f"stateful=True fixes the batch size to {capacity} (the first batch); "
             "got another batch size. Batch the data with drop_remainder=True",
         )
+
+
+def data_shapes(x, y=None) -> tuple[tf.TensorShape | None, tf.TensorShape | None]:
+    """The shapes of the videos and of the targets that `fit`, `evaluate` or `predict`
+    was given, where they are known before it runs: arrays or tensors (`x`, `y`) or a
+    `tf.data.Dataset` of (video, target) batches. None where unknown (a generator, a
+    PyDataset, a dataset of another structure, no target)."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        parts = list(spec) if isinstance(spec, tuple) else [spec]
+        shapes = [tf.TensorShape(p.shape) if isinstance(p, tf.TensorSpec) else None for p in parts]
+        return shapes[0], shapes[1] if len(shapes) > 1 else None
+
+    def shape(value):
+        return tf.TensorShape(value.shape) if hasattr(value, "shape") else None
+
+    return shape(x), shape(y)
+
+
+def check_data(x, y, frame_shape: tuple | None, class_weight=None) -> None:
+    """Raises ValueError, before `fit`, `evaluate` or `predict` runs, for videos whose
+    channels are not those the model was built for (`frame_shape`; Keras' traced steps
+    relax the input's shape, so a later call would run a convolution of 1 channel as a
+    grouped one on 2 or 4), and for a `class_weight` with per-frame targets (Keras would
+    read their time axis as one-hot classes)."""
+    video, target = data_shapes(x, y)
+    if frame_shape is not None and video is not None and video.rank == 5:
+        channels = video[-1]
+        if channels is not None and channels != frame_shape[-1]:
+            raise ValueError(
+                f"The model was built for frames of {frame_shape[-1]} channel(s) (frame "
+                f"shape {list(frame_shape)}); got video {shape_text(video)} of {channels}. "
+                "Its first layers are built for their channels: make a new model for "
+                "video of other channels, or convert the video first."
+            )
+    if class_weight is not None and target is not None and target.rank is not None:
+        if target.rank > 1:
+            raise ValueError(
+                "class_weight weighs a clip by its class, so it needs clip labels [batch]; "
+                f"got targets {shape_text(target)}, per-frame targets, whose time axis "
+                "Keras would read as one-hot classes. Give per-clip weights instead: "
+                "fit(..., sample_weight=weights) with arrays, or (video, target, weight) "
+                "batches."
+            )
 
 
 def check_stream_data(x, batch_size: int | None, fixed: int | None) -> None:

@@ -37,13 +37,15 @@ class SidewaysTrainer:
         """`keras.Model.fit`, with checks first and the counts of skipped steps reported.
 
         Before any computation it raises ValueError for a stream (`stateful=True`) whose
-        arrays or dataset would give a batch of another size, and for array labels out of
-        range for a classifier. It warns after an epoch whose every step was skipped
-        (`callbacks.SkippedEpochWarning`), and its progress bar shows `skipped_updates`
-        (and `loss_scale_skips`) only where they are not zero (`callbacks.ProgbarLogger`);
-        the History keeps them per epoch. A training set that yields no batch raises a
-        ValueError.
+        arrays or dataset would give a batch of another size, for array labels out of
+        range for a classifier, for video of other channels than the built model's, and
+        for a `class_weight` with per-frame targets (`clips.check_data`). It warns after an
+        epoch whose every step was skipped (`callbacks.SkippedEpochWarning`), and its
+        progress bar shows `skipped_updates` (and `loss_scale_skips`) only where they are
+        not zero (`callbacks.ProgbarLogger`); the History keeps them per epoch. A training
+        set that yields no batch raises a ValueError.
         """
+        clips.check_data(x, y, self.frame_shape, kwargs.get("class_weight"))
         if self.stateful:
             capacity = None if self.buffers is None else self.buffers.capacity
             clips.check_stream_data(x, batch_size, capacity)
@@ -70,6 +72,7 @@ class SidewaysTrainer:
     ):
         """`keras.Model.evaluate` at any batch size, stateful or not (it runs `call`, not
         the pipeline), without counts of skipped steps (it skips nothing)."""
+        clips.check_data(x, y, self.frame_shape)
         callbacks = fit_callbacks.with_fit_callbacks(callbacks, verbose, [y])
         self._evaluating = True
         try:
@@ -77,6 +80,11 @@ class SidewaysTrainer:
             return super().evaluate(x, y, batch_size, verbose, sample_weight, steps, **kwargs)
         finally:
             self._evaluating = False
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """`keras.Model.predict`, refusing video of other channels than the model's first."""
+        clips.check_data(x, None, self.frame_shape)
+        return super().predict(x, batch_size, verbose, steps, callbacks)
 
     def _build_for(self, video) -> None:
         """Builds the model for a batch like `video`, after checking its layout."""
@@ -152,10 +160,15 @@ class SidewaysTrainer:
         batch = tf.cast(tf.shape(video)[0], tf.float32)
         loss = loss * count  # Keras losses are divided by the replicas: log the true mean
         self.loss_tracker.update_state(tf.where(finite, loss, 0.0), sample_weight=kept * batch)
-        outputs = tf.where(finite, outputs, tf.zeros_like(outputs))
-        return replicas.for_multi_worker(
-            self._update_metrics(video, target, outputs, sample_weight, kept)
-        )
+
+        # Keras weighs only `weighted_metrics` by a sample weight, not `metrics`: a
+        # skipped batch updates none of them.
+        def update_metrics():
+            self.compute_metrics(video, target, outputs, sample_weight)
+            return tf.constant(True)
+
+        tf.cond(finite, update_metrics, lambda: tf.constant(False))
+        return replicas.for_multi_worker(self.get_metrics_result())
 
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
@@ -167,7 +180,7 @@ class SidewaysTrainer:
         loss = loss * tf.distribute.get_strategy().num_replicas_in_sync  # see _track_step
         batch = tf.cast(tf.shape(video)[0], tf.float32)
         self.loss_tracker.update_state(loss, sample_weight=batch)
-        logs = self._update_metrics(video, target, outputs, sample_weight, 1.0)
+        logs = self.compute_metrics(video, target, outputs, sample_weight)
         # Evaluation skips nothing: no counts of skipped steps (see `metrics`).
         return replicas.for_multi_worker(
             {k: v for k, v in logs.items() if k not in fit_callbacks.COUNTERS}
@@ -311,13 +324,6 @@ class SidewaysTrainer:
         return super().compute_loss(x, y, y_pred, sample_weight, training=training)
 
     # ----------------------------------------------------------------- metrics
-    def _update_metrics(self, video, target, outputs, sample_weight, kept):
-        """Updates the compiled metrics; `kept` (0 or 1) weighs the whole batch."""
-        weight = tf.ones([tf.shape(video)[0]]) * kept
-        if sample_weight is not None:
-            weight = weight * tf.cast(sample_weight, weight.dtype)
-        return self.compute_metrics(video, target, outputs, sample_weight=weight)
-
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Compiled metrics of per-frame outputs `y_pred` [batch, time, ...].
 

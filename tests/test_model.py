@@ -251,6 +251,61 @@ def test_bad_input_raises_a_clear_value_error(video, target, message, entry):
             model.compute_gradients(video, target)
 
 
+def test_video_of_other_channels_than_the_built_model_is_refused_before_running():
+    # Keras' traced steps relax the input shape: without the check a 1-channel model's
+    # convolution ran grouped on 4-channel video, silently, and failed obscurely on 3.
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    video, labels = random_video(batch=2, time=3), clip_labels(2)
+    model.fit(video, labels, verbose=0)
+    other = np.repeat(video, 4, axis=-1)
+    message = r"built for frames of 1 channel\(s\).*got video \[2, 3, 8, 8, 4\] of 4"
+    before = model.get_weights()
+    for call in (
+        lambda: model.fit(other, labels, verbose=0),
+        lambda: model.fit(tf.data.Dataset.from_tensors((other, labels)), verbose=0),
+        lambda: model.evaluate(other, labels, verbose=0),
+        lambda: model.predict(other, verbose=0),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_class_weight_with_per_frame_targets_is_refused():
+    # Keras reads a rank-2 target as one-hot classes: the argmax over time was the class.
+    video = random_video(batch=2, time=3)
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    frames = np.repeat(clip_labels(2)[:, None], 3, axis=1)
+    for data in ((video, frames), (tf.data.Dataset.from_tensors((video, frames)), None)):
+        with pytest.raises(ValueError, match=r"class_weight.*clip labels \[batch\].*\[2, 3\]"):
+            model.fit(*data, class_weight={0: 1.0, 1: 0.0, 2: 1.0}, verbose=0)
+    # With clip labels it weighs each clip by its class, as the same sample weights do.
+    labels = np.array([0, 1])
+    weighted = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    weighted.compile(optimizer="sgd", loss=CLIP_LOSS)
+    weighted.build(video.shape)
+    model.build(video.shape)
+    model.set_weights(weighted.get_weights())
+    weighted.fit(video, labels, class_weight={0: 0.0, 1: 1.0}, verbose=0)
+    model.fit(video, labels, sample_weight=np.array([0.0, 1.0]), verbose=0)
+    for a, b in zip(model.get_weights(), weighted.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_video_of_unknown_shape_is_named_with_the_fix():
+    video, labels = random_video(batch=2, time=3), clip_labels(2)
+    shapeless = tf.data.Dataset.from_tensors(0).map(
+        lambda _: tf.py_function(lambda: (video, labels), [], [tf.float32, tf.int32])
+    )
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    with pytest.raises(ValueError, match="unknown shape.*tf.ensure_shape"):
+        model.fit(shapeless, verbose=0)
+
+
 PAIRS = r"A dataset must yield \(video, target\) pairs.*as_supervised=True"
 
 
@@ -434,6 +489,22 @@ def test_non_finite_batch_is_skipped_and_counted(mode, engine):
     history = model.fit(video, np.array([0, 1]), epochs=1, verbose=0)  # a clean batch
     assert history.history["skipped_updates"] == [0.0]
     assert any(np.any(b != v.numpy()) for b, v in zip(before, model.trainable_variables))
+
+
+@pytest.mark.parametrize("mode, engine", MODES_AND_ENGINES)
+def test_a_skipped_batch_counts_in_no_metric(mode, engine):
+    # Keras weighs only `weighted_metrics` by a sample weight, not `metrics`: a skipped
+    # batch must not update them at all. Its zeroed outputs would score class 0 twice.
+    video, labels = random_video(batch=4, time=3), np.array([1, 2, 0, 0])
+    poisoned = video.copy()
+    poisoned[2:] = np.nan
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3), mode=mode, engine=engine)
+    metrics = ["accuracy", keras.metrics.SparseCategoricalCrossentropy(name="entropy")]
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CLIP_LOSS, metrics=metrics)
+    with_skip = model.fit(poisoned, labels, batch_size=2, shuffle=False, verbose=0).history
+    alone = model.fit(video[:2], labels[:2], verbose=0).history  # rate 0: the same weights
+    assert with_skip.pop("skipped_updates") == [1.0] and alone.pop("skipped_updates") == [0.0]
+    assert with_skip == alone
 
 
 def test_skip_counts_show_as_counts_where_not_zero_and_never_in_evaluation(capsys):
