@@ -138,6 +138,9 @@ def check_sample_weight(video, sample_weight) -> None:
         )
 
 
+_FIXED_BY = "the first training batch since the stream was built or reset"
+
+
 def check_stream_batch(video, target, capacity: int | None) -> None:
     """Raises ValueError unless a stateful model can continue its streams with this batch.
 
@@ -154,15 +157,15 @@ def check_stream_batch(video, target, capacity: int | None) -> None:
     batch = video.shape[0]
     if capacity is not None and batch is not None and batch != capacity:
         raise ValueError(
-            f"stateful=True fixes the batch size to {capacity} (the first batch); got a "
-            f"batch of {batch}. Use drop_remainder=True when batching, or call "
-            "reset_pipeline() and build a new model."
+            f"stateful=True fixes the batch size to {capacity} ({_FIXED_BY}); got a batch "
+            f"of {batch}. Use drop_remainder=True when batching, or call reset_pipeline() "
+            "to start a new stream at another batch size."
         )
     if capacity is not None and batch is None:  # a traced step: checked as it runs
         tf.debugging.assert_equal(
             tf.shape(video)[0],
             capacity,
-            message=f"stateful=True fixes the batch size to {capacity} (the first batch); "
+            message=f"stateful=True fixes the batch size to {capacity} ({_FIXED_BY}); "
             "got another batch size. Batch the data with drop_remainder=True",
         )
 
@@ -248,9 +251,9 @@ def check_stream_data(x, batch_size: int | None, fixed: int | None) -> None:
         return  # a generator or PyDataset: each batch is checked as it comes
     if fixed is not None and sizes and sizes[0] != fixed:
         raise ValueError(
-            f"stateful=True fixes the batch size to {fixed} (the first batch); got batches "
-            f"of {sizes[0]}. Batch with batch_size={fixed} (drop_remainder=True), or call "
-            "reset_pipeline() and build a new model."
+            f"stateful=True fixes the batch size to {fixed} ({_FIXED_BY}); got batches of "
+            f"{sizes[0]}. Batch with batch_size={fixed} (drop_remainder=True), or call "
+            "reset_pipeline() to start a new stream at another batch size."
         )
 
 

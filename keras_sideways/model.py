@@ -7,6 +7,7 @@ What the model is (stages, options, build, call, state, saving, export); its tra
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import keras
@@ -202,6 +203,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             )
         self.buffers: PipelineBuffers | None = None
         self.frame_shape: tuple | None = None  # set by build
+        self._stream_started = False  # a training step ran since build or reset (a stream)
         if mode == "sideways":
             self._check_layers()
 
@@ -233,19 +235,11 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         self.frame_shape = tuple(input_shape[2:])
         # Stashes and window histories only where the tick-by-tick loop runs.
         clip = input_shape[1]
-        ticking = self.resolved_engine == "pipeline" and (
+        self._ticking = self.resolved_engine == "pipeline" and (
             clip is None or self.resolved_chunk(clip) is None
         )
-        self.buffers = PipelineBuffers(
-            self.graph,
-            output_shapes,
-            capacity=batch,
-            frame_shape=self.frame_shape,
-            dtype=self.compute_dtype,
-            ticking=ticking,
-            # A stream keeps the seeds its random layers key their noise with.
-            random_layers=len(tick_layers.random_layers(self.stages)) if self.stateful else 0,
-        )
+        self.buffers = self._new_buffers(batch)
+        self._stream_started = False
         # The buffers are state of a run, not weights: no tracked attribute holds them, so
         # Keras neither counts them as parameters nor saves them with the weights (a
         # stream's checkpoint keeps them by name: `save_own_variables`).
@@ -278,10 +272,45 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         kept = [depth + self.graph.holds(k) for k, depth in enumerate(self.stash)]
         return sum(n * batch * size * int(np.prod(shape)) for n, shape in zip(kept, shapes))
 
+    def _new_buffers(self, lanes: int) -> PipelineBuffers:
+        return PipelineBuffers(
+            self.graph,
+            self._output_shapes,
+            capacity=lanes,
+            frame_shape=self.frame_shape,
+            dtype=self.compute_dtype,
+            ticking=self._ticking,
+            # A stream keeps the seeds its random layers key their noise with.
+            random_layers=len(tick_layers.random_layers(self.stages)) if self.stateful else 0,
+        )
+
     def reset_pipeline(self) -> None:
-        """Clears the pipeline buffers: the next Sideways step primes on its first frame."""
+        """Clears the pipeline buffers: the next Sideways step primes on its first frame.
+
+        A stream (`stateful=True`) then starts anew, and its next training batch may be
+        of another size (`size_stream`)."""
         if self.buffers is not None:
             self.buffers.reset()
+        self._stream_started = False
+
+    def size_stream(self, batch: int, start: bool = False) -> None:
+        """Gives a stream whose lanes hold nothing yet the size of its training batches.
+
+        `build` gives the lanes the batch of whatever built the model first: `predict`,
+        `evaluate`, a call, `build((None, ...))` (one lane). Those take any batch size and
+        leave the stream alone; so until a training step (`start`) has run since the
+        model was built or `reset_pipeline()`, the lanes are made again for `batch`
+        (`fit`, `train_on_batch` and `compute_gradients` call this first). From the first
+        step on, the stream's batch size is fixed. Other models need nothing here.
+        """
+        if not self.stateful or self.buffers is None or self._stream_started:
+            return
+        if batch != self.buffers.capacity:
+            with self.distribute_strategy.scope():
+                self.buffers = self._new_buffers(batch)
+            self.train_function = None  # traced with the old lanes: Keras traces it again
+            self._gradient_fns = {}
+        self._stream_started = start
 
     # ----------------------------------------------------------------- forward
     @tf.autograph.experimental.do_not_convert  # as the steps are (SidewaysTrainer)
@@ -357,6 +386,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         streamed = {k[len(_PIPELINE) :]: k for k in keys if k.startswith(_PIPELINE)}
         if self.stateful and self.buffers is not None and streamed:
             _load_stream(self.buffers, store, streamed)
+            self._stream_started = True  # it goes on at the batch size it was saved at
 
     def load_weights(self, filepath, *args, **kwargs):
         """`keras.Model.load_weights`, with a CheckpointError naming a missing or bad file."""
@@ -404,8 +434,23 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        """The model of `get_config`. A placement on devices this process does not see (a
+        model saved on a machine with more devices) is dropped with a warning: the
+        stages then run where TensorFlow puts them, as with `placement=None`."""
         config = dict(config)
         stages = [keras.saving.deserialize_keras_object(s) for s in config.pop("stages")]
+        placement = config.get("placement")
+        unseen = isinstance(placement, (list, tuple)) and placements.unknown_devices(placement)
+        if unseen:
+            warnings.warn(
+                f"The saved model's placement {list(placement)} names devices this process "
+                f"does not see ({', '.join(dict.fromkeys(unseen))}); its "
+                "stages run where TensorFlow puts them (placement=None). To place them, "
+                "make the model with a placement of visible devices and load_weights.",
+                UserWarning,
+                stacklevel=2,
+            )
+            config["placement"] = None
         return cls(stages, **config)
 
 

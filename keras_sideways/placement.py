@@ -46,27 +46,34 @@ def check_placement(placement: Sequence[str], num_stages: int) -> list:
             f"placement needs one device per stage ({num_stages}); got {len(placement)}: "
             f"{placement}."
         )
-    names = [d.name for d in tf.config.list_logical_devices()]
-    specs = [tf.DeviceSpec.from_string(n) for n in names]
-    for device in placement:
+    for device in unknown_devices(placement):
+        hint = ""
+        if _job(device) != LOCAL_JOB:
+            hint = " (a device of another task needs keras_sideways.cluster.connect first)"
+        names = [d.name for d in tf.config.list_logical_devices()]
+        raise ValueError(
+            f"Unknown device {device!r} in placement{hint}; visible devices: {', '.join(names)}."
+        )
+    return placement
+
+
+def unknown_devices(placement: Sequence[str]) -> list[str]:
+    """The devices of `placement` that this process does not see."""
+    specs = [tf.DeviceSpec.from_string(d.name) for d in tf.config.list_logical_devices()]
+
+    # A device of another task ("/job:worker/task:1/device:CPU:0") must be one of the
+    # connected cluster's; one without a job is this process's.
+    def visible(device: str) -> bool:
         spec = tf.DeviceSpec.from_string(device)
-        # A device of another task ("/job:worker/task:1/device:CPU:0") must be one of the
-        # connected cluster's; one without a job is this process's.
-        if not any(
+        return any(
             s.device_type == (spec.device_type or "").upper()
             and s.device_index == (spec.device_index or 0)
             and (s.job or LOCAL_JOB) == (spec.job or LOCAL_JOB)
             and (s.task or 0) == (spec.task or 0)
             for s in specs
-        ):
-            hint = ""
-            if (spec.job or LOCAL_JOB) != LOCAL_JOB:
-                hint = " (a device of another task needs keras_sideways.cluster.connect first)"
-            raise ValueError(
-                f"Unknown device {device!r} in placement{hint}; visible devices: "
-                f"{', '.join(names)}."
-            )
-    return placement
+        )
+
+    return [device for device in placement if not visible(device)]
 
 
 def device_scope(device: str | None):

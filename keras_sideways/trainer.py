@@ -46,9 +46,9 @@ class SidewaysTrainer:
         set that yields no batch raises a ValueError.
         """
         clips.check_data(x, y, self.frame_shape, kwargs.get("class_weight"))
-        if self.stateful:
-            capacity = None if self.buffers is None else self.buffers.capacity
-            clips.check_stream_data(x, batch_size, capacity)
+        if self.stateful:  # fixed: a stream that has started (`size_stream`)
+            fixed = self.buffers.capacity if self._stream_started else None
+            clips.check_stream_data(x, batch_size, fixed)
         labels = [y, *fit_callbacks.validation_labels(kwargs.get("validation_data"))]
         callbacks = fit_callbacks.with_fit_callbacks(callbacks, verbose, labels, warn=True)
         self._fitting = True  # the next `_maybe_symbolic_build` sees the training data
@@ -81,6 +81,15 @@ class SidewaysTrainer:
         finally:
             self._evaluating = False
 
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """`keras.Model.train_on_batch`, with `fit`'s checks of the batch."""
+        clips.check_data(x, y, self.frame_shape, class_weight)
+        self._fitting = True  # the next `_maybe_symbolic_build` sees a training batch
+        try:
+            return super().train_on_batch(x, y, sample_weight, class_weight, return_dict)
+        finally:
+            self._fitting = False
+
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """`keras.Model.predict`, refusing video of other channels than the model's first."""
         clips.check_data(x, None, self.frame_shape)
@@ -89,7 +98,7 @@ class SidewaysTrainer:
     def _build_for(self, video) -> None:
         """Builds the model for a batch like `video`, after checking its layout."""
         clips.check_video(video)
-        self.build(video.shape)
+        self.build(tuple(video.shape))  # plain: Keras' exporters read the recorded shape
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # A private Keras hook (tests/test_keras_surface.py). Keras (TF) builds at the first
@@ -114,12 +123,16 @@ class SidewaysTrainer:
             lambda v: replicas.first_replica_value(strategy, v), data_batch
         )
         video, target, sample_weight = keras.utils.unpack_x_y_sample_weight(data_batch)
+        if training and self.built:
+            self.size_stream(int(video.shape[0]))  # a stream not started takes this size
         if target is not None or training or self._evaluating:  # predict needs no target
             self._check_inputs(video, target, sample_weight)
         with strategy.scope():  # variables made here belong to the strategy
             if not self.built:
                 self._build_for(video)
             self._symbolic_build(data_batch=data_batch)
+        if training:
+            self.size_stream(int(video.shape[0]), start=True)
 
     # ----------------------------------------------------------------- steps
     # The steps, `compute_gradients` and the model's call are traced without AutoGraph:
@@ -206,6 +219,8 @@ class SidewaysTrainer:
         target = tf.convert_to_tensor(target)
         if sample_weight is not None:
             sample_weight = tf.convert_to_tensor(sample_weight, tf.float32)
+        if self.built:
+            self.size_stream(int(video.shape[0]))  # a stream not started takes this size
         self._check_inputs(video, target, sample_weight)
         if not self.built:
             self._build_for(video)

@@ -1,7 +1,9 @@
 """Run in a subprocess by test_placement.py: stage placement on logical CPU devices.
 
 Prints one JSON line: the devices of each stage's Conv2D/MatMul ops inside the traced
-pipeline, and the largest difference from an unplaced run of the same weights.
+pipeline, and the largest difference from an unplaced run of the same weights. With a path
+as its argument, it also saves the placed model there (`model.save`) with its outputs on
+the probe's video beside it (`.npy`), for a process with one device to load.
 """
 
 import json
@@ -75,6 +77,9 @@ placed = make(PLACEMENT)
 plain = make(None)
 placed_grads = placed.compute_gradients(video, labels)
 plain_grads = plain.compute_gradients(video, labels)
+if len(sys.argv) > 1:
+    placed.save(sys.argv[1])
+    np.save(sys.argv[1] + ".npy", placed.predict(video, verbose=0))
 auto = make("auto")
 auto.build(video.shape)
 print(

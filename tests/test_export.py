@@ -139,3 +139,18 @@ def test_a_file_or_a_folder_of_other_files_is_never_replaced(tmp_path, monkeypat
     for target in ("empty", "empty", "new"):  # an empty folder, then an earlier export
         ks.export_saved_model(model, target, metadata={"target": target})
         assert json.loads((project / target / export.METADATA_FILE).read_text())["target"] == target
+
+
+def test_keras_other_export_formats_run_the_model(tmp_path):
+    # They read the shape the model was built with, which must be a plain tuple.
+    model = trained_classifier(num_stages=3)
+    model.export(str(tmp_path / "m.tflite"), format="litert", verbose=False)
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "m.tflite"))
+    video = random_video(batch=4, time=5, size=8, seed=9)  # the built clip length
+    (entry,), (exit,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(entry["index"], video.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(entry["index"], video)
+    interpreter.invoke()
+    # TFLite's kernels add in another order: float32 rounding, far below 1e-5 here.
+    np.testing.assert_allclose(interpreter.get_tensor(exit["index"]), model(video), atol=1e-5)

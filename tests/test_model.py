@@ -178,6 +178,36 @@ def test_stateful_batch_size_is_fixed():
         model.compute_gradients(frame_index_video(2, batch=3), np.array([0, 1, 2]))
 
 
+@pytest.mark.parametrize("first", ["predict", "evaluate", "call", "build", "compute_gradients"])
+def test_a_stream_takes_the_batch_size_of_its_first_training_batch(first):
+    # What builds the model first (inference takes any batch size) does not fix the stream.
+    model, twin = four_stage_identity_model(), four_stage_identity_model()
+    video, labels = frame_index_video(0, batch=3), np.array([0, 1, 2])
+    if first == "build":
+        model.build((None, 2, 1, 1, 1))  # one lane
+    elif first == "call":
+        model(video)
+    elif first == "predict":
+        model.predict(video, verbose=0)
+    elif first == "evaluate":
+        model.evaluate(video, labels, verbose=0)
+    else:
+        model.compute_gradients(video, labels)  # leaves the stream as it was: not started
+    twin.build(video.shape)
+    model.set_weights(twin.get_weights())
+    for m in (model, twin):
+        m.fit(frame_index_video(0), np.array([0, 1]), batch_size=2, shuffle=False, verbose=0)
+    assert model.buffers.capacity == 2
+    for a, b in zip(model.buffers.variables + model.weights, twin.buffers.variables + twin.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # Started, the stream's size is fixed until reset_pipeline() starts a new one.
+    with pytest.raises(ValueError, match="fixes the batch size to 2 \\(the first training batch"):
+        model.fit(video, labels, batch_size=3, verbose=0)
+    model.reset_pipeline()
+    model.fit(video, labels, batch_size=3, verbose=0)
+    assert model.buffers.capacity == 3 and int(model.buffers.ticks.numpy()) == 2
+
+
 def test_stateful_compute_gradients_leaves_the_stream_alone():
     model = four_stage_identity_model()
     model.train_on_batch(frame_index_video(0), np.array([0, 1]))

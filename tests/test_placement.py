@@ -5,8 +5,11 @@ import os
 import subprocess
 import sys
 
+import keras
+import numpy as np
 import pytest
-from conftest import tiny_conv_stages
+import tensorflow as tf
+from conftest import random_video, tiny_conv_stages
 
 import keras_sideways as ks
 from keras_sideways import placement
@@ -50,11 +53,12 @@ def test_placement_needs_one_visible_device_per_stage():
 
 
 @pytest.mark.slow
-def test_stages_run_on_their_devices_with_unchanged_results():
+def test_stages_run_on_their_devices_with_unchanged_results(tmp_path):
     # Logical devices must be set before TensorFlow starts, hence a fresh process.
     probe = os.path.join(os.path.dirname(__file__), "placement_probe.py")
+    saved = str(tmp_path / "placed.keras")
     result = subprocess.run(
-        [sys.executable, probe], capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, probe, saved], capture_output=True, text=True, timeout=300, check=True
     )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["engine"] == "pipeline"  # several devices: auto picks the pipeline
@@ -71,6 +75,14 @@ def test_stages_run_on_their_devices_with_unchanged_results():
     auto = [int(d.rsplit(":", 1)[1]) for d in report["auto"]]
     assert len(auto) == 4 and auto == sorted(auto) and set(auto) <= {0, 1, 2, 3}
     assert report["auto_engine"] == "pipeline"
+
+    # Saved on 4 devices, the model loads in this process, which sees one: unplaced.
+    assert [d.name for d in tf.config.list_logical_devices("CPU")] == ["/device:CPU:0"]
+    with pytest.warns(UserWarning, match=r"devices this process does not see \(/CPU:1\)"):
+        loaded = keras.models.load_model(saved)
+    assert loaded.placement is None
+    video = random_video(batch=2, time=6, seed=3)
+    np.testing.assert_array_equal(loaded.predict(video, verbose=0), np.load(saved + ".npy"))
 
 
 def test_placement_over_devices_is_refused_under_several_replicas():
