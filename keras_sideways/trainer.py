@@ -347,6 +347,7 @@ class SidewaysTrainer:
         per-frame targets, every frame. `sample_weight` is per clip, [batch].
         """
         if clips.is_clip_target(y):
+            self._check_clip_metrics()
             y_pred = clips.clip_probabilities(y_pred, self.outputs_are_logits())
         else:
             time = tf.shape(y_pred)[1]
@@ -354,6 +355,19 @@ class SidewaysTrainer:
                 sample_weight = tf.repeat(sample_weight, time, axis=0)
             y, y_pred = clips.frames_to_batch(y), clips.frames_to_batch(y_pred)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _check_clip_metrics(self) -> None:
+        """Raises ValueError for a compiled metric that takes logits (from_logits=True):
+        with clip labels every metric sees the clip's class probabilities."""
+        for container in super().metrics:
+            for metric in getattr(container, "metrics", None) or []:
+                if metric.get_config().get("from_logits"):
+                    raise ValueError(
+                        f"The metric {metric.name!r} takes logits (from_logits=True), but "
+                        "with clip labels [batch] the metrics see the clip's class "
+                        "probabilities: the per-frame probabilities averaged over time. "
+                        "Compile it with from_logits=False (the loss keeps its own)."
+                    )
 
     @property
     def metrics(self):

@@ -303,6 +303,25 @@ def test_video_of_other_channels_than_the_built_model_is_refused_before_running(
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_metric_that_takes_logits_is_refused_with_clip_labels():
+    # It would score the clip's probabilities as logits: 0.66 where the loss read 0.64.
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    entropy = keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="entropy")
+    model.compile(optimizer="sgd", loss=CLIP_LOSS, metrics=[entropy])
+    video, labels = random_video(batch=2, time=3), clip_labels(2)
+    for call in (model.fit, model.evaluate):
+        with pytest.raises(ValueError, match="metric 'entropy' takes logits.*from_logits=False"):
+            call(video, labels, verbose=0)
+    # From probabilities it reads what the loss reads from logits: the clip's probabilities.
+    model.compile(
+        optimizer="sgd", loss=CLIP_LOSS, metrics=[keras.metrics.SparseCategoricalCrossentropy()]
+    )
+    scores = model.evaluate(video, labels, verbose=0, return_dict=True)
+    probabilities = tf.nn.softmax(model(video), axis=-1).numpy().mean(axis=1)
+    expected = -np.log(probabilities[np.arange(2), labels]).mean()
+    assert scores["sparse_categorical_crossentropy"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_class_weight_with_per_frame_targets_is_refused():
     # Keras reads a rank-2 target as one-hot classes: the argmax over time was the class.
     video = random_video(batch=2, time=3)
