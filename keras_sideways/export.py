@@ -130,7 +130,10 @@ def export_saved_model(model, path: str | os.PathLike, metadata: dict | None = N
       - `reset()`: forget the stream; the next `stream` call primes on its frame.
 
     `metadata` (class names, clip length, ...) is written as JSON to `sideways.json`
-    inside the export, with the number of stages added, for `train/predict.py`.
+    inside the export, with the number of stages and the frame shape added, for
+    `train/predict.py` (`keras_sideways.inference.classify_video_file`), which reads
+    `clip_length` (frames per clip; required), `temporal_stride` (default 1) and
+    `class_names` (default "class 0", "class 1", ...) from it.
     The SavedModel is written beside `path` and renamed into place, so an interrupted
     export never leaves a half-written model where a good one stood. A model with a
     non-finite weight is refused (ValueError), leaving `path` as it was, and so is a `path`

@@ -38,17 +38,22 @@ def load_export(path: str | os.PathLike):
 def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathLike, top: int = 5):
     """The `top` classes of a video file's centre clip, as [(class name, probability)].
 
-    The clip is cut, resized and converted as at training time, from the export's metadata.
-    Raises ValueError naming the folder, the file or `top` for an export that is missing or
-    not a classifier, a file that cannot be decoded, or a `top` below 1.
+    The clip is cut, resized and converted as at training time, from the export's metadata
+    (`sideways.json`, the `metadata` of `export_saved_model` and the frame shape it adds):
+    `clip_length` frames (required), `temporal_stride` apart (default 1: every frame). Its
+    `class_names` name the classes; without them they are "class 0", "class 1", ...
+
+    Raises:
+        ValueError: naming the folder, the file or `top`, for an export that is missing,
+            not a classifier (its `serve` returns no "probabilities") or without a usable
+            `clip_length`, a file that cannot be decoded, or a `top` below 1.
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top: expected how many classes to return, an int >= 1; got {top!r}.")
     model, meta = load_export(model_dir)
-    if not meta.get("class_names"):
-        raise ValueError(f"The model at {model_dir} is not a classifier (no class names).")
-    clip_length, stride = meta["clip_length"], meta["temporal_stride"]
-    height, width, channels = meta["frame_shape"]
+    serve = _classifier_serve(model, model_dir)
+    clip_length, stride = _clip_settings(meta, model_dir)
+    height, width, channels = meta.get("frame_shape") or _frame_shape(serve)
     try:
         frames = video_files.count_frames(video_path)
         span = (clip_length - 1) * stride + 1
@@ -61,5 +66,70 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
     if channels == 1:
         clip = clip.mean(axis=-1, keepdims=True)
     probabilities = model.serve(tf.constant(clip[None]))["probabilities"].numpy()[0]
+    names = _class_names(meta, len(probabilities), model_dir)
     order = np.argsort(probabilities)[::-1][:top]
-    return [(meta["class_names"][i], float(probabilities[i])) for i in order]
+    return [(names[i], float(probabilities[i])) for i in order]
+
+
+def _classifier_serve(model, model_dir):
+    """The export's `serve` signature; ValueError, naming what it returns, unless it returns
+    clip probabilities (a reconstruction model's returns only its per-frame outputs)."""
+    serve = model.signatures.get("serve")
+    if serve is None:
+        raise ValueError(f"The model at {model_dir} has no serve endpoint to classify with.")
+    outputs = serve.structured_outputs
+    if "probabilities" not in outputs:
+        returned = " and ".join(_described(name, spec) for name, spec in outputs.items())
+        raise ValueError(
+            f"The model at {model_dir} is not a classifier: its serve returns no "
+            f"'probabilities' but only {returned}; predict classifies clips."
+        )
+    return serve
+
+
+def _described(name: str, spec) -> str:
+    """An output of `serve` in words: "'frames' (per-frame outputs, shape [batch, time, ...])"."""
+    if name != "frames":
+        return repr(name)
+    dims = ["batch", "time", *("?" if d is None else str(d) for d in spec.shape[2:])]
+    return f"'frames' (per-frame outputs, shape [{', '.join(dims)}])"
+
+
+def _clip_settings(meta: dict, model_dir) -> tuple[int, int]:
+    """(clip_length, temporal_stride) from the export's metadata; the stride defaults to 1.
+    ValueError naming the missing or bad key, and how to give it."""
+    meta_path = os.path.join(os.fspath(model_dir), METADATA_FILE)
+    if meta.get("clip_length") is None:
+        missing = [key for key in ("clip_length", "temporal_stride") if meta.get(key) is None]
+        raise ValueError(
+            f"The export at {model_dir} does not say how long a clip it takes: {meta_path} has "
+            f"{' and '.join(f'no {key}' for key in missing)}. Export it with "
+            "ks.export_saved_model(model, path, metadata=dict(clip_length=<frames per "
+            "training clip>, temporal_stride=<step between them, default 1>, class_names=<a "
+            "name per class, default 'class 0', ...>)), or add them to that file."
+        )
+    stride = meta.get("temporal_stride")
+    settings = meta["clip_length"], 1 if stride is None else stride
+    for key, value in zip(("clip_length", "temporal_stride"), settings):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{meta_path}: {key}: expected an int >= 1; got {value!r}.")
+    return settings
+
+
+def _frame_shape(serve) -> list[int]:
+    """[height, width, channels] of the video `serve` takes, [batch, time, H, W, C]."""
+    (spec,) = serve.structured_input_signature[1].values()
+    return spec.shape[2:].as_list()
+
+
+def _class_names(meta: dict, num_classes: int, model_dir) -> list[str]:
+    """The export's class names, or "class 0", "class 1", ... where it has none."""
+    names = meta.get("class_names")
+    if not names:
+        return [f"class {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{os.path.join(os.fspath(model_dir), METADATA_FILE)}: class_names names "
+            f"{len(names)} classes but the model scores {num_classes}."
+        )
+    return [str(name) for name in names]

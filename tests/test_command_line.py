@@ -55,3 +55,69 @@ def test_a_mistyped_config_override_is_one_line_of_error(args, line):
         "Pass --helpshort or --helpfull to see help on flags.",
     ]
     assert not any("Traceback" in s for s in stderr)
+
+
+NO_FILE = "/nonexistent/config.py"
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["train.train", f"--config={NO_FILE}", "--workdir=/nonexistent/never_made"],
+            f"flag --config={NO_FILE}: no such file: {NO_FILE}.",
+        ),
+        (
+            ["train.compare", f"--config={NO_FILE}:tiny", "--workdir=/nonexistent/never_made"],
+            f"flag --config={NO_FILE}:tiny: no such file: {NO_FILE}.",
+        ),
+        (  # an override of a config that did not load was a second traceback
+            ["train.train", f"--config={NO_FILE}", "--workdir=/x", "--config.mode=bp"],
+            f"flag --config={NO_FILE}: no such file: {NO_FILE}.",
+        ),
+        (
+            ["train.race", "--config=train/bench/race_confg.py"],  # a typo: the file meant
+            "flag --config=train/bench/race_confg.py: no such file: train/bench/race_confg.py "
+            f"(relative to {ROOT}); did you mean 'train/bench/race_config.py'?",
+        ),
+        (
+            ["train.race", "--config=train/bench"],
+            "flag --config=train/bench: train/bench is a folder; expected a config file (a .py "
+            "file with get_config()).",
+        ),
+        (
+            ["train.race", "--config=train/bench/race_config.py:tinyy"],  # get_config refuses
+            "flag --config=train/bench/race_config.py:tinyy: cannot load the config: "
+            "ValueError: Unknown race variant 'tinyy'; expected one of ('', 'quick', 'tiny').",
+        ),
+    ],
+    ids=["train", "compare", "with-override", "typo", "folder", "unknown-variant"],
+)
+def test_a_config_file_that_does_not_load_is_one_line_of_error(args, line):
+    status, stderr = command(*args)
+    assert status == 1
+    assert stderr == [
+        f"FATAL Flags parsing error: {line}",
+        "Pass --helpshort or --helpfull to see help on flags.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        ("def get_config(:\n", "SyntaxError: invalid syntax (broken.py, line 1)"),
+        ("import no_such_module\n", "ModuleNotFoundError: No module named 'no_such_module'"),
+        ("CONFIG = {}\n", "it has no get_config()"),
+        ("def get_config():\n    raise RuntimeError('boom')\n", "RuntimeError: boom"),
+        ("def get_config():\n    open('/nonexistent/data.txt')\n", "FileNotFoundError: "),
+    ],
+    ids=["syntax", "import", "no-get-config", "raises", "raises-oserror"],
+)
+def test_a_config_file_that_fails_names_the_file_and_its_error(tmp_path, source, reason):
+    config = tmp_path / "broken.py"
+    config.write_text(source)
+    status, stderr = command("train.race", f"--config={config}")
+    assert status == 1
+    assert len(stderr) == 2 and not any("Traceback" in s for s in stderr)
+    assert stderr[0].startswith(f"FATAL Flags parsing error: flag --config={config}: ")
+    assert reason in stderr[0]

@@ -1,7 +1,9 @@
 """Loading exports with clear errors, classifying a real video file, the predict script."""
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -15,9 +17,12 @@ import keras_sideways as ks
 from keras_sideways import inference, models
 from keras_sideways.data import video_files
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = ["archery", "bowling", "cycling"]
+
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def classifier():
     keras.utils.set_random_seed(0)
     model = ks.SidewaysModel(models.vgg_classifier(3, num_stages=3, width=2))
     model.compile(
@@ -26,9 +31,52 @@ def exported(tmp_path_factory):
     model.fit(
         random_video(batch=2, time=4, size=16, channels=3), np.array([0, 2]), epochs=1, verbose=0
     )
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(classifier, tmp_path_factory):
     path = tmp_path_factory.mktemp("exports") / "tiny"
-    meta = dict(class_names=["archery", "bowling", "cycling"], clip_length=4, temporal_stride=2)
-    return ks.export_saved_model(model, path, metadata=meta)
+    meta = dict(class_names=NAMES, clip_length=4, temporal_stride=2)
+    return ks.export_saved_model(classifier, path, metadata=meta)
+
+
+def predict(*args):
+    """Runs `python -m train.predict args` from the repository root: (status, stdout, stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "train.predict", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def train_and_export(config, root):
+    """Trains `config` with the training command; returns its export folder."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.train",
+            f"--config={config}",
+            f"--workdir={root / 'runs' / 'run'}",
+            f"--config.export_dir={root / 'saved_models'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root / "saved_models" / "run"
+
+
+@pytest.fixture(scope="module")
+def reconstruction_export(tmp_path_factory):
+    config = "train/configs/moving_digits_autoencode.py:tiny"
+    return train_and_export(config, tmp_path_factory.mktemp("autoencode"))
 
 
 def test_classify_video_file_scores_the_centre_clip(exported):
@@ -120,3 +168,113 @@ def test_undecodable_video_names_the_file(tmp_path, exported):
     bad.write_bytes(b"\x00" * 1000)
     with pytest.raises(ValueError, match=f"Cannot decode the video {bad}"):
         inference.classify_video_file(exported, bad)
+
+
+def metadata(path):
+    with open(os.path.join(path, "sideways.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_the_training_command_exports_no_class_names_for_a_reconstruction(reconstruction_export):
+    meta = metadata(reconstruction_export)  # a classifier's: test_training.py (motion tasks)
+    assert "class_names" not in meta  # it once had the digits' names, 0 to 9
+    assert (meta["clip_length"], meta["temporal_stride"]) == (5, 1)
+
+
+REFUSED = (
+    "The model at {} is not a classifier: its serve returns no 'probabilities' but only "
+    "'frames' \\(per-frame outputs, shape \\[batch, time, 16, 16, 1\\]\\); "
+    "predict classifies clips."
+)
+
+
+@pytest.mark.slow
+def test_an_export_whose_serve_returns_no_probabilities_is_refused(reconstruction_export, tmp_path):
+    video = sample_video("bikes")
+    with pytest.raises(ValueError, match=REFUSED.format(reconstruction_export)):
+        inference.classify_video_file(reconstruction_export, video)
+    old = tmp_path / "old"  # exported before the fix: the digits' class names, and no classifier
+    shutil.copytree(reconstruction_export, old)
+    (old / "sideways.json").write_text(json.dumps(dict(metadata(old), class_names=list("0123"))))
+    with pytest.raises(ValueError, match=REFUSED.format(old)):
+        inference.classify_video_file(old, video)
+    status, stdout, stderr = predict(f"--model={old}", f"--video={video}")
+    assert (status, stdout) == (1, "")
+    assert len(stderr.splitlines()) == 1  # no traceback (was KeyError: 'probabilities')
+    assert re.fullmatch("error: " + REFUSED.format(old), stderr.strip())
+
+
+def test_a_classifier_exported_without_class_names_names_the_classes_by_index(
+    classifier, exported, tmp_path
+):
+    video = sample_video("bikes")
+    path = classifier.export(tmp_path / "nameless", metadata=dict(clip_length=4, temporal_stride=2))
+    nameless = inference.classify_video_file(path, video, top=3)
+    named = inference.classify_video_file(exported, video, top=3)
+    assert nameless == [(f"class {NAMES.index(name)}", p) for name, p in named]
+
+
+def missing_clip_length(path, missing):
+    return (
+        f"The export at {path} does not say how long a clip it takes: {path}/sideways.json has "
+        f"{missing}. Export it with ks.export_saved_model(model, path, metadata=dict("
+        "clip_length=<frames per training clip>, temporal_stride=<step between them, default "
+        "1>, class_names=<a name per class, default 'class 0', ...>)), or add them to that file."
+    )
+
+
+@pytest.mark.parametrize(
+    "meta, missing",
+    [
+        (None, "no clip_length and no temporal_stride"),  # `model.export(path)`
+        (dict(class_names=NAMES), "no clip_length and no temporal_stride"),
+        (dict(class_names=NAMES, temporal_stride=2), "no clip_length"),
+    ],
+    ids=["no-metadata", "class-names-only", "no-clip-length"],
+)
+def test_an_export_without_its_clip_length_says_which_metadata_to_give(
+    classifier, tmp_path, meta, missing
+):
+    path = str(classifier.export(tmp_path / "m", metadata=meta))
+    with pytest.raises(ValueError) as error:  # was KeyError: 'clip_length', or "no class names"
+        inference.classify_video_file(path, sample_video("bikes"))
+    assert str(error.value) == missing_clip_length(path, missing)
+
+
+def test_predict_reports_an_export_without_metadata_in_one_line(classifier, tmp_path):
+    path = str(ks.export_saved_model(classifier, tmp_path / "m"))
+    status, stdout, stderr = predict(f"--model={path}", f"--video={sample_video('bikes')}")
+    message = missing_clip_length(path, "no clip_length and no temporal_stride")
+    assert (status, stdout, stderr) == (1, "", f"error: {message}\n")  # was "no class names"
+
+
+def test_the_temporal_stride_defaults_to_every_frame(classifier, tmp_path):
+    video = sample_video("bikes")
+    path = classifier.export(tmp_path / "m")
+    with open(os.path.join(path, "sideways.json"), "w") as f:  # written by hand, as told
+        json.dump(dict(class_names=NAMES, clip_length=4), f)  # no frame shape: serve's
+    top = inference.classify_video_file(path, video, top=1)  # was KeyError: 'temporal_stride'
+    start = (video_files.count_frames(video) - 4) // 2
+    clip = video_files.read_clip(video, start + np.arange(4), (16, 16)) / np.float32(255)
+    model, _ = inference.load_export(path)
+    expected = model.serve(tf.constant(clip[None], tf.float32))["probabilities"].numpy()[0]
+    assert top == [(NAMES[int(np.argmax(expected))], pytest.approx(expected.max(), abs=1e-6))]
+
+
+@pytest.mark.parametrize(
+    "meta, error",
+    [
+        (dict(class_names=NAMES[:2], clip_length=4), "class_names names 2 classes .* scores 3"),
+        (dict(clip_length=0), "clip_length: expected an int >= 1; got 0"),
+        (
+            dict(clip_length=4, temporal_stride="2"),
+            "temporal_stride: expected an int >= 1; got '2'",
+        ),
+    ],
+    ids=["too-few-names", "clip-length", "stride"],
+)
+def test_metadata_predict_cannot_use_is_named(classifier, tmp_path, meta, error):
+    path = classifier.export(tmp_path / "m", metadata=meta)
+    with pytest.raises(ValueError, match=f"{path}/sideways.json: {error}"):
+        inference.classify_video_file(path, sample_video("bikes"))

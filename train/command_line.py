@@ -8,15 +8,23 @@ against a default config file) or when the flags are parsed (against the file gi
 command defines its config flag with `define_config_file` and runs with
 `app.run(main, flags_parser=parse)`, and either way the mistake is one line too, with
 ml_collections' suggestion of the field meant.
+
+A config file that does not load is one line of absl's error as well, naming the file: one
+that does not exist (with the file probably meant), a folder, or one whose import or
+`get_config()` fails (with its error). ml_collections would defer the first kind to the
+config's first use and let the others escape as tracebacks.
 """
 
 from __future__ import annotations
 
+import difflib
+import glob
+import os
 import re
 import sys
 from typing import NoReturn
 
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
 _UNKNOWN = re.compile(r"'([^'\\]+)\\?'")  # ml_collections: "'field'\nDid you mean ..."
@@ -25,11 +33,70 @@ _SUGGESTION = re.compile(r'Did you mean "([^"]+)" instead of')
 
 def define_config_file(name: str, default: str | None, help_string: str, **kwargs):
     """`config_flags.DEFINE_config_file`, with an override of no field of the default
-    config (in `sys.argv`) reported as one line of error."""
+    config (in `sys.argv`) reported as one line of error, and so is a config file given on
+    the command line that does not load (`_ConfigFileParser`)."""
     try:
-        return config_flags.DEFINE_config_file(name, default, help_string, **kwargs)
+        holder = config_flags.DEFINE_config_file(name, default, help_string, **kwargs)
     except (AttributeError, KeyError) as error:
         _unknown_field(error, sys.argv)
+    flag = kwargs.get("flag_values", flags.FLAGS)[name]
+    flag.parser = _ConfigFileParser(flag.parser)
+    return holder
+
+
+class _ConfigFileParser(flags.ArgumentParser):
+    """ml_collections' parser of a config file argument ("path" or "path:variant"), with a
+    file that does not load reported as a ValueError of one line, naming it: absl prints
+    that as "FATAL Flags parsing error: flag --config=...: ..." and exits with status 1."""
+
+    def __init__(self, parser: flags.ArgumentParser):
+        self._parser = parser
+
+    def parse(self, argument):
+        if not isinstance(argument, str):
+            return self._parser.parse(argument)
+        path = argument.split(":", 1)[0]
+        problem = _not_a_file(path)
+        if problem:
+            raise ValueError(problem)
+        try:
+            config = self._parser.parse(argument)
+        except (TypeError, ValueError) as error:  # get_config's, re-raised with a traceback
+            raise ValueError(_load_failure(error.__context__ or error)) from None
+        except Exception as error:  # the file's own: a SyntaxError, an ImportError, ...
+            raise ValueError(_load_failure(error)) from None
+        try:
+            getattr(config, "lock", None)
+        except OSError as error:  # ml_collections defers an OSError to the config's first use
+            raise ValueError(_load_failure(error.__cause__ or error)) from None
+        return config
+
+    def flag_type(self) -> str:
+        return self._parser.flag_type()
+
+
+def _not_a_file(path: str) -> str | None:
+    """Why `path` cannot be a config file (empty, missing, a folder), or None."""
+    expected = "a config file (a .py file with get_config())"
+    if not path:
+        return f"expected {expected}; got ''."
+    if os.path.isdir(path):
+        return f"{path} is a folder; expected {expected}."
+    if os.path.exists(path):
+        return None
+    where = "" if os.path.isabs(path) else f" (relative to {os.getcwd()})"
+    siblings = glob.glob(os.path.join(os.path.dirname(path), "*.py"))
+    meant = difflib.get_close_matches(path, siblings, n=1)
+    hint = f"; did you mean {meant[0]!r}?" if meant else "."
+    return f"no such file: {path}{where}{hint}"
+
+
+def _load_failure(error: BaseException) -> str:
+    """One line for an error raised while loading a config file or running its get_config."""
+    if isinstance(error, AttributeError) and getattr(error, "name", None) == "get_config":
+        return "cannot load the config: it has no get_config()."
+    text = " ".join(str(error).split())  # a SyntaxError's caret lines, say, on one line
+    return f"cannot load the config: {type(error).__name__}: {text}"
 
 
 def parse(argv: list[str]) -> list[str]:

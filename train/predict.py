@@ -24,7 +24,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
     try:
         classes = classify_video_file(_MODEL.value, _VIDEO.value, _TOP.value)
-    except ValueError as error:  # no export, not a classifier, not a video, a bad --top
+    except ValueError as error:  # no export or clip length, not a classifier, video or --top
         sys.exit(f"error: {error}")  # one line, exit status 1, as the training command
     for name, probability in classes:
         print(f"{probability:8.4f}  {name}")

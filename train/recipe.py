@@ -171,16 +171,16 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         )
     export_path = None
     if config.export_dir:
+        metadata = dict(
+            clip_length=config.data.clip_length,
+            temporal_stride=config.data.temporal_stride,
+            image_size=config.data.image_size,
+            mode=config.mode,
+        )
+        if info.task == "classification" and info.class_names:  # a reconstruction has none
+            metadata["class_names"] = info.class_names
         export_path = export_saved_model(
-            model,
-            os.path.join(config.export_dir, name),
-            metadata=dict(
-                class_names=info.class_names,
-                clip_length=config.data.clip_length,
-                temporal_stride=config.data.temporal_stride,
-                image_size=config.data.image_size,
-                mode=config.mode,
-            ),
+            model, os.path.join(config.export_dir, name), metadata=metadata
         )
     summary = dict(
         name=name,
