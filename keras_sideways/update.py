@@ -6,6 +6,8 @@ buffers), which `SidewaysTrainer.train_step` calls once per step.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import tensorflow as tf
 
@@ -55,6 +57,9 @@ def guarded_update(model, loss, grads, video) -> tuple[tf.Tensor, tf.Tensor]:
     """
     optimizer = model.optimizer
     finite_loss = tf.reduce_all(tf.math.is_finite(loss))
+    if not model.trainable_variables:  # all frozen: nothing to update; Keras warns so too
+        warnings.warn("The model does not have any trainable weights.", stacklevel=2)
+        return replicas.on_all_replicas(finite_loss), tf.constant(False)
     finite_grads = replicas.on_all_replicas(
         tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
     )

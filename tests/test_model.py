@@ -322,6 +322,21 @@ def test_a_metric_that_takes_logits_is_refused_with_clip_labels():
     assert scores["sparse_categorical_crossentropy"] == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("mode, engine", MODES_AND_ENGINES)
+def test_a_frozen_model_trains_on_with_keras_warning_and_no_update(mode, engine):
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3), mode=mode, engine=engine)
+    model.trainable = False
+    model.compile(optimizer="adam", loss=CLIP_LOSS, metrics=["accuracy"])
+    video, labels = random_video(batch=2, time=3), clip_labels(2)
+    model.build(video.shape)
+    before = model.get_weights()
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        history = model.fit(video, labels, verbose=0).history
+    assert history["skipped_updates"] == [0.0] and np.isfinite(history["loss"][0])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_class_weight_with_per_frame_targets_is_refused():
     # Keras reads a rank-2 target as one-hot classes: the argmax over time was the class.
     video = random_video(batch=2, time=3)
