@@ -22,6 +22,7 @@ does all its work in its own hooks: a model trained without it computes nothing 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -96,7 +97,8 @@ def stage_fidelity(
 
     Both gradients are what one `train_step` on this batch would apply, at the model's
     current weights (`model.compute_gradients` with mode "sideways" and "bp"); nothing is
-    applied and a stateful pipeline is left as it was.
+    applied and a stateful pipeline is left as it was. A stream's held clip is measured
+    primed afresh, not paired with the state its training left (`_primed_afresh`).
 
     Args:
         model: a `SidewaysModel`, compiled with its loss.
@@ -109,11 +111,35 @@ def stage_fidelity(
         "norm_ratio_mean"}, one entry per stage, bottom first (None for a stage
         without weights).
     """
-    sideways = model.compute_gradients(video, target, sample_weight, mode="sideways")
-    bp = model.compute_gradients(video, target, sample_weight, mode="bp")
+    with _primed_afresh(model, int(np.shape(video)[0])):
+        sideways = model.compute_gradients(video, target, sample_weight, mode="sideways")
+        bp = model.compute_gradients(video, target, sample_weight, mode="bp")
     return gradient_fidelity(
         [g.numpy() for g in sideways], [g.numpy() for g in bp], stage_variable_indices(model)
     )
+
+
+@contextlib.contextmanager
+def _primed_afresh(model, batch: int):
+    """A stream's (`stateful=True`) pipeline cleared while the held clip is measured, and
+    put back after: the clip is primed afresh, as BP's gradient of it assumes, and not
+    paired with the state the last training chunk left. A stream that has started holds
+    one lane per clip of its batch size: a held batch of another size is a ValueError."""
+    if not getattr(model, "stateful", False) or not model._stream_started:
+        yield  # nothing carried (and a stream not started takes the held batch's size)
+        return
+    if model.buffers.capacity != batch:
+        raise ValueError(
+            f"GradientFidelity on a stream (stateful=True) measures a held batch of the "
+            f"stream's batch size, {model.buffers.capacity} clips; got {batch}."
+        )
+    saved = [tf.identity(v.value) for v in model.buffers.variables]
+    model.buffers.reset()
+    try:
+        yield
+    finally:
+        for variable, value in zip(model.buffers.variables, saved):
+            variable.assign(value)
 
 
 def _held_batch(batch):

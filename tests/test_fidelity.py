@@ -108,6 +108,23 @@ def test_static_video_gives_cosine_one_and_skips_weightless_stages():
     assert figures["cosine_mean"] == pytest.approx(1.0, abs=1e-5)
 
 
+def test_a_stream_is_measured_primed_afresh_and_left_as_it_was():
+    # Not against the state its training left: a static held clip reads cosine 1, as above.
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=4), stateful=True)
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    labels = np.array([0, 1])
+    for seed in (1, 2):  # two chunks of moving video: the stream carries their state
+        model.train_on_batch(random_video(batch=2, time=6, seed=seed), labels)
+    carried = [v.numpy().copy() for v in model.buffers.variables]
+    static = np.repeat(random_video(batch=2, time=6, seed=3)[:, :1], 6, axis=1)
+    figures = fidelity.stage_fidelity(model, static, labels)
+    np.testing.assert_allclose(figures["cosine"], 1.0, atol=1e-5)
+    for before, v in zip(carried, model.buffers.variables):
+        np.testing.assert_array_equal(before, v.numpy())
+    with pytest.raises(ValueError, match="stream's batch size, 2 clips; got 3"):
+        fidelity.stage_fidelity(model, static[[0, 1, 1]], np.array([0, 1, 1]))
+
+
 def read_scalars(log_dir):
     """{tag: {step: value}} from the TensorBoard event files in `log_dir`."""
     scalars = {}
