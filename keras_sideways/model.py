@@ -395,6 +395,13 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             raise CheckpointError(f"No checkpoint at {path}.")
         try:
             return super().load_weights(filepath, *args, **kwargs)
+        except ValueError as error:  # Keras: weights that do not fit the stages
+            raise CheckpointError(
+                f"Cannot load the checkpoint {path}: its weights do not fit this model's "
+                f"stages{_stage_counts(path, self)}. It was saved from a model of "
+                "another structure (another number of stages, other layers or widths); "
+                f"Keras says: {error}"
+            ) from error
         except Exception as error:  # h5py and Keras raise several kinds
             raise CheckpointError(f"Cannot load the checkpoint {path}: {error}") from error
 
@@ -452,6 +459,18 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             )
             config["placement"] = None
         return cls(stages, **config)
+
+
+def _stage_counts(path: str, model) -> str:
+    """" (the file holds N stages; this model has M)", for a .weights.h5 file."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            stages = len(f["layers"])
+    except (ImportError, OSError, KeyError):
+        return ""
+    return f" (the file holds {stages} stages; this model has {len(model.stages)})"
 
 
 def _relay(origin) -> keras.layers.Layer:
