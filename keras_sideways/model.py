@@ -462,7 +462,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
 
 
 def _stage_counts(path: str, model) -> str:
-    """" (the file holds N stages; this model has M)", for a .weights.h5 file."""
+    """ " (the file holds N stages; this model has M)", for a .weights.h5 file."""
     try:
         import h5py
 
