@@ -127,6 +127,17 @@ def test_train_and_evaluate_writes_logs_checkpoints_export(tmp_path, mode):
         assert json.load(f)["validation"] == summary["validation"]
 
 
+@pytest.mark.parametrize("precision", ["mixed_bfloat16"])
+def test_a_mixed_precision_run_exports_a_float32_serving_model(tmp_path, precision):
+    config = tiny(moving_digits, precision=precision, export_dir=str(tmp_path / "saved_models"))
+    summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
+    assert summary["precision"] == precision and np.isfinite(summary["validation"]["loss"])
+    loaded = tf.saved_model.load(summary["export"])
+    served = loaded.serve(tf.random.uniform([2, 5, 16, 16, 1], seed=0))
+    assert served["frames"].dtype == served["probabilities"].dtype == tf.float32
+    np.testing.assert_allclose(np.sum(served["probabilities"], axis=-1), 1.0, rtol=1e-5)
+
+
 def test_an_export_path_that_is_not_free_fails_before_training(tmp_path):
     config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"))
     (tmp_path / "saved_models" / "digits").mkdir(parents=True)
