@@ -525,6 +525,13 @@ def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[t
             )
         outputs.append(x)
         clips.check_batch_kept(k, stage, batch, x.shape)
+        if k in graph.buffered and x.dtype != frame.dtype:
+            raise ValueError(
+                f"Stage {k} ({stage.name}) outputs {x.dtype}, but the model computes in "
+                f"{frame.dtype}, the dtype its pipeline holds the outputs of stages in: the "
+                "stages were made under another dtype policy than the model. Make both "
+                "under one global policy (keras.config.set_dtype_policy before either)."
+            )
         if None in x.shape[1:]:
             raise ValueError(
                 f"Stage {k} ({stage.name}) must give outputs of a known shape per "

@@ -365,3 +365,30 @@ def test_export_serves_and_streams_as_the_model_does_in_float32(policy, stages_f
     np.testing.assert_array_equal(served["frames"], tf.cast(frames, tf.float32))
     pipelined = tf.function(model.pipelined_call)(video)
     np.testing.assert_array_equal(streamed, tf.cast(pipelined, tf.float32))
+
+
+@pytest.mark.parametrize("stages_policy, model_policy", [(None, "bfloat16"), ("bfloat16", None)])
+def test_stages_and_model_of_other_policies_are_refused_at_build(stages_policy, model_policy):
+    # The pipeline holds stage outputs in the model's dtype; it failed deep in autodiff.
+    keras.config.set_dtype_policy(f"mixed_{stages_policy}" if stages_policy else "float32")
+    try:
+        stages = tiny_conv_stages(num_stages=3)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    model = policy_model(model_policy and f"mixed_{model_policy}", lambda: stages)
+    with pytest.raises(ValueError, match="Stage 0 .* outputs .* but the model computes in"):
+        model.build((2, 3, 8, 8, 1))
+
+
+def test_a_float32_top_stage_in_a_mixed_model_trains():
+    # Keras' advice for mixed precision: the last layer in float32. The top's output is not
+    # held in the pipeline, so it may differ.
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        *below, _ = tiny_conv_stages(num_stages=3)
+        model = compiled_model([*below, keras.layers.Dense(3, dtype="float32")])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    history = model.fit(random_video(batch=2, time=3), clip_labels(2), verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    assert model.predict(random_video(batch=2, time=3), verbose=0).dtype == np.float32
