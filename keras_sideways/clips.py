@@ -306,8 +306,27 @@ def checked_labels(labels, classes: int, ignore_class: int | None = None):
 def takes_class_indices(loss) -> bool:
     """True for a sparse categorical cross-entropy loss (name, function or object): its
     targets are class indices."""
+    return _loss_name(loss) == "sparsecategoricalcrossentropy"
+
+
+def _loss_name(loss) -> str:
+    """A loss's name, lower case without underscores: "sparsecategoricalcrossentropy"."""
     name = loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
-    return name.replace("_", "").lower() == "sparsecategoricalcrossentropy"
+    return name.replace("_", "").lower()
+
+
+def check_one_hot_clip_labels(loss, target) -> None:
+    """Raises ValueError for a target [batch, classes] with a (one-hot) categorical
+    cross-entropy: a rank-2 target is per-frame, and Keras would fail on it obscurely."""
+    shape = getattr(target, "shape", None)  # no tensor: `check_target` names what it is
+    if _loss_name(loss) == "categoricalcrossentropy" and tf.TensorShape(shape).rank == 2:
+        raise ValueError(
+            "A categorical cross-entropy takes one-hot targets, per frame "
+            f"[batch, time, classes]; got target {shape_text(tf.TensorShape(shape))}: "
+            "one-hot clip labels [batch, classes] are not taken (a rank-2 target is per "
+            "frame). Give class indices [batch] with SparseCategoricalCrossentropy, e.g. "
+            "tf.argmax(labels, axis=-1)."
+        )
 
 
 def ignored_class(loss) -> int | None:
@@ -387,9 +406,9 @@ def warn_if_too_short(clip_length: int | None, num_stages: int) -> bool:
 
 
 def is_classification_loss(loss) -> bool:
-    """True for a categorical cross-entropy loss (by name or object): clip classification."""
-    name = loss if isinstance(loss, str) else type(loss).__name__
-    return name.replace("_", "").lower() in (
+    """True for a categorical cross-entropy loss (name, function or object): clip
+    classification."""
+    return _loss_name(loss) in (
         "sparsecategoricalcrossentropy",
         "categoricalcrossentropy",
     )

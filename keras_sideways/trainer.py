@@ -417,6 +417,7 @@ class SidewaysTrainer:
         batches: only training and `compute_gradients` use the pipeline buffers.
         """
         clips.check_video(video)
+        clips.check_one_hot_clip_labels(getattr(self, "loss", None), target)
         clips.check_target(video, target)
         clips.check_sample_weight(video, sample_weight)
         stream = stream and not self._evaluating

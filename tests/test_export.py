@@ -154,3 +154,15 @@ def test_keras_other_export_formats_run_the_model(tmp_path):
     interpreter.invoke()
     # TFLite's kernels add in another order: float32 rounding, far below 1e-5 here.
     np.testing.assert_allclose(interpreter.get_tensor(exit["index"]), model(video), atol=1e-5)
+
+
+def test_a_classifier_compiled_with_a_loss_function_serves_probabilities(tmp_path):
+    model = ks.SidewaysModel(models.vgg_classifier(3, num_stages=3, width=2))
+    model.compile(optimizer="sgd", loss=keras.losses.sparse_categorical_crossentropy)
+    model.fit(random_video(batch=2, time=3, size=8), np.array([0, 2]), verbose=0)
+    loaded = tf.saved_model.load(model.export(str(tmp_path / "m"), verbose=False))
+    video = random_video(batch=2, time=3, size=8, seed=4)
+    expected = model(video).numpy().mean(axis=1)  # the function takes probabilities
+    np.testing.assert_allclose(
+        loaded.serve(tf.constant(video))["probabilities"], expected, atol=1e-6
+    )

@@ -337,6 +337,17 @@ def test_a_frozen_model_trains_on_with_keras_warning_and_no_update(mode, engine)
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("classes", [3, 4])  # 4: as many classes as frames
+def test_one_hot_clip_labels_are_refused_naming_the_fix(classes):
+    model = ks.SidewaysModel(tiny_conv_stages(classes=classes, num_stages=3))
+    model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    video, one_hot = random_video(batch=2, time=4), np.eye(classes, dtype="float32")[[0, 2]]
+    with pytest.raises(ValueError, match=r"one-hot clip labels \[batch, classes\].*indices"):
+        model.fit(video, one_hot, verbose=0)
+    per_frame = np.repeat(one_hot[:, None], 4, axis=1)  # [batch, time, classes]: taken
+    assert np.isfinite(model.fit(video, per_frame, verbose=0).history["loss"][0])
+
+
 def test_class_weight_with_per_frame_targets_is_refused():
     # Keras reads a rank-2 target as one-hot classes: the argmax over time was the class.
     video = random_video(batch=2, time=3)
