@@ -133,6 +133,7 @@ class SidewaysTrainer:
             self._symbolic_build(data_batch=data_batch)
         if training:
             self.size_stream(int(video.shape[0]), start=True)
+            self._checked_labels(target)  # eager: a ValueError naming the bad label
 
     # ----------------------------------------------------------------- steps
     # The steps, `compute_gradients` and the model's call are traced without AutoGraph:

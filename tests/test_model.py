@@ -515,7 +515,9 @@ def test_a_stage_that_changes_the_batch_size_is_named_at_build():
 
 
 @pytest.mark.parametrize("bad", [3, -1])
-@pytest.mark.parametrize("entry", ["fit", "evaluate", "compute_gradients", "dataset"])
+@pytest.mark.parametrize(
+    "entry", ["fit", "evaluate", "compute_gradients", "train_on_batch", "dataset"]
+)
 def test_labels_out_of_range_name_the_range_and_the_label(entry, bad):
     video, labels = random_video(batch=4, time=3), np.array([0, 2, bad, 1])
     model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))  # 3 classes
@@ -532,6 +534,8 @@ def test_labels_out_of_range_name_the_range_and_the_label(entry, bad):
             model.fit(dataset, verbose=0)
         elif entry == "compute_gradients":
             model.compute_gradients(video, labels)
+        elif entry == "train_on_batch":
+            model.train_on_batch(video, labels)
         else:
             getattr(model, entry)(video, labels, batch_size=2, verbose=0)
 
