@@ -42,3 +42,27 @@ def test_bp_gradients_equal_keras_gradients_of_the_sequential_model():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(result.loss, loss, rtol=1e-6)
     assert result.outputs.shape == (3, 4, 3)
+
+
+def test_a_layer_shared_by_two_stages_gets_its_gradient_once():
+    # The tape gives each place of a shared variable the whole gradient; the model sums
+    # the stages' gradients, so BP's step was twice the gradient (Sideways' was right).
+    from conftest import assert_all_close
+
+    import keras_sideways as ks
+
+    shared = keras.layers.Conv2D(2, 3, padding="same", activation="tanh")
+    head = keras.Sequential([keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    head.build((None, 8, 8, 2))
+    model = ks.SidewaysModel([keras.layers.Conv2D(2, 1), shared, shared, head], mode="bp")
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    video, labels = random_video(batch=2, time=3, seed=2), np.array([0, 2])
+    grads = model.compute_gradients(video, labels)
+    frames = tf.constant(video.reshape(6, 8, 8, 1))
+    with tf.GradientTape() as tape:
+        per_frame = head(shared(shared(model.stages[0](frames))))
+        loss = CLIP_LOSS(np.repeat(labels, 3), per_frame)
+    assert len(model.trainable_variables) == 6  # the shared layer's once
+    assert_all_close(grads, tape.gradient(loss, model.trainable_variables), model)
+    stash_zero = model.compute_gradients(video, labels, mode="sideways")  # not BP: sanity
+    assert len(stash_zero) == 6

@@ -58,9 +58,18 @@ def bp_gradients(
         tape.watch(weights)
         outputs = frame_outputs(stages, video, training=True, graph=graph)
         loss = frame_loss(loss_fn, target, outputs, sample_weight)
-    grads = tape.gradient(loss, weights)
+    grads = [dense(g, w) for g, w in zip(tape.gradient(loss, weights), weights)]
+    # A variable shared by several stages: the tape gives each of its places the whole
+    # gradient, and `in_variable_order` sums the stages' gradients, so only its first
+    # place keeps it (the pseudo-gradient engines give each stage its own share).
+    seen = set()
+    for k, stage in enumerate(stages):
+        for i, variable in enumerate(stage.trainable_variables):
+            if id(variable) in seen:
+                grads[k][i] = tf.zeros_like(grads[k][i])
+            seen.add(id(variable))
     return EngineResult(
-        gradients=[dense(g, w) for g, w in zip(grads, weights)],
+        gradients=grads,
         loss=loss,
         outputs=outputs,
         targets=target,
