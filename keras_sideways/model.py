@@ -194,6 +194,16 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             relays=[not isinstance(o, int) for o in self.origins],
         )
         self.delay_warmup_steps = delays.check_warmup_steps(delay_warmup_steps)
+        if self.delay_warmup_steps and mode == "sideways" and not any(self.graph.gaps()):
+            warnings.warn(
+                f"delay_warmup_steps={delay_warmup_steps} does nothing here: it scales the "
+                "steps of stages whose pseudo-gradients pair frames apart, and every stage "
+                f"here pairs a frame with itself (stash_depth={stash_depth!r}: BP's "
+                "gradient). It is for the paper's pairing: add stash_depth=0 (or a partial "
+                "stash), or leave it at 0.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.pipeline_chunk = options.check_chunk(pipeline_chunk, stateful)
         if self.replica_devices is not None and (stateful or pipeline_chunk == 1):
             raise ValueError(

@@ -59,8 +59,11 @@ def check_mode(mode: str) -> str:
 
 
 def check_options(mode: str, stateful: bool, engine: str) -> None:
-    """Raises ValueError for an unknown mode or engine, or one that cannot stream."""
+    """Raises ValueError for an unknown mode or engine, a `stateful` that is not a bool
+    (a string "no" would stream), or one that cannot stream."""
     check_mode(mode)
+    if not isinstance(stateful, bool):
+        raise ValueError(f"stateful must be True or False; got {stateful!r}.")
     if stateful and mode != "sideways":
         raise ValueError(
             "stateful=True carries the Sideways pipeline buffers across batches; "

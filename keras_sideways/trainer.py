@@ -215,6 +215,10 @@ class SidewaysTrainer:
             stateful pipeline is left as it was.
         """
         mode = options.check_mode(mode or self.mode)
+        if not self.compiled:
+            raise ValueError(
+                "compute_gradients needs the loss: call compile(optimizer=..., loss=...) first."
+            )
         clips.check_structure(video, target)
         video = tf.convert_to_tensor(video)
         target = tf.convert_to_tensor(target)

@@ -1034,7 +1034,7 @@ def test_delay_warmup_scales_each_stage_update_by_its_frame_gap(strategy, stash_
 
 
 def test_delay_warmup_is_saved_with_the_model_and_checked(tmp_path):
-    model = ks.SidewaysModel(tiny_conv_stages(), delay_warmup_steps=100)
+    model = ks.SidewaysModel(tiny_conv_stages(), stash_depth=0, delay_warmup_steps=100)
     model.compile(optimizer="adam", loss=CLIP_LOSS)
     model(random_video())
     model.save(tmp_path / "model.keras")

@@ -1,7 +1,11 @@
 """SidewaysModel's options: what is refused, and which engine "auto" picks."""
 
+import warnings
+
 import keras
+import numpy as np
 import pytest
+from conftest import random_video, tiny_conv_stages
 
 import keras_sideways as ks
 from keras_sideways import options
@@ -60,3 +64,24 @@ def test_stages_must_be_two_or_more_keras_layers():
         options.check_stages([keras.layers.Dense(2), len])
     sequential = keras.Sequential([keras.layers.Dense(2), keras.layers.Dense(3)])
     assert options.check_stages(sequential) == sequential.layers
+
+
+@pytest.mark.parametrize("stateful", ["no", "false", 1, None])
+def test_stateful_must_be_a_bool(stateful):
+    # A truthy string made a stream: buffers carried across batches, not BP's gradient.
+    with pytest.raises(ValueError, match=f"stateful must be True or False; got {stateful!r}"):
+        ks.SidewaysModel(tiny_conv_stages(num_stages=3), stateful=stateful)
+
+
+def test_a_delay_warmup_with_no_frame_gap_warns_that_it_does_nothing():
+    with pytest.warns(UserWarning, match="delay_warmup_steps=100 does nothing here.*stash"):
+        ks.SidewaysModel(tiny_conv_stages(num_stages=3), delay_warmup_steps=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the paper's pairing: it scales
+        ks.SidewaysModel(tiny_conv_stages(num_stages=3), stash_depth=0, delay_warmup_steps=100)
+
+
+def test_compute_gradients_before_compile_names_compile():
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    with pytest.raises(ValueError, match=r"needs the loss: call compile\("):
+        model.compute_gradients(random_video(batch=2, time=3), np.array([0, 1]))

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -202,6 +203,16 @@ def test_motion_configs_build_their_datasets_and_class_names():
     video, labels = next(iter(train))
     assert video.shape == (4, 5, 16, 16, 3) and set(labels.numpy()) <= {0, 1}
     assert sum(len(y) for _, y in val) == 4
+
+
+def test_the_motion_configs_delay_warmup_applies_to_the_papers_pairing_only():
+    # Their delay_warmup_steps is for --config.stash_depth=0; the defaults leave no gap.
+    info = builders.DataInfo("classification", 4, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the model's "does nothing" warning
+        exact = builders.build_model(tiny(moving_digits_direction), info)
+    paper = builders.build_model(tiny(moving_digits_direction, stash_depth="0"), info)
+    assert (exact.delay_warmup_steps, paper.delay_warmup_steps) == (0, 200)
 
 
 @pytest.mark.parametrize(

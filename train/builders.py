@@ -22,6 +22,7 @@ from keras_sideways import data as video_data
 from keras_sideways import delays, models, options, threads
 from keras_sideways.callbacks import ResetPipeline, SetDataEpoch
 from keras_sideways.engines import ticks
+from keras_sideways.graph import FULL_STASH
 from keras_sideways.model import SidewaysModel
 
 TASKS = ("classification", "reconstruction")
@@ -370,6 +371,12 @@ def build_model(config, info: DataInfo) -> SidewaysModel:
         return _build_model(config, info)
 
 
+def _delay_warmup_steps(config) -> int:
+    """`config.delay_warmup_steps`, for the paper's pairing and partial stashes: a full
+    stash leaves no frame gap to scale (the motion configs set it for `stash_depth=0`)."""
+    return 0 if stash_depth(config) == FULL_STASH else config.get("delay_warmup_steps", 0)
+
+
 @contextlib.contextmanager
 def dtype_policy(name: str):
     """Makes `name` Keras' global dtype policy within the block, then puts back the last."""
@@ -418,7 +425,7 @@ def _build_model(config, info: DataInfo) -> SidewaysModel:
         stash_depth=stash_depth(config),
         drain=drain(config),
         delay_lines=delay_lines(config),
-        delay_warmup_steps=config.get("delay_warmup_steps", 0),
+        delay_warmup_steps=_delay_warmup_steps(config),
         pipeline_chunk=pipeline_chunk(config),
         placement=config.get("placement"),  # set by the training command's --cluster
         name=f"{m.name}_{config.mode}",
