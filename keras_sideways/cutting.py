@@ -191,6 +191,24 @@ def _check_model(model) -> None:
             )
 
 
+def _calls(model, layer) -> list:
+    """The output tensors of each call of `layer` in `model`'s graph, found by walking back
+    from its output: a layer's own list of calls also holds those in other models, such
+    as the stages of an earlier cut, and a nested model's `output` is its inner one."""
+    found, stack, seen = {}, [model.outputs[0]], set()
+    while stack:
+        tensor = stack.pop()
+        history = tensor._keras_history
+        if (id(history.operation), history.node_index) in seen:
+            continue
+        seen.add((id(history.operation), history.node_index))
+        if history.operation is layer:
+            node = layer._inbound_nodes[history.node_index]
+            found[history.node_index] = list(node.output_tensors)
+        stack.extend(_parents(tensor))
+    return list(found.values())
+
+
 def _cut_output(model, name: str):
     try:
         layer = model.get_layer(name)
@@ -199,24 +217,31 @@ def _cut_output(model, name: str):
         raise ValueError(
             f"No layer {name!r} to cut at in {model.name!r}; its layers: {names}."
         ) from None
-    if len(layer._inbound_nodes) != 1:
+    if _is_input(layer):
         raise ValueError(
-            f"Layer {name!r} is called {len(layer._inbound_nodes)} times in {model.name!r}: "
+            f"Layer {name!r} is the input of {model.name!r}: the first stage starts there "
+            "anyway; name only the layers where stages end."
+        )
+    calls = _calls(model, layer)
+    if len(calls) != 1:
+        raise ValueError(
+            f"Layer {name!r} is called {len(calls)} times in {model.name!r}: "
             "a cut must be at a layer called once (its output then ends one stage)."
         )
-    if isinstance(layer.output, (list, tuple)):
+    (outputs,) = calls
+    if len(outputs) != 1:
         raise ValueError(f"Layer {name!r} has several outputs; cut at a layer of one output.")
-    if layer.output is model.outputs[0]:
+    if outputs[0] is model.outputs[0]:
         raise ValueError(
             f"Layer {name!r} makes the output of {model.name!r}, where the last stage ends "
             "anyway: name only the layers where the stages below it end."
         )
-    return layer.output
+    return outputs[0]
 
 
 def _cuttable(model, name: str) -> bool:
-    layer = model.get_layer(name)
-    return len(layer._inbound_nodes) == 1 and not isinstance(layer.output, (list, tuple))
+    calls = _calls(model, model.get_layer(name))
+    return len(calls) == 1 and len(calls[0]) == 1
 
 
 def _plan(model, at: list[str], ends: list) -> list[tuple]:

@@ -180,6 +180,29 @@ def test_what_cannot_be_cut_is_refused_naming_the_layer(build, at, message):
         ks.cut(build(), at=at)
 
 
+def test_a_model_is_cut_again_at_other_layers_as_if_fresh():
+    # Building the stages calls the model's layers again, in the stages' graphs: only the
+    # calls in the model's own graph count ("called 2 times" was said of a layer called once).
+    model, frames = resnet(), random_video(batch=2, time=1, seed=2)[:, 0]
+    for at in (["stem", "b1_conv", "block1"], ["block1"], None, None):
+        stages, graph = ks.cut(model, at=at) if at else ks.cut(model, num_stages=3)
+        sideways = ks.SidewaysModel(stages, inputs=graph)
+        np.testing.assert_allclose(sideways(frames[:, None])[:, 0], model(frames), atol=1e-6)
+
+
+def test_a_model_of_functional_blocks_is_cut_at_a_block():
+    # A nested model's `output` is its inner one; the cut takes its call in the model.
+    x, inner = keras.Input((8, 8, 1)), keras.Input((8, 8, 1))
+    block = keras.Model(inner, conv(4, "block_conv")(inner), name="block")
+    pooled = keras.layers.GlobalAveragePooling2D()(conv(4, "after")(block(x)))
+    model = keras.Model(x, keras.layers.Dense(3, name="head")(pooled), name="blocks")
+    frames = random_video(batch=2, time=1, seed=3)[:, 0]
+    for stages, graph in (ks.cut(model, at=["block"]), ks.cut(model, num_stages=3)):
+        assert graph[:2] == [[VIDEO], [0]]
+        sideways = ks.SidewaysModel(stages, inputs=graph)
+        np.testing.assert_allclose(sideways(frames[:, None])[:, 0], model(frames), atol=1e-6)
+
+
 def test_cut_needs_the_cut_layers_or_a_number_of_stages():
     with pytest.raises(ValueError, match="either the layers to cut at"):
         ks.cut(resnet())
@@ -187,6 +210,10 @@ def test_cut_needs_the_cut_layers_or_a_number_of_stages():
         ks.cut(resnet(), num_stages=1)
     with pytest.raises(ValueError, match="at=\\[\\] names no layer to cut at"):
         ks.cut(resnet(), at=[])
+    model = resnet()
+    first = model.layers[0].name  # the input layer, where the first stage starts anyway
+    with pytest.raises(ValueError, match=f"Layer '{first}' is the input of 'resnet'"):
+        ks.cut(model, at=[first])
 
 
 def vgg_sequential(build):
