@@ -23,6 +23,7 @@ import dataclasses
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from keras_sideways.layers import stage_window
@@ -119,7 +120,9 @@ class StageGraph:
         devices = tuple(devices or [None] * count)
         windows = tuple(windows or [1] * count)
         bare = cls(inputs, devices, windows, (0,) * count, relays=tuple(relays or ()))
-        if stash_depth == FULL_STASH and bare.accumulators:
+        if isinstance(stash_depth, np.ndarray):  # per stage, as a list would be
+            stash_depth = stash_depth.tolist()
+        if isinstance(stash_depth, str) and stash_depth == FULL_STASH and bare.accumulators:
             whole = dataclasses.replace(bare, whole_errors=True)
             bare = whole if whole.errors_are_balanced else bare
         graph = dataclasses.replace(bare, stash=tuple(bare.stash_depths(stash_depth)))

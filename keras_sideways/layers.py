@@ -56,6 +56,12 @@ class CausalTemporalConv(TemporalLayer):
     """
 
     def __init__(self, filters: int, kernel_size=3, window: int = 3, **kwargs):
+        if kwargs.get("data_format", "channels_last") != "channels_last":
+            raise ValueError(
+                "CausalTemporalConv takes video [batch, time, height, width, channels] and "
+                f"stacks its window on the channels: data_format must be 'channels_last'; "
+                f"got {kwargs['data_format']!r}."
+            )
         base = {k: kwargs.pop(k) for k in ("name", "trainable", "dtype") if k in kwargs}
         super().__init__(window, **base)
         self.conv_kwargs = dict(kwargs, padding=kwargs.get("padding", "same"))
@@ -93,7 +99,7 @@ class CausalTemporalConv(TemporalLayer):
 class TemporalShift(TemporalLayer):
     """Online temporal shift (TSM): part of the channels come from the frame before.
 
-    The last `round(fraction * channels)` channels of the output are the previous frame's
+    The last `max(1, round(fraction * channels))` channels of the output are the previous frame's
     (the first frame's own before the clip starts), the rest this frame's. No weights: put
     it first in a `keras.Sequential` stage, before the convolutions that mix the channels.
 
@@ -104,6 +110,10 @@ class TemporalShift(TemporalLayer):
     def __init__(self, fraction: float = 0.125, **kwargs):
         kwargs.pop("window", None)  # always 2: this frame and the one before
         super().__init__(2, **kwargs)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise ValueError(
+                f"TemporalShift: fraction must be a number in (0, 1]; got {fraction!r}."
+            )
         if not 0 < fraction <= 1:
             raise ValueError(f"TemporalShift: fraction must be in (0, 1]; got {fraction!r}.")
         self.fraction = fraction

@@ -274,6 +274,10 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         The tick-by-tick loop keeps them (`PipelineBuffers.stashes`, `pending`); the
         batched passes and blocks of ticks keep the clip's activations instead, as BP
         does. 0 before `build`."""
+        if batch is not None and (
+            isinstance(batch, bool) or not isinstance(batch, int) or batch < 1
+        ):
+            raise ValueError(f"batch must be a whole number >= 1 (or None); got {batch!r}.")
         if getattr(self, "_output_shapes", None) is None:
             return 0
         batch = batch or self.buffers.capacity

@@ -124,6 +124,12 @@ def check_placement(placement, num_stages: int):
             f"lists (one per replica) or 'auto'; got {placement!r}."
         )
     placement = list(placement)
+    bad = [p for p in placement if not isinstance(p, (str, list, tuple))]
+    if bad:
+        raise ValueError(
+            "placement must name one device per stage, e.g. ['/CPU:0', '/GPU:0'], or list "
+            f"such lists (one per replica); got {bad[0]!r} in {placement!r}."
+        )
     if placement and all(not isinstance(p, str) for p in placement):
         return [placements.check_placement(p, num_stages) for p in placement]
     return placements.check_placement(placement, num_stages)

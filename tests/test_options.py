@@ -85,3 +85,33 @@ def test_compute_gradients_before_compile_names_compile():
     model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
     with pytest.raises(ValueError, match=r"needs the loss: call compile\("):
         model.compute_gradients(random_video(batch=2, time=3), np.array([0, 1]))
+
+
+def test_a_stash_depth_per_stage_may_be_a_numpy_array():
+    stages = tiny_conv_stages(num_stages=3)
+    model = ks.SidewaysModel(stages, stash_depth=np.array([2, 1, 0]))
+    assert model.stash == [2, 1, 0]
+
+
+@pytest.mark.parametrize("placement", [[0, 0, 0], ["/CPU:0", 1, "/CPU:0"]])
+def test_a_placement_of_other_than_device_names_is_named(placement):
+    with pytest.raises(ValueError, match="placement must name one device per stage.*got 0|got 1"):
+        ks.SidewaysModel(tiny_conv_stages(num_stages=3), placement=placement)
+
+
+@pytest.mark.parametrize("batch", [0, -1, 1.5, True, "x"])
+def test_stash_bytes_takes_a_batch_of_at_least_one(batch):
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3), engine="pipeline", stash_depth=1)
+    model.build((2, 4, 8, 8, 1))
+    assert model.stash_bytes(4) == 2 * model.stash_bytes(2) > 0
+    with pytest.raises(ValueError, match=f"batch must be a whole number >= 1.*got {batch!r}"):
+        model.stash_bytes(batch)
+
+
+def test_temporal_layers_refuse_what_they_cannot_compute():
+    with pytest.raises(ValueError, match="fraction must be a number in \\(0, 1\\]; got 'x'"):
+        ks.layers.TemporalShift("x")
+    with pytest.raises(ValueError, match="fraction must be a number.*got True"):
+        ks.layers.TemporalShift(True)
+    with pytest.raises(ValueError, match="data_format must be 'channels_last'"):
+        ks.layers.CausalTemporalConv(4, 3, window=3, data_format="channels_first")
