@@ -195,6 +195,11 @@ def test_feeds_sideways_fit():
         ({"channels": 2}, "channels to be one of 1, 3; got 2"),
         ({"seed": -1}, "seed to be a non-negative integer; got -1"),
         ({"speed": "fast"}, "speed >= 0 .* got 'fast'"),
+        ({"speed": True}, "speed >= 0 .* got True"),
+        ({"channels": True}, "channels to be one of 1, 3; got True"),
+        ({"channels": 3.0}, "channels to be one of 1, 3; got 3.0"),
+        ({"shuffle": "no"}, "shuffle to be True or False .*got 'no'"),
+        ({"shuffle": 1}, "shuffle to be True or False .*got 1"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -274,6 +279,7 @@ def test_direction_dataset_is_deterministic_and_clip_i_ignores_num_clips():
         ({"speed": 0.0}, r"more than 0 and less than half the canvas's shorter side \(8 pixels\)"),
         ({"speed": 4.0, "temporal_stride": 2}, r"got speed=4.0 \* temporal_stride=2 on canvas"),
         ({"target": "velocity"}, "target to be one of 'label', 'direction', 'frames'"),
+        ({"clip_length": 1}, "clip_length >= 2 for target='direction'.*got clip_length=1"),
     ],
 )
 def test_bad_direction_arguments(kwargs, message):
@@ -281,3 +287,37 @@ def test_bad_direction_arguments(kwargs, message):
         digits.moving_digits(
             **{"num_clips": 2, "clip_length": 2, "image_size": 16, "target": "direction", **kwargs}
         )
+
+
+@pytest.mark.parametrize(
+    "kwargs, still",
+    [
+        ({"image_size": 8}, "at all"),
+        ({"image_size": 16, "canvas_size": 8}, "at all"),
+        ({"image_size": 16, "canvas_size": (8, 32)}, "along its shorter side"),
+    ],
+)
+@pytest.mark.parametrize("target", ["label", "frames"])
+def test_a_canvas_the_digits_fill_warns_that_they_cannot_move(kwargs, still, target):
+    with pytest.warns(UserWarning, match=f"cannot move {still}.*at least 9 pixels a side"):
+        dataset = digits.moving_digits(
+            "train", clip_length=3, num_clips=2, speed=2.0, target=target, **kwargs
+        )
+    if still == "at all":  # what the warning is about: every frame of a clip the same
+        video = np.concatenate([v.numpy() for v, _ in dataset])
+        assert np.abs(np.diff(video, axis=1)).max() == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"image_size": 9},  # the smallest canvas whose digits can move
+        {"image_size": 8, "speed": 0.0},  # still clips asked for
+        {"image_size": 8, "target": "direction"},  # a torus: the digits wrap around
+    ],
+)
+def test_a_canvas_with_room_to_move_does_not_warn(kwargs, recwarn):
+    dataset = digits.moving_digits("train", clip_length=3, num_clips=4, **kwargs)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    video = np.concatenate([v.numpy() for v, _ in dataset])
+    assert (np.abs(np.diff(video, axis=1)).max() > 0) == (kwargs.get("speed") != 0.0)

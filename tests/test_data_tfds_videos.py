@@ -14,6 +14,46 @@ from keras_sideways.data import tfds_videos
 EXAMPLES = 3
 
 
+class TinyLabelledVideos(tfds.core.GeneratorBasedBuilder):
+    """A video dataset that is no preset, with one ClassLabel: its label is the target."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {
+                    "clip": tfds.features.Video(shape=(None, 8, 8, 3)),
+                    "action": tfds.features.ClassLabel(num_classes=3),
+                }
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(), "test": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(EXAMPLES):
+            yield str(i), {"clip": np.zeros((4, 8, 8, 3), np.uint8), "action": i % 3}
+
+
+class TwoLabelVideos(TinyLabelledVideos):
+    """Two ClassLabels: which one is the target is the user's to say."""
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {
+                    "clip": tfds.features.Video(shape=(None, 8, 8, 3)),
+                    "action": tfds.features.ClassLabel(num_classes=3),
+                    "scene": tfds.features.ClassLabel(num_classes=2),
+                }
+            ),
+        )
+
+
 @pytest.fixture(autouse=True)
 def mock_tfds():
     with tfds.testing.mock_data(num_examples=EXAMPLES):
@@ -127,6 +167,56 @@ def test_other_dataset_finds_its_video_feature():
     np.testing.assert_array_equal(target, video)
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_other_dataset_with_one_class_label_yields_its_labels(split):
+    dataset = tfds_videos.tfds_video(
+        "tiny_labelled_videos", split, clip_length=2, image_size=8, batch_size=3
+    )
+    assert dataset.element_spec[1] == tf.TensorSpec((None,), tf.int32)
+    video, label = next(iter(dataset))
+    assert video.shape == (3, 2, 8, 8, 3)
+    assert all(0 <= y < 3 for y in label.numpy())
+
+
+def test_other_dataset_with_two_class_labels_needs_label_key_or_frames():
+    kwargs = dict(clip_length=2, image_size=8, batch_size=3)
+    with pytest.raises(ValueError, match=r"label_key to name one of .*\(action, scene\)"):
+        tfds_videos.tfds_video("two_label_videos", "test", **kwargs)
+    _, label = next(
+        iter(tfds_videos.tfds_video("two_label_videos", "test", label_key="scene", **kwargs))
+    )
+    assert label.dtype == tf.int32 and all(0 <= y < 2 for y in label.numpy())
+    video, target = next(
+        iter(tfds_videos.tfds_video("two_label_videos", "test", target="frames", **kwargs))
+    )
+    np.testing.assert_array_equal(target, video)
+
+
+@pytest.mark.parametrize(
+    "split", ["train[:10%]", "train+validation", "validation[:2]", "test[:50%]", "test[:]"]
+)
+def test_moving_mnist_refuses_slices_of_its_aliased_splits(split):
+    # Its "train" and "test" are parts of TFDS's "test": a slice of either, passed on to
+    # TFDS, failed there or overlapped the preset's "train" (mock_data ignores slices).
+    with pytest.raises(ValueError, match=r"one of 'train' \(test\[:90%\]\), 'validation'"):
+        tfds_videos.tfds_video("moving_mnist", split, clip_length=2, image_size=8)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("moving_mnist", {"shuffle": "no"}),
+        ("moving_mnist", {"training": "no"}),
+        ("ucf101", {"cache": "no"}),
+        ("ucf101", {"training": 0}),
+    ],
+)
+def test_flags_must_be_bools(name, kwargs):
+    ((flag, value),) = kwargs.items()
+    with pytest.raises(ValueError, match=f"Expected {flag} to be True or False.*got {value!r}"):
+        tfds_videos.tfds_video(name, "test", clip_length=2, image_size=8, **kwargs)
+
+
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
@@ -135,7 +225,7 @@ def test_other_dataset_finds_its_video_feature():
             {"split": "validation"},
             "Unknown split 'validation' for ucf101: expected one of test, train",
         ),
-        ("moving_mnist", {"split": "dev[:5]"}, "Unknown split 'dev.*got dev"),
+        ("moving_mnist", {"split": "dev[:5]"}, "split for moving_mnist to be one of.*got 'dev"),
         ("ucf101", {"target": "mask"}, "target to be one of 'label', 'frames'; got 'mask'"),
         ("ucf101", {"clip_length": 0}, "clip_length to be a positive integer; got 0"),
         ("ucf101", {"temporal_stride": 0}, "temporal_stride to be a positive integer; got 0"),

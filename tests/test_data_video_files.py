@@ -247,6 +247,10 @@ def test_folder_errors_name_the_root(tmp_path, short_file):
         ({"batch_size": 0}, "batch_size to be a positive integer; got 0"),
         ({"image_size": -1}, "image_size to be a positive int or a .* got -1"),
         ({"seed": 1.5}, "seed to be a non-negative integer; got 1.5"),
+        ({"training": "no"}, "training to be True or False; got 'no'"),
+        ({"shuffle": "no"}, "shuffle to be True or False .*got 'no'"),
+        ({"strict": "yes"}, "strict to be True or False; got 'yes'"),
+        ({"cache": "no"}, "cache to be True or False; got 'no'"),
     ],
 )
 def test_bad_arguments(good_root, kwargs, message):
@@ -258,3 +262,61 @@ def test_extensions_choose_the_files(good_root):
     with pytest.raises(ValueError, match=r"video files \(.avi\)"):
         video_files.video_folder(good_root, extensions=("avi",))
     assert video_files.folder_class_names(good_root) == ["bikes", "bunny"]
+
+
+@pytest.fixture
+def gappy_root(tmp_path, good_root, short_file):
+    """The good videos plus classes without a usable video and videos one folder too deep."""
+    root = tmp_path / "gappy"
+    shutil.copytree(good_root, root)
+    (root / "empty").mkdir()
+    (root / "notes").mkdir()
+    (root / "notes" / "notes.txt").write_text("not a video")
+    (root / "shorts").mkdir()
+    shutil.copy(short_file, root / "shorts" / "short.mp4")
+    (root / "bikes" / "sub" / "deeper").mkdir(parents=True)
+    shutil.copy(short_file, root / "bikes" / "sub" / "nested.mp4")
+    shutil.copy(short_file, root / "bikes" / "sub" / "deeper" / "nested.MKV")
+    (root / "bunny" / ".cache").mkdir()  # hidden: not reported
+    shutil.copy(short_file, root / "bunny" / ".cache" / "hidden.mp4")
+    return root
+
+
+def test_classes_without_usable_videos_and_nested_videos_are_warned_about(gappy_root):
+    with pytest.warns(UserWarning) as caught:
+        dataset = video_files.video_folder(
+            gappy_root, clip_length=4, image_size=SIZE, batch_size=8, training=False
+        )
+    messages = [str(w.message) for w in caught]
+    assert all(w.filename == __file__ for w in caught)  # they name the caller's line
+    nested = [m for m in messages if "subfolder" in m]
+    assert nested == [
+        f"Skipped 2 video file(s) in the subfolder {gappy_root / 'bikes' / 'sub'}: "
+        "video_folder reads only the files directly in each class folder."
+    ]
+    unused = [m for m in messages if m.startswith("Class folder")]
+    assert len(unused) == 3
+    for message, (label, name) in zip(unused, [(2, "empty"), (3, "notes"), (4, "shorts")]):
+        assert str(gappy_root / name) in message
+        assert f"its label {label} (class_names[{label}]) will never occur" in message
+    assert dataset.class_names == ["bikes", "bunny", "empty", "notes", "shorts"]
+    _, labels = clips_and_labels(dataset)
+    np.testing.assert_array_equal(labels, [0, 1])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda root: (root / "empty").mkdir(), "Class folder .*empty.* holds no usable video"),
+        (
+            lambda root: shutil.copytree(root / "bikes", root / "bikes" / "sub"),
+            "Skipped 1 video file.* subfolder .*sub",
+        ),
+    ],
+)
+def test_strict_raises_for_an_unused_class_or_nested_videos(tmp_path, good_root, change, message):
+    root = tmp_path / "root"
+    shutil.copytree(good_root, root)
+    change(root)
+    with pytest.raises(ValueError, match=f"{message}.*strict=True"):
+        video_files.video_folder(root, clip_length=4, strict=True)

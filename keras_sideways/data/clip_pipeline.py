@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 VIDEO_DOC = "float32 [batch, time, height, width, channels] in [0, 1]"
@@ -37,6 +38,26 @@ def check_choice(name: str, value, choices: Sequence) -> None:
     if value not in choices:
         expected = ", ".join(repr(c) for c in choices)
         raise ValueError(f"Expected {name} to be one of {expected}; got {value!r}.")
+
+
+def check_int_choice(name: str, value, choices: Sequence[int]) -> int:
+    """Returns `value` as an int; raises ValueError unless it is an integer (not a bool,
+    which equals 0 or 1) in `choices`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value not in choices:
+        expected = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"Expected {name} to be one of {expected}; got {value!r}.")
+    return int(value)
+
+
+def check_bool(name: str, value, allow_none: bool = False) -> bool | None:
+    """Returns `value` as a bool (None kept when `allow_none`); raises ValueError unless it is
+    True or False: a truthy string such as "no" would otherwise mean True."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        default = " (or None for the default)" if allow_none else ""
+        raise ValueError(f"Expected {name} to be True or False{default}; got {value!r}.")
+    return bool(value)
 
 
 def image_size_pair(image_size, name: str = "image_size") -> tuple[int, int]:
@@ -110,7 +131,6 @@ def batch_and_prefetch(
     dataset: tf.data.Dataset, batch_size: int, drop_remainder: bool = False
 ) -> tf.data.Dataset:
     """Batches (dropping a smaller last batch if asked, for fixed lanes) and prefetches."""
-    if not isinstance(drop_remainder, bool):
-        raise ValueError(f"Expected drop_remainder to be True or False; got {drop_remainder!r}.")
+    drop_remainder = check_bool("drop_remainder", drop_remainder)
     dataset = dataset.batch(batch_size, drop_remainder, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

