@@ -6,11 +6,13 @@ from itertools import islice
 from pathlib import Path
 
 import av
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import sample_video
 
+import keras_sideways as ks
 from keras_sideways.data import video_files
 
 SIZE = (12, 16)
@@ -190,16 +192,31 @@ def test_decode_failure_during_training_is_skipped_or_raised(good_root, monkeypa
     )
     with pytest.warns(UserWarning, match="Unusable video .*bigbuckbunny.mp4: cannot decode"):
         _, labels = clips_and_labels(dataset)
-    np.testing.assert_array_equal(labels, [0])
+    # Its clip is replaced by the pass's first (bikes, label 0): the pass keeps its length.
+    np.testing.assert_array_equal(labels, [0, 0])
     with warnings.catch_warnings():  # once per path: the next epoch decodes again, quietly
         warnings.simplefilter("error")
-        np.testing.assert_array_equal(clips_and_labels(dataset)[1], [0])
+        np.testing.assert_array_equal(clips_and_labels(dataset)[1], [0, 0])
 
     strict = video_files.video_folder(
         good_root, clip_length=2, image_size=4, training=False, strict=True
     )
     with pytest.raises(tf.errors.OpError, match="bigbuckbunny.mp4"):
         clips_and_labels(strict)
+
+
+def test_an_epoch_has_a_known_length_so_fit_does_not_say_the_data_ran_out(good_root):
+    # Unknown, Keras warned "Your input ran out of data" at the end of every epoch.
+    train = video_files.video_folder(good_root, clip_length=2, image_size=8, batch_size=1)
+    val = video_files.video_folder(
+        good_root, clip_length=2, image_size=8, batch_size=1, training=False
+    )
+    assert int(train.cardinality()) == int(val.cardinality()) == 2
+    model = ks.SidewaysModel(ks.models.vgg_classifier(2, num_stages=2, width=2))
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*ran out of data")
+        model.fit(train, validation_data=val, epochs=2, verbose=0)
 
 
 def test_read_clip_pads_with_the_last_frame(short_file):

@@ -239,8 +239,11 @@ def _load_clips(
     """(path, label, frames[, key]) elements decoded into (clip uint8, label).
 
     With a key, the clip's start is drawn from it; without, it is the centre clip. A file
-    that fails to decode is reported and its clip dropped.
+    that fails to decode is reported and its clip replaced by the pass's first, so that a
+    pass keeps its known length: Keras reads an epoch's steps from it (without, it warns
+    "Your input ran out of data" at every epoch's end).
     """
+    count = int(dataset.cardinality())
     height, width = image_size
     span = cp.clip_span(clip_length, temporal_stride)
 
@@ -260,6 +263,8 @@ def _load_clips(
 
     dataset = dataset.map(load_clip, num_parallel_calls=cp.AUTOTUNE)
     dataset = dataset.filter(lambda clip, label, ok: ok)
+    if count >= 0:  # a pass that yields nothing ends `repeat` (tf.data checks)
+        dataset = dataset.repeat().take(count)
     return dataset.map(lambda clip, label, ok: (clip, label), num_parallel_calls=cp.AUTOTUNE)
 
 
