@@ -18,16 +18,13 @@ class TinyLabelledVideos(tfds.core.GeneratorBasedBuilder):
     """A video dataset that is no preset, with one ClassLabel: its label is the target."""
 
     VERSION = tfds.core.Version("1.0.0")
+    LABELS = {"action": 3}  # ClassLabel features: their classes
 
     def _info(self):
+        labels = {k: tfds.features.ClassLabel(num_classes=n) for k, n in self.LABELS.items()}
+        clip = tfds.features.Video(shape=(None, 8, 8, 3))
         return tfds.core.DatasetInfo(
-            builder=self,
-            features=tfds.features.FeaturesDict(
-                {
-                    "clip": tfds.features.Video(shape=(None, 8, 8, 3)),
-                    "action": tfds.features.ClassLabel(num_classes=3),
-                }
-            ),
+            builder=self, features=tfds.features.FeaturesDict({"clip": clip, **labels})
         )
 
     def _split_generators(self, dl_manager):
@@ -35,23 +32,14 @@ class TinyLabelledVideos(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self):
         for i in range(EXAMPLES):
-            yield str(i), {"clip": np.zeros((4, 8, 8, 3), np.uint8), "action": i % 3}
+            labels = {k: i % n for k, n in self.LABELS.items()}
+            yield str(i), {"clip": np.zeros((4, 8, 8, 3), np.uint8), **labels}
 
 
 class TwoLabelVideos(TinyLabelledVideos):
     """Two ClassLabels: which one is the target is the user's to say."""
 
-    def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self,
-            features=tfds.features.FeaturesDict(
-                {
-                    "clip": tfds.features.Video(shape=(None, 8, 8, 3)),
-                    "action": tfds.features.ClassLabel(num_classes=3),
-                    "scene": tfds.features.ClassLabel(num_classes=2),
-                }
-            ),
-        )
+    LABELS = {"action": 3, "scene": 2}
 
 
 @pytest.fixture(autouse=True)
