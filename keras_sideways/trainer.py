@@ -283,7 +283,8 @@ class SidewaysTrainer:
         """Sideways mode's engine result: the batched passes (whole clips, or the
         pipeline's blocks of ticks), or the pipeline tick by tick."""
         if not (self.stateful or self.graph.drain or self._warned_short_clip):  # drained: none
-            self._warned_short_clip = clips.warn_if_too_short(video.shape[1], len(self.stages))
+            depth = self.graph.depth(self.graph.top) + 1  # relays of delay lines add none
+            self._warned_short_clip = clips.warn_if_too_short(video.shape[1], depth)
         whole = self.resolved_engine == "batched"
         chunk = None if whole else self.resolved_chunk(video.shape[1])
         if whole or chunk is not None:

@@ -2,6 +2,8 @@
 that the engines cannot run is refused by name, and graphs of stages (skip connections)
 train in both engines as a slow tick-by-tick reference says, and as BP on static video."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import tensorflow as tf
 from conftest import CLIP_LOSS, FRAME_LOSS, clip_labels, frame_targets, layer_of, random_video
 
 import keras_sideways as ks
+from keras_sideways import models
 from keras_sideways.graph import VIDEO, StageGraph, with_delay_lines
 
 
@@ -654,3 +657,20 @@ def test_delay_lines_train_under_mixed_precision_and_on_placed_devices():
 def test_bad_delay_line_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
         ks.SidewaysModel(graph_stages("skips"), inputs=GRAPHS["skips"], **options)
+
+
+def test_the_short_clip_warning_counts_the_longest_path_not_the_relays():
+    # Delay lines' relays are stages of the graph but not of its depth: 4 stages, 7 nodes.
+    def model():
+        stages, inputs = models.skip_classifier(3, num_stages=4, width=2)
+        made = ks.SidewaysModel(stages, inputs=inputs, stash_depth=0, delay_lines=True, drain=False)
+        made.compile(optimizer="sgd", loss=CLIP_LOSS)
+        return made
+
+    fits = model()
+    assert len(fits.stages) > 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fits.compute_gradients(random_video(batch=2, time=4, size=16), np.array([0, 1]))
+    with pytest.warns(UserWarning, match="Clips of 3 frames are too short for a 4-stage"):
+        model().compute_gradients(random_video(batch=2, time=3, size=16), np.array([0, 1]))
