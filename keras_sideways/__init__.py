@@ -17,6 +17,8 @@ See docs/algorithm.md and README.md. The public names:
 - `cluster`: stages on other processes and machines (TensorFlow's distributed runtime):
   `connect` to a cluster, `serve` a worker, `task_devices` to place stages on.
 - `engines`: the gradient computations (bp, pipeline, batched) and the tick arithmetic.
+- `inference`: an export's clip classification of a video file (`train/predict.py`'s),
+  loaded on first use.
 """
 
 import importlib
@@ -40,13 +42,15 @@ __all__ = [
     "data",
     "engines",
     "export_saved_model",
+    "inference",
     "layers",
     "models",
 ]
 
 
 def __getattr__(name: str):
-    # `ks.data` imports the data builders (and tensorflow-datasets) on first use.
-    if name == "data":
-        return importlib.import_module("keras_sideways.data")
+    # `ks.data` imports the data builders (and tensorflow-datasets) on first use, and
+    # `ks.inference` (which reads video files) too.
+    if name in ("data", "inference"):
+        return importlib.import_module(f"keras_sideways.{name}")
     raise AttributeError(f"module 'keras_sideways' has no attribute {name!r}")
