@@ -1,6 +1,6 @@
 """The settings of the Sideways-against-BP study, and the set-ups they make it run.
 
-    python -m train.reproduce                                     # the full study, an hour
+    python -m train.reproduce                                     # the full study, hours
     python -m train.reproduce --config=train/study/config.py:quick   # or --quick: minutes
     python -m train.reproduce --config=train/study/config.py:tiny --out=/tmp/study/results \
         --docs=/tmp/study/study.md                                # the CI smoke run: seconds
