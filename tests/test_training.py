@@ -15,7 +15,7 @@ from conftest import sample_video, strays
 
 import keras_sideways as ks
 from keras_sideways import threads
-from train import builders, printing, recipe
+from train import builders, compare, printing, recipe
 from train.configs import (
     arrow_of_time,
     moving_digits,
@@ -159,6 +159,17 @@ def test_a_data_or_workdir_the_run_cannot_use_is_a_config_error_naming_it(tmp_pa
         recipe.train_and_evaluate(
             tiny(moving_digits, export_dir=""), str(tmp_path / "runs" / "digits")
         )
+    # An empty --workdir= wrote the run into the current folder (the repository's root).
+    for run in (recipe.train_and_evaluate, compare.compare_modes):
+        with pytest.raises(builders.ConfigError, match="--workdir: expected a folder.*got ''"):
+            run(tiny(moving_digits, export_dir=""), "")
+    # An export folder that is a file failed only after training, with a traceback.
+    (tmp_path / "exports").write_text("a file")
+    with pytest.raises(builders.ConfigError, match="config.export_dir: .*exports is a file"):
+        recipe.train_and_evaluate(
+            tiny(moving_digits, export_dir=str(tmp_path / "exports")), str(tmp_path / "run")
+        )
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 @pytest.mark.slow

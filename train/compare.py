@@ -19,7 +19,7 @@ from absl import app, flags, logging
 from train import command_line
 from train.builders import ConfigError, check_config, thread_pools
 from train.printing import comparison_table, summary_lines
-from train.recipe import DivergedError, train_and_evaluate
+from train.recipe import DivergedError, check_workdir, train_and_evaluate
 
 _CONFIG = command_line.define_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -37,6 +37,7 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
     (ConfigError, DivergedError, ...) are raised here. `log` is called with a line as each
     run starts (the script prints it); the runs' own output goes to this process's.
     """
+    check_workdir(workdir)  # empty: the runs would go to ./_bp and ./_sideways
     runs = {}
     for mode in ("bp", "sideways"):
         runs[mode] = run = config.copy_and_resolve_references()

@@ -112,6 +112,15 @@ class _TensorBoard(keras.callbacks.TensorBoard):
         super().on_epoch_begin(epoch, logs)
 
 
+def check_workdir(workdir: str) -> None:
+    """ConfigError for an empty --workdir: the run would write into the current folder."""
+    if not workdir or not os.path.basename(os.path.abspath(workdir)):
+        raise builders.ConfigError(
+            "--workdir: expected a folder for the run's logs and checkpoints (its name names "
+            f"the export), e.g. runs/digits; got {workdir!r}."
+        )
+
+
 def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     """Trains `config` in `workdir`, exports the model, and returns a summary.
 
@@ -129,10 +138,16 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     used.
     """
     builders.check_config(config)
+    check_workdir(workdir)
     pools = builders.apply_threads(config)  # before anything starts TensorFlow's runtime
     workdir = os.path.abspath(workdir)
     name = os.path.basename(workdir.rstrip("/"))
     if config.export_dir:  # before training, not after: the export replaces what is there
+        if os.path.exists(config.export_dir) and not os.path.isdir(config.export_dir):
+            raise builders.ConfigError(
+                f"config.export_dir: {config.export_dir} is a file; expected a folder to "
+                "export into."
+            )
         try:
             check_export_path(os.path.join(config.export_dir, name))
         except ValueError as error:
