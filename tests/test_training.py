@@ -172,6 +172,20 @@ def test_a_data_or_workdir_the_run_cannot_use_is_a_config_error_naming_it(tmp_pa
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+def test_a_workdir_of_another_run_or_a_finished_one_is_refused(tmp_path):
+    # A rerun resumes from the workdir's backup: with other settings it mixed two runs.
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    config = tiny(moving_digits, export_dir="")
+    recipe._check_same_run(config, workdir)  # a new run: its config is recorded
+    recipe._check_same_run(tiny(moving_digits, export_dir="", threads="1,1"), workdir)
+    with pytest.raises(builders.ConfigError, match="holds a run of another config.*mode"):
+        recipe.train_and_evaluate(tiny(moving_digits, export_dir="", mode="bp"), workdir)
+    recipe.train_and_evaluate(config, workdir)  # the same config: it runs (and resumes)
+    with pytest.raises(builders.ConfigError, match="holds a finished run \\(summary.json\\)"):
+        recipe.train_and_evaluate(config, workdir)
+
+
 @pytest.mark.slow
 def test_reconstruction_config_trains_an_encoder_decoder(tmp_path):
     config = tiny(moving_digits_autoencode, export_dir=str(tmp_path / "saved_models"))

@@ -25,6 +25,7 @@ from keras_sideways.callbacks import BackupAndRestore
 from keras_sideways.export import check_export_path, export_saved_model, non_finite_weights
 from keras_sideways.model import SidewaysModel
 from train import builders, printing
+from train.results import read_json, write_json
 
 Datasets = Callable[[Any], tuple[tf.data.Dataset, tf.data.Dataset, builders.DataInfo]]
 Callbacks = Callable[[tf.data.Dataset, SidewaysModel], list]
@@ -112,6 +113,33 @@ class _TensorBoard(keras.callbacks.TensorBoard):
         super().on_epoch_begin(epoch, logs)
 
 
+RUN_CONFIG = "config.json"  # in a workdir: the config of the run that writes there
+
+
+def _check_same_run(config, workdir: str) -> None:
+    """ConfigError for a workdir that holds a finished run, or a run of another config (a
+    rerun resumes from its backup: with other settings it would mix two runs); records the
+    config of a new run. The thread pools may differ: they change no result."""
+    if os.path.exists(os.path.join(workdir, "summary.json")):
+        raise builders.ConfigError(
+            f"--workdir: {workdir} holds a finished run (summary.json): give another "
+            "--workdir, or delete it to run again."
+        )
+    wanted = {k: v for k, v in json.loads(config.to_json()).items() if k != "threads"}
+    path = os.path.join(workdir, RUN_CONFIG)
+    if os.path.exists(path):
+        held = {k: v for k, v in read_json(path).items() if k != "threads"}
+        differ = sorted(k for k in {*held, *wanted} if held.get(k) != wanted.get(k))
+        if differ:
+            raise builders.ConfigError(
+                f"--workdir: {workdir} holds a run of another config (config.{differ[0]}"
+                f"{' and others' if len(differ) > 1 else ''} differ: {', '.join(differ)}); "
+                "a rerun resumes that run. Give another --workdir, or delete it to start "
+                "afresh."
+            )
+    write_json(json.loads(config.to_json()), path)
+
+
 def check_workdir(workdir: str) -> None:
     """ConfigError for an empty --workdir: the run would write into the current folder."""
     if not workdir or not os.path.basename(os.path.abspath(workdir)):
@@ -156,6 +184,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         os.makedirs(workdir, exist_ok=True)
     except OSError as error:
         raise builders.ConfigError(f"--workdir: cannot create {workdir}: {error}.") from None
+    _check_same_run(config, workdir)
     tensorboard_dir = os.path.join(workdir, "tensorboard")
     checkpoint_dir = os.path.join(workdir, "checkpoints")
 
@@ -214,8 +243,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         checkpoints=checkpoint_dir,
         export=export_path,
     )
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(summary, os.path.join(workdir, "summary.json"))  # whole, or not at all
     return summary
 
 
