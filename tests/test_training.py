@@ -15,7 +15,7 @@ from conftest import sample_video, strays
 
 import keras_sideways as ks
 from keras_sideways import threads
-from train import builders, compare, printing, recipe
+from train import builders, printing, recipe
 from train.configs import (
     arrow_of_time,
     moving_digits,
@@ -159,10 +159,14 @@ def test_a_data_or_workdir_the_run_cannot_use_is_a_config_error_naming_it(tmp_pa
         recipe.train_and_evaluate(
             tiny(moving_digits, export_dir=""), str(tmp_path / "runs" / "digits")
         )
-    # An empty --workdir= wrote the run into the current folder (the repository's root).
-    for run in (recipe.train_and_evaluate, compare.compare_modes):
-        with pytest.raises(builders.ConfigError, match="--workdir: expected a folder.*got ''"):
-            run(tiny(moving_digits, export_dir=""), "")
+    # An empty --workdir= wrote the run into the current folder (the repository's root),
+    # and train.compare its two runs into ./_bp and ./_sideways.
+    with pytest.raises(builders.ConfigError, match="--workdir: expected a folder.*got ''"):
+        recipe.train_and_evaluate(tiny(moving_digits, export_dir=""), "")
+    err = run_script(
+        "train.compare", f"--config={CONFIG}:tiny", "--workdir=", cwd=tmp_path, status=1
+    )
+    assert "--workdir: expected a folder" in err and os.listdir(tmp_path) == ["runs"]
     # An export folder that is a file failed only after training, with a traceback.
     (tmp_path / "exports").write_text("a file")
     with pytest.raises(builders.ConfigError, match="config.export_dir: .*exports is a file"):
