@@ -72,7 +72,8 @@ def cut(
             f"Layer {twice[0]!r} is named more than once in at={at!r}: each name ends one "
             "stage, so name each layer once, bottom first."
         )
-    ends = [_cut_output(model, name) for name in at] + [model.outputs[0]]
+    calls = _layer_calls(model)
+    ends = [_cut_output(model, name, calls) for name in at] + [model.outputs[0]]
     plan = _plan(model, list(at), ends)
     stages = []
     for k, (sources, end) in enumerate(zip(plan, ends)):
@@ -113,7 +114,8 @@ def balanced_cuts(model: keras.Model, num_stages: int) -> list[str]:
     names = [layer.name for layer in model.layers if not _is_input(layer)]
     running = np.cumsum([costs[n] for n in names])
     total = float(running[-1])
-    candidates = [i for i, n in enumerate(names[:-1]) if _cuttable(model, n)]
+    calls = _layer_calls(model)
+    candidates = [i for i, n in enumerate(names[:-1]) if _cuttable(model, n, calls)]
     chosen: list[int] = []
     for share in range(1, num_stages):
         target = total * share / num_stages
@@ -121,7 +123,8 @@ def balanced_cuts(model: keras.Model, num_stages: int) -> list[str]:
         for i in sorted(later, key=lambda i: abs(running[i] - target)):
             trial = [names[j] for j in chosen + [i]]
             try:
-                _plan(model, trial, [_cut_output(model, n) for n in trial] + [model.outputs[0]])
+                ends = [_cut_output(model, n, calls) for n in trial] + [model.outputs[0]]
+                _plan(model, trial, ends)
             except ValueError:
                 continue
             chosen.append(i)
@@ -191,25 +194,27 @@ def _check_model(model) -> None:
             )
 
 
-def _calls(model, layer) -> list:
-    """The output tensors of each call of `layer` in `model`'s graph, found by walking back
-    from its output: a layer's own list of calls also holds those in other models, such
-    as the stages of an earlier cut, and a nested model's `output` is its inner one."""
-    found, stack, seen = {}, [model.outputs[0]], set()
+def _layer_calls(model) -> dict:
+    """Per layer (by id), the output tensors of each of its calls in `model`'s graph, found
+    by walking back from its output once: a layer's own list of calls also holds those in
+    other models, such as the stages of an earlier cut, and a nested model's `output` is
+    its inner one."""
+    calls, stack, seen = {}, [model.outputs[0]], set()
     while stack:
         tensor = stack.pop()
         history = tensor._keras_history
-        if (id(history.operation), history.node_index) in seen:
+        key = (id(history.operation), history.node_index)
+        if key in seen:
             continue
-        seen.add((id(history.operation), history.node_index))
-        if history.operation is layer:
-            node = layer._inbound_nodes[history.node_index]
-            found[history.node_index] = list(node.output_tensors)
+        seen.add(key)
+        node = history.operation._inbound_nodes[history.node_index]
+        calls.setdefault(id(history.operation), {})[history.node_index] = list(node.output_tensors)
         stack.extend(_parents(tensor))
-    return list(found.values())
+    return {layer: list(by_node.values()) for layer, by_node in calls.items()}
 
 
-def _cut_output(model, name: str):
+def _cut_output(model, name: str, calls: dict):
+    """The tensor a cut at layer `name` ends its stage with (`calls`: `_layer_calls`)."""
     try:
         layer = model.get_layer(name)
     except ValueError:
@@ -222,13 +227,13 @@ def _cut_output(model, name: str):
             f"Layer {name!r} is the input of {model.name!r}: the first stage starts there "
             "anyway; name only the layers where stages end."
         )
-    calls = _calls(model, layer)
-    if len(calls) != 1:
+    called = calls.get(id(layer), [])
+    if len(called) != 1:
         raise ValueError(
-            f"Layer {name!r} is called {len(calls)} times in {model.name!r}: "
+            f"Layer {name!r} is called {len(called)} times in {model.name!r}: "
             "a cut must be at a layer called once (its output then ends one stage)."
         )
-    (outputs,) = calls
+    (outputs,) = called
     if len(outputs) != 1:
         raise ValueError(f"Layer {name!r} has several outputs; cut at a layer of one output.")
     if outputs[0] is model.outputs[0]:
@@ -239,9 +244,9 @@ def _cut_output(model, name: str):
     return outputs[0]
 
 
-def _cuttable(model, name: str) -> bool:
-    calls = _calls(model, model.get_layer(name))
-    return len(calls) == 1 and len(calls[0]) == 1
+def _cuttable(model, name: str, calls: dict) -> bool:
+    called = calls.get(id(model.get_layer(name)), [])
+    return len(called) == 1 and len(called[0]) == 1
 
 
 def _plan(model, at: list[str], ends: list) -> list[tuple]:
