@@ -76,6 +76,9 @@ def test_the_section_is_written_between_its_markers(tmp_path):
     raw = raw_results()
     text = cluster_bench.section(raw, cluster_bench.summarize(raw))
     assert "**0.90**" in text and "bit-identical" in text and "$" not in text
+    assert "Raw results:\n`docs/performance/cluster.json`." in text  # the committed ones'
+    elsewhere = cluster_bench.section(raw, cluster_bench.summarize(raw), "/tmp/c.json")
+    assert "Raw results:\n`/tmp/c.json`." in elsewhere
     page = tmp_path / "distributed.md"
     page.write_text(f"# Page\n\n{cluster_bench.BEGIN}\nold\n{cluster_bench.END}\n\nafter\n")
     cluster_bench.write_section(str(page), text)

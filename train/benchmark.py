@@ -11,11 +11,13 @@ accuracy, the last step of `make bench`, is `python -m train.race`.
 The reference workload writes its raw results to docs/performance/bench.json and the page
 to docs/performance.md. Any other workload (a variant, an override) writes
 bench/results.json and no page unless --json and --docs say otherwise, so that only the
-reference run replaces the committed figures.
+reference run replaces the committed figures; --report_only of other raw results (--json)
+writes a page only where --docs says. Bad values and raw results that are not the
+benchmark's are one line of error (exit status 1).
 """
 
-import os
 import shlex
+import sys
 
 import ml_collections
 from absl import app, flags
@@ -28,6 +30,8 @@ from train.bench import report, runs, summary
 REFERENCE_JSON = "docs/performance/bench.json"
 REFERENCE_DOCS = "docs/performance.md"
 OTHER_JSON = "bench/results.json"
+# What the summary reads: raw results of the race or the study lack some of them.
+RAW_KEYS = ("command", "machine", "workload", "thread_sweep", "throughput", "memory", "scaling")
 
 _CONFIG = command_line.define_config_file(
     "config", "train/bench/config.py", "The workload.", lock_config=True
@@ -67,22 +71,36 @@ def _command() -> str:
 
 def main(argv):
     del argv
-    config = None if _REPORT_ONLY.value else _workload()
-    reference = config is None or config.to_dict() == bench_config.get_config().to_dict()
+    try:
+        report_benchmark()
+    except (ValueError, results.ResultsError) as error:
+        sys.exit(f"error: {error}")  # one line, exit status 1: a bad value or raw results
+
+
+def report_benchmark() -> None:
+    """Measures the workload (unless --report_only), then prints and writes its report."""
+    if _REPORT_ONLY.value:
+        config = None  # the committed page is the committed results' only
+        reference = not _JSON.value or results.same_file(_JSON.value, REFERENCE_JSON)
+    else:
+        config = _workload()
+        bench_config.check(config)
+        reference = config.to_dict() == bench_config.get_config().to_dict()
     json_path = _JSON.value or (REFERENCE_JSON if reference else OTHER_JSON)
     docs_path = _DOCS.value or (REFERENCE_DOCS if reference else "")
     if config is not None:
         command = "make bench" if reference else _command()
         raw = runs.run_benchmark(config, command, log=lambda line: print(line, flush=True))
+        summary.summarize(raw)  # figures that cannot be made fail before anything is written
         results.write_json(raw, json_path)
-    elif not os.path.exists(json_path):
-        raise app.UsageError(f"--report_only reads raw results, but there is no {json_path}.")
-    raw = results.read_json(json_path)
+    raw = results.read_json(json_path, RAW_KEYS, "the benchmark's")
     figures = summary.summarize(raw)
     print("\n" + report.text(figures))
     print(f"\nresults: {json_path}")
     if docs_path:
         print(f"report:  {report.write_page(figures, docs_path)}")
+    else:
+        print(f"no page written: --docs names one ({REFERENCE_DOCS} is {REFERENCE_JSON}'s)")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,12 @@ round, and BP in a fresh process (TensorFlow's default threads). It records:
   of its boundaries (not overlapped: a floor), and the link bandwidth a boundary needs
   for its transfers to keep pace with the pipelined tick.
 
-Raw results go to docs/performance/cluster.json; the section "Measured: stages on two
-processes" of docs/distributed.md is regenerated from them (train/cluster_bench.md.template).
+The reference workload (train/bench/config.py as it is) writes its raw results to
+docs/performance/cluster.json and regenerates the section "Measured: stages on two
+processes" of docs/distributed.md from them (train/cluster_bench.md.template). Any other
+workload writes bench/cluster.json and no section, unless --json and --docs say otherwise;
+so does --report_only of raw results other than the committed ones. Bad values and raw
+results that are not this command's are one line of error (exit status 1).
 """
 
 from __future__ import annotations
@@ -51,8 +55,19 @@ BEGIN, END = "<!-- cluster_bench: begin -->", "<!-- cluster_bench: end -->"
 _CONFIG = command_line.define_config_file(
     "config", "train/bench/config.py", "The benchmark's workload.", lock_config=True
 )
-_JSON = flags.DEFINE_string("json", "docs/performance/cluster.json", "Raw results.")
-_DOCS = flags.DEFINE_string("docs", "docs/distributed.md", "The page whose section to write.")
+REFERENCE_JSON = "docs/performance/cluster.json"
+REFERENCE_DOCS = "docs/distributed.md"
+OTHER_JSON = "bench/cluster.json"
+RAW_KEYS = ("machine", "workload", "repeats", "scaling")  # what the summary reads
+
+_JSON = flags.DEFINE_string(
+    "json", "", f"Raw results. Default: {REFERENCE_JSON} (reference workload), else {OTHER_JSON}."
+)
+_DOCS = flags.DEFINE_string(
+    "docs",
+    "",
+    f"The page whose section to write. Default: {REFERENCE_DOCS} (reference workload), else none.",
+)
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Alternating runs of each contender.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Measure nothing: rewrite the section.")
 _PIN = flags.DEFINE_bool("pin", False, "Pin each worker to a core of its own (taskset).")
@@ -400,8 +415,9 @@ def _size(shape) -> int:
     return count
 
 
-def section(raw: dict, figures: dict) -> str:
-    """The section of docs/distributed.md, from train/cluster_bench.md.template."""
+def section(raw: dict, figures: dict, raw_path: str = REFERENCE_JSON) -> str:
+    """The section of docs/distributed.md, from train/cluster_bench.md.template; it names
+    `raw_path` as the raw results."""
     w, f = raw["workload"], figures
     fmt = lambda values, spec=".0f": ", ".join(format(v, spec) for v in values)  # noqa: E731
     rows = "\n".join(
@@ -414,6 +430,7 @@ def section(raw: dict, figures: dict) -> str:
     four = next((p for p in f["predictions"] if p["devices"] == 4), f["predictions"][-1])
     return string.Template(TEMPLATE.read_text()).substitute(
         command=raw.get("command", "python -m train.cluster_bench"),
+        raw_path=raw_path,
         cores=raw["machine"]["cores"],
         tensorflow=raw["machine"]["tensorflow"],
         stages=w["num_stages"],
@@ -456,36 +473,58 @@ def section(raw: dict, figures: dict) -> str:
 
 
 def write_section(page: str, text: str) -> None:
-    """Replaces the text between the section's markers in `page`."""
+    """Replaces the text between the section's markers in `page` (atomically)."""
     content = Path(page).read_text()
     if BEGIN not in content or END not in content:
-        raise app.UsageError(f"{page} has no {BEGIN} ... {END} markers for the section.")
+        raise ValueError(f"{page} has no {BEGIN} ... {END} markers for the section.")
     head, rest = content.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    Path(page).write_text(f"{head}{BEGIN}\n{text.strip()}\n{END}{tail}")
+    results.write_text(page, f"{head}{BEGIN}\n{text.strip()}\n{END}{tail}")
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # the runtime's session-config chatter
-    from keras_sideways import threads
+    try:
+        report_cluster()
+    except (ValueError, results.ResultsError) as error:
+        sys.exit(f"error: {error}")  # one line, exit status 1: a bad value or raw results
 
-    threads.apply(threads.parse("2,1"))  # the in-process pipeline's: stages side by side
+
+def report_cluster() -> None:
+    """Measures (unless --report_only), then prints and writes the page's section."""
+    if _REPORT_ONLY.value:  # the committed page is the committed results' only
+        reference = not _JSON.value or results.same_file(_JSON.value, REFERENCE_JSON)
+    else:
+        from train.bench import config as bench_config
+
+        bench_config.check(_CONFIG.value)
+        if _REPEATS.value < 1:
+            raise ValueError(f"--repeats: expected a whole number >= 1; got {_REPEATS.value}.")
+        reference = _CONFIG.value.to_dict() == bench_config.get_config().to_dict()
+    json_path = _JSON.value or (REFERENCE_JSON if reference else OTHER_JSON)
+    docs_path = _DOCS.value or (REFERENCE_DOCS if reference else "")
     if not _REPORT_ONLY.value:
+        from keras_sideways import threads
+
+        threads.apply(threads.parse("2,1"))  # the in-process pipeline's: stages side by side
         raw = measure(
             _CONFIG.value, _REPEATS.value, _PIN.value, log=lambda line: print(line, flush=True)
         )
         raw["command"] = "python -m train.cluster_bench"
         if flags.FLAGS["config"].present:
             raw["command"] += f" --config={flags.FLAGS['config'].config_filename}"
-        results.write_json(raw, _JSON.value)
-    raw = results.read_json(_JSON.value)
-    figures = summarize(raw)
-    text = section(raw, figures)
+        summarize(raw)  # figures that cannot be made fail before anything is written
+        results.write_json(raw, json_path)
+    raw = results.read_json(json_path, RAW_KEYS, "the cluster benchmark's")
+    text = section(raw, summarize(raw), json_path)
     print(text)
-    if _DOCS.value:
-        write_section(_DOCS.value, text)
-        print(f"\nresults: {_JSON.value}\nsection: {_DOCS.value}")
+    print(f"\nresults: {json_path}")
+    if docs_path:
+        write_section(docs_path, text)
+        print(f"section: {docs_path}")
+    else:
+        print(f"no page written: --docs names one ({REFERENCE_DOCS} is {REFERENCE_JSON}'s)")
 
 
 if __name__ == "__main__":

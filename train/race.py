@@ -14,11 +14,14 @@ command then gathers the whole folder into --json and draws the chart beside it 
 The reference workload, whatever its points, gathers into docs/performance/race.json and
 writes docs/race.md (points not run yet are listed there); any other workload writes
 <out>/race.json and a page only where --docs says. --report_only trains nothing: it writes
-the same page and chart again from --json, byte for byte.
+the same page and chart again from --json, byte for byte (for raw results other than the
+committed ones, a page only where --docs says). Bad values and raw results that are not
+the race's are one line of error (exit status 1).
 """
 
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from absl import app, flags
@@ -31,6 +34,7 @@ REFERENCE_JSON = "docs/performance/race.json"
 REFERENCE_DOCS = "docs/race.md"
 REFERENCE_OUT = "results/race"
 OTHER_OUT = "results/race_other"
+RAW_KEYS = ("command", "machine", "workload", "points", "sweeps", "runs")  # the summary's
 
 _CONFIG = command_line.define_config_file(
     "config", "train/bench/race_config.py", "The race.", lock_config=True
@@ -63,28 +67,33 @@ def _command() -> str:
 
 def main(argv):
     del argv
+    try:
+        report_race()
+    except (ValueError, results.ResultsError) as error:
+        sys.exit(f"error: {error}")  # one line, exit status 1: a bad value or raw results
+
+
+def report_race() -> None:
+    """Runs the race's missing runs (unless --report_only), then prints and writes its
+    report and chart."""
     reference_config = race_config.get_config()
-    reference = _REPORT_ONLY.value or (
-        race_config.workload(_CONFIG.value) == race_config.workload(reference_config)
-    )
+    if _REPORT_ONLY.value:  # the committed page is the committed results' only
+        reference = not _JSON.value or results.same_file(_JSON.value, REFERENCE_JSON)
+    else:
+        reference = race_config.workload(_CONFIG.value) == race_config.workload(reference_config)
     out = _OUT.value or (REFERENCE_OUT if reference else OTHER_OUT)
     json_path = _JSON.value or (REFERENCE_JSON if reference else os.path.join(out, "race.json"))
     docs_path = _DOCS.value or (REFERENCE_DOCS if reference else "")
     if not _REPORT_ONLY.value:
         config = _CONFIG.value
-        try:
-            race_config.check(config)
-            race_runs.check_workload(config, Path(out))
-        except ValueError as error:
-            raise app.UsageError(str(error)) from None
+        race_config.check(config)
+        race_runs.check_workload(config, Path(out))
         race_runs.run_race(config, out, log=lambda line: print(line, flush=True))
         # The reference's page lists every point of the reference, run or not yet.
         command = "python -m train.race" if reference else _command()
         points = reference_config if reference else config
         results.write_json(race_runs.merge(out, points, command), json_path)
-    elif not os.path.exists(json_path):
-        raise app.UsageError(f"--report_only reads raw results, but there is no {json_path}.")
-    raw = results.read_json(json_path)
+    raw = results.read_json(json_path, RAW_KEYS, "the race's")
     figures = race_summary.summarize(raw)
     print("\n" + race_report.text(figures))
     print(f"\nresults: {json_path}")
@@ -92,6 +101,8 @@ def main(argv):
     print(f"chart:   {chart}")
     if docs_path:
         print(f"report:  {race_report.write_page(figures, docs_path, chart)}")
+    else:
+        print(f"no page written: --docs names one ({REFERENCE_DOCS} is {REFERENCE_JSON}'s)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ both files are copied beside the plots (docs/study/), where they are committed. 
 full study replaces docs/study.md and docs/study/ by default: a variant (--quick) or an
 override writes results/ and its plots there, and a page only where --docs says.
 --report_only trains nothing: it reads those copies (or --results) and writes the same
-page again, byte for byte. The study itself is the package train/study/.
+page again, byte for byte; of results other than the committed ones, it writes their plots
+beside them and a page only where --docs says. Bad values, and results that are missing,
+unfinished or not the study's, are one line of error (exit status 1). The study itself is
+the package train/study/.
 """
 
 import shlex
@@ -29,6 +32,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from train import command_line
+from train.results import same_file
 from train.study import config as study_config
 from train.study import plots, report, runs, summary
 
@@ -98,15 +102,30 @@ def headlines(results: dict) -> list[str]:
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.ERROR)  # each run is a new model: retracing is expected
-    config = None if _REPORT_ONLY.value else settings()
-    reference = config is None or config.to_dict() == study_config.get_config().to_dict()
+    try:
+        reproduce()
+    except (ValueError, OSError) as error:  # a bad value, raw results missing or unreadable
+        sys.exit(f"error: {error}")  # one line, exit status 1
+
+
+def reproduce() -> None:
+    """Runs the study's missing runs (unless --report_only), then writes its plots and
+    report and prints its headlines."""
+    if _REPORT_ONLY.value:  # the committed page is the committed results' only
+        config = None
+        reference = not _RESULTS.value or same_file(_RESULTS.value, results_of(REFERENCE_DOCS))
+    else:
+        config = settings()
+        reference = config.to_dict() == study_config.get_config().to_dict()
     docs_value = _DOCS.value or (REFERENCE_DOCS if reference else "")
     docs = Path(docs_value) if docs_value else None  # a variant never replaces the page
-    figures = docs.with_suffix("") if docs else Path(_OUT.value)  # docs/study/
     if _REPORT_ONLY.value:
-        source = Path(_RESULTS.value) if _RESULTS.value else figures
+        source = Path(_RESULTS.value) if _RESULTS.value else results_of(docs)
+        figures = results_of(docs) if docs else source  # docs/study/
     else:
-        source = Path(_OUT.value)
+        source = figures = Path(_OUT.value)
+        if docs:
+            figures = results_of(docs)
         command = shlex.join(["python", "-m", "train.reproduce", *sys.argv[1:]])
         done = runs.run_study(
             config, source, log=lambda line: print(line, flush=True), command=command
@@ -119,14 +138,21 @@ def main(argv: list[str]) -> None:
             return
     results = runs.load_results(source)
     results["summary"] = summary.summarize(results)
-    with np.load(source / runs.SHOWN_FILE) as shown:
-        results["plots"] = plots.write_plots(results, figures, dict(shown))
+    results["plots"] = plots.write_plots(results, figures, runs.load_shown(source))
     if not _REPORT_ONLY.value:
         print(f"results: {runs.save_results(results, source)}")
         runs.copy_results(source, figures)
     print("\n".join(headlines(results)))
     if docs:
         print(f"report:  {report.write_report(results, docs)}, plots and results in {figures}/")
+    else:
+        committed = results_of(REFERENCE_DOCS)
+        print(f"no page written: --docs names one ({REFERENCE_DOCS} is {committed}/'s)")
+
+
+def results_of(docs: str | Path) -> Path:
+    """The folder of a page's plots and raw results: docs/study/ for docs/study.md."""
+    return Path(docs).with_suffix("")
 
 
 if __name__ == "__main__":

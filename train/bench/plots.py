@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from train.results import replacing
+
 MARKERS = ("o", "s", "^", "D", "v")  # one per seed
 TARGET_RACE_CHART = "race.png"  # `python -m train.race`'s, beside its raw results
 TARGET_COLOURS = {"bp": "tab:blue", "sideways": "tab:orange", "sideways_paper": "tab:green"}
@@ -64,8 +66,8 @@ def target_race_chart(raw: Mapping, path: str | os.PathLike) -> Path:
         row[0].set_ylabel("validation clip accuracy")
     axes[0][0].legend(loc="lower right", fontsize="x-small")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # No software version in the file: the same results give the same bytes.
-    fig.savefig(path, dpi=80, bbox_inches="tight", metadata={"Software": None})
+    with replacing(path) as tmp:  # an interrupted chart leaves the last one whole
+        # No software version in the file: the same results give the same bytes.
+        fig.savefig(tmp, dpi=80, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return path

@@ -12,6 +12,7 @@ from pathlib import Path
 from train.bench import report
 from train.bench.plots import TARGET_RACE_CHART
 from train.bench.summary import Summary
+from train.results import write_text
 
 PAGE_TEMPLATE = Path(__file__).with_name("race.md.template")
 
@@ -35,9 +36,7 @@ def text(summary: Summary) -> str:
 
 
 def write_page(summary: Summary, path: str | os.PathLike, chart: str | os.PathLike) -> Path:
-    """Writes the page to `path`, linking to the chart at `chart`; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    link = Path(os.path.relpath(chart, path.parent)).as_posix()
-    path.write_text(page(summary, link), encoding="utf-8")
-    return path
+    """Writes the page to `path` (atomically), linking to the chart at `chart`; returns
+    the path."""
+    link = Path(os.path.relpath(chart, Path(path).parent)).as_posix()
+    return write_text(path, page(summary, link))

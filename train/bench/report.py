@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from train.bench.summary import Summary, Table
+from train.results import write_text
 
 PAGE_TEMPLATE = Path(__file__).with_name("performance.md.template")
 TEXT_TEMPLATE = Path(__file__).with_name("terminal.txt.template")
@@ -76,8 +77,5 @@ def text(summary: Summary) -> str:
 
 
 def write_page(summary: Summary, path: str | os.PathLike) -> Path:
-    """Writes the page to `path`; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page(summary), encoding="utf-8")
-    return path
+    """Writes the page to `path` (atomically); returns the path."""
+    return write_text(path, page(summary))

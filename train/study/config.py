@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -227,6 +229,20 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for field in ("num_stages", "depths"):
         if not all(2 <= d <= 8 for d in _values(config[field])):
             _fail(field, "2 to 8 stages (vgg_classifier)", config[field])
+    for field in ("seeds", "few_seeds", "motion_seeds"):
+        if not all(_whole(seed) and seed < 2**32 for seed in _values(config[field])):
+            _fail(field, "seeds from 0 to 2**32 - 1", config[field])
+    for field in WHOLE_FIELDS:
+        if not all(_whole(value, 1) for value in _values(config[field])):
+            _fail(field, "whole numbers >= 1", config[field])
+    for field in ("long_epochs", "video_max_frames", "motion_epochs"):
+        if not _whole(config[field]):
+            _fail(field, "a whole number >= 0 (0: " + _ZERO_MEANS[field] + ")", config[field])
+    for field in ("learning_rate", "recon_learning_rate"):
+        if not _number(config[field]) or not 0 < config[field] < math.inf:
+            _fail(field, "a finite rate > 0", config[field])
+    if not _number(config.speed) or not 0 < config.speed < math.inf:
+        _fail("speed", "pixels per source frame, finite and > 0", config.speed)
     if config.clip_length not in config.clip_lengths:
         _fail(
             "clip_lengths",
@@ -285,8 +301,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             _fail(field, "True or False", config[field])
     if set(_values(config.motion_tasks)) - set(MOTION_TASKS):
         _fail("motion_tasks", f"names among {MOTION_TASKS}", config.motion_tasks)
-    if config.motion_epochs < 0:
-        _fail("motion_epochs", "0 (the task config's) or more", config.motion_epochs)
     if config.realtime_engine not in ("pipeline", "batched", "auto"):
         _fail(
             "realtime_engine",
@@ -306,6 +320,86 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             "a fraction between 0 and 1, both excluded",
             config.video_train_fraction,
         )
+
+
+# The settings that change what a run trains but are not in its key (`runs._key`: its
+# experiment, mode, seed, fix and Point): runs resumed from a study.json made at other
+# values of these would not be the runs asked for.
+RUN_FIELDS = (
+    "width",
+    "image_size",
+    "num_train_clips",
+    "num_test_clips",
+    "batch_size",
+    "learning_rate",
+    "fidelity_every",
+    "fidelity_clips",
+    "videos",
+    "video_size",
+    "video_max_frames",
+    "video_clip_length",
+    "video_clip_hop",
+    "video_train_fraction",
+    "recon_stages",
+    "recon_width",
+    "recon_epochs",
+    "recon_batch_size",
+    "recon_learning_rate",
+    "motion_epochs",
+    "realtime_engine",
+    "realtime_threads",
+    "realtime_fps_steps",
+    "realtime_fps_rounds",
+    "realtime_fps_processes",
+)
+
+
+def changed_run_fields(before: Settings, now: Settings) -> dict[str, tuple[Any, Any]]:
+    """{field: (before, now)} for the RUN_FIELDS whose values differ (tuples and lists
+    alike, as study.json holds them)."""
+    as_json = lambda value: json.loads(json.dumps(value))  # noqa: E731
+    return {
+        field: (before.get(field), now[field])
+        for field in RUN_FIELDS
+        if as_json(before.get(field)) != as_json(now[field])
+    }
+
+
+# Fields that must be whole numbers >= 1 (each value of a tuple).
+WHOLE_FIELDS = (
+    "strides",
+    "depth_stride",
+    "num_stages",
+    "depths",
+    "clip_lengths",
+    "clip_length",
+    "width",
+    "image_size",
+    "num_train_clips",
+    "num_test_clips",
+    "batch_size",
+    "epochs",
+    "fidelity_every",
+    "fidelity_clips",
+    "video_size",
+    "video_clip_length",
+    "video_clip_hop",
+    "recon_stages",
+    "recon_width",
+    "recon_epochs",
+    "recon_batch_size",
+)
+_ZERO_MEANS = dict(
+    long_epochs="not run", video_max_frames="every frame", motion_epochs="the task config's"
+)
+
+
+def _whole(value, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _fail(field: str, expected: str, given) -> None:

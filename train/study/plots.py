@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from train.results import replacing
 from train.study.config import MODE_LABELS, MODES
 
 MODE_COLOURS = {"bp": "tab:blue", "sideways": "tab:orange"}
@@ -30,7 +31,8 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> str:
-    fig.savefig(path, dpi=80, bbox_inches="tight")
+    with replacing(path) as tmp:  # an interrupted plot leaves the last one whole
+        fig.savefig(tmp, dpi=80, bbox_inches="tight")
     _pyplot().close(fig)
     return path.name
 

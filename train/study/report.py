@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keras_sideways.engines import ticks
+from train.results import write_text
 from train.study import summary as stats
 from train.study.config import MOTION_COMPARED, SKIP_MODES, clip_plan
 
@@ -703,8 +704,6 @@ def _why_depth_and_footage(page: _Page) -> dict:
 
 
 def write_report(results: dict, docs_path: str | os.PathLike) -> Path:
-    """Writes the report of `results` to `docs_path`; its plots are in `<docs stem>/`."""
-    docs_path = Path(docs_path)
-    docs_path.parent.mkdir(parents=True, exist_ok=True)
-    docs_path.write_text(report_markdown(results, figures=docs_path.stem))
-    return docs_path
+    """Writes the report of `results` to `docs_path` (atomically); its plots are in
+    `<docs stem>/`."""
+    return write_text(docs_path, report_markdown(results, figures=Path(docs_path).stem))

@@ -19,12 +19,12 @@ Every training run goes through `train.recipe.run` (models and optimizers from
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import platform
 import shutil
 import subprocess
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from train import child_process
-from train.results import write_json
+from train.results import ResultsError, read_json, write_json
 from train.study.config import (
     MODE_LABELS,
     MODES,
@@ -43,6 +43,7 @@ from train.study.config import (
     SKIP_RUNS,
     Point,
     Settings,
+    changed_run_fields,
     check_config,
     classification_keys,
     clip_plan,
@@ -512,6 +513,13 @@ def run_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     previous = _previous(out_dir)
+    changed = changed_run_fields(previous["settings"], settings) if previous else {}
+    if changed:
+        given = ", ".join(f"{field} {old!r} (now {new!r})" for field, (old, new) in changed.items())
+        raise ValueError(
+            f"{out_dir / RESULTS_FILE} holds runs made with other settings: {given}; give "
+            "another --out, or set them back."
+        )
     results = dict(
         command=command,
         settings=settings,
@@ -725,7 +733,7 @@ def _key(run: dict) -> tuple:
 def _previous(out_dir: Path) -> dict:
     """The results a former run left in `out_dir` (finished or not), or {}."""
     path = out_dir / RESULTS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json(path, ("settings", "runs"), "the study's") if path.exists() else {}
 
 
 def _describe(run: dict) -> str:
@@ -812,20 +820,39 @@ def save_results(results: dict, folder: str | os.PathLike) -> Path:
 
 
 def load_results(folder: str | os.PathLike) -> dict:
-    """The results of a finished study in `folder/study.json`; ValueError if unfinished."""
+    """The results of a finished study in `folder/study.json`.
+
+    Raises:
+        ResultsError (a ValueError): they are missing, unreadable, not the study's, or
+            unfinished; one line naming the file.
+    """
     path = Path(folder) / RESULTS_FILE
     if not path.exists():
-        raise FileNotFoundError(
+        raise ResultsError(
             f"No study results at {path}: run `python -m train.reproduce` first, or point "
             "--results at a folder holding study.json and reconstructions.npz."
         )
-    results = json.loads(path.read_text())
-    if not results.get("complete"):
-        raise ValueError(
+    results = read_json(path, ("settings", "runs", "complete"), "the study's")
+    if not results["complete"]:
+        raise ResultsError(
             f'The study results at {path} are incomplete ("complete": false, '
-            f"{len(results.get('runs', []))} runs): the run that writes them has not finished."
+            f"{len(results['runs'])} runs): the run that writes them has not finished."
         )
     return results
+
+
+def load_shown(folder: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The clips the reconstruction figure shows, from `folder/reconstructions.npz`;
+    ResultsError (one line) if the file is missing or unreadable."""
+    path = Path(folder) / SHOWN_FILE
+    try:
+        with np.load(path) as shown:
+            return dict(shown)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ResultsError(
+            f"cannot read {path} ({type(error).__name__}: {error}); the study writes it "
+            "beside study.json."
+        ) from None
 
 
 def copy_results(source: str | os.PathLike, destination: str | os.PathLike) -> None:
