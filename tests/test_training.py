@@ -5,7 +5,9 @@ import os
 import re
 import subprocess
 import sys
+import time
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -394,6 +396,51 @@ def test_compare_script_trains_both_modes_and_prints_side_by_side(tmp_path):
     assert sorted(os.listdir(tmp_path / "runs")) == ["digits_bp", "digits_sideways"]
 
 
+def children(pid: int) -> list[int]:
+    """The pids of the processes whose parent is `pid` (read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_killed_compare_leaves_no_run_training(tmp_path):
+    # kill -9 of train.compare left its spawned run training on, then hanging for ever;
+    # the same command run again (README: to resume) trained beside it in one folder.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    compare = subprocess.Popen(
+        [sys.executable, "-m", "train.compare", f"--config={CONFIG}:tiny", "--workdir=runs/d"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run := children(compare.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the BP run's process is spawned
+        assert run, "train.compare spawned no run"
+        time.sleep(1.0)  # past the spawned process' start, into its run
+        compare.kill()
+        compare.wait()
+        deadline = time.monotonic() + 30
+        while (alive := [p for p in run if Path(f"/proc/{p}").exists()]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        assert alive == []
+    finally:
+        compare.kill()
+        for pid in children(compare.pid):
+            os.kill(pid, 9)
+
+
 def test_comparison_table_and_summary_lines():
     summaries = {
         mode: dict(
@@ -523,6 +570,10 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("model.num_stages", 9, r"config.model.num_stages: expected 2 to 8 stages .*got 9"),
         ("data.stream_chunks", 1, r"config.data.stream_chunks must be 0 .*got 1"),
         ("delay_warmup_steps", -3, r"config.delay_warmup_steps must be a whole number >= 0"),
+        ("seed", -1, r"config.seed: expected a whole number from 0 to 2\*\*32 - 1; got -1\."),
+        ("seed", 2**32, r"config.seed: expected a whole number from 0 to 2\*\*32 - 1"),
+        ("data.test_seed", 1.5, r"config.data.test_seed: expected a whole number from 0"),
+        ("log_every_steps", -1, r"config.log_every_steps: expected a whole number >= 1; got -1"),
         ("model.temporal_window", 0, "config.model.temporal_window: expected a whole number"),
         ("model.temporal_shift", 1.5, "config.model.temporal_shift: expected a share of"),
         ("mode", "backprop", "config.mode: expected one of sideways, bp; got 'backprop'"),
@@ -582,6 +633,17 @@ def test_a_run_ending_with_non_finite_weights_fails_before_exporting(tmp_path, m
     config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"))
     with pytest.raises(recipe.DivergedError, match="non-finite weights.*nothing was exported"):
         recipe.train_and_evaluate(config, str(tmp_path / "runs" / "inf"))
+    assert not (tmp_path / "saved_models").exists()
+
+
+def test_a_run_ending_with_a_non_finite_loss_fails_before_exporting(tmp_path):
+    # At a rate of 1e9 the weights stay finite but the logits overflow: validation loss
+    # inf, updates skipped. It exited 0 and exported a useless model.
+    config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"), learning_rate=1e9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "skipped N updates"
+        with pytest.raises(recipe.DivergedError, match="a non-finite loss .*nothing was export"):
+            recipe.train_and_evaluate(config, str(tmp_path / "runs" / "inf"))
     assert not (tmp_path / "saved_models").exists()
 
 

@@ -50,6 +50,12 @@ def check_config(config) -> None:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         fail("learning_rate", "a finite number > 0", lr)
     positive_int("epochs", config.epochs)
+    for field, seed in (("seed", config.seed), ("data.test_seed", config.data.get("test_seed"))):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32
+        ):
+            fail(field, "a whole number from 0 to 2**32 - 1", seed)
+    positive_int("log_every_steps", config.get("log_every_steps", 1))
     if config.get("lr_schedule", "constant") not in ("constant", "cosine"):
         fail("lr_schedule", "'constant' or 'cosine'", config.lr_schedule)
     if config.task not in TASKS:

@@ -10,11 +10,15 @@ its JSON result. The benchmark (`train/bench/runs.py`) and the study's real-time
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +69,30 @@ def child(function: str, args: dict, threads: str) -> Any:
     thread_pools.apply(thread_pools.parse(threads))  # before TensorFlow starts
     module, _, name = function.partition(":")
     return getattr(importlib.import_module(module), name)(args)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Makes this process exit when `parent` (its parent's pid) does, killed or not.
+
+    The initializer of the processes `train.compare` spawns: without it, a compare killed
+    with SIGKILL left its run training on, in the folder the same command, run again to
+    resume, trains in. On Linux the kernel sends SIGKILL on the parent's death
+    (PR_SET_PDEATHSIG), as if the whole process group had been killed, which resumes
+    exactly; elsewhere a thread checks the parent's pid every second.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # it died before the call
+                os._exit(1)
+            return
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die_with_parent", daemon=True).start()

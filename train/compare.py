@@ -18,6 +18,7 @@ from absl import app, flags, logging
 
 from train import command_line
 from train.builders import ConfigError, check_config, thread_pools
+from train.child_process import die_with_parent
 from train.printing import comparison_table, summary_lines
 from train.recipe import DivergedError, check_workdir, train_and_evaluate
 
@@ -33,7 +34,8 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
 
     Each run has a fresh process of its own (spawned), so each gets the thread pools its
     `config.threads` resolves to: TensorFlow sizes them once per process. Both configs are
-    checked here first, so a bad value fails before either run starts. Errors of a run
+    checked here first, so a bad value fails before either run starts. A run dies with this
+    process (`die_with_parent`): killed, it leaves no run training on. Errors of a run
     (ConfigError, DivergedError, ...) are raised here. `log` is called with a line as each
     run starts (the script prints it); the runs' own output goes to this process's.
     """
@@ -48,7 +50,9 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
     summaries = {}
     for mode, run in runs.items():
         log(f"=== {mode}: {workdir}_{mode} (threads: {thread_pools(run).describe()})")
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
+        with concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=spawn, initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as process:
             summaries[mode] = process.submit(train_and_evaluate, run, f"{workdir}_{mode}").result()
     return summaries
 

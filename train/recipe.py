@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -95,7 +96,7 @@ def run(
 
 
 class DivergedError(RuntimeError):
-    """Training ended with non-finite weights: nothing was exported."""
+    """Training ended with non-finite weights or validation loss: nothing was exported."""
 
 
 class _TensorBoard(keras.callbacks.TensorBoard):
@@ -208,10 +209,13 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         evaluate=True,
     )
     config, model, info, scores = done.config, done.model, done.info, done.scores
-    if non_finite_weights(model):
+    # Weights that stay finite can still give a non-finite loss (logits that overflow, every
+    # update skipped for a non-finite gradient): no better a model to export.
+    if non_finite_weights(model) or not math.isfinite(scores.get("loss", 0.0)):
+        what = "non-finite weights" if non_finite_weights(model) else "a non-finite loss"
         raise DivergedError(
-            f"Training {name} ended with non-finite weights (validation loss "
-            f"{scores.get('loss')}): nothing was exported. Lower config.learning_rate."
+            f"Training {name} ended with {what} (validation loss {scores.get('loss')}): "
+            "nothing was exported. Lower config.learning_rate."
         )
     export_path = None
     if config.export_dir:

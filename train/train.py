@@ -34,13 +34,17 @@ _STRATEGY = flags.DEFINE_enum(
     "strategy", "none", ["none", "mirrored", "multi_worker"], "tf.distribute strategy."
 )
 _LOGICAL_CPUS = flags.DEFINE_integer(
-    "logical_cpus", 0, "Split the CPU into this many logical devices (to try strategies)."
+    "logical_cpus",
+    0,
+    "Split the CPU into this many logical devices (to try strategies); 0: leave it whole.",
+    lower_bound=0,
 )
 _REPLICAS = flags.DEFINE_integer(
     "replicas",
     0,
     "With --strategy=mirrored: this many replicas of the pipeline, each with its stages spread "
     "over its share of the devices (data x depth); 0: one replica per device.",
+    lower_bound=0,
 )
 _CLUSTER = flags.DEFINE_string(
     "cluster",
