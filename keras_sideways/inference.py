@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -42,6 +43,8 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
     (`sideways.json`, the `metadata` of `export_saved_model` and the frame shape it adds):
     `clip_length` frames (required), `temporal_stride` apart (default 1: every frame). Its
     `class_names` name the classes; without them they are "class 0", "class 1", ...
+    A video shorter than the clip's span has its last frame repeated, as in training, with
+    a UserWarning saying how often.
 
     Raises:
         ValueError: naming the folder, the file or `top`, for an export that is missing,
@@ -58,7 +61,16 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
         frames = video_files.count_frames(video_path)
         span = (clip_length - 1) * stride + 1
         start = max((frames - span) // 2, 0)
-        indices = np.minimum(start + np.arange(clip_length) * stride, frames - 1)
+        wanted = start + np.arange(clip_length) * stride
+        indices = np.minimum(wanted, frames - 1)
+        if span > frames:  # as training repeats a short video's last frame, but said
+            warnings.warn(
+                f"The video {video_path} has {frames} frames; a clip of {clip_length} frames "
+                f"{stride} apart spans {span}: its last frame stands in for the "
+                f"{int(np.sum(wanted > frames - 1))} frames the clip lacks.",
+                UserWarning,
+                stacklevel=2,
+            )
         clip = video_files.read_clip(video_path, indices, (height, width))
     except video_files.decode_errors() as error:
         raise ValueError(f"Cannot decode the video {video_path}: {error}") from error

@@ -224,3 +224,20 @@ def test_task_errors_name_the_task_and_its_stages():
     other = tf.errors.InvalidArgumentError(None, None, "bad shape")
     assert cluster.task_error(other, devices) is other  # not a lost task: as it was
     assert cluster.task_error(lost, [None, None, None]) is lost  # no remote stage
+
+
+def test_a_worker_given_a_cluster_it_cannot_use_is_one_line_of_error():
+    spec = json.dumps({"worker": ["127.0.0.1:2222"]})
+    done = subprocess.run(
+        [sys.executable, "-m", "train.worker", "--cluster", spec, "--index", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.splitlines()[-1] == (
+        "error: Task index 3 is not in job 'worker' of the cluster, which has 1 task(s): "
+        "{'worker': ['127.0.0.1:2222']}."
+    )

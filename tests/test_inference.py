@@ -278,3 +278,19 @@ def test_metadata_predict_cannot_use_is_named(classifier, tmp_path, meta, error)
     path = classifier.export(tmp_path / "m", metadata=meta)
     with pytest.raises(ValueError, match=f"{path}/sideways.json: {error}"):
         inference.classify_video_file(path, sample_video("bikes"))
+
+
+def test_a_video_shorter_than_the_clip_is_classified_with_a_warning(classifier, tmp_path):
+    # 4 frames 1000 apart span 3001, far more than bikes.mp4 has: it was silent.
+    meta = dict(class_names=NAMES, clip_length=4, temporal_stride=1000)
+    sparse = ks.export_saved_model(classifier, tmp_path / "sparse", metadata=meta)
+    video = sample_video("bikes")
+    frames = video_files.count_frames(video)
+    message = f"has {frames} frames; a clip of 4 frames 1000 apart spans 3001: its last frame"
+    with pytest.warns(UserWarning, match=f"{message} stands in for the 3 frames the clip lacks"):
+        inference.classify_video_file(sparse, video)
+    status, out, err = predict(f"--model={sparse}", f"--video={video}", "--top=2")
+    assert status == 0 and len(out.strip().splitlines()) == 2, err[-2000:]
+    assert [line for line in err.splitlines() if message in line] == [
+        f"warning: The video {video} {message} stands in for the 3 frames the clip lacks."
+    ]

@@ -7,8 +7,11 @@
         --cluster "$CLUSTER" --stages_on 0,0,0,1,1
 
 `--cluster` takes the same JSON (or a TF_CONFIG; unset: the TF_CONFIG environment
-variable, whose task index is then this worker's). See docs/distributed.md.
+variable, whose task index is then this worker's). A cluster, index or thread count it
+cannot use is one line of error (exit status 1). See docs/distributed.md.
 """
+
+import sys
 
 from absl import app, flags
 
@@ -25,9 +28,12 @@ _THREADS = flags.DEFINE_integer(
 
 def main(argv):
     del argv
-    index = _INDEX.value if _INDEX.value is not None else cluster.task_index(_CLUSTER.value)
-    spec = cluster.cluster_spec(_CLUSTER.value)
-    server = cluster.start_server(spec, index, threads=_THREADS.value)
+    try:
+        spec = cluster.cluster_spec(_CLUSTER.value)
+        index = _INDEX.value if _INDEX.value is not None else cluster.task_index(_CLUSTER.value)
+        server = cluster.start_server(spec, index, threads=_THREADS.value)
+    except ValueError as error:  # a cluster, index or thread count it cannot use
+        sys.exit(f"error: {error}")  # one line, exit status 1, as the training command
     address = spec.task_address(cluster.WORKER, index)
     print(f"worker {index} serving at {address}; waiting for the training process", flush=True)
     server.join()
