@@ -324,7 +324,7 @@ def test_train_script_takes_config_overrides(tmp_path):
         f"--config.export_dir={tmp_path / 'exports'}",
         cwd=tmp_path,
     )
-    assert "tiny: bp, 1 epochs; validation accuracy" in out
+    assert "tiny: bp, 1 epoch; validation accuracy" in out
     assert "  threads:      inter-op 1, intra-op 1 (config.threads '1,1', BP, " in out
     with open(tmp_path / "runs" / "tiny" / "summary.json") as f:
         summary = json.load(f)
@@ -461,13 +461,17 @@ def test_comparison_table_and_summary_lines():
     assert not any("skipped" in line for line in table)
     lines = printing.summary_lines(summaries["sideways"])
     assert lines[0].startswith(
-        "d_sideways: sideways (batched engine), 1 epochs; validation accuracy 0.7500"
+        "d_sideways: sideways (batched engine), 1 epoch; validation accuracy 0.7500"
     )
-    assert printing.summary_lines(summaries["bp"])[0].startswith("d_bp: bp, 1 epochs;")
+    assert printing.summary_lines(summaries["bp"])[0].startswith("d_bp: bp, 1 epoch;")
+    three = dict(summaries["sideways"], epochs=3, engine="pipeline", pipeline_chunk=1)
+    assert printing.summary_lines(three)[0].startswith(
+        "d_sideways: sideways (pipeline engine, blocks of 1 tick), 3 epochs;"
+    )
     mixed = dict(summaries["bp"], precision="mixed_bfloat16")
     mixed["validation"] = dict(mixed["validation"], loss_scale_skips=2.0)
     line = printing.summary_lines(mixed)[0]
-    assert line.startswith("d_bp: bp, mixed_bfloat16, 1 epochs;") and "loss_scale" not in line
+    assert line.startswith("d_bp: bp, mixed_bfloat16, 1 epoch;") and "loss_scale" not in line
     assert lines[1] == (
         "  threads:      inter-op default, intra-op default (config.threads 'auto', the x "
         "engine, 2 cores; it asked for 2,1, but TensorFlow was already running)"
@@ -481,6 +485,11 @@ def test_comparison_table_and_summary_lines():
     )
     paper = dict(exact, stash=[0] * 5, relays=0, drain=False, exact=False)
     assert printing.settings_text(paper) == "no stash (the paper's Sideways)"
+    small = dict(exact, stash_bytes=40_960, tail_ticks=1, relays=2)  # it read "0.0 MiB"
+    assert printing.settings_text(small) == (
+        "full stash and drain (BP's gradient, pipelined); stash 40.0 KiB when run tick by "
+        "tick, +1 tick per clip of 16, 2 relays holding the skips (delay lines)"
+    )
 
 
 @pytest.mark.slow

@@ -48,13 +48,27 @@ def settings_text(settings: dict) -> str:
         what = f"stash {stash}" + (", drained" if settings["drain"] else "")
     costs = []
     if any(stash):
-        costs.append(f"stash {settings['stash_bytes'] / 2**20:.1f} MiB when run tick by tick")
+        costs.append(f"stash {size(settings['stash_bytes'])} when run tick by tick")
     if settings["drain"]:
-        costs.append(f"+{settings['tail_ticks']} ticks per clip of {settings['clip_length']}")
+        costs.append(
+            f"+{count(settings['tail_ticks'], 'tick')} per clip of {settings['clip_length']}"
+        )
     relays = settings.get("relays", 0)  # summaries written before delay lines have none
     if relays:
-        costs.append(f"{relays} relay{'s' * (relays > 1)} holding the skips (delay lines)")
+        costs.append(f"{count(relays, 'relay')} holding the skips (delay lines)")
     return what + (f"; {', '.join(costs)}" if costs else "")
+
+
+def count(number: int, noun: str) -> str:
+    """`number` `noun`s, in the singular for 1: "1 epoch", "3 epochs"."""
+    return f"{number} {noun}{'s' * (number != 1)}"
+
+
+def size(num_bytes: int) -> str:
+    """Bytes in KiB below a MiB, else in MiB: "40.0 KiB", "3.5 MiB" (not "0.0 MiB")."""
+    if num_bytes < 2**20:
+        return f"{num_bytes / 2**10:.1f} KiB"
+    return f"{num_bytes / 2**20:.1f} MiB"
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -65,10 +79,12 @@ def summary_lines(summary: dict) -> list[str]:
     how = summary["mode"] if summary["mode"] == "bp" else f"sideways ({summary['engine']} engine)"
     if summary.get("engine") == "pipeline":
         chunk = summary.get("pipeline_chunk")
-        how = how[:-1] + (", tick by tick)" if chunk is None else f", blocks of {chunk} ticks)")
+        how = how[:-1] + (
+            ", tick by tick)" if chunk is None else f", blocks of {count(chunk, 'tick')})"
+        )
     if summary.get("precision", "float32") != "float32":
         how = f"{how}, {summary['precision']}"
-    lines = [f"{summary['name']}: {how}, {summary['epochs']} epochs; validation {scores}"]
+    lines = [f"{summary['name']}: {how}, {count(summary['epochs'], 'epoch')}; validation {scores}"]
     if summary.get("sideways"):
         lines.append(f"  settings:     {settings_text(summary['sideways'])}")
     return lines + [
