@@ -17,10 +17,9 @@ import sys
 from absl import app, flags, logging
 
 from train import command_line
-from train.builders import ConfigError, check_config, thread_pools
 from train.child_process import die_with_parent
-from train.printing import comparison_table, summary_lines
-from train.recipe import DivergedError, check_workdir, train_and_evaluate
+
+# The library and TensorFlow load once the flags parse (see train/train.py).
 
 _CONFIG = command_line.define_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -39,6 +38,9 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
     (ConfigError, DivergedError, ...) are raised here. `log` is called with a line as each
     run starts (the script prints it); the runs' own output goes to this process's.
     """
+    from train.builders import check_config, thread_pools
+    from train.recipe import check_workdir, train_and_evaluate
+
     check_workdir(workdir)  # empty: the runs would go to ./_bp and ./_sideways
     runs = {}
     for mode in ("bp", "sideways"):
@@ -60,6 +62,10 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
+    from train.builders import ConfigError
+    from train.printing import comparison_table, summary_lines
+    from train.recipe import DivergedError
+
     try:
         summaries = compare_modes(
             _CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True)

@@ -12,7 +12,6 @@ import warnings
 
 from absl import app, flags, logging
 
-from keras_sideways.inference import classify_video_file
 from train import command_line
 
 _MODEL = flags.DEFINE_string("model", None, "An export folder, e.g. saved_models/<run name>.")
@@ -24,6 +23,8 @@ flags.mark_flags_as_required(["model", "video"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
+    from keras_sideways.inference import classify_video_file  # TensorFlow, once flags parse
+
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)

@@ -20,11 +20,10 @@ import sys
 
 from absl import app, flags, logging
 
-from keras_sideways import cluster, placement
 from train import command_line
-from train.builders import ConfigError, apply_threads, check_config
-from train.printing import summary_lines
-from train.recipe import DivergedError, train_and_evaluate
+
+# The library and TensorFlow load in main(), once the flags parse: a mistyped flag or
+# override, or --help, answers at once rather than after TensorFlow's start-up.
 
 _CONFIG = command_line.define_config_file(
     "config", None, "Experiment config file.", lock_config=True
@@ -66,6 +65,9 @@ def make_strategy(config):
     None; with --replicas, `config.placement` gets each replica's devices (data x depth)."""
     import tensorflow as tf
 
+    from keras_sideways import placement
+    from train.builders import ConfigError
+
     if _LOGICAL_CPUS.value:
         cpu = tf.config.list_physical_devices("CPU")[0]
         devices = [tf.config.LogicalDeviceConfiguration()] * _LOGICAL_CPUS.value
@@ -98,6 +100,9 @@ def make_strategy(config):
 
 def connect_cluster(config):
     """Connects to the --cluster and sets `config.placement` from --stages_on (if given)."""
+    from keras_sideways import cluster
+    from train.builders import ConfigError
+
     if _CLUSTER.value is None:
         return
     if _STRATEGY.value != "none":
@@ -123,6 +128,11 @@ def connect_cluster(config):
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
+    from keras_sideways import cluster
+    from train.builders import ConfigError, apply_threads, check_config
+    from train.printing import summary_lines
+    from train.recipe import DivergedError, train_and_evaluate
+
     try:
         check_config(_CONFIG.value)  # bad values: one line, before TensorFlow starts
         apply_threads(_CONFIG.value)  # TensorFlow sizes its thread pools once, as it starts
