@@ -121,3 +121,35 @@ def test_a_config_file_that_fails_names_the_file_and_its_error(tmp_path, source,
     assert len(stderr) == 2 and not any("Traceback" in s for s in stderr)
     assert stderr[0].startswith(f"FATAL Flags parsing error: flag --config={config}: ")
     assert reason in stderr[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [
+            "train.train",
+            "--config=train/configs/moving_digits.py:tiny",
+            "--workdir=/x",
+            "--config.lr=1",
+        ],
+        ["train.compare", "--config=train/configs/moving_digits.py:tiny", "--workdir=/x", "--bad"],
+        ["train.predict", "--model=/x", "--video=/y", "--top=many"],
+        ["train.train", "--helpshort"],
+    ],
+    ids=["train", "compare", "predict", "help"],
+)
+def test_flag_errors_and_help_answer_before_tensorflow_loads(args):
+    # They waited for TensorFlow's start-up (about 5 s) before saying a flag was wrong.
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = {args!r}\n"
+        "try:\n"
+        f"    runpy.run_module({args[0]!r}, run_name='__main__')\n"
+        "except SystemExit as done:\n"
+        "    print('exit', done.code, 'tensorflow' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.split()[-1] == "False", done.stderr[-3000:]
+    assert done.stdout.split()[-2] in ("0", "1")
