@@ -12,6 +12,7 @@ it did not run. The other data sources (arrow of time, a video folder) draw an e
 tests/test_data_video_files.py check in-process (epoch 1 without epoch 0).
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -168,6 +169,11 @@ def test_killed_mid_epoch_and_rerun_ends_with_the_uninterrupted_weights(case, tm
     different = [name for name in expected if not np.array_equal(actual[name], expected[name])]
     assert not different, f"{len(different)} of {len(expected)} arrays differ: {different[:5]}"
     assert not (resumed / "backup").exists()  # the finished run removed its backup
+    # Its summary says where it resumed; the history it lists starts there.
+    summary = json.loads((resumed / "summary.json").read_text())
+    assert summary["first_epoch"] == KILL_AT[0] + 1
+    assert len(summary["history"]["loss"]) == EPOCHS - KILL_AT[0]
+    assert json.loads((straight / "summary.json").read_text())["first_epoch"] == 1
 
     # TensorBoard's steps go on from the backup: the rerun logs the losses of the epochs it
     # ran after the steps of those before.

@@ -468,6 +468,8 @@ def test_comparison_table_and_summary_lines():
     assert printing.summary_lines(three)[0].startswith(
         "d_sideways: sideways (pipeline engine, blocks of 1 tick), 3 epochs;"
     )
+    resumed = dict(three, first_epoch=2)
+    assert ", 3 epochs (resumed at epoch 2); validation" in printing.summary_lines(resumed)[0]
     mixed = dict(summaries["bp"], precision="mixed_bfloat16")
     mixed["validation"] = dict(mixed["validation"], loss_scale_skips=2.0)
     line = printing.summary_lines(mixed)[0]

@@ -84,7 +84,10 @@ def summary_lines(summary: dict) -> list[str]:
         )
     if summary.get("precision", "float32") != "float32":
         how = f"{how}, {summary['precision']}"
-    lines = [f"{summary['name']}: {how}, {count(summary['epochs'], 'epoch')}; validation {scores}"]
+    epochs = count(summary["epochs"], "epoch")
+    if summary.get("first_epoch", 1) > 1:  # summaries written before it have none
+        epochs += f" (resumed at epoch {summary['first_epoch']})"
+    lines = [f"{summary['name']}: {how}, {epochs}; validation {scores}"]
     if summary.get("sideways"):
         lines.append(f"  settings:     {settings_text(summary['sideways'])}")
     return lines + [

@@ -242,6 +242,9 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         threads=pools,
         validation={k: float(v) for k, v in scores.items()},
         history={k: [float(x) for x in v] for k, v in done.history.history.items()},
+        # The first epoch this command ran (1-based): above 1, it resumed from the backup of
+        # the one before, and `history` holds the epochs from there on.
+        first_epoch=(done.history.epoch or [config.epochs])[0] + 1,
         workdir=workdir,
         tensorboard=tensorboard_dir,
         checkpoints=checkpoint_dir,
