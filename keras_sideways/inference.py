@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sideways.data import video_files
+from keras_sideways.data.clip_pipeline import LUMA
 from keras_sideways.export import METADATA_FILE
 
 
@@ -75,8 +76,8 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
     except video_files.decode_errors() as error:
         raise ValueError(f"Cannot decode the video {video_path}: {error}") from error
     clip = clip.astype(np.float32) / 255.0
-    if channels == 1:
-        clip = clip.mean(axis=-1, keepdims=True)
+    if channels == 1:  # grey as the builders make it (it was the mean of R, G and B)
+        clip = (clip @ LUMA.astype(np.float32))[..., None]
     probabilities = model.serve(tf.constant(clip[None]))["probabilities"].numpy()[0]
     names = _class_names(meta, len(probabilities), model_dir)
     order = np.argsort(probabilities)[::-1][:top]

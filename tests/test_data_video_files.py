@@ -242,10 +242,15 @@ def test_folder_errors_name_the_root(tmp_path, short_file):
         video_files.video_folder(tmp_path)
     (tmp_path / "cats").mkdir()
     (tmp_path / "cats" / "cat.gif").write_bytes(b"GIF89a")
+    # One class folder (root one level too deep, say): nothing to learn. It was accepted.
+    with pytest.raises(ValueError, match=r"at least 2 class folders .*\['cats'\]: a classifier"):
+        video_files.video_folder(tmp_path)
+    (tmp_path / "dogs").mkdir()
+    (tmp_path / "dogs" / "dog.gif").write_bytes(b"GIF89a")
     with pytest.raises(
         ValueError,
         match=rf"video files \(.mp4, .avi, .mkv, .webm\) in the "
-        rf"class folders of root '{tmp_path}' \(cats\)",
+        rf"class folders of root '{tmp_path}' \(cats, dogs\)",
     ):
         video_files.video_folder(tmp_path)
     shutil.copy(short_file, tmp_path / "cats" / "short.mp4")
@@ -337,3 +342,77 @@ def test_strict_raises_for_an_unused_class_or_nested_videos(tmp_path, good_root,
     change(root)
     with pytest.raises(ValueError, match=f"{message}.*strict=True"):
         video_files.video_folder(root, clip_length=4, strict=True)
+
+
+def test_class_names_pin_the_labels_of_a_held_out_folder(good_root, tmp_path):
+    # A validation folder's labels were its own sorted subfolders: with other folders than
+    # the training set's, label 0 meant another class and the accuracy was meaningless.
+    given = ["bunny", "bikes"]  # the reverse of sorted
+    dataset = video_files.video_folder(
+        good_root, clip_length=2, image_size=8, training=False, class_names=given
+    )
+    assert dataset.class_names == given
+    _, labels = clips_and_labels(dataset)
+    assert sorted(labels.tolist()) == [0, 1]
+    unpinned = video_files.video_folder(good_root, clip_length=2, image_size=8, training=False)
+    pinned_clips, pinned_labels = clips_and_labels(dataset)
+    clips, labels = clips_and_labels(unpinned)
+    for clip, label in zip(clips, labels):  # the same clip under the other label
+        match = [i for i, c in enumerate(pinned_clips) if np.array_equal(c, clip)]
+        assert pinned_labels[match[0]] == 1 - label
+    held_out = tmp_path / "held_out"
+    shutil.copytree(good_root / "bunny", held_out / "bunny")
+    shutil.copytree(good_root / "bunny", held_out / "cats")
+    with pytest.raises(
+        ValueError,
+        match=r"to be class_names \['bikes', 'bunny'\]; it has \['bunny', 'cats'\] "
+        r"\(missing: \['bikes'\]; not in class_names: \['cats'\]\)",
+    ):
+        video_files.video_folder(held_out, class_names=["bikes", "bunny"])
+    with pytest.raises(ValueError, match="class_names to be a list of folder names; got 'bikes'"):
+        video_files.video_folder(good_root, class_names="bikes")
+
+
+def test_grey_clips_are_the_luma_of_the_rgb_ones(good_root):
+    common = dict(clip_length=2, image_size=8, training=False)
+    rgb, _ = clips_and_labels(video_files.video_folder(good_root, **common))
+    grey, _ = clips_and_labels(video_files.video_folder(good_root, channels=1, **common))
+    assert grey.shape == rgb.shape[:-1] + (1,)
+    # float32 sums of three products: a few ulps of values in [0, 1].
+    np.testing.assert_allclose(grey[..., 0], rgb @ np.array([0.299, 0.587, 0.114]), atol=1e-6)
+    with pytest.raises(ValueError, match="channels to be one of 1, 3; got 2"):
+        video_files.video_folder(good_root, channels=2)
+
+
+def test_files_it_skips_are_named_and_hidden_ones_skipped_silently(good_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(good_root, root)
+    shutil.copy(root / "bikes" / "bikes.mp4", root / "loose.mp4")  # not in a class folder
+    (root / "bikes" / "._bikes.mp4").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    (root / "bunny" / "gone.mp4").symlink_to(tmp_path / "deleted.mp4")  # a broken link
+    with pytest.warns(UserWarning) as caught:
+        video_files.video_folder(root, clip_length=2, image_size=8)
+    messages = [str(w.message) for w in caught]
+    assert any("1 video file(s) directly in root" in m and "loose.mp4" in m for m in messages)
+    assert any(m.startswith(f"Unusable video {root / 'bunny' / 'gone.mp4'}") for m in messages)
+    assert not any("._bikes.mp4" in m for m in messages)
+    assert len(messages) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"root": None}, "root to be a folder with one subfolder of videos per class; got None"),
+        ({"root": ""}, "root to be a folder with one subfolder of videos per class; got ''"),
+        ({"extensions": None}, "extensions to be file name endings .*; got None"),
+        ({"extensions": []}, r"extensions to be file name endings .*; got \[\]"),
+        ({"seed": 2**64}, r"seed to be below 2\*\*63 \(an int64\); got 18446744073709551616"),
+        ({"drop_remainder": "True"}, "drop_remainder to be True or False; got 'True'"),
+    ],
+)
+def test_bad_arguments_are_named_before_any_file_is_read(good_root, kwargs, message):
+    kwargs = {"root": good_root, **kwargs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no file probed, so nothing warned about
+        with pytest.raises(ValueError, match=message):
+            video_files.video_folder(kwargs.pop("root"), **kwargs)

@@ -294,3 +294,22 @@ def test_a_video_shorter_than_the_clip_is_classified_with_a_warning(classifier, 
     assert [line for line in err.splitlines() if message in line] == [
         f"warning: The video {video} {message} stands in for the 3 frames the clip lacks."
     ]
+
+
+def test_a_grey_model_classifies_the_luma_of_the_video(tmp_path):
+    # Grey clips were the mean of R, G and B; the builders train on the BT.601 luma.
+    keras.utils.set_random_seed(0)
+    model = ks.SidewaysModel(models.vgg_classifier(3, num_stages=2, width=2))
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.fit(random_video(batch=2, time=4, size=16), np.array([0, 2]), epochs=1, verbose=0)
+    path = ks.export_saved_model(model, tmp_path / "grey", metadata=dict(clip_length=4))
+    video = sample_video("bikes")
+    top = inference.classify_video_file(path, video, top=3)
+    frames = video_files.count_frames(video)
+    rgb = video_files.read_clip(video, (frames - 4) // 2 + np.arange(4), (16, 16))
+    luma = (rgb / np.float32(255)) @ np.array([0.299, 0.587, 0.114], np.float32)
+    loaded, _ = inference.load_export(path)
+    expected = loaded.serve(tf.constant(luma[None, ..., None]))["probabilities"].numpy()[0]
+    assert [p for _, p in top] == pytest.approx(sorted(expected, reverse=True), abs=1e-6)

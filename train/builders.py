@@ -77,8 +77,11 @@ def check_config(config) -> None:
         if d.get("target", "label") not in targets:
             expected = " or ".join(repr(t) for t in targets)
             fail("data.target", f"{expected} for moving_digits {config.task}", d.target)
-    if d.name == "arrow_of_time" and config.task != "classification":
-        fail("task", "'classification' for arrow_of_time", config.task)
+    if d.name in ("arrow_of_time", "video_folder") and config.task != "classification":
+        # Their only targets are labels: a reconstruction would fit the class numbers.
+        fail("task", f"'classification' for {d.name}", config.task)
+    if d.name == "tfds" and d.get("channels", 3) != 3:
+        fail("data.channels", "3 for tfds (RGB videos)", d.channels)
     size = d.image_size
     sizes = size if isinstance(size, (tuple, list)) else (size,)
     if not sizes or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
@@ -252,9 +255,24 @@ def _build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]
     if d.name == "video_folder":
         if not d.root:
             raise ValueError("config.data.root must name a folder of class subfolders; got ''.")
-        train = video_data.video_folder(d.root, training=True, **train_common)
-        val = video_data.video_folder(d.val_root or d.root, training=False, **val_common)
+        channels = d.get("channels", 3)
+        train = video_data.video_folder(d.root, training=True, channels=channels, **train_common)
         names = list(train.class_names)
+        with warnings.catch_warnings():
+            if not d.val_root:  # the same files: their warnings were given for training
+                warnings.simplefilter("ignore", UserWarning)
+            try:  # its labels must mean the training set's classes
+                val = video_data.video_folder(
+                    d.val_root or d.root,
+                    training=False,
+                    class_names=names,
+                    channels=channels,
+                    **val_common,
+                )
+            except ValueError as error:
+                if not d.val_root:
+                    raise
+                raise ConfigError(f"config.data.val_root: {error}") from error
         return _chunked(train, d, chunks), val, DataInfo(task, len(names), names)
     raise ValueError(f"Unknown dataset {d.name!r}; expected {', '.join(DATASETS)}.")
 

@@ -26,10 +26,18 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+# Grey frames are the ITU-R BT.601 luma of RGB ones (tf.image.rgb_to_grayscale's, to its
+# rounding): every builder's `channels=1`, and `inference`'s clips for grey models.
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
 def check_seed(seed) -> int:
-    """Returns `seed` as an int; raises ValueError unless it is a non-negative integer."""
+    """Returns `seed` as an int; raises ValueError unless it is an integer from 0 to
+    2**63 - 1 (the int64 of the stateless random ops that draw from it)."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"Expected seed to be a non-negative integer; got {seed!r}.")
+    if seed >= 2**63:
+        raise ValueError(f"Expected seed to be below 2**63 (an int64); got {seed!r}.")
     return int(seed)
 
 

@@ -37,7 +37,6 @@ CLASS_NAMES = ("forwards", "backwards")  # label 0: played as recorded; label 1:
 SPLITS = ("train", "validation", "test")
 TRAIN_FRACTION = 0.6
 DEFAULT_NUM_CLIPS = {"train": 512, "validation": 128, "test": 128}
-_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as tf.image.rgb_to_grayscale
 
 
 def sample_video_path(name: str) -> str:
@@ -279,7 +278,7 @@ def arrow_of_time(
     indices, labels = _draw_clips(ranges, split, num_clips, clip_length, temporal_stride, seed)
 
     if channels == 1:
-        frames = np.round(frames @ _LUMA)[..., None].astype(np.uint8)
+        frames = np.round(frames @ cp.LUMA)[..., None].astype(np.uint8)
     frames = tf.constant(frames)
     dataset = tf.data.Dataset.from_tensor_slices((indices, labels))
     if shuffle is None:

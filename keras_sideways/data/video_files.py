@@ -47,6 +47,10 @@ def folder_class_names(root: str | os.PathLike) -> list[str]:
     Returns:
         The names; label `i` of `video_folder(root)` is class `names[i]`.
     """
+    if not isinstance(root, (str, os.PathLike)) or not str(root):
+        raise ValueError(
+            f"Expected root to be a folder with one subfolder of videos per class; got {root!r}."
+        )
     path = Path(root)
     if not path.is_dir():
         raise ValueError(
@@ -136,6 +140,37 @@ def _warn_or_raise(message: str, strict: bool) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
+def _class_names(root: str | os.PathLike, given: Sequence[str] | None) -> list[str]:
+    """The classes of `root` in label order: `given`, checked against its subfolders, or
+    the subfolders sorted (`folder_class_names`)."""
+    found = folder_class_names(root)
+    if given is None:
+        return found
+    if isinstance(given, str) or not all(isinstance(name, str) for name in given):
+        raise ValueError(f"Expected class_names to be a list of folder names; got {given!r}.")
+    given = list(given)
+    missing = [name for name in given if name not in found]
+    extra = [name for name in found if name not in given]
+    if missing or extra or len(set(given)) != len(given):
+        differ = [f"missing: {missing}"] * bool(missing) + [f"not in class_names: {extra}"] * bool(
+            extra
+        )
+        raise ValueError(
+            f"Expected the class folders of root {str(root)!r} to be class_names {given}; it "
+            f"has {found} ({'; '.join(differ) or 'class_names repeats a name'})."
+        )
+    return given
+
+
+def _is_video(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """A file (or link) of a video's extension, not hidden."""
+    return (
+        (path.is_file() or path.is_symlink())
+        and path.suffix.lower() in suffixes
+        and not path.name.startswith(".")
+    )
+
+
 def decode_errors() -> tuple[type[Exception], ...]:
     """What decoding a file that is not a usable video raises: PyAV's errors, the file
     system's, and the ValueErrors of `count_frames` and `read_clip`."""
@@ -151,21 +186,33 @@ def _probe(path: str) -> int | str:
 
 
 def _suffixes(extensions: str | Sequence[str]) -> tuple[str, ...]:
-    """File name endings, lower case, each with its leading dot."""
+    """File name endings, lower case, each with its leading dot; ValueError unless
+    `extensions` is a non-empty string or sequence of non-empty strings."""
     if isinstance(extensions, str):
         extensions = (extensions,)
+    if (
+        not isinstance(extensions, Sequence)
+        or not extensions
+        or not all(isinstance(e, str) and e.strip(".") for e in extensions)
+    ):
+        raise ValueError(
+            f"Expected extensions to be file name endings such as {VIDEO_EXTENSIONS}; "
+            f"got {extensions!r}."
+        )
     return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
 
 
 def _video_files(
     root: str | os.PathLike, class_names: list[str], suffixes: tuple[str, ...]
 ) -> list[tuple[str, int]]:
-    """(path, label) of every video file in the class folders, by class then by name."""
+    """(path, label) of every video file in the class folders, by class then by name;
+    hidden files (".DS_Store", macOS' "._clip.mp4") left out. A broken link is kept: the
+    probe reports it as a file it cannot read."""
     files = [
         (str(path), label)
         for label, name in enumerate(class_names)
         for path in sorted(Path(root, name).iterdir())
-        if path.is_file() and path.suffix.lower() in suffixes
+        if _is_video(path, suffixes)
     ]
     if not files:
         raise ValueError(
@@ -282,6 +329,8 @@ def video_folder(
     strict: bool = False,
     extensions: Sequence[str] = VIDEO_EXTENSIONS,
     cache: bool = True,
+    class_names: Sequence[str] | None = None,
+    channels: int = 3,
 ) -> tf.data.Dataset:
     """Clips from a folder of videos, one subfolder per class; labels are the sorted classes.
 
@@ -314,10 +363,19 @@ def video_folder(
         cache: keep evaluation clips in memory after the first epoch (as uint8; shuffling
             them then holds a second copy); training clips change every epoch and are
             never cached.
+        class_names: the classes in label order, each a subfolder of `root`, and every
+            subfolder one of them; default: the subfolders, sorted. Give the training
+            set's `class_names` to a validation folder so that a label means the same
+            class in both (a ValueError names the folders that differ).
+        channels: 3 (RGB) or 1 (grey: the BT.601 luma of the RGB frames).
+
+    Every clip is decoded from the start of its file (no seeking): a clip late in a long
+    video costs the decoding of every frame before it. `root` must have at least two class
+    folders: a classifier of one class learns nothing.
 
     Returns:
         A `tf.data.Dataset` of `(video, label)`: video is
-        float32 [batch, time, height, width, 3] in [0, 1], label int32 [batch].
+        float32 [batch, time, height, width, channels] in [0, 1], label int32 [batch].
     """
     clip_length, temporal_stride, (height, width), batch_size = cp.check_clip_args(
         clip_length, temporal_stride, image_size, batch_size
@@ -327,12 +385,26 @@ def video_folder(
     shuffle = cp.check_bool("shuffle", shuffle, allow_none=True)
     strict = cp.check_bool("strict", strict)
     cache = cp.check_bool("cache", cache)
+    channels = cp.check_int_choice("channels", channels, (1, 3))
+    drop_remainder = cp.check_bool("drop_remainder", drop_remainder)
     suffixes = _suffixes(extensions)
     if shuffle is None:
         shuffle = training
-    class_names = folder_class_names(root)
+    class_names = _class_names(root, class_names)
+    if len(class_names) < 2:
+        raise ValueError(
+            f"Expected at least 2 class folders in root {str(root)!r}; got {class_names}: a "
+            "classifier of one class learns nothing. Is root one level too deep?"
+        )
     files = _video_files(root, class_names, suffixes)
-    # Reported here, and below, so that warnings name the caller's line.
+    loose = [p.name for p in sorted(Path(root).iterdir()) if _is_video(p, suffixes)]
+    if loose:  # reported here, and below, so that warnings name the caller's line
+        _warn_or_raise(
+            f"Skipped {len(loose)} video file(s) directly in root {str(root)!r} "
+            f"({', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}): video_folder reads "
+            "only the files in its class folders.",
+            strict,
+        )
     for folder, count in _nested_videos(root, class_names, suffixes):
         _warn_or_raise(
             f"Skipped {count} video file(s) in the subfolder {folder}: video_folder reads "
@@ -374,9 +446,14 @@ def video_folder(
         if shuffle:
             dataset = epochs.epoch_passes(dataset, seed, shuffle_window=len(usable))
             epoch = dataset.epoch
-    dataset = dataset.map(
-        lambda clip, label: (cp.to_unit_float(clip), label), num_parallel_calls=cp.AUTOTUNE
-    )
+
+    def to_float(clip, label):
+        clip = cp.to_unit_float(clip)
+        if channels == 1:
+            clip = tf.tensordot(clip, tf.constant(cp.LUMA, tf.float32), 1)[..., None]
+        return clip, label
+
+    dataset = dataset.map(to_float, num_parallel_calls=cp.AUTOTUNE)
     dataset = cp.batch_and_prefetch(dataset, batch_size, drop_remainder)
     dataset.class_names = class_names
     if epoch is not None:

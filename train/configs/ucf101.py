@@ -25,6 +25,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     data.image_size = 64 if not variant else 16
     data.channels = 3
     data.batch_size = 8 if not variant else 2
+    data.stream_chunks = 0  # c >= 2: c clips long videos, streamed in chunks (README)
     config.data = data
     config.model.width = 16 if not variant else 2
     config.model.temporal_window = 3  # actions are motion: the stem sees 3 frames,

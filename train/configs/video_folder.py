@@ -19,8 +19,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     data.clip_length = 16 if not variant else 4
     data.temporal_stride = 1
     data.image_size = 64 if not variant else 16
-    data.channels = 3
+    data.channels = 3  # 1: grey (the BT.601 luma)
     data.batch_size = 8 if not variant else 2
+    data.stream_chunks = 0  # c >= 2: c clips long videos, streamed in chunks (README)
     config.data = data
     config.model.width = 16 if not variant else 2
     return config
