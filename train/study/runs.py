@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from train import child_process
-from train.results import ResultsError, read_json, write_json
+from train.results import ResultsError, read_json, replacing, write_json
 from train.study.config import (
     MODE_LABELS,
     MODES,
@@ -554,13 +554,17 @@ def run_study(
             if make.__name__ in ("reconstruction", "realtime") and clips is None:
                 clips = footage_clips(settings)
                 show = _clips_to_show(clips["test_video"], len(settings["videos"]))
-                shown = {"input": clips["test"][show]}
+                # The clips of runs kept from an interrupted study, with the input again.
+                shown = {**_shown_before(out_dir), "input": clips["test"][show]}
                 results["footage"] = dict(
                     train_clips=len(clips["train"]),
                     test_clips=len(clips["test"]),
                     shown_clips=show,
                 )
             record(dict(make(clips, shown), code=code))
+            if make.__name__ == "reconstruction":  # saved as each run ends, as study.json
+                with replacing(out_dir / SHOWN_FILE) as tmp:
+                    np.savez_compressed(tmp, **shown)  # to redraw the figure
         else:
             missing.append(key)
     # Runs of the file that this plan does not hold (other seeds, say) stay in it.
@@ -568,8 +572,6 @@ def run_study(
     results["runs"] += [run for key, run in old_runs.items() if key not in planned]
     if "footage" not in results and "footage" in previous:
         results["footage"] = previous["footage"]
-    if shown is not None and len(shown) == 1 + len(MODES):
-        np.savez_compressed(out_dir / SHOWN_FILE, **shown)  # to redraw the figure
     results["complete"] = not missing
     results["missing"] = len(missing)
     save_results(results, out_dir)
@@ -728,6 +730,14 @@ def _key(run: dict) -> tuple:
     if run["experiment"] == "motion":
         return tuple((field, run.get(field)) for field in _MOTION_KEY_FIELDS)
     return tuple((field, run.get(field)) for field in _KEY_FIELDS)
+
+
+def _shown_before(out_dir: Path) -> dict[str, np.ndarray]:
+    """The reconstructions an earlier, interrupted run of the study saved, or {}."""
+    try:
+        return load_shown(out_dir)
+    except ResultsError:  # none yet (or unreadable: the runs that remake it will)
+        return {}
 
 
 def _previous(out_dir: Path) -> dict:
