@@ -811,3 +811,134 @@ def test_a_video_folder_config_checks_its_held_out_folder_and_channels(folder_of
         warnings.simplefilter("ignore", UserWarning)
         chunks, _, _ = builders.build_datasets(streamed)
     assert chunks.chunks_per_video == 2
+
+
+def checkpoint_arrays(path) -> dict[str, bytes]:
+    """Every array of a weights file, as bytes."""
+    import h5py
+
+    arrays = {}
+
+    def keep(name, item):
+        if isinstance(item, h5py.Dataset):
+            arrays[name] = item[()].tobytes()
+
+    with h5py.File(path) as f:
+        f.visititems(keep)
+    return arrays
+
+
+def test_a_run_stopped_in_its_export_resumes_after_its_last_epoch(tmp_path, monkeypatch):
+    # The backup was deleted when fitting ended: a run stopped in its evaluation or export
+    # trained every epoch again. And its export folder may change on the rerun.
+    config = tiny(moving_digits, epochs=2, export_dir=str(tmp_path / "unwritable"))
+    workdir = tmp_path / "runs" / "digits"
+    real_export = recipe.export_saved_model
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while exporting
+
+    monkeypatch.setattr(recipe, "export_saved_model", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.train_and_evaluate(config, str(workdir))
+    assert sorted(os.listdir(workdir / "checkpoints")) == [
+        "epoch_001.weights.h5",
+        "epoch_002.weights.h5",
+    ]  # whole files only: each written beside its place, then renamed
+    last = checkpoint_arrays(workdir / "checkpoints" / "epoch_002.weights.h5")
+    monkeypatch.setattr(recipe, "export_saved_model", real_export)
+    config.export_dir = str(tmp_path / "saved_models")  # changes no result: allowed
+    summary = recipe.train_and_evaluate(config, str(workdir))
+    assert summary["first_epoch"] == 3 and summary["history"] == {}  # nothing trained again
+    assert "2 epochs (resumed after the last)" in printing.summary_lines(summary)[0]
+    assert os.path.isdir(summary["export"]) and not (workdir / "backup").exists()
+    assert checkpoint_arrays(workdir / "checkpoints" / "epoch_002.weights.h5") == last
+
+
+def test_an_export_folder_it_cannot_write_into_is_refused_before_training(tmp_path, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", kwargs.get("dir"))
+
+    monkeypatch.setattr(recipe.tempfile, "mkdtemp", read_only)
+    config = tiny(moving_digits, export_dir=str(tmp_path / "saved_models"))
+    with pytest.raises(builders.ConfigError, match="config.export_dir: cannot write into .*Perm"):
+        recipe.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
+    assert not (tmp_path / "runs" / "digits" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("signal_number, status", [(15, 143), (2, 130)], ids=["TERM", "INT"])
+def test_a_stopped_run_says_so_in_one_line_and_resumes(tmp_path, signal_number, status):
+    # Ctrl-C printed a traceback of 50 to 250 lines; SIGTERM (a scheduler's) said nothing.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workdir = tmp_path / "runs" / "d"
+    args = [f"--config={CONFIG}:tiny", f"--workdir={workdir}", "--config.export_dir="]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "train.train", *args],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (workdir / "config.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # written before training starts
+    run.send_signal(signal_number)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == status and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        "interrupted: run the same command again to resume from the last finished epoch."
+    )
+
+
+def test_a_rerun_compare_keeps_a_finished_run(tmp_path):
+    # Stopped in its Sideways run, compare could not be run again: its finished BP run was
+    # refused ("holds a finished run"), and only deleting it would do.
+    run_script(
+        "train.train",
+        f"--config={CONFIG}:tiny",
+        "--workdir=runs/d_bp",
+        "--config.mode=bp",
+        "--config.export_dir=",
+        cwd=tmp_path,
+    )
+    finished = (tmp_path / "runs" / "d_bp" / "summary.json").read_text()
+    out = run_script(
+        "train.compare",
+        f"--config={CONFIG}:tiny",
+        "--workdir=runs/d",
+        "--config.export_dir=",
+        cwd=tmp_path,
+    )
+    assert "=== bp: runs/d_bp finished before: kept" in out
+    assert "=== sideways: runs/d_sideways (threads:" in out
+    assert (tmp_path / "runs" / "d_bp" / "summary.json").read_text() == finished
+    assert (tmp_path / "runs" / "d_sideways" / "summary.json").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_child_process_dies_with_its_parent(tmp_path):
+    # The race's, the study's and the benchmark's children ran on, writing results.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = "from train import child_process; child_process.run('time:sleep', 120)"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=root, env=dict(os.environ, PYTHONPATH=root)
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (child := children(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert child, "no child process started"
+        time.sleep(6.0)  # past TensorFlow's start-up in the child, into its work
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while (alive := [p for p in child if Path(f"/proc/{p}").exists()]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        assert alive == []
+    finally:
+        parent.kill()
+        for pid in children(parent.pid):
+            os.kill(pid, 9)

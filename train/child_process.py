@@ -50,7 +50,7 @@ def run(function: str, args: dict, threads: str = "0,0", timeout: int = 600) -> 
     env = dict(os.environ, PYTHONPATH=path)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the commands do (train/__init__.py)
     done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps([function, args, threads])],
+        [sys.executable, "-c", code, json.dumps([function, args, threads, os.getpid()])],
         capture_output=True,
         text=True,
         env=env,
@@ -62,8 +62,11 @@ def run(function: str, args: dict, threads: str = "0,0", timeout: int = 600) -> 
     return json.loads(lines[-1][len(_RESULT) :])
 
 
-def child(function: str, args: dict, threads: str) -> Any:
-    """The child's side of `run`: sizes the pools, then calls `function(args)`."""
+def child(function: str, args: dict, threads: str, parent: int) -> Any:
+    """The child's side of `run`: sizes the pools, then calls `function(args)`; it dies
+    with its parent, pid `parent` (a race or study killed left it running on, writing
+    results)."""
+    die_with_parent(parent)
     from keras_sideways import threads as thread_pools
 
     thread_pools.apply(thread_pools.parse(threads))  # before TensorFlow starts
@@ -72,6 +75,14 @@ def child(function: str, args: dict, threads: str) -> Any:
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def spawned_run(parent: int) -> None:
+    """The initializer of `train.compare`'s run processes: they die with it
+    (`die_with_parent`), and leave Ctrl-C to it (it kills them on one: a run of its own
+    would print a traceback of its own)."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def die_with_parent(parent: int) -> None:

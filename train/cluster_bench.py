@@ -528,4 +528,7 @@ def report_cluster() -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=command_line.parse)
+    app.run(
+        command_line.interruptible(main, "nothing was written; measure again on an idle machine."),
+        flags_parser=command_line.parse,
+    )

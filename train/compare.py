@@ -17,7 +17,7 @@ import sys
 from absl import app, flags, logging
 
 from train import command_line
-from train.child_process import die_with_parent
+from train.child_process import spawned_run
 
 # The library and TensorFlow load once the flags parse (see train/train.py).
 
@@ -34,12 +34,14 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
     Each run has a fresh process of its own (spawned), so each gets the thread pools its
     `config.threads` resolves to: TensorFlow sizes them once per process. Both configs are
     checked here first, so a bad value fails before either run starts. A run dies with this
-    process (`die_with_parent`): killed, it leaves no run training on. Errors of a run
+    process (`die_with_parent`), and an interrupted one (Ctrl-C, a signal) is killed: none
+    is left training on. Run again, the command keeps a run that finished (its config the
+    same) and resumes the other from its backup. Errors of a run
     (ConfigError, DivergedError, ...) are raised here. `log` is called with a line as each
     run starts (the script prints it); the runs' own output goes to this process's.
     """
     from train.builders import check_config, thread_pools
-    from train.recipe import check_workdir, train_and_evaluate
+    from train.recipe import check_workdir, finished_run, train_and_evaluate
 
     check_workdir(workdir)  # empty: the runs would go to ./_bp and ./_sideways
     runs = {}
@@ -51,11 +53,22 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
     spawn = multiprocessing.get_context("spawn")  # a fork would inherit a running TensorFlow
     summaries = {}
     for mode, run in runs.items():
+        summaries[mode] = finished_run(run, f"{workdir}_{mode}")
+        if summaries[mode] is not None:  # a rerun after the first run had finished
+            log(f"=== {mode}: {workdir}_{mode} finished before: kept")
+            continue
         log(f"=== {mode}: {workdir}_{mode} (threads: {thread_pools(run).describe()})")
-        with concurrent.futures.ProcessPoolExecutor(
-            1, mp_context=spawn, initializer=die_with_parent, initargs=(os.getpid(),)
-        ) as process:
+        process = concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=spawn, initializer=spawned_run, initargs=(os.getpid(),)
+        )
+        try:
             summaries[mode] = process.submit(train_and_evaluate, run, f"{workdir}_{mode}").result()
+        except BaseException:  # Ctrl-C or a signal to this process alone: stop the run too
+            for child in list(getattr(process, "_processes", {}).values()):
+                child.kill()  # (shutdown would wait for the run to end)
+            raise
+        finally:
+            process.shutdown(cancel_futures=True)
     return summaries
 
 
@@ -80,4 +93,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=command_line.parse)
+    app.run(
+        command_line.interruptible(
+            main, "run the same command again: a finished run is kept, the other resumes."
+        ),
+        flags_parser=command_line.parse,
+    )

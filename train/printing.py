@@ -85,8 +85,11 @@ def summary_lines(summary: dict) -> list[str]:
     if summary.get("precision", "float32") != "float32":
         how = f"{how}, {summary['precision']}"
     epochs = count(summary["epochs"], "epoch")
-    if summary.get("first_epoch", 1) > 1:  # summaries written before it have none
-        epochs += f" (resumed at epoch {summary['first_epoch']})"
+    first = summary.get("first_epoch", 1)  # summaries written before it have none
+    if first > summary["epochs"]:  # stopped after its training, in evaluation or export
+        epochs += " (resumed after the last)"
+    elif first > 1:
+        epochs += f" (resumed at epoch {first})"
     lines = [f"{summary['name']}: {how}, {epochs}; validation {scores}"]
     if summary.get("sideways"):
         lines.append(f"  settings:     {settings_text(summary['sideways'])}")

@@ -106,4 +106,7 @@ def report_race() -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=command_line.parse)
+    app.run(
+        command_line.interruptible(main, "run the same command again: the runs in --out are kept."),
+        flags_parser=command_line.parse,
+    )

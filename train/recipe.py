@@ -16,6 +16,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -114,31 +116,68 @@ class _TensorBoard(keras.callbacks.TensorBoard):
         super().on_epoch_begin(epoch, logs)
 
 
+class _EpochWeights(keras.callbacks.Callback):
+    """The weights at each epoch's end, to `pattern` (with `{epoch}`, from 1), each written
+    beside its place and renamed into it: Keras' ModelCheckpoint writes in place, and a
+    run stopped mid-write left a truncated file that loading blamed on the model."""
+
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = pattern
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.pattern.format(epoch=epoch + 1)
+        staging = os.path.join(os.path.dirname(path), ".staging." + os.path.basename(path))
+        self.model.save_weights(staging, overwrite=True)
+        os.replace(staging, path)
+
+
 RUN_CONFIG = "config.json"  # in a workdir: the config of the run that writes there
+
+
+# Fields that change no result: a rerun may give them other values.
+_FREE_FIELDS = ("threads", "export_dir")
+
+
+def _differences(config, workdir: str) -> list[str] | None:
+    """The config fields (but _FREE_FIELDS) whose values differ from those of the run
+    recorded in `workdir`, or None if none is recorded."""
+    path = os.path.join(workdir, RUN_CONFIG)
+    if not os.path.exists(path):
+        return None
+    wanted = {k: v for k, v in json.loads(config.to_json()).items() if k not in _FREE_FIELDS}
+    held = {k: v for k, v in read_json(path).items() if k not in _FREE_FIELDS}
+    return sorted(k for k in {*held, *wanted} if held.get(k) != wanted.get(k))
+
+
+def finished_run(config, workdir: str) -> dict[str, Any] | None:
+    """The summary of the run of `config` that `workdir` holds, finished; None if it holds
+    none, or one of another config (`train_and_evaluate` then refuses it)."""
+    path = os.path.join(workdir, "summary.json")
+    if not os.path.exists(path) or _differences(config, workdir) != []:
+        return None
+    return read_json(path)
 
 
 def _check_same_run(config, workdir: str) -> None:
     """ConfigError for a workdir that holds a finished run, or a run of another config (a
     rerun resumes from its backup: with other settings it would mix two runs); records the
-    config of a new run. The thread pools may differ: they change no result."""
+    config of a new run. The thread pools and the export folder may differ: they change no
+    result."""
     if os.path.exists(os.path.join(workdir, "summary.json")):
         raise builders.ConfigError(
             f"--workdir: {workdir} holds a finished run (summary.json): give another "
             "--workdir, or delete it to run again."
         )
-    wanted = {k: v for k, v in json.loads(config.to_json()).items() if k != "threads"}
-    path = os.path.join(workdir, RUN_CONFIG)
-    if os.path.exists(path):
-        held = {k: v for k, v in read_json(path).items() if k != "threads"}
-        differ = sorted(k for k in {*held, *wanted} if held.get(k) != wanted.get(k))
-        if differ:
-            raise builders.ConfigError(
-                f"--workdir: {workdir} holds a run of another config (config.{differ[0]}"
-                f"{' and others' if len(differ) > 1 else ''} differ: {', '.join(differ)}); "
-                "a rerun resumes that run. Give another --workdir, or delete it to start "
-                "afresh."
-            )
-    write_json(json.loads(config.to_json()), path)
+    differ = _differences(config, workdir)
+    if differ:
+        raise builders.ConfigError(
+            f"--workdir: {workdir} holds a run of another config (config.{differ[0]}"
+            f"{' and others' if len(differ) > 1 else ''} differ: {', '.join(differ)}); "
+            "a rerun resumes that run. Give another --workdir, or delete it to start "
+            "afresh."
+        )
+    write_json(json.loads(config.to_json()), os.path.join(workdir, RUN_CONFIG))
 
 
 def check_workdir(workdir: str) -> None:
@@ -181,6 +220,13 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             check_export_path(os.path.join(config.export_dir, name))
         except ValueError as error:
             raise builders.ConfigError(f"config.export_dir: {error}") from None
+        try:  # a folder it cannot write into failed after the whole run had trained
+            os.makedirs(config.export_dir, exist_ok=True)
+            os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=config.export_dir))
+        except OSError as error:
+            raise builders.ConfigError(
+                f"config.export_dir: cannot write into {config.export_dir}: {error}."
+            ) from None
     try:
         os.makedirs(workdir, exist_ok=True)
     except OSError as error:
@@ -188,6 +234,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     _check_same_run(config, workdir)
     tensorboard_dir = os.path.join(workdir, "tensorboard")
     checkpoint_dir = os.path.join(workdir, "checkpoints")
+    backup_dir = os.path.join(workdir, "backup")
 
     def callbacks(train: tf.data.Dataset, model: SidewaysModel) -> list:
         del model
@@ -196,8 +243,10 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         checkpoints = os.path.join(checkpoint_dir, "epoch_{epoch:03d}.weights.h5")
         return [
             _TensorBoard(tensorboard_dir, update_freq=config.log_every_steps),
-            keras.callbacks.ModelCheckpoint(checkpoints, save_weights_only=True),
-            BackupAndRestore(os.path.join(workdir, "backup")),
+            _EpochWeights(checkpoints),
+            # Kept after the last epoch until the summary is written: a run stopped in
+            # its evaluation or export resumes there, not from the first epoch.
+            BackupAndRestore(backup_dir, delete_checkpoint=False),
             *builders.data_callbacks(train),
         ]
 
@@ -251,6 +300,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         export=export_path,
     )
     write_json(summary, os.path.join(workdir, "summary.json"))  # whole, or not at all
+    shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
     return summary
 
 

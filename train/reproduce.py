@@ -156,4 +156,7 @@ def results_of(docs: str | Path) -> Path:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=command_line.parse)
+    app.run(
+        command_line.interruptible(main, "run the same command again: the runs in --out are kept."),
+        flags_parser=command_line.parse,
+    )

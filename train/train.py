@@ -144,4 +144,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=command_line.parse)
+    app.run(
+        command_line.interruptible(
+            main, "run the same command again to resume from the last finished epoch."
+        ),
+        flags_parser=command_line.parse,
+    )
