@@ -220,9 +220,13 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             check_export_path(os.path.join(config.export_dir, name))
         except ValueError as error:
             raise builders.ConfigError(f"config.export_dir: {error}") from None
-        try:  # a folder it cannot write into failed after the whole run had trained
-            os.makedirs(config.export_dir, exist_ok=True)
-            os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=config.export_dir))
+        # A folder it cannot write into failed after the whole run had trained. The
+        # nearest folder that exists is tried: the export makes the others.
+        existing = os.path.abspath(config.export_dir)
+        while not os.path.isdir(existing):
+            existing = os.path.dirname(existing)
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
         except OSError as error:
             raise builders.ConfigError(
                 f"config.export_dir: cannot write into {config.export_dir}: {error}."
