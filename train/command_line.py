@@ -136,6 +136,18 @@ class Terminated(KeyboardInterrupt):
     that what a command cleans up on Ctrl-C (an export's staging folder) is cleaned up."""
 
 
+_STOPS: list[int] = []  # the signals `interruptible` has received
+
+
+def stop_requested() -> bool:
+    """Whether the command was sent SIGINT or SIGTERM. The KeyboardInterrupt the signal
+    raises may be dropped (raised in a `__del__` or a weakref callback, Python prints and
+    drops it) or turned into another error (raised in Python code that TensorFlow's C++
+    calls, as while tracing): so long loops check this (`train.recipe`'s callback), and
+    `interruptible` takes any error after a stop for the stop."""
+    return bool(_STOPS)
+
+
 def interruptible(main: Callable[[list[str]], None], resume: str) -> Callable:
     """`main`, reporting Ctrl-C (SIGINT) or SIGTERM in one line, "interrupted: <resume>",
     with exit status 130 or 143 as a shell gives for them (it was a traceback of 20 to 250
@@ -143,14 +155,23 @@ def interruptible(main: Callable[[list[str]], None], resume: str) -> Callable:
 
     @functools.wraps(main)
     def run(argv):
-        def terminate(signum, frame):
-            raise Terminated
+        def stop(signum, frame):
+            _STOPS.append(signum)
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, terminate)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
         try:
-            return main(argv)
-        except KeyboardInterrupt as stop:
-            sys.stderr.write(f"\ninterrupted: {resume}\n")
-            sys.exit(143 if isinstance(stop, Terminated) else 130)
+            main(argv)
+            if not _STOPS:
+                return
+            # Stopped, but its KeyboardInterrupt was dropped on the way and main went on.
+        except (Exception, SystemExit):  # TensorFlow's C++, called back into, turns it
+            if not _STOPS:  # into another error (which main may report: SystemExit)
+                raise
+        except KeyboardInterrupt:
+            pass
+        sys.stderr.write(f"\ninterrupted: {resume}\n")
+        sys.exit(143 if signal.SIGTERM in _STOPS else 130)
 
     return run

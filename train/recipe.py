@@ -27,7 +27,7 @@ import tensorflow as tf
 from keras_sideways.callbacks import BackupAndRestore
 from keras_sideways.export import check_export_path, export_saved_model, non_finite_weights
 from keras_sideways.model import SidewaysModel
-from train import builders, printing
+from train import builders, command_line, printing
 from train.results import read_json, write_json
 
 Datasets = Callable[[Any], tuple[tf.data.Dataset, tf.data.Dataset, builders.DataInfo]]
@@ -114,6 +114,17 @@ class _TensorBoard(keras.callbacks.TensorBoard):
             done = epoch * steps if steps else int(self.model.optimizer.iterations)
             self._global_train_batch = done
         super().on_epoch_begin(epoch, logs)
+
+
+class _StopWhenAsked(keras.callbacks.Callback):
+    """Stops training at the next batch once the command was sent SIGINT or SIGTERM
+    (`command_line.stop_requested`): the KeyboardInterrupt itself may have been dropped."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if command_line.stop_requested():
+            raise KeyboardInterrupt
+
+    on_test_batch_end = on_train_batch_end
 
 
 class _EpochWeights(keras.callbacks.Callback):
@@ -248,6 +259,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         return [
             _TensorBoard(tensorboard_dir, update_freq=config.log_every_steps),
             _EpochWeights(checkpoints),
+            _StopWhenAsked(),
             # Kept after the last epoch until the summary is written: a run stopped in
             # its evaluation or export resumes there, not from the first epoch.
             BackupAndRestore(backup_dir, delete_checkpoint=False),
