@@ -1,5 +1,6 @@
 """Smoke tests of one training run and of the training scripts, on tiny configs."""
 
+import contextlib
 import json
 import os
 import re
@@ -409,6 +410,32 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def assert_children_die_with(parent: subprocess.Popen, settle: float) -> None:
+    """Waits for `parent` to start a child process, lets it run `settle` seconds, kills
+    `parent` with SIGKILL, and asserts that its children end within 30 s (any left are
+    killed)."""
+    kids = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (kids := children(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert kids, "no child process started"
+        time.sleep(settle)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while (alive := [p for p in kids if Path(f"/proc/{p}").exists()]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        assert alive == []
+    finally:
+        parent.kill()
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_killed_compare_leaves_no_run_training(tmp_path):
     # kill -9 of train.compare left its spawned run training on, then hanging for ever;
@@ -421,24 +448,7 @@ def test_a_killed_compare_leaves_no_run_training(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not (run := children(compare.pid)) and time.monotonic() < deadline:
-            time.sleep(0.2)  # until the BP run's process is spawned
-        assert run, "train.compare spawned no run"
-        time.sleep(1.0)  # past the spawned process' start, into its run
-        compare.kill()
-        compare.wait()
-        deadline = time.monotonic() + 30
-        while (alive := [p for p in run if Path(f"/proc/{p}").exists()]) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.2)
-        assert alive == []
-    finally:
-        compare.kill()
-        for pid in children(compare.pid):
-            os.kill(pid, 9)
+    assert_children_die_with(compare, settle=1.0)  # past the run's start, into its run
 
 
 def test_comparison_table_and_summary_lines():
@@ -924,21 +934,4 @@ def test_a_child_process_dies_with_its_parent(tmp_path):
     parent = subprocess.Popen(
         [sys.executable, "-c", code], cwd=root, env=dict(os.environ, PYTHONPATH=root)
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not (child := children(parent.pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert child, "no child process started"
-        time.sleep(6.0)  # past TensorFlow's start-up in the child, into its work
-        parent.kill()
-        parent.wait()
-        deadline = time.monotonic() + 30
-        while (alive := [p for p in child if Path(f"/proc/{p}").exists()]) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.2)
-        assert alive == []
-    finally:
-        parent.kill()
-        for pid in children(parent.pid):
-            os.kill(pid, 9)
+    assert_children_die_with(parent, settle=6.0)  # past TensorFlow's start-up, into its work
