@@ -78,6 +78,7 @@ def test_the_training_command_runs_replicas_of_a_placed_pipeline(tmp_path):
     )
     summary = json.loads((tmp_path / "two_by_two" / "summary.json").read_text())
     assert summary["engine"] == "pipeline"  # each replica's stages span 2 devices
+    assert summary["distribution"] == dict(strategy="MirroredStrategy", replicas=2)
     assert os.path.isdir(summary["export"])
 
 

@@ -106,6 +106,7 @@ def test_train_and_evaluate_writes_logs_checkpoints_export(tmp_path, mode):
     summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "digits"))
     assert summary["mode"] == mode
     assert summary["precision"] == "float32"  # config.precision's default
+    assert summary["distribution"] == dict(strategy="_DefaultDistributionStrategy", replicas=1)
     # The reported figure is the exported model's accuracy on the validation split.
     _, validation, _ = builders.build_datasets(config)
     accuracy = exported_clip_accuracy(summary["export"], validation)

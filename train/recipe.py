@@ -305,6 +305,11 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         task=info.task,
         epochs=config.epochs,
         threads=pools,
+        # tf.distribute: its strategy (the default one without --strategy) and replicas.
+        distribution=dict(
+            strategy=type(model.distribute_strategy).__name__,
+            replicas=int(model.distribute_strategy.num_replicas_in_sync),
+        ),
         validation={k: float(v) for k, v in scores.items()},
         history={k: [float(x) for x in v] for k, v in done.history.history.items()},
         # The first epoch this command ran (1-based): above 1, it resumed from the backup of
