@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from keras_sideways.data import clip_pipeline as cp
 from keras_sideways.data import video_files
-from keras_sideways.data.clip_pipeline import LUMA
 from keras_sideways.export import METADATA_FILE
 
 
@@ -60,7 +60,7 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
     height, width, channels = meta.get("frame_shape") or _frame_shape(serve)
     try:
         frames = video_files.count_frames(video_path)
-        span = (clip_length - 1) * stride + 1
+        span = cp.clip_span(clip_length, stride)
         start = max((frames - span) // 2, 0)
         wanted = start + np.arange(clip_length) * stride
         indices = np.minimum(wanted, frames - 1)
@@ -77,7 +77,7 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
         raise ValueError(f"Cannot decode the video {video_path}: {error}") from error
     clip = clip.astype(np.float32) / 255.0
     if channels == 1:  # grey as the builders make it (it was the mean of R, G and B)
-        clip = (clip @ LUMA.astype(np.float32))[..., None]
+        clip = (clip @ cp.LUMA.astype(np.float32))[..., None]
     probabilities = model.serve(tf.constant(clip[None]))["probabilities"].numpy()[0]
     names = _class_names(meta, len(probabilities), model_dir)
     order = np.argsort(probabilities)[::-1][:top]

@@ -73,8 +73,8 @@ def main(argv):
     del argv
     try:
         report_benchmark()
-    except (ValueError, results.ResultsError) as error:
-        sys.exit(f"error: {error}")  # one line, exit status 1: a bad value or raw results
+    except ValueError as error:  # a bad value, or raw results (results.ResultsError)
+        sys.exit(f"error: {error}")  # one line, exit status 1
 
 
 def report_benchmark() -> None:

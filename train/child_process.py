@@ -88,11 +88,12 @@ def spawned_run(parent: int) -> None:
 def die_with_parent(parent: int) -> None:
     """Makes this process exit when `parent` (its parent's pid) does, killed or not.
 
-    The initializer of the processes `train.compare` spawns: without it, a compare killed
+    `child` and `spawned_run` (`train.compare`'s runs) call it: without it, a compare killed
     with SIGKILL left its run training on, in the folder the same command, run again to
-    resume, trains in. On Linux the kernel sends SIGKILL on the parent's death
-    (PR_SET_PDEATHSIG), as if the whole process group had been killed, which resumes
-    exactly; elsewhere a thread checks the parent's pid every second.
+    resume, trains in; a race killed left its child writing results. On Linux the
+    kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG), as if the whole process
+    group had been killed, which resumes exactly; elsewhere a thread checks the parent's
+    pid every second.
     """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)

@@ -487,8 +487,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # the runtime's session-config chatter
     try:
         report_cluster()
-    except (ValueError, results.ResultsError) as error:
-        sys.exit(f"error: {error}")  # one line, exit status 1: a bad value or raw results
+    except ValueError as error:  # a bad value, or raw results (results.ResultsError)
+        sys.exit(f"error: {error}")  # one line, exit status 1
 
 
 def report_cluster() -> None:

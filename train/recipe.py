@@ -276,8 +276,9 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
     config, model, info, scores = done.config, done.model, done.info, done.scores
     # Weights that stay finite can still give a non-finite loss (logits that overflow, every
     # update skipped for a non-finite gradient): no better a model to export.
-    if non_finite_weights(model) or not math.isfinite(scores.get("loss", 0.0)):
-        what = "non-finite weights" if non_finite_weights(model) else "a non-finite loss"
+    bad_weights = non_finite_weights(model)  # (it reads every weight: once)
+    if bad_weights or not math.isfinite(scores.get("loss", 0.0)):
+        what = "non-finite weights" if bad_weights else "a non-finite loss"
         raise DivergedError(
             f"Training {name} ended with {what} (validation loss {scores.get('loss')}): "
             "nothing was exported. Lower config.learning_rate."

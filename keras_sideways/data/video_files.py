@@ -152,9 +152,11 @@ def _class_names(root: str | os.PathLike, given: Sequence[str] | None) -> list[s
     missing = [name for name in given if name not in found]
     extra = [name for name in found if name not in given]
     if missing or extra or len(set(given)) != len(given):
-        differ = [f"missing: {missing}"] * bool(missing) + [f"not in class_names: {extra}"] * bool(
-            extra
-        )
+        differ = []
+        if missing:
+            differ.append(f"missing: {missing}")
+        if extra:
+            differ.append(f"not in class_names: {extra}")
         raise ValueError(
             f"Expected the class folders of root {str(root)!r} to be class_names {given}; it "
             f"has {found} ({'; '.join(differ) or 'class_names repeats a name'})."
