@@ -108,7 +108,7 @@ class SidewaysTrainer:
         training, self._fitting = self._fitting, False
         if data_batch is None:
             for _, _, batches in iterator:
-                data_batch = next(batches, None)
+                data_batch = self._first_batch(batches, training)
                 break
         if data_batch is None:  # an empty dataset
             if training:
@@ -134,6 +134,25 @@ class SidewaysTrainer:
         if training:
             self.size_stream(int(video.shape[0]), start=True)
             self._checked_labels(target)  # eager: a ValueError naming the bad label
+
+    def _first_batch(self, batches, training: bool):
+        """The batch `_maybe_symbolic_build` checks and builds from; None for no data.
+
+        Evaluating a built model needs only the batch's shapes and dtypes: it takes the
+        iterator's specs, where pulling a batch would read (decode) it once more than the
+        evaluation does, and leave a cached dataset's cache half read (TensorFlow warns).
+        Training, and a model not yet built, take a real batch (its size builds the
+        buffers; its labels are checked)."""
+        spec = getattr(batches, "element_spec", None)
+        specs = tf.nest.flatten(spec) if spec is not None else []
+        if (
+            not training
+            and self.built
+            and specs
+            and all(isinstance(s, tf.TensorSpec) for s in specs)
+        ):
+            return spec
+        return next(batches, None)
 
     # ----------------------------------------------------------------- steps
     # The steps, `compute_gradients` and the model's call are traced without AutoGraph:

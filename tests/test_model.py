@@ -899,6 +899,29 @@ def test_an_empty_training_set_is_refused_and_an_empty_validation_set_skipped_as
     assert model.evaluate(data.take(0), verbose=0) == []  # Keras' empty evaluation
 
 
+def test_validation_and_evaluation_read_each_clip_once():
+    video, labels = random_video(batch=4, time=4), clip_labels(4)
+    reads = []
+
+    def clips():  # a decoder, counting the clips it gives
+        for clip, label in zip(video, labels):
+            reads.append(1)
+            yield clip, label
+
+    signature = (tf.TensorSpec(video.shape[1:], video.dtype), tf.TensorSpec([], labels.dtype))
+    data = tf.data.Dataset.from_generator(clips, output_signature=signature).batch(2)
+    model = compiled_model(tiny_conv_stages(num_stages=3))
+    model.fit(video, labels, batch_size=2, validation_data=data, epochs=2, verbose=0)
+    assert len(reads) == 2 * 4  # not a batch more per epoch to build from
+    reads.clear()
+    model.evaluate(data, verbose=0)
+    assert len(reads) == 4
+    reads.clear()
+    cached = data.cache()  # the first evaluation fills the cache, the second reads it
+    first, second = (model.evaluate(cached, verbose=0) for _ in range(2))
+    assert len(reads) == 4 and first == second
+
+
 @pytest.mark.parametrize("saved, loaded", [(4, 2), (2, 4)])
 def test_weights_files_load_into_a_model_of_any_batch_size(tmp_path, saved, loaded):
     video, labels = random_video(batch=4, time=4), clip_labels(4)
