@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -864,6 +865,31 @@ def test_a_run_stopped_in_its_export_resumes_after_its_last_epoch(tmp_path, monk
     assert "2 epochs (resumed after the last)" in printing.summary_lines(summary)[0]
     assert os.path.isdir(summary["export"]) and not (workdir / "backup").exists()
     assert checkpoint_arrays(workdir / "checkpoints" / "epoch_002.weights.h5") == last
+
+
+def test_a_workdir_deleted_mid_run_stops_the_run_at_the_epochs_end(tmp_path, monkeypatch):
+    # It trained on, recreated the workdir in pieces (a checkpoint, a backup, a summary
+    # without its logs) and exported, exit status 0.
+    config = tiny(moving_digits, epochs=3, export_dir=str(tmp_path / "saved_models"))
+    workdir = tmp_path / "runs" / "digits"
+    epochs = []
+
+    class DeleteInEpoch2(keras.callbacks.Callback):  # a user's rm -rf, mid-epoch
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs.append(epoch + 1)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if epochs[-1] == 2 and workdir.exists():
+                shutil.rmtree(workdir)
+
+    data_callbacks = builders.data_callbacks
+    monkeypatch.setattr(
+        builders, "data_callbacks", lambda t: [*data_callbacks(t), DeleteInEpoch2()]
+    )
+    with pytest.raises(recipe.WorkdirLostError, match="deleted during the run .*end of epoch 2"):
+        recipe.train_and_evaluate(config, str(workdir))
+    assert epochs == [1, 2] and not workdir.exists()  # nothing written after it
+    assert not (tmp_path / "saved_models").exists()
 
 
 def test_an_export_folder_it_cannot_write_into_is_refused_before_training(tmp_path, monkeypatch):

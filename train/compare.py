@@ -37,7 +37,7 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
     process (`die_with_parent`), and an interrupted one (Ctrl-C, a signal) is killed: none
     is left training on. Run again, the command keeps a run that finished (its config the
     same) and resumes the other from its backup. Errors of a run
-    (ConfigError, DivergedError, ...) are raised here. `log` is called with a line as each
+    (ConfigError, RunError, ...) are raised here. `log` is called with a line as each
     run starts (the script prints it); the runs' own output goes to this process's.
     """
     from train.builders import check_config, thread_pools
@@ -77,13 +77,13 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel chatter
     from train.builders import ConfigError
     from train.printing import comparison_table, summary_lines
-    from train.recipe import DivergedError
+    from train.recipe import RunError
 
     try:
         summaries = compare_modes(
             _CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True)
         )
-    except (ConfigError, DivergedError) as error:
+    except (ConfigError, RunError) as error:
         sys.exit(f"error: {error}")  # one line, exit status 1: no traceback for bad input
     print()
     print(comparison_table(summaries))

@@ -97,8 +97,40 @@ def run(
     return Run(config, train, validation, info, model, made, history, scores)
 
 
-class DivergedError(RuntimeError):
+class RunError(RuntimeError):
+    """A run that cannot end well: the commands print it as one line of error."""
+
+
+class DivergedError(RunError):
     """Training ended with non-finite weights or validation loss: nothing was exported."""
+
+
+class WorkdirLostError(RunError):
+    """The workdir was deleted while the run wrote into it: training stopped there."""
+
+
+def check_workdir_kept(workdir: str, when: str) -> None:
+    """WorkdirLostError once the run's workdir (its RUN_CONFIG) is gone: deleted while the
+    run trained, its checkpoints, backup and logs are lost, and writing on would recreate
+    it in pieces under a run that reports success."""
+    if not os.path.exists(os.path.join(workdir, RUN_CONFIG)):
+        raise WorkdirLostError(
+            f"--workdir: {workdir} was deleted during the run ({RUN_CONFIG} is gone, {when}): "
+            "its checkpoints, backup and logs are lost, so the run stopped and exported "
+            "nothing. Run the command again to start afresh."
+        )
+
+
+class _WorkdirKept(keras.callbacks.Callback):
+    """Stops the run at the end of an epoch whose workdir was deleted (`check_workdir_kept`),
+    before any callback writes into it."""
+
+    def __init__(self, workdir: str):
+        super().__init__()
+        self.workdir = workdir
+
+    def on_epoch_end(self, epoch, logs=None):
+        check_workdir_kept(self.workdir, f"found at the end of epoch {epoch + 1}")
 
 
 class _TensorBoard(keras.callbacks.TensorBoard):
@@ -257,6 +289,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         _log_text(tensorboard_dir, "threads", printing.threads_text(pools))
         checkpoints = os.path.join(checkpoint_dir, "epoch_{epoch:03d}.weights.h5")
         return [
+            _WorkdirKept(workdir),  # first: the others would write into a deleted workdir
             _TensorBoard(tensorboard_dir, update_freq=config.log_every_steps),
             _EpochWeights(checkpoints),
             _StopWhenAsked(),
@@ -274,6 +307,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
         evaluate=True,
     )
     config, model, info, scores = done.config, done.model, done.info, done.scores
+    check_workdir_kept(workdir, "found after the final evaluation")
     # Weights that stay finite can still give a non-finite loss (logits that overflow, every
     # update skipped for a non-finite gradient): no better a model to export.
     bad_weights = non_finite_weights(model)  # (it reads every weight: once)

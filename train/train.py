@@ -131,14 +131,14 @@ def main(argv):
     from keras_sideways import cluster
     from train.builders import ConfigError, apply_threads, check_config
     from train.printing import summary_lines
-    from train.recipe import DivergedError, train_and_evaluate
+    from train.recipe import RunError, train_and_evaluate
 
     try:
         check_config(_CONFIG.value)  # bad values: one line, before TensorFlow starts
         apply_threads(_CONFIG.value)  # TensorFlow sizes its thread pools once, as it starts
         connect_cluster(_CONFIG.value)
         summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value, make_strategy(_CONFIG.value))
-    except (ConfigError, DivergedError, cluster.ClusterError) as error:
+    except (ConfigError, RunError, cluster.ClusterError) as error:
         sys.exit(f"error: {error}")  # one line, exit status 1: no traceback for bad input
     print("\n".join(summary_lines(summary)))
 
