@@ -21,13 +21,7 @@ def load_export(path: str | os.PathLike):
         ValueError: naming `path`, when it is missing, not an export, or corrupt.
     """
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise ValueError(f"No exported model at {path}: not a folder.")
-    meta_path = os.path.join(path, METADATA_FILE)
-    if not os.path.exists(os.path.join(path, "saved_model.pb")) or not os.path.exists(meta_path):
-        raise ValueError(
-            f"{path} is not a keras_sideways export: it needs saved_model.pb and {METADATA_FILE}."
-        )
+    meta_path = _export_files(path)
     try:
         with open(meta_path) as f:
             metadata = json.load(f)
@@ -35,6 +29,19 @@ def load_export(path: str | os.PathLike):
     except (OSError, ValueError, tf.errors.OpError) as error:
         raise ValueError(f"Cannot load the exported model at {path}: {error}") from error
     return model, metadata
+
+
+def _export_files(path: str) -> str:
+    """The metadata file of the export at `path`; ValueError naming `path` where it is no
+    folder or lacks an export's files (checked without loading anything)."""
+    if not os.path.isdir(path):
+        raise ValueError(f"No exported model at {path}: not a folder.")
+    meta_path = os.path.join(path, METADATA_FILE)
+    if not os.path.exists(os.path.join(path, "saved_model.pb")) or not os.path.exists(meta_path):
+        raise ValueError(
+            f"{path} is not a keras_sideways export: it needs saved_model.pb and {METADATA_FILE}."
+        )
+    return meta_path
 
 
 def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathLike, top: int = 5):
@@ -50,10 +57,15 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
     Raises:
         ValueError: naming the folder, the file or `top`, for an export that is missing,
             not a classifier (its `serve` returns no "probabilities") or without a usable
-            `clip_length`, a file that cannot be decoded, or a `top` below 1.
+            `clip_length`, a video file that is missing (checked before the export loads)
+            or cannot be decoded, or a `top` below 1.
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top: expected how many classes to return, an int >= 1; got {top!r}.")
+    _export_files(os.fspath(model_dir))
+    if not os.path.isfile(video_path):  # before the export loads (seconds)
+        what = "a folder" if os.path.isdir(video_path) else "no such file"
+        raise ValueError(f"Cannot read the video {video_path}: {what}.")
     model, meta = load_export(model_dir)
     serve = _classifier_serve(model, model_dir)
     clip_length, stride = _clip_settings(meta, model_dir)

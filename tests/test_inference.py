@@ -148,6 +148,16 @@ def test_a_file_that_is_not_a_video_is_named(exported, tmp_path):
         inference.classify_video_file(exported, tmp_path / "clip.mp4")
 
 
+def test_a_missing_video_is_named_before_the_export_loads(exported, tmp_path, monkeypatch):
+    def loaded(path):
+        raise AssertionError("the export was loaded first")
+
+    monkeypatch.setattr(inference, "load_export", loaded)
+    for path, what in ((tmp_path / "clip.mp4", "no such file"), (tmp_path, "a folder")):
+        with pytest.raises(ValueError, match=f"Cannot read the video {path}: {what}"):
+            inference.classify_video_file(exported, path)
+
+
 def test_missing_and_corrupt_exports_name_the_path(tmp_path, exported):
     with pytest.raises(ValueError, match=f"No exported model at {tmp_path / 'nothing'}"):
         inference.load_export(tmp_path / "nothing")
