@@ -26,6 +26,10 @@ def command(*args):
             ["train.race", "--config.budgetz=3"],  # checked against the default config
             "--config.budgetz: the config has no field 'budgetz'; did you mean 'budgets'?",
         ),
+        (  # ml_collections' difflib ranks 'target' first (a tie, then the alphabet)
+            ["train.race", "--config.staget=3"],
+            "--config.staget: the config has no field 'staget'; did you mean 'stages'?",
+        ),
         (
             ["train.race", "--config=train/bench/race_config.py:tiny", "--config.data.x=1"],
             "--config.data.x: the config has no field 'data'.",  # a missing parent
@@ -45,7 +49,7 @@ def command(*args):
             "'batch_size'?",
         ),
     ],
-    ids=["at-definition", "missing-parent", "benchmark", "at-parsing"],
+    ids=["at-definition", "fewest-edits", "missing-parent", "benchmark", "at-parsing"],
 )
 def test_a_mistyped_config_override_is_one_line_of_error(args, line):
     status, stderr = command(*args)

@@ -7,7 +7,7 @@ it raises where it meets it: when the config flag is defined (the overrides are 
 against a default config file) or when the flags are parsed (against the file given). A
 command defines its config flag with `define_config_file` and runs with
 `app.run(main, flags_parser=parse)`, and either way the mistake is one line too, with
-ml_collections' suggestion of the field meant.
+the field probably meant (of the names ml_collections finds close, the fewest edits away).
 
 A config file that does not load is one line of absl's error as well, naming the file: one
 that does not exist (with the file probably meant), a folder, or one whose import or
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from absl import app, flags
-from ml_collections import config_flags
+from ml_collections import ConfigDict, config_flags
 
 _UNKNOWN = re.compile(r"'([^'\\]+)\\?'")  # ml_collections: "'field'\nDid you mean ..."
 _SUGGESTION = re.compile(r'Did you mean "([^"]+)" instead of')
@@ -122,13 +122,42 @@ def _unknown_field(error: Exception, argv: list[str]) -> NoReturn:
     field = found.group(1)
     names = rf"\.{re.escape(field)}(\.|$)"  # the override that goes through `field`
     flag = next((a.split("=")[0] for a in argv if re.search(names, a.split("=")[0])), field)
-    suggestion = _SUGGESTION.search(text)
-    hint = f"; did you mean {suggestion.group(1)!r}?" if suggestion else "."
+    meant = _field_meant(field, error, text)
+    hint = f"; did you mean {meant!r}?" if meant else "."
     sys.stderr.write(
         f"FATAL Flags parsing error: {flag}: the config has no field {field!r}{hint}\n"
         "Pass --helpshort or --helpfull to see help on flags.\n"
     )
     sys.exit(1)
+
+
+def _field_meant(field: str, error: Exception, text: str) -> str | None:
+    """The field `field` was probably meant to be. ml_collections suggests the first of
+    difflib's best (by ratio, then the later name in the alphabet: 'seedz' gets 'speed',
+    not 'seeds'); among the names it finds as close, the fewest edits away wins here. The
+    names come from the ConfigDict the error was raised in (its frame, if the error has
+    one; otherwise ml_collections' own suggestion stands)."""
+    frames, keys = error.__traceback__, None
+    while frames is not None:
+        owner = frames.tb_frame.f_locals.get("self")
+        if isinstance(owner, ConfigDict):
+            keys = [str(key) for key in owner.keys()]
+        frames = frames.tb_next
+    if keys is None:
+        suggestion = _SUGGESTION.search(text)
+        return suggestion.group(1) if suggestion else None
+    close = difflib.get_close_matches(field, keys, n=len(keys), cutoff=0.75)  # ml_collections'
+    return min(close, key=lambda key: _edits(field, key), default=None)
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance: the insertions, deletions and substitutions from `a` to `b`."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
 
 
 class Terminated(KeyboardInterrupt):
