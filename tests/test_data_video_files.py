@@ -226,6 +226,93 @@ def test_read_clip_pads_with_the_last_frame(short_file):
     np.testing.assert_array_equal(clip, frames[[1, 2, 2, 2]])
 
 
+# (file, codec, encoder options, FFmpeg format): keyframes every 10 to 20 frames, B-frames
+# (frames stored out of display order) in the x264 ones, and a raw H.264 stream, whose
+# packets carry no timestamps: read_clip decodes it from its start.
+ENCODINGS = {
+    "mp4-h264-bframes": ("clip.mp4", "libx264", {"g": "12", "bf": "3"}, None),
+    "mkv-h264-bframes": ("clip.mkv", "libx264", {"g": "10", "bf": "2"}, None),
+    "avi-mpeg4": ("clip.avi", "mpeg4", {"g": "15"}, None),
+    "webm-vp9": ("clip.webm", "libvpx-vp9", {"g": "20"}, None),
+    "raw-h264": ("clip.h264", "libx264", {"g": "12", "bf": "2"}, "h264"),
+}
+LONG = 160  # frames
+
+
+@pytest.fixture(scope="module", params=list(ENCODINGS))
+def encoded(request, tmp_path_factory):
+    """A moving-bar video of LONG frames, encoded as ENCODINGS[param] says."""
+    name, codec, options, form = ENCODINGS[request.param]
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
+    path = tmp_path_factory.mktemp(request.param) / name
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", format=form) as container:
+        stream = container.add_stream(codec, rate=25, options=options)
+        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
+        for t in range(LONG):
+            frame = rng.integers(0, 40, (48, 64, 3), dtype=np.uint8)
+            frame[:, (3 * t) % 64] = 255
+            frame[(2 * t) % 48] = 128
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return request.param, path
+
+
+def counting_decodes(monkeypatch) -> list:
+    """Counts the frames read_clip decodes: PyAV's containers, wrapped."""
+    decoded = []
+
+    class Counted:
+        def __init__(self, container):
+            self.container = container
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.container.__exit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def decode(self, *args, **kwargs):
+            for frame in self.container.decode(*args, **kwargs):
+                decoded.append(frame)
+                yield frame
+
+    counted = type(
+        "av", (), dict(open=lambda path: Counted(av.open(path)), FFmpegError=av.FFmpegError)
+    )
+    monkeypatch.setattr(video_files, "_av", lambda: counted)
+    video_files._frame_times_of.cache_clear()
+    return decoded
+
+
+def test_read_clip_seeks_to_a_late_clip_and_gives_the_frames_of_a_plain_decode(
+    encoded, monkeypatch
+):
+    kind, path = encoded
+    frames = decode_all(path)
+    assert len(frames) == LONG
+    rng = np.random.default_rng(1)
+    decoded = counting_decodes(monkeypatch)
+    for start in [0, 1, 11, 12, 13, LONG - 10, LONG - 2, *rng.integers(0, LONG, 12)]:
+        stride = int(rng.integers(1, 4))
+        indices = start + np.arange(6) * stride  # some past the end: the last frame
+        np.testing.assert_array_equal(
+            video_files.read_clip(path, indices, SIZE),
+            frames[np.minimum(indices, LONG - 1)],
+            err_msg=f"{kind}: frames {indices}",
+        )
+    decoded.clear()
+    video_files.read_clip(path, [LONG - 10, LONG - 8], SIZE)
+    if kind == "raw-h264":  # no timestamps: from the start
+        assert len(decoded) == LONG - 8 + 1
+    else:  # from the keyframe before: at most a keyframe interval (20) and the clip's 3
+        assert len(decoded) <= 20 + 3, len(decoded)
+
+
 def test_count_frames_without_a_header_count(tmp_path):
     frames = [np.full((16, 16, 3), 20 * i, np.uint8) for i in range(5)]
     path = write_video(tmp_path / "five.mkv", frames)  # Matroska keeps no frame count

@@ -10,12 +10,13 @@ A file that cannot be decoded or is shorter than one clip is reported once, by p
 So is a class folder left with no usable video (its label would never occur), and a
 subfolder of a class folder that holds video files: only the files directly in a class
 folder are read.
-Clips are then decoded on demand inside the `tf.data` pipeline (`tf.py_function`), reading
-each file from its first frame up to the clip's last one.
+Clips are then decoded on demand inside the `tf.data` pipeline (`tf.py_function`), each
+from the keyframe before its first frame (`read_clip`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
@@ -92,18 +93,42 @@ def read_clip(
 
     Indices past the last decodable frame give the last frame. Frames are resized by
     FFmpeg's scaler (bilinear, aspect ratio not kept) as they are decoded.
+
+    Decoding starts at the keyframe before the first frame wanted: the file is sought
+    there, and each decoded frame is placed by its timestamp (`_frame_times`), so a clip
+    late in a long video costs a few frames, not every frame before it. Where the file's
+    timestamps cannot place the frames (none, repeated, or a first decoded frame that is
+    not the first timestamp: a raw stream, frames the container discards), or the seek
+    lands past the first frame wanted, the file is decoded from its start instead, frame
+    i being the i-th decoded. Both ways give the same frames (tests/test_data_video_files.py
+    compares them on mp4, mkv, avi and webm files, with and without B-frames).
     """
-    av = _av()
     height, width = cp.image_size_pair(image_size)
     indices = np.asarray(frame_indices, dtype=np.int64)
+    times = _frame_times(path) if int(indices.min()) > 0 else None
+    clip = None if times is None else _decoded(path, indices, (height, width), times)
+    return _decoded(path, indices, (height, width)) if clip is None else clip
+
+
+def _decoded(path, indices: np.ndarray, size: tuple[int, int], times=None) -> np.ndarray | None:
+    """`read_clip`'s frames, decoded from the file's start (`times` None) or from the
+    keyframe before the first one wanted, placed by their timestamps `times` (None where
+    a frame has no place or the seek went past the first frame wanted)."""
+    height, width = size
     wanted, last_wanted = set(indices.tolist()), int(indices.max())
+    first = 0 if times is None else min(int(indices.min()), len(times) - 1)
     frames, last = {}, None
-    with av.open(str(path)) as container:
+    with _av().open(str(path)) as container:
         if not container.streams.video:
             raise ValueError("it has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        for i, frame in enumerate(container.decode(stream)):
+        if times is not None:
+            container.seek(int(times[first]), stream=stream, backward=True, any_frame=False)
+        for n, frame in enumerate(container.decode(stream)):
+            i = n if times is None else _place(times, frame.pts)
+            if i is None or (last is None and i > first):
+                return None  # decode from the start instead
             last = (i, frame)
             if i in wanted:
                 frames[i] = frame.to_ndarray(width=width, height=height, format="rgb24")
@@ -114,6 +139,47 @@ def read_clip(
     if last[0] < last_wanted:  # the video ended early: pad with its last frame
         frames[last[0]] = last[1].to_ndarray(width=width, height=height, format="rgb24")
     return np.stack([frames[min(i, last[0])] for i in indices])
+
+
+def _place(times: np.ndarray, pts: int | None) -> int | None:
+    """The index of the frame whose timestamp is `pts` (None for none)."""
+    i = int(np.searchsorted(times, pts)) if pts is not None else len(times)
+    return i if i < len(times) and times[i] == pts else None
+
+
+def _frame_times(path: str | os.PathLike) -> np.ndarray | None:
+    """The presentation timestamps of the video's frames in order (frame i's at [i]), read
+    from its packets without decoding, once per version of the file; None where they
+    cannot place the decoded frames (see `read_clip`)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _frame_times_of(os.fspath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1024)  # 8 bytes a frame: 14 MB for 1024 files of a minute
+def _frame_times_of(path: str, mtime_ns: int, size: int) -> np.ndarray | None:
+    del mtime_ns, size  # the cache's key: a file rewritten is read again
+    av = _av()
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            times = [packet.pts for packet in container.demux(stream) if packet.size]
+        if not times or None in times or len(set(times)) < len(times):
+            return None
+        times.sort()
+        with av.open(path) as container:  # the first frame decoded: the first timestamp?
+            first = next(container.decode(container.streams.video[0]), None)
+    except decode_errors():
+        return None
+    if first is None or first.pts != times[0]:
+        return None
+    times = np.array(times, np.int64)
+    times.flags.writeable = False  # shared by every read of the file
+    return times
 
 
 class _Reporter:
@@ -371,9 +437,11 @@ def video_folder(
             class in both (a ValueError names the folders that differ).
         channels: 3 (RGB) or 1 (grey: the BT.601 luma of the RGB frames).
 
-    Every clip is decoded from the start of its file (no seeking): a clip late in a long
-    video costs the decoding of every frame before it. `root` must have at least two class
-    folders: a classifier of one class learns nothing.
+    Every clip is decoded from the keyframe before its first frame (`read_clip`): a clip
+    late in a long video costs a few frames more than its own, not every frame before it
+    (a file whose timestamps cannot place its frames, such as a raw .h264 stream, is
+    decoded from its start). `root` must have at least two class folders: a classifier of
+    one class learns nothing.
 
     Returns:
         A `tf.data.Dataset` of `(video, label)`: video is
