@@ -135,6 +135,8 @@ def _decoded(path, indices: np.ndarray, size: tuple[int, int], times=None) -> np
             if i >= last_wanted:
                 break
     if last is None:
+        if times is not None:  # nothing decodes after the seek: a tail that does not
+            return None  # decode is padded with the last frame that does, from the start
         raise ValueError("no frame could be decoded")
     if last[0] < last_wanted:  # the video ended early: pad with its last frame
         frames[last[0]] = last[1].to_ndarray(width=width, height=height, format="rgb24")
