@@ -453,6 +453,37 @@ def test_a_killed_compare_leaves_no_run_training(tmp_path):
     assert_children_die_with(compare, settle=1.0)  # past the run's start, into its run
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_compare_whose_run_is_killed_says_so_in_one_line(tmp_path):
+    # A run killed on its own (the OOM killer) ended the compare in a traceback of
+    # concurrent.futures' BrokenProcessPool.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    compare = subprocess.Popen(
+        [sys.executable, "-m", "train.compare", f"--config={CONFIG}:tiny", "--workdir=runs/d"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "runs" / "d_bp" / "config.json").exists():  # the run started
+            assert compare.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        for pid in children(compare.pid):  # the run's, not multiprocessing's resource tracker
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, 9)
+        _, err = compare.communicate(timeout=120)
+    finally:
+        compare.kill()
+    assert compare.returncode == 1
+    assert err.strip().splitlines() == [
+        "error: the bp run in runs/d_bp was killed before it ended (out of memory, or a "
+        "signal to it alone); run the same command again to resume it."
+    ]
+
+
 def test_comparison_table_and_summary_lines():
     summaries = {
         mode: dict(

@@ -13,6 +13,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import sys
+from concurrent.futures.process import BrokenProcessPool
 
 from absl import app, flags, logging
 
@@ -37,11 +38,12 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
     process (`die_with_parent`), and an interrupted one (Ctrl-C, a signal) is killed: none
     is left training on. Run again, the command keeps a run that finished (its config the
     same) and resumes the other from its backup. Errors of a run
-    (ConfigError, RunError, ...) are raised here. `log` is called with a line as each
+    (ConfigError, RunError, ...) are raised here, and a run killed on its own (out of
+    memory, say) is a RunError naming it. `log` is called with a line as each
     run starts (the script prints it); the runs' own output goes to this process's.
     """
     from train.builders import check_config, thread_pools
-    from train.recipe import check_workdir, finished_run, train_and_evaluate
+    from train.recipe import RunError, check_workdir, finished_run, train_and_evaluate
 
     check_workdir(workdir)  # empty: the runs would go to ./_bp and ./_sideways
     runs = {}
@@ -63,6 +65,11 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
         )
         try:
             summaries[mode] = process.submit(train_and_evaluate, run, f"{workdir}_{mode}").result()
+        except BrokenProcessPool:  # killed: the OOM killer, kill -9
+            raise RunError(
+                f"the {mode} run in {workdir}_{mode} was killed before it ended (out of "
+                "memory, or a signal to it alone); run the same command again to resume it."
+            ) from None
         except BaseException:  # Ctrl-C or a signal to this process alone: stop the run too
             for child in list(getattr(process, "_processes", {}).values()):
                 child.kill()  # (shutdown would wait for the run to end)
