@@ -438,18 +438,24 @@ def assert_children_die_with(parent: subprocess.Popen, settle: float) -> None:
                 os.kill(pid, 9)
 
 
+def start_compare(cwd: Path, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """`python -m train.compare` of the tiny config into cwd/runs/d_*, started."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.Popen(
+        [sys.executable, "-m", "train.compare", f"--config={CONFIG}:tiny", "--workdir=runs/d"],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_killed_compare_leaves_no_run_training(tmp_path):
     # kill -9 of train.compare left its spawned run training on, then hanging for ever;
     # the same command run again (README: to resume) trained beside it in one folder.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    compare = subprocess.Popen(
-        [sys.executable, "-m", "train.compare", f"--config={CONFIG}:tiny", "--workdir=runs/d"],
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    compare = start_compare(tmp_path)
     assert_children_die_with(compare, settle=1.0)  # past the run's start, into its run
 
 
@@ -457,15 +463,7 @@ def test_a_killed_compare_leaves_no_run_training(tmp_path):
 def test_a_compare_whose_run_is_killed_says_so_in_one_line(tmp_path):
     # A run killed on its own (the OOM killer) ended the compare in a traceback of
     # concurrent.futures' BrokenProcessPool.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    compare = subprocess.Popen(
-        [sys.executable, "-m", "train.compare", f"--config={CONFIG}:tiny", "--workdir=runs/d"],
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    compare = start_compare(tmp_path, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "runs" / "d_bp" / "config.json").exists():  # the run started
