@@ -14,6 +14,7 @@ weights): training the Sideways model trains `model`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import keras
@@ -101,13 +102,22 @@ def layer_costs(model: keras.Model) -> dict:
     return costs
 
 
+_MAX_TRIALS = 2000  # cut sets `balanced_cuts` checks at most (each a plan of the graph)
+
+
 def balanced_cuts(model: keras.Model, num_stages: int) -> list[str]:
     """The names of `num_stages - 1` layers to cut `model` at, bottom first, so that the
-    stages' estimated costs (`layer_costs`) are as even as this greedy search finds: for
-    each share i/N of the total cost, in order, the cuttable layer whose running cost is
-    nearest to it (a cut that leaves every stage valid, `cut`)."""
-    if not isinstance(num_stages, int) or num_stages < 2:
+    stages' estimated costs (`layer_costs`) are as even as this search finds: for each
+    share i/N of the total cost, in order, the cuttable layer whose running cost is
+    nearest to it, among those that leave a layer to cut at for each share still to come
+    and give stages that are all valid (`cut`); where none does, the search takes the
+    next nearest for the share before (back-tracking), so any count of stages that some
+    valid cuts give is found."""
+    if isinstance(num_stages, bool) or not isinstance(num_stages, numbers.Integral):
         raise ValueError(f"num_stages must be an int >= 2; got {num_stages!r}.")
+    if num_stages < 2:
+        raise ValueError(f"num_stages must be an int >= 2; got {num_stages!r}.")
+    num_stages = int(num_stages)
     model = _functional(model)
     _check_model(model)
     costs = layer_costs(model)
@@ -116,26 +126,51 @@ def balanced_cuts(model: keras.Model, num_stages: int) -> list[str]:
     total = float(running[-1])
     calls = _layer_calls(model)
     candidates = [i for i, n in enumerate(names[:-1]) if _cuttable(model, n, calls)]
-    chosen: list[int] = []
-    for share in range(1, num_stages):
+
+    trials = [0]
+
+    def valid(chosen: list[int]) -> bool:
+        trials[0] += 1
+        if trials[0] > _MAX_TRIALS:  # a graph few cuts suit: give up as for none
+            return False
+        trial = [names[i] for i in chosen]
+        try:
+            ends = [_cut_output(model, n, calls) for n in trial] + [model.outputs[0]]
+            _plan(model, trial, ends)
+        except ValueError:
+            return False
+        return True
+
+    def search(chosen: list[int]) -> list[int] | None:
+        share = len(chosen) + 1
+        if share == num_stages:
+            return chosen
         target = total * share / num_stages
+        still = num_stages - 1 - share  # cuts to make after this one
         later = [i for i in candidates if not chosen or i > chosen[-1]]
+        later = later[: len(later) - still]
         for i in sorted(later, key=lambda i: abs(running[i] - target)):
-            trial = [names[j] for j in chosen + [i]]
-            try:
-                ends = [_cut_output(model, n, calls) for n in trial] + [model.outputs[0]]
-                _plan(model, trial, ends)
-            except ValueError:
-                continue
-            chosen.append(i)
-            break
+            if valid(chosen + [i]):
+                found = search(chosen + [i])
+                if found is not None:
+                    return found
+        return None
+
+    chosen = search([]) if num_stages - 1 <= len(candidates) else None
+    if chosen is None:
+        if num_stages - 1 > len(candidates):
+            most = len(candidates) + 1
+            why = f"it has {len(candidates)} layers it can cut at: at most {most} stages"
         else:
-            raise ValueError(
-                f"Cannot cut {model.name} into {num_stages} stages: found only "
-                f"{len(chosen) + 1} stages whose cuts every later layer respects. Name the "
-                "cut layers (at=[...]) or ask for fewer stages."
+            why = (
+                f"this search found no {num_stages - 1} of the {len(candidates)} layers it "
+                "can cut at that leave every stage valid (a tensor other than a cut layer's "
+                "output would cross a cut)"
             )
-        chosen.sort()
+        raise ValueError(
+            f"Cannot cut {model.name} into {num_stages} stages: {why}. Name the cut layers "
+            "(at=[...]) or ask for fewer stages."
+        )
     return [names[i] for i in chosen]
 
 

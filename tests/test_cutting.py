@@ -203,6 +203,21 @@ def test_a_model_of_functional_blocks_is_cut_at_a_block():
         np.testing.assert_allclose(sideways(frames[:, None])[:, 0], model(frames), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_count_of_stages_that_some_cuts_give_is_found(name):
+    # The greedy search took the layer nearest each share and never went back: the U-Net's
+    # 6 stages were refused ("found only 5") though its 11 stages were not.
+    model = CASES[name][0]()
+    every = [layer.name for layer in model.layers[1:-1]]  # cut at each layer: valid here
+    assert len(ks.cut(model, at=every)[0]) == len(every) + 1
+    for stages in range(2, len(every) + 2):
+        cut_stages, graph = ks.cut(model, num_stages=np.int64(stages))  # NumPy ints too
+        assert len(cut_stages) == len(graph) == stages
+    most = len(every) + 1
+    with pytest.raises(ValueError, match=f"{len(every)} layers it can cut at: at most {most}"):
+        ks.cut(model, num_stages=most + 1)
+
+
 def test_cut_needs_the_cut_layers_or_a_number_of_stages():
     with pytest.raises(ValueError, match="either the layers to cut at"):
         ks.cut(resnet())
