@@ -77,11 +77,23 @@ def cut(
     ends = [_cut_output(model, name, calls) for name in at] + [model.outputs[0]]
     plan = _plan(model, list(at), ends)
     stages = []
-    for k, (sources, end) in enumerate(zip(plan, ends)):
-        tensors = [model.inputs[0] if s == VIDEO else ends[s] for s in sources]
+    for k, sources in enumerate(plan):
+        graph, graph_ends = model, ends
+        if VIDEO in sources and len(sources) > 1:
+            # Keras builds a model of an input and other tensors by wiring the input layer
+            # to a new node (`clone_graph_nodes`), after which the models over the old one
+            # (the user's, the earlier stages) fail to save ("could not find node key"):
+            # such a stage is built over a graph of its own, the same layers called again.
+            graph = keras.models.clone_model(model, clone_function=lambda layer: layer)
+            own_calls = _layer_calls(graph)
+            graph_ends = [_cut_output(graph, name, own_calls) for name in at]
+            graph_ends.append(graph.outputs[0])
+        tensors = [graph.inputs[0] if s == VIDEO else graph_ends[s] for s in sources]
         stages.append(
             keras.Model(
-                tensors[0] if len(tensors) == 1 else tensors, end, name=f"{model.name}_stage{k}"
+                tensors[0] if len(tensors) == 1 else tensors,
+                graph_ends[k],
+                name=f"{model.name}_stage{k}",
             )
         )
     return stages, [list(sources) for sources in plan]

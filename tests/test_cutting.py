@@ -122,6 +122,39 @@ def test_a_cut_model_trains_with_fit(name):
     assert all(np.any(b != v.numpy()) for b, v in zip(before, model.trainable_variables))
 
 
+def test_a_cut_whose_frame_feeds_a_later_stage_saves_and_so_does_the_users_model(tmp_path):
+    # A residual denoiser, frame + f(frame): its top stage reads the video and stage 0.
+    # Keras rewired the model's input to build that stage, and then the user's model,
+    # the cut model and a ModelCheckpoint all failed to save ("could not find node key").
+    x = keras.Input((8, 8, 1))
+    residual = conv(1, "c2", None)(conv(4, "c1")(x))
+    model = keras.Model(x, keras.layers.Add(name="add")([x, residual]), name="denoiser")
+    stages, graph = ks.cut(model, at=["c1"])
+    assert graph == [[VIDEO], [VIDEO, 0]]
+    video = random_video(batch=2, time=4, seed=3)
+    sideways = ks.SidewaysModel(stages, inputs=graph)
+    sideways.compile(optimizer="adam", loss=FRAME_LOSS)
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "epoch.keras"))
+    sideways.fit(video, video, epochs=1, verbose=0, callbacks=[checkpoint])
+    frames = video.reshape((-1, 8, 8, 1))
+    np.testing.assert_allclose(
+        sideways.predict(video, verbose=0).reshape(frames.shape),
+        model.predict(frames, verbose=0),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    sideways.save(tmp_path / "cut.keras")
+    loaded = keras.models.load_model(tmp_path / "cut.keras")
+    np.testing.assert_array_equal(
+        loaded.predict(video, verbose=0), sideways.predict(video, verbose=0)
+    )
+    model.save(tmp_path / "own.keras")  # the user's model, after the cut
+    np.testing.assert_array_equal(
+        keras.models.load_model(tmp_path / "own.keras").predict(frames, verbose=0),
+        model.predict(frames, verbose=0),
+    )
+
+
 @pytest.mark.parametrize("name, stages", [("resnet", 3), ("unet", 4)])
 def test_a_model_is_cut_into_stages_balanced_by_estimated_cost(name, stages):
     model = CASES[name][0]()
