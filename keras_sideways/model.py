@@ -525,6 +525,14 @@ def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[t
                 x = stage(graph.shaped(k, specs))
             except ValueError as error:  # Keras names the layer, not the stage
                 given = ", ".join(clips.shape_text(tf.TensorShape(x.shape)) for x in specs)
+                takes = len(getattr(stage, "inputs", None) or ()) if stage.built else 0
+                if takes > len(specs):  # a stage of ks.cut, its sources not given
+                    raise ValueError(
+                        f"Stage {k} ({stage.name}) takes {takes} inputs and reads "
+                        f"{len(specs)}, {given} (from {_sources_text(graph, k)}): give each "
+                        "stage its sources with inputs=, as ks.cut returns them (stages, "
+                        "inputs = ks.cut(...); SidewaysModel(stages, inputs=inputs))."
+                    ) from error
                 raise ValueError(
                     f"Stage {k} ({stage.name}) cannot take what it reads, {given} "
                     f"(from {_sources_text(graph, k)}): {error}"

@@ -26,8 +26,9 @@ def check_stages(stages: Sequence[keras.layers.Layer] | keras.Sequential) -> lis
     elif isinstance(stages, keras.Model):
         raise TypeError(
             f"{expected}; got a {type(stages).__name__} model ({stages.name}). A model is "
-            "one stage: cut it into stages, e.g. the list of its blocks, each a per-frame "
-            "function [N, ...] -> [N, ...] such as a keras.Sequential of a few layers."
+            "one stage: cut it into stages, e.g. with stages, inputs = ks.cut(model, "
+            "at=[layer names]) and SidewaysModel(stages, inputs=inputs), or as the list of "
+            "its blocks, each a per-frame function [N, ...] -> [N, ...]."
         )
     elif isinstance(stages, keras.layers.Layer) or not hasattr(stages, "__iter__"):
         raise TypeError(f"{expected}; got a {type(stages).__name__}.")
@@ -36,6 +37,11 @@ def check_stages(stages: Sequence[keras.layers.Layer] | keras.Sequential) -> lis
         raise ValueError(
             f"SidewaysModel needs at least two stages (a pipeline of one stage is "
             f"plain backprop); got {len(stages)}."
+        )
+    if len(stages) == 2 and isinstance(stages[0], list) and isinstance(stages[1], list):
+        raise TypeError(
+            f"{expected}; got a pair of lists, as ks.cut returns (stages, inputs): give "
+            "them as SidewaysModel(stages, inputs=inputs)."
         )
     for k, stage in enumerate(stages):
         if not isinstance(stage, keras.layers.Layer):
@@ -53,6 +59,12 @@ def check_windows(stages: Sequence[keras.layers.Layer]) -> list[int]:
 
 def check_mode(mode: str) -> str:
     """`mode`, or ValueError listing the valid ones."""
+    if isinstance(mode, (list, tuple)):  # SidewaysModel(*ks.cut(...)): the graph as mode
+        raise ValueError(
+            f"Unknown mode {mode!r}; expected one of {', '.join(MODES)}. A list of each "
+            "stage's sources is the stage graph: give it as inputs=, e.g. stages, inputs = "
+            "ks.cut(model, ...); SidewaysModel(stages, inputs=inputs)."
+        )
     if mode not in MODES:
         raise ValueError(f"Unknown mode {mode!r}; expected one of {', '.join(MODES)}.")
     return mode

@@ -251,6 +251,21 @@ def test_every_count_of_stages_that_some_cuts_give_is_found(name):
         ks.cut(model, num_stages=most + 1)
 
 
+def test_a_cut_given_without_its_graph_says_how_to_give_it():
+    # Keras' own words were "expects 2 named input(s) with keys ['keras_tensor_2CLONE', ...]
+    # ... Pass inputs as a dict"; the pair as one argument, "Unknown mode [[-1], [0]]".
+    model = resnet()
+    stages, graph = ks.cut(model, at=["stem", "b1_conv", "block1"])
+    with pytest.raises(ValueError, match="Stage 2 .* takes 2 inputs and reads 1, .*inputs="):
+        ks.SidewaysModel(stages).build((2, 4, 8, 8, 1))
+    with pytest.raises(ValueError, match="stage graph: give it as inputs="):
+        ks.SidewaysModel(*ks.cut(model, at=["stem"]))
+    with pytest.raises(TypeError, match="a pair of lists, as ks.cut returns"):
+        ks.SidewaysModel(ks.cut(model, at=["stem"]))
+    with pytest.raises(TypeError, match="A model is one stage: .*ks.cut\\(model"):
+        ks.SidewaysModel(model)
+
+
 def test_cut_needs_the_cut_layers_or_a_number_of_stages():
     with pytest.raises(ValueError, match="either the layers to cut at"):
         ks.cut(resnet())
