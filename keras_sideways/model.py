@@ -510,6 +510,27 @@ def _listed(placement):
     return placement if isinstance(placement, list) else None
 
 
+def _check_fixed_inputs(k: int, stage, specs: list, graph: StageGraph) -> None:
+    """ValueError for a stage that is a Functional model (a stage of `ks.cut`) whose
+    inputs' fixed shapes differ from what it reads: Keras lets an axis of size 1 through
+    its own check, and the step then fails on the frame inside the stage."""
+    inputs = getattr(stage, "inputs", None) if isinstance(stage, keras.Model) else None
+    if not inputs or len(inputs) != len(specs) or graph.windows[k] != 1:
+        return
+    for expected, spec in zip(inputs, specs):
+        want, got = tuple(expected.shape[1:]), tuple(spec.shape[1:])
+        if len(want) != len(got) or any(
+            w is not None and g is not None and w != g for w, g in zip(want, got)
+        ):
+            given = ", ".join(clips.shape_text(tf.TensorShape(x.shape)) for x in specs)
+            wanted = ", ".join(clips.shape_text(tf.TensorShape(x.shape)) for x in inputs)
+            raise ValueError(
+                f"Stage {k} ({stage.name}) cannot take what it reads, {given} (from "
+                f"{_sources_text(graph, k)}): its inputs are {wanted}. Give video of "
+                "the frames the model was made for, or make the model for these."
+            )
+
+
 def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[tuple]:
     """Builds each stage, on its device, on its input in `graph` (the bottom one on
     `frame`, a batch of frames); returns the per-frame shape of each stage's output."""
@@ -520,6 +541,7 @@ def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[t
             keras.KerasTensor(windows.window_shape(x.shape, graph.windows[k]), x.dtype)
             for x in read
         ]
+        _check_fixed_inputs(k, stage, specs, graph)
         with device_scope(graph.devices[k]):  # the stage's weights live on its device
             try:
                 x = stage(graph.shaped(k, specs))

@@ -266,6 +266,16 @@ def test_a_cut_given_without_its_graph_says_how_to_give_it():
         ks.SidewaysModel(model)
 
 
+@pytest.mark.parametrize("channels", [3, 2])
+def test_video_of_other_frames_than_a_cut_models_is_refused_naming_both(channels):
+    # Keras let a 1-channel input take 3 channels at build, and the step then failed in
+    # Functional.call on "(8, 8, 8, 3)", batch times time, naming no stage.
+    stages, graph = ks.cut(resnet(), at=["stem"])  # frames [8, 8, 1]
+    video = random_video(batch=2, time=4, channels=channels)
+    with pytest.raises(ValueError, match="Stage 0 .* reads, .* its inputs are \\[\\?, 8, 8, 1\\]"):
+        ks.SidewaysModel(stages, inputs=graph)(video)
+
+
 def test_cut_needs_the_cut_layers_or_a_number_of_stages():
     with pytest.raises(ValueError, match="either the layers to cut at"):
         ks.cut(resnet())
