@@ -413,8 +413,9 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             raise CheckpointError(
                 f"Cannot load the checkpoint {path}: its weights do not fit this model's "
                 f"stages{_stage_counts(path, self)}. It was saved from a model of "
-                "another structure (another number of stages, other layers or widths); "
-                f"Keras says: {error}"
+                "another structure (another number of stages, other layers or widths; "
+                "a per-frame Functional model's file goes to that model, whose layers "
+                f"the stages ks.cut made from it share); Keras says: {error}"
             ) from error
         except Exception as error:  # h5py and Keras raise several kinds
             raise CheckpointError(f"Cannot load the checkpoint {path}: {error}") from error
@@ -476,7 +477,8 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
 
 
 def _stage_counts(path: str, model) -> str:
-    """ " (the file holds N stages; this model has M)", for a .weights.h5 file."""
+    """ " (the file holds N layers at its top; this model holds M, its stages)", for a
+    .weights.h5 file (a SidewaysModel's top layers are its stages and delay lines)."""
     try:
         import h5py
 
@@ -484,7 +486,11 @@ def _stage_counts(path: str, model) -> str:
             stages = len(f["layers"])
     except (ImportError, OSError, KeyError):
         return ""
-    return f" (the file holds {stages} stages; this model has {len(model.stages)})"
+    relays = sum(isinstance(stage, Relay) for stage in model.stages)
+    plural = "s" if relays > 1 else ""
+    held = "its stages" + (f" and {relays} delay-line relay{plural}" if relays else "")
+    holds = len(model.stages)
+    return f" (the file holds {stages} layers at its top; this model holds {holds}, {held})"
 
 
 def _relay(origin) -> keras.layers.Layer:

@@ -276,6 +276,30 @@ def test_video_of_other_frames_than_a_cut_models_is_refused_naming_both(channels
         ks.SidewaysModel(stages, inputs=graph)(video)
 
 
+def test_a_per_frame_models_weights_file_loads_into_that_model_and_so_into_its_cut(tmp_path):
+    # The cut model's error said "the file holds 6 stages" of the Functional model's file.
+    model, trained = unet(), unet()
+    trained.set_weights([w + 0.5 for w in trained.get_weights()])
+    trained.save_weights(tmp_path / "unet.weights.h5")
+    stages, graph = ks.cut(model, at=["enc1", "enc2"])
+    sideways = ks.SidewaysModel(stages, inputs=graph)
+    video = random_video(batch=1, time=2)
+    sideways.build(video.shape)
+    with pytest.raises(
+        ks.CheckpointError,
+        match="top; this model holds 4, its stages and 1 delay-line relay\\).*ks.cut",
+    ):
+        sideways.load_weights(tmp_path / "unet.weights.h5")
+    model.load_weights(tmp_path / "unet.weights.h5")  # the stages share its layers
+    frames = video.reshape((-1, 8, 8, 1))
+    np.testing.assert_allclose(
+        sideways.predict(video, verbose=0).reshape(frames.shape),
+        trained.predict(frames, verbose=0),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
 def test_cut_needs_the_cut_layers_or_a_number_of_stages():
     with pytest.raises(ValueError, match="either the layers to cut at"):
         ks.cut(resnet())

@@ -203,5 +203,8 @@ def test_missing_or_corrupt_checkpoint_names_the_file(tmp_path):
     model.load_weights(tmp_path / "good.weights.h5")  # a good one still loads
     other = ks.SidewaysModel(tiny_conv_stages(num_stages=3))  # the same layers, 3 stages
     other.build((2, 4, 8, 8, 1))
-    with pytest.raises(ks.CheckpointError, match="the file holds 4 stages; this model has 3"):
+    with pytest.raises(
+        ks.CheckpointError,
+        match="the file holds 4 layers at its top; this model holds 3, its stages\\)",
+    ):
         other.load_weights(tmp_path / "good.weights.h5")
