@@ -62,6 +62,13 @@ def cut(
     if at is None:
         at = balanced_cuts(model, num_stages)
     at = [at] if isinstance(at, str) else list(at)
+    for item in at:
+        if not isinstance(item, str):
+            given = f"the layer {item.name!r} itself" if hasattr(item, "name") else repr(item)
+            raise ValueError(
+                f"at= takes the names of the layers to cut at, bottom first; got {given}: "
+                "give layer names, e.g. at=[layer.name]."
+            )
     if not at:
         raise ValueError(
             "at=[] names no layer to cut at: a Sideways model needs at least two stages, "

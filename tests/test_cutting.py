@@ -307,6 +307,9 @@ def test_cut_needs_the_cut_layers_or_a_number_of_stages():
         ks.cut(resnet(), num_stages=1)
     with pytest.raises(ValueError, match="at=\\[\\] names no layer to cut at"):
         ks.cut(resnet(), at=[])
+    model = resnet()  # the layer object, not its name: "No layer <Conv2D name=stem ...>"
+    with pytest.raises(ValueError, match="at= takes the names .*got the layer 'stem' itself"):
+        ks.cut(model, at=[model.get_layer("stem")])
     model = resnet()
     first = model.layers[0].name  # the input layer, where the first stage starts anyway
     with pytest.raises(ValueError, match=f"Layer '{first}' is the input of 'resnet'"):
