@@ -187,13 +187,29 @@ def data_shapes(x, y=None) -> tuple[tf.TensorShape | None, tf.TensorShape | None
     return shape(x), shape(y)
 
 
-def check_data(x, y, frame_shape: tuple | None, class_weight=None) -> None:
+def check_data(
+    x, y, frame_shape: tuple | None, class_weight=None, fixed_frame: tuple | None = None
+) -> None:
     """Raises ValueError, before `fit`, `evaluate` or `predict` runs, for videos whose
     channels are not those the model was built for (`frame_shape`; Keras' traced steps
     relax the input's shape, so a later call would run a convolution of 1 channel as a
-    grouped one on 2 or 4), and for a `class_weight` with per-frame targets (Keras would
-    read their time axis as one-hot classes)."""
+    grouped one on 2 or 4), whose frames are not those the first stage's inputs fix
+    (`fixed_frame`, None where a size is free: a stage of `ks.cut`, a Functional model
+    of the original's frames), and for a `class_weight` with per-frame targets (Keras
+    would read their time axis as one-hot classes)."""
     video, target = data_shapes(x, y)
+    if fixed_frame is not None and video is not None and video.rank == 5:
+        frame = tuple(video[2:])
+        if len(frame) == len(fixed_frame) and any(
+            f is not None and g is not None and f != g for f, g in zip(fixed_frame, frame)
+        ):
+            fixed = shape_text(tf.TensorShape([None, *fixed_frame]))
+            raise ValueError(
+                f"The model's first stage takes frames {fixed} (batch first); got video "
+                f"{shape_text(video)}. Its stages are made for those frames (a cut model, "
+                "for the frames of the model it was cut from): resize the video, or make "
+                "the model for these frames."
+            )
     if frame_shape is not None and video is not None and video.rank == 5:
         channels = video[-1]
         if channels is not None and channels != frame_shape[-1]:

@@ -45,7 +45,7 @@ class SidewaysTrainer:
         not zero (`callbacks.ProgbarLogger`); the History keeps them per epoch. A training
         set that yields no batch raises a ValueError.
         """
-        clips.check_data(x, y, self.frame_shape, kwargs.get("class_weight"))
+        clips.check_data(x, y, self.frame_shape, kwargs.get("class_weight"), self._fixed_frame())
         if self.stateful:  # fixed: a stream that has started (`size_stream`)
             fixed = self.buffers.capacity if self._stream_started else None
             clips.check_stream_data(x, batch_size, fixed)
@@ -72,7 +72,7 @@ class SidewaysTrainer:
     ):
         """`keras.Model.evaluate` at any batch size, stateful or not (it runs `call`, not
         the pipeline), without counts of skipped steps (it skips nothing)."""
-        clips.check_data(x, y, self.frame_shape)
+        clips.check_data(x, y, self.frame_shape, fixed_frame=self._fixed_frame())
         callbacks = fit_callbacks.with_fit_callbacks(callbacks, verbose, [y])
         self._evaluating = True
         try:
@@ -83,7 +83,7 @@ class SidewaysTrainer:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """`keras.Model.train_on_batch`, with `fit`'s checks of the batch."""
-        clips.check_data(x, y, self.frame_shape, class_weight)
+        clips.check_data(x, y, self.frame_shape, class_weight, self._fixed_frame())
         self._fitting = True  # the next `_maybe_symbolic_build` sees a training batch
         try:
             return super().train_on_batch(x, y, sample_weight, class_weight, return_dict)
@@ -92,8 +92,18 @@ class SidewaysTrainer:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """`keras.Model.predict`, refusing video of other channels than the model's first."""
-        clips.check_data(x, None, self.frame_shape)
+        clips.check_data(x, None, self.frame_shape, fixed_frame=self._fixed_frame())
         return super().predict(x, batch_size, verbose, steps, callbacks)
+
+    def _fixed_frame(self) -> tuple | None:
+        """The frame shape the first stage's inputs fix (None where a size is free), for
+        a first stage that is a Functional model (`ks.cut`'s); None for any other."""
+        first = self.stages[0]  # (a Sequential's inputs are its first build's: not fixed)
+        functional = isinstance(first, keras.Model) and not isinstance(first, keras.Sequential)
+        inputs = getattr(first, "inputs", None) if functional else None
+        if not inputs or self.windows[0] != 1:
+            return None
+        return tuple(inputs[0].shape[1:])
 
     def _build_for(self, video) -> None:
         """Builds the model for a batch like `video`, after checking its layout."""

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CLIP_LOSS, FRAME_LOSS, clip_labels, random_video
+from conftest import CLIP_LOSS, FRAME_LOSS, clip_labels, random_video, tiny_conv_stages
 
 import keras_sideways as ks
 from keras_sideways import cutting
@@ -300,6 +300,31 @@ def test_a_per_frame_models_weights_file_loads_into_that_model_and_so_into_its_c
         sideways.load_weights(tmp_path / "unet.weights.h5")
     model.load_weights(tmp_path / "unet.weights.h5")  # the stages share its layers
     assert_per_frame(sideways, trained, video)
+
+
+def test_frames_of_another_size_than_a_cut_models_are_refused_where_they_enter():
+    # Built on 8x8 frames, fit on 12x12 ran and predict failed in Keras' Functional.call;
+    # a Flatten and Dense model failed in TensorFlow ("Matrix size-incompatible").
+    stages, graph = ks.cut(resnet(), at=["stem", "block1"])
+    model = ks.SidewaysModel(stages, inputs=graph)
+    model.compile(optimizer="adam", loss=CLIP_LOSS)
+    labels = clip_labels(2)
+    model.fit(random_video(batch=2, time=4, size=8), labels, epochs=1, verbose=0)
+    larger = random_video(batch=2, time=4, size=12)
+    message = "first stage takes frames \\[\\?, 8, 8, 1\\] .*got video \\[2, 4, 12, 12, 1\\]"
+    for call in (
+        lambda: model.fit(larger, labels, epochs=1, verbose=0),
+        lambda: model.evaluate(larger, labels, verbose=0),
+        lambda: model.predict(larger, verbose=0),
+        lambda: model.train_on_batch(larger, labels),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()
+    # Stages that fix no frame size (layers, not models of a frame) take any.
+    free = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    free.compile(optimizer="adam", loss=CLIP_LOSS)
+    free.fit(random_video(batch=2, time=4, size=8), labels, epochs=1, verbose=0)
+    assert free.predict(larger, verbose=0).shape[0] == 2
 
 
 def test_cut_needs_the_cut_layers_or_a_number_of_stages():
