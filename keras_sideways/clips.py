@@ -187,6 +187,13 @@ def data_shapes(x, y=None) -> tuple[tf.TensorShape | None, tf.TensorShape | None
     return shape(x), shape(y)
 
 
+def shapes_differ(expected: tuple, given: tuple) -> bool:
+    """Whether two shapes (None where a size is free) differ in rank, or in a size both fix."""
+    return len(expected) != len(given) or any(
+        e is not None and g is not None and e != g for e, g in zip(expected, given)
+    )
+
+
 def check_data(
     x, y, frame_shape: tuple | None, class_weight=None, fixed_frame: tuple | None = None
 ) -> None:
@@ -200,9 +207,7 @@ def check_data(
     video, target = data_shapes(x, y)
     if fixed_frame is not None and video is not None and video.rank == 5:
         frame = tuple(video[2:])
-        if len(frame) == len(fixed_frame) and any(
-            f is not None and g is not None and f != g for f, g in zip(fixed_frame, frame)
-        ):
+        if len(frame) == len(fixed_frame) and shapes_differ(fixed_frame, frame):
             fixed = shape_text(tf.TensorShape([None, *fixed_frame]))
             raise ValueError(
                 f"The model's first stage takes frames {fixed} (batch first); got video "

@@ -524,10 +524,7 @@ def _check_fixed_inputs(k: int, stage, specs: list, graph: StageGraph) -> None:
     if not inputs or len(inputs) != len(specs) or graph.windows[k] != 1:
         return
     for expected, spec in zip(inputs, specs):
-        want, got = tuple(expected.shape[1:]), tuple(spec.shape[1:])
-        if len(want) != len(got) or any(
-            w is not None and g is not None and w != g for w, g in zip(want, got)
-        ):
+        if clips.shapes_differ(tuple(expected.shape[1:]), tuple(spec.shape[1:])):
             given = ", ".join(clips.shape_text(tf.TensorShape(x.shape)) for x in specs)
             wanted = ", ".join(clips.shape_text(tf.TensorShape(x.shape)) for x in inputs)
             raise ValueError(
