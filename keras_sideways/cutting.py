@@ -132,9 +132,8 @@ def balanced_cuts(model: keras.Model, num_stages: int) -> list[str]:
     and give stages that are all valid (`cut`); where none does, the search takes the
     next nearest for the share before (back-tracking), so any count of stages that some
     valid cuts give is found."""
-    if isinstance(num_stages, bool) or not isinstance(num_stages, numbers.Integral):
-        raise ValueError(f"num_stages must be an int >= 2; got {num_stages!r}.")
-    if num_stages < 2:
+    whole = isinstance(num_stages, numbers.Integral) and not isinstance(num_stages, bool)
+    if not whole or num_stages < 2:
         raise ValueError(f"num_stages must be an int >= 2; got {num_stages!r}.")
     num_stages = int(num_stages)
     model = _functional(model)
@@ -146,11 +145,12 @@ def balanced_cuts(model: keras.Model, num_stages: int) -> list[str]:
     calls = _layer_calls(model)
     candidates = [i for i, n in enumerate(names[:-1]) if _cuttable(model, n, calls)]
 
-    trials = [0]
+    trials = 0
 
     def valid(chosen: list[int]) -> bool:
-        trials[0] += 1
-        if trials[0] > _MAX_TRIALS:  # a graph few cuts suit: give up as for none
+        nonlocal trials
+        trials += 1
+        if trials > _MAX_TRIALS:  # a graph few cuts suit: give up as for none
             return False
         trial = [names[i] for i in chosen]
         try:
