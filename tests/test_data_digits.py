@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import tiny_conv_stages
-from sklearn.datasets import load_digits
 
 import keras_sideways as ks
 from keras_sideways.data import digits
@@ -29,7 +28,8 @@ def reference_clip(split, seed, index, clip_length, temporal_stride, speed, canv
 
     On a 16-pixel canvas the digits keep their native 8x8 size, so no resizing is involved.
     """
-    data = load_digits()
+    with np.load(digits.DIGITS_FILE) as data:
+        images, labels = data["images"], data["labels"]
     pool = digits.digit_split_indices(split)
     rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
     digit = pool[rng.integers(0, len(pool), size=1)[0]]
@@ -40,14 +40,14 @@ def reference_clip(split, seed, index, clip_length, temporal_stride, speed, canv
     frames = []
     for t in range((clip_length - 1) * temporal_stride + 1):
         if t % temporal_stride == 0:
-            frames.append(splat(data.images[digit] / 16.0, position, canvas))
+            frames.append(splat(images[digit] / 16.0, position, canvas))
         position = position + velocity
         for axis in range(2):
             if position[axis] > limit:
                 position[axis], velocity[axis] = 2 * limit - position[axis], -velocity[axis]
             if position[axis] < 0:
                 position[axis], velocity[axis] = -position[axis], -velocity[axis]
-    return np.stack(frames), data.target[digit]
+    return np.stack(frames), labels[digit]
 
 
 @pytest.mark.parametrize("split, seed, speed, stride", [("train", 0, 1.0, 1), ("test", 3, 2.5, 2)])
@@ -166,6 +166,43 @@ def test_train_and_test_digit_images_are_disjoint():
     np.testing.assert_array_equal(np.union1d(train, test), np.arange(1797))
     assert len(train) == 1438 and len(test) == 359
     np.testing.assert_array_equal(digits.digit_split_indices("validation"), test)
+
+
+def test_the_shipped_digits_are_scikit_learns():
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")  # not a dependency
+    shipped = sklearn_datasets.load_digits()
+    images, labels = digits._digit_images()
+    np.testing.assert_array_equal(images, shipped.images / 16.0)
+    np.testing.assert_array_equal(labels, shipped.target)
+
+
+def test_the_digits_are_ten_classes_of_8x8_images_in_0_1():
+    images, labels = digits._digit_images()
+    assert images.shape == (1797, 8, 8) and images.min() == 0.0 and images.max() == 1.0
+    np.testing.assert_array_equal(np.unique(images * 16), np.arange(17))  # sixteenths
+    counts = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # load_digits' classes
+    np.testing.assert_array_equal(np.bincount(labels), counts)
+
+
+@pytest.mark.parametrize("change", ["pixel", "missing", "not_npz"])
+def test_a_changed_or_missing_digits_file_is_refused_naming_it(tmp_path, monkeypatch, change):
+    with np.load(digits.DIGITS_FILE) as stored:
+        images, labels = stored["images"].copy(), stored["labels"]
+    path = tmp_path / "digits.npz"
+    if change == "pixel":
+        images[0, 3, 3] = 16 - images[0, 3, 3]
+        np.savez_compressed(path, images=images, labels=labels)
+    elif change == "not_npz":
+        path.write_text("not an archive")
+    monkeypatch.setattr(digits, "DIGITS_FILE", path)
+    digits._digit_images.cache_clear()
+    try:
+        message = "not the one this package ships" if change == "pixel" else "Cannot read"
+        with pytest.raises(OSError, match=message) as raised:
+            digits.moving_digit_clips("train", clip_length=2, image_size=16, num_clips=1)
+        assert str(path) in str(raised.value)
+    finally:
+        digits._digit_images.cache_clear()
 
 
 @pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")  # Keras' fit default

@@ -1,7 +1,9 @@
 """Moving digits: handwritten digits bouncing around a canvas, generated offline with numpy.
 
-The digits are the 1,797 real 8x8 handwritten digits that scikit-learn ships
-(`sklearn.datasets.load_digits`), so nothing is downloaded. A fixed permutation splits the
+The digits are the 1,797 real 8x8 handwritten digits of the UCI "Optical Recognition of
+Handwritten Digits" test set (E. Alpaydin, C. Kaynak; CC BY 4.0), the ones scikit-learn ships
+as `sklearn.datasets.load_digits`: `digits.npz` beside this module holds them as they are
+there (pixels 0 to 16, labels), so nothing is downloaded. A fixed permutation splits the
 images ~80/20 into train and test pools (see `digit_split_indices`); "validation" is an alias
 of "test". Each clip draws its digits, start positions and directions from its own
 generator, seeded by (seed, split, clip index), so clip `i` depends only on those and the
@@ -28,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import numbers
+import pathlib
 import warnings
 
 import numpy as np
@@ -46,16 +50,30 @@ TARGETS = ("label", "direction", "frames")
 SPLITS = ("train", "validation", "test")
 TRAIN_FRACTION = 0.8
 DEFAULT_NUM_CLIPS = {"train": 1024, "validation": 256, "test": 256}
-DIGIT_PIXELS = 8  # load_digits images are 8x8, values 0..16
+DIGIT_PIXELS = 8  # the images are 8x8, values 0..16
 _SPLIT_SEED = 20200614  # fixed for good: changing it would mix train and test images
+
+
+DIGITS_FILE = pathlib.Path(__file__).with_name("digits.npz")
+# Of the images' bytes then the labels' (uint8): a changed file would change every clip.
+DIGITS_SHA256 = "87ff0c9e40dc7e2c0e34e7257799c2e3f3aec1a016363bb11cad869ec428a826"
 
 
 @functools.lru_cache(maxsize=1)
 def _digit_images() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits  # imported here: only this builder needs it
-
-    digits = load_digits()
-    return digits.images / 16.0, digits.target.astype(np.int32)
+    """The 1,797 images in [0, 1] ([N, 8, 8] float64) and their labels (int32 [N])."""
+    try:
+        with np.load(DIGITS_FILE) as stored:
+            images, labels = stored["images"], stored["labels"]
+    except (OSError, KeyError, ValueError) as error:
+        raise OSError(f"Cannot read the digits file {DIGITS_FILE}: {error}") from error
+    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+    if images.dtype != np.uint8 or labels.dtype != np.uint8 or digest != DIGITS_SHA256:
+        raise OSError(
+            f"The digits file {DIGITS_FILE} is not the one this package ships (its contents "
+            f"differ); reinstall keras_sideways."
+        )
+    return images / 16.0, labels.astype(np.int32)
 
 
 def _check_split(split: str) -> str:
@@ -64,7 +82,7 @@ def _check_split(split: str) -> str:
 
 
 def digit_split_indices(split: str) -> np.ndarray:
-    """Indices into `sklearn.datasets.load_digits()` of the images a split draws from.
+    """Indices into the digit images (in `load_digits()`' order) a split draws from.
 
     Args:
         split: "train", "validation" or "test" ("validation" is the test pool).
