@@ -392,3 +392,20 @@ def test_a_float32_top_stage_in_a_mixed_model_trains():
     history = model.fit(random_video(batch=2, time=3), clip_labels(2), verbose=0).history
     assert np.isfinite(history["loss"][0])
     assert model.predict(random_video(batch=2, time=3), verbose=0).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("engine", ["batched", "pipeline"])
+def test_a_pure_16_bit_policy_trains_as_keras_does(dtype, engine):
+    # Weights in 16 bits too (no loss scaling): Keras trains such a model; under the
+    # defaults the batched passes (and the pipeline's blocks of ticks) failed on a float32
+    # averaging factor.
+    keras.config.set_dtype_policy(dtype)
+    try:
+        model = ks.SidewaysModel(tiny_conv_stages(num_stages=3), engine=engine)
+        model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    history = model.fit(random_video(batch=2, time=6), clip_labels(2), verbose=0).history
+    assert np.isfinite(history["loss"][0]) and history["skipped_updates"] == [0.0]
+    assert {v.dtype for v in model.trainable_variables} == {dtype}

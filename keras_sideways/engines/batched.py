@@ -131,7 +131,10 @@ def batched_sideways_gradients(
         first, count = blocks.scored
         return EngineResult(
             gradients=[
-                [g * (frames_f / tf.cast(tf.maximum(count, 1), g.dtype)) for g in stage_grads]
+                [
+                    g * tf.cast(frames_f / tf.cast(tf.maximum(count, 1), tf.float32), g.dtype)
+                    for g in stage_grads
+                ]
                 for stage_grads, count in zip(grads, valid)
             ],
             loss=tf.add_n([loss for loss in losses if loss is not None]),
