@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -13,7 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sideways.fidelity import GradientFidelity
+from keras_sideways.data.clip_pipeline import check_positive_int
+from keras_sideways.fidelity import GradientFidelity, steps_done
 
 __all__ = [
     "BackupAndRestore",
@@ -79,7 +81,7 @@ class SkippedEpochWarning(keras.callbacks.Callback):
         self._steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps = batch + 1  # with steps_per_execution > 1, the last step of the call
+        self._steps = steps_done(self, batch)
 
     def on_epoch_end(self, epoch, logs=None):
         skipped = float((logs or {}).get("skipped_updates", 0.0))
@@ -113,10 +115,8 @@ class ResetPipeline(keras.callbacks.Callback):
 
     def __init__(self, every_n_batches: int | None = None):
         super().__init__()
-        if every_n_batches is not None and (
-            not isinstance(every_n_batches, int) or every_n_batches < 1
-        ):
-            raise ValueError(f"Expected every_n_batches >= 1 or None; got {every_n_batches!r}.")
+        if every_n_batches is not None:
+            every_n_batches = check_positive_int("every_n_batches (or None)", every_n_batches)
         self.every_n_batches = every_n_batches
 
     def on_train_begin(self, logs=None):
@@ -173,10 +173,21 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     file where the last good one stood. Here each file is written beside it and renamed
     into place (the weights first, then the epoch that says they are complete). The
     backup holds the weights, the optimizer state and a stateful model's pipeline buffers.
+    With `double_checkpoint=True`, the backup it replaces is kept beside it (Keras' `.bkp`
+    files, also written beside and renamed), which Keras restores from where the newest
+    cannot be read.
     """
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint:
+            for current, previous in (
+                (self._weights_path, self._prev_weights_path),
+                (self._training_metadata_path, self._prev_training_metadata_path),
+            ):
+                if os.path.exists(current):
+                    shutil.copyfile(current, previous + ".staging")
+                    os.replace(previous + ".staging", previous)
         staged_weights = os.path.join(self.backup_dir, "staging.weights.h5")
         staged_metadata = os.path.join(self.backup_dir, "staging_metadata.json")
         self.model.save_weights(staged_weights, overwrite=True)

@@ -132,9 +132,11 @@ def check_sample_weight(video, sample_weight) -> None:
     if sample_weight is None:
         return
     shape = tf.TensorShape(sample_weight.shape)
-    if shape.rank != 1:
+    batch = tf.TensorShape(video.shape)[:1]
+    if shape.rank != 1 or not shape.is_compatible_with(batch):
         raise ValueError(
-            f"Expected sample weights of shape [batch], one per clip; got {shape_text(shape)}."
+            f"Expected sample weights of shape [batch], one per clip; got {shape_text(shape)} "
+            f"for video {shape_text(tf.TensorShape(video.shape))}."
         )
 
 

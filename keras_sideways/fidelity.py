@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sideways.data.clip_pipeline import check_positive_int
 from keras_sideways.engines import gradients
 
 FIDELITY_SUBDIR = "fidelity"
@@ -145,7 +146,9 @@ def _primed_afresh(model, batch: int):
 def _held_batch(batch):
     """(video, target, sample_weight) from a tuple or from a dataset's first element."""
     if isinstance(batch, tf.data.Dataset):
-        batch = next(iter(batch))
+        batch = next(iter(batch), None)
+        if batch is None:
+            raise ValueError("GradientFidelity's dataset is empty: it needs one held batch.")
     if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
         raise ValueError(
             "GradientFidelity needs a held batch (video, target) or (video, target, "
@@ -153,7 +156,21 @@ def _held_batch(batch):
         )
     video, target = tf.convert_to_tensor(batch[0]), tf.convert_to_tensor(batch[1])
     weight = None if len(batch) == 2 or batch[2] is None else tf.convert_to_tensor(batch[2])
+    for name, value in (("video", video), ("target", target), ("sample_weight", weight)):
+        if value is not None and value.dtype.is_floating and not np.isfinite(value).all():
+            raise ValueError(
+                f"GradientFidelity's held {name} holds non-finite values (NaN or inf): "
+                "every gradient measured on it would be too."
+            )
     return video, target, weight
+
+
+def steps_done(callback: keras.callbacks.Callback, batch: int) -> int:
+    """The steps of the epoch run when `on_train_batch_end(batch)` is called: with
+    `steps_per_execution` > 1, Keras passes the last step of the call, past the epoch's
+    end where the steps do not divide it (its last call runs fewer)."""
+    steps = (callback.params or {}).get("steps")
+    return batch + 1 if steps is None else min(batch + 1, int(steps))
 
 
 class GradientFidelity(keras.callbacks.Callback):
@@ -167,8 +184,10 @@ class GradientFidelity(keras.callbacks.Callback):
     `fidelity/cosine_mean` and `fidelity/norm_ratio_mean` at the global training step,
     and kept in `history`. Measured once before the first step (step 0) and then after
     every `every_n_steps` steps (with `steps_per_execution` > 1, at the end of the call
-    that passes each multiple). The model may train in either mode: the figures describe
-    the gradients at the weights it has reached.
+    that passes each multiple). A run resumed at epoch k (`BackupAndRestore`) counts its
+    steps from k times the steps of an epoch, and is measured first at that step, with
+    the restored weights. The model may train in either mode: the figures describe the
+    gradients at the weights it has reached.
 
     Args:
         batch: the held batch, (video, target) or (video, target, sample_weight), or a
@@ -184,8 +203,7 @@ class GradientFidelity(keras.callbacks.Callback):
 
     def __init__(self, batch, every_n_steps: int = 100, log_dir: str | None = "logs"):
         super().__init__()
-        if not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ValueError(f"Expected every_n_steps >= 1; got {every_n_steps!r}.")
+        every_n_steps = check_positive_int("every_n_steps", every_n_steps)
         self.video, self.target, self.sample_weight = _held_batch(batch)
         self.every_n_steps = every_n_steps
         self.log_dir = None if log_dir is None else os.path.join(log_dir, FIDELITY_SUBDIR)
@@ -201,16 +219,17 @@ class GradientFidelity(keras.callbacks.Callback):
             )
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        if self.step == 0:
-            self.measure()
 
     def on_epoch_begin(self, epoch, logs=None):
+        steps = (self.params or {}).get("steps")
+        if steps:  # a resumed run starts at its epoch's first step
+            self.step = max(self.step, epoch * int(steps))
         self._epoch_start = self.step
+        if not self.history:  # after BackupAndRestore has restored the weights
+            self.measure()
 
     def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the last step of the call within the epoch: with steps_per_execution
-        # > 1 one call covers several steps.
-        step = self._epoch_start + batch + 1
+        step = self._epoch_start + steps_done(self, batch)
         due = step // self.every_n_steps > self.step // self.every_n_steps
         self.step = step
         if due:

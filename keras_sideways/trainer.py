@@ -251,6 +251,7 @@ class SidewaysTrainer:
         clips.check_structure(video, target)
         video = tf.convert_to_tensor(video)
         target = tf.convert_to_tensor(target)
+        clips.check_data(video, target, self.frame_shape, fixed_frame=self._fixed_frame())
         if sample_weight is not None:
             sample_weight = tf.convert_to_tensor(sample_weight, tf.float32)
         if self.built:

@@ -128,3 +128,37 @@ def test_set_data_epoch_takes_a_variable_and_refuses_a_dataset_without_one():
     assert int(epoch.numpy()) == 4
     with pytest.raises(ValueError, match="needs a dataset with an `epoch` variable"):
         ks.callbacks.SetDataEpoch(tf.data.Dataset.range(3).map(lambda x: x))
+
+
+def test_double_checkpoint_keeps_the_last_backup_which_a_corrupt_newest_falls_back_to(tmp_path):
+    # The option was taken and ignored: no .bkp was written, so a corrupt newest backup
+    # had nothing to fall back to.
+    video, labels = random_video(batch=4, time=4), np.array([0, 1, 2, 0])
+
+    def fitted(epochs, restore=False):
+        model = ks.SidewaysModel(tiny_conv_stages())
+        model.compile(optimizer="adam", loss=CLIP_LOSS)
+        backup = ks.callbacks.BackupAndRestore(
+            str(tmp_path), double_checkpoint=True, delete_checkpoint=False
+        )
+        history = model.fit(video, labels, epochs=epochs, verbose=0, callbacks=[backup])
+        return model, history
+
+    _, history = fitted(1)
+    after_one = (tmp_path / "latest.weights.h5").read_bytes()
+    fitted(2)  # resumes at epoch 1 and backs up epoch 2, keeping epoch 1's
+    assert (tmp_path / "latest.weights.h5.bkp").read_bytes() == after_one
+    assert json.loads((tmp_path / "training_metadata.json.bkp").read_text())["epoch"] == 1
+    assert json.loads((tmp_path / "training_metadata.json").read_text())["epoch"] == 2
+    assert not list(tmp_path.glob("*.staging"))
+
+    (tmp_path / "latest.weights.h5").write_bytes(b"half a file")
+    _, history = fitted(3)
+    assert len(history.epoch) == 2  # restored epoch 1's backup: epochs 2 and 3 ran
+
+
+def test_reset_pipeline_takes_any_integer_count():
+    assert ks.callbacks.ResetPipeline(np.int64(2)).every_n_batches == 2
+    for bad in (0, True, 1.5, "2"):
+        with pytest.raises(ValueError, match="every_n_batches"):
+            ks.callbacks.ResetPipeline(bad)

@@ -213,3 +213,65 @@ def test_the_callback_ships_in_keras_sideways_callbacks():
     import keras_sideways as ks
 
     assert ks.callbacks.GradientFidelity is fidelity.GradientFidelity
+
+
+def test_the_steps_of_an_epoch_that_steps_per_execution_does_not_divide():
+    # 8 steps an epoch in calls of 3: Keras reports the last call as ending at step 9.
+    video, labels = random_video(batch=16, time=4, seed=4), np.arange(16) % 3
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="adam", loss=CLIP_LOSS, steps_per_execution=3)
+    callback = fidelity.GradientFidelity((video[:2], labels[:2]), every_n_steps=3, log_dir=None)
+    model.fit(video, labels, batch_size=2, epochs=2, callbacks=[callback], verbose=0)
+    # Calls end at steps 3, 6, 8, then 11, 14, 16; 9, 12 and 15 fall due in the second epoch's.
+    assert [record["step"] for record in callback.history] == [0, 3, 6, 11, 14, 16]
+    assert callback.step == 16
+
+
+def test_a_resumed_run_counts_its_steps_from_its_epoch_and_measures_the_restored_weights(
+    tmp_path,
+):
+    video, labels = random_video(batch=8, time=4, seed=5), np.arange(8) % 3
+    held = (video[:2], labels[:2])
+
+    def run(epochs):
+        model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+        model.compile(optimizer="adam", loss=CLIP_LOSS)
+        callback = fidelity.GradientFidelity(held, every_n_steps=4, log_dir=None)
+        backup = ks.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False)
+        model.fit(
+            video, labels, batch_size=2, epochs=epochs, callbacks=[callback, backup], verbose=0
+        )
+        return callback.history
+
+    first = run(2)  # 4 steps an epoch
+    assert [record["step"] for record in first] == [0, 4, 8]
+    resumed = run(4)  # restored at epoch 2, step 8: before, its steps began at 0 again
+    assert [record["step"] for record in resumed] == [8, 12, 16]
+    # Its first measurement is of the weights the backup restored, the first run's last.
+    np.testing.assert_allclose(resumed[0]["cosine"], first[-1]["cosine"], rtol=1e-5)
+
+
+def test_a_held_batch_the_figures_cannot_come_from_is_refused_naming_it():
+    video, labels = random_video(batch=2, time=4), np.array([0, 1])
+    empty = tf.data.Dataset.from_tensor_slices((video, labels)).batch(2).take(0)
+    with pytest.raises(ValueError, match="dataset is empty"):
+        fidelity.GradientFidelity(empty)
+    poisoned = video.copy()
+    poisoned[1, 2, 3, 3, 0] = np.inf
+    with pytest.raises(ValueError, match="held video holds non-finite values"):
+        fidelity.GradientFidelity((poisoned, labels))
+    assert fidelity.GradientFidelity((video, labels), every_n_steps=np.int64(2)).every_n_steps == 2
+    for bad in (True, 1.5, "2", -1):
+        with pytest.raises(ValueError, match="every_n_steps"):
+            fidelity.GradientFidelity((video, labels), every_n_steps=bad)
+
+
+def test_compute_gradients_checks_its_batch_as_fit_does():
+    video, labels = random_video(batch=2, time=4), np.array([0, 1])
+    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    model.compile(optimizer="adam", loss=CLIP_LOSS)
+    model.build(video.shape)
+    with pytest.raises(ValueError, match=r"one per clip; got \[3\] for video \[2, 4, 8, 8, 1\]"):
+        model.compute_gradients(video, labels, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="built for frames of 1 channel"):
+        model.compute_gradients(np.concatenate([video, video], axis=-1), labels)

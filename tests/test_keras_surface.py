@@ -147,7 +147,8 @@ def test_backup_and_restore_saves_through_save_model(tmp_path):
             saved.append((self._current_epoch, self._last_batch_seen))
 
     backup = Recording(str(tmp_path))
-    for name in ("_weights_path", "_training_metadata_path"):
+    paths = ("_weights_path", "_training_metadata_path")
+    for name in (*paths, "_prev_weights_path", "_prev_training_metadata_path"):
         assert isinstance(getattr(backup, name, None), str), changed(
             f"keras.callbacks.BackupAndRestore.{name}", "no longer a path"
         )

@@ -570,6 +570,17 @@ def test_non_finite_batch_is_skipped_and_counted(mode, engine):
     assert any(np.any(b != v.numpy()) for b, v in zip(before, model.trainable_variables))
 
 
+def test_an_epoch_skipped_whole_warns_when_steps_per_execution_does_not_divide_it():
+    # 8 steps in calls of 3: Keras reports the last call as ending at step 9, and the
+    # 8 skipped steps were taken for fewer than the epoch's: no warning.
+    video = np.full((8, 4, 8, 8, 1), np.nan, np.float32)
+    model = ks.SidewaysModel(tiny_conv_stages())
+    model.compile(optimizer="adam", loss=CLIP_LOSS, steps_per_execution=3)
+    with pytest.warns(RuntimeWarning, match="Epoch 1: every one of its 8 training steps was "):
+        history = model.fit(video, np.arange(8) % 3, batch_size=1, epochs=1, verbose=0)
+    assert history.history["skipped_updates"] == [8.0]
+
+
 @pytest.mark.parametrize("mode, engine", MODES_AND_ENGINES)
 def test_a_skipped_batch_counts_in_no_metric(mode, engine):
     # Keras weighs only `weighted_metrics` by a sample weight, not `metrics`: a skipped
