@@ -235,3 +235,21 @@ def test_stash_rings_are_kept_only_where_the_tick_loop_runs(chunk, rings):
             lanes.sideways_gradients(
                 model.stages, model.buffers, random_video(2, 6), clip_labels(2), CLIP_LOSS
             )
+
+
+@pytest.mark.parametrize("stash_depth", [0, "full"], ids=str)
+def test_a_streams_first_chunk_averages_each_stage_over_its_valid_ticks(stash_depth):
+    # Primed afresh, a stream's first chunk is a clip: the same pseudo-gradients as the
+    # same clip undrained. The stream read its tick count after adding the chunk's ticks,
+    # so it divided stage k's sum by T, not by its T - (L-1-k) valid ticks: 0.625, 0.75,
+    # 0.875 and 1 of them here.
+    video, labels = random_video(batch=2, time=8, seed=9), clip_labels(2)
+    options = dict(engine="pipeline", pipeline_chunk=1, stash_depth=stash_depth, drain=False)
+    streamed = compiled_model(tiny_conv_stages(num_stages=4), stateful=True, **options)
+    clip = compiled_model(tiny_conv_stages(num_stages=4), **options)
+    for model in (streamed, clip):
+        model.build(video.shape)
+    clip.set_weights(streamed.get_weights())
+    assert_all_close(
+        streamed.compute_gradients(video, labels), clip.compute_gradients(video, labels), clip
+    )

@@ -55,7 +55,8 @@ def _sideways_gradients(
     aligned = graph.align_targets(target, time)
     first, count = graph.scored_ticks(time)  # with a drain, the tail runs on the last frame
     video = graph.drained(video)
-    ticks_before = buffers.ticks.value if stateful else tf.constant(0, tf.int64)
+    # The count before this chunk, read now: the variable gains the chunk's ticks below.
+    ticks_before = tf.identity(buffers.ticks.value) if stateful else tf.constant(0, tf.int64)
     step_seeds = None if stateful else layers.draw_seeds()  # a stream keeps its own
 
     def group(start, lanes):
