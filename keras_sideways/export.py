@@ -62,6 +62,14 @@ class _Exported(tf.Module):
         self.reset = tf.function(self._reset, input_signature=[])
 
     def _serve(self, video):
+        shape = tf.shape(video)
+        with tf.control_dependencies(
+            [
+                tf.debugging.assert_positive(shape[0], message="serve: a video of 0 clips"),
+                tf.debugging.assert_positive(shape[1], message="serve: clips of 0 frames"),
+            ]
+        ):
+            video = tf.identity(video)
         frames = bp.frame_outputs(self._stages, video, training=False, graph=self._graph)
         result = {"frames": tf.cast(frames, tf.float32)}  # whatever the dtype policy
         if self._classifier:
@@ -79,21 +87,27 @@ class _Exported(tf.Module):
             with tf.control_dependencies(assigned):
                 return tf.constant(True)
 
-        tf.cond(self.primed, lambda: tf.constant(False), prime)
-        tf.debugging.assert_equal(
+        some = tf.debugging.assert_positive(
+            tf.shape(frame)[0], message="stream: a frame of 0 streams"
+        )
+        with tf.control_dependencies([some]):
+            tf.cond(self.primed, lambda: tf.constant(False), prime)
+        same = tf.debugging.assert_equal(
             tf.shape(frame)[0],
             tf.shape(self.state[0])[0],
             message="stream: the number of streams changed; call reset() first",
         )
-        # Every stage reads the state of the last tick, then all of it is overwritten.
-        activations = [buffer.read_value() for buffer in self.state]
-        histories = {k: v.read_value() for k, v in zip(self.temporal, self.histories)}
-        outputs = pipeline.forward_tick(
-            self._stages, frame, activations, False, self._graph, histories
-        )
-        histories = windows.advanced(histories, self._graph.stage_inputs(frame, activations))
-        assigned = _assigned(self.state, self._graph.held(outputs))
-        assigned += _assigned(self.histories, [histories[k] for k in self.temporal])
+        # A refused frame changes nothing: every op of the tick waits for the check.
+        with tf.control_dependencies([same]):
+            # Every stage reads the state of the last tick, then all of it is overwritten.
+            activations = [buffer.read_value() for buffer in self.state]
+            histories = {k: v.read_value() for k, v in zip(self.temporal, self.histories)}
+            outputs = pipeline.forward_tick(
+                self._stages, frame, activations, False, self._graph, histories
+            )
+            histories = windows.advanced(histories, self._graph.stage_inputs(frame, activations))
+            assigned = _assigned(self.state, self._graph.held(outputs))
+            assigned += _assigned(self.histories, [histories[k] for k in self.temporal])
         with tf.control_dependencies(assigned):
             self.primed.assign(True)
             return {"output": tf.cast(outputs[self._graph.top], tf.float32)}

@@ -166,3 +166,22 @@ def test_a_classifier_compiled_with_a_loss_function_serves_probabilities(tmp_pat
     np.testing.assert_allclose(
         loaded.serve(tf.constant(video))["probabilities"], expected, atol=1e-6
     )
+
+
+def test_a_refused_stream_frame_leaves_the_stream_as_it_was(tmp_path):
+    # A frame of another number of streams failed its check but was still written into
+    # the state: the next call of that size ran on 3 streams and returned 2 outputs, and
+    # the stream of 2 could not go on.
+    model = trained_classifier(num_stages=4)
+    loaded = tf.saved_model.load(ks.export_saved_model(model, tmp_path / "m"))
+    video = random_video(batch=3, time=6, size=8, seed=9)
+    expected = model.pipelined_call(video[:2]).numpy()
+    streamed = [loaded.stream(tf.constant(video[:2, t]))["output"] for t in range(3)]
+    for refused in (video[:, 3], video[:0, 3]):  # 3 streams, then none
+        with pytest.raises(tf.errors.InvalidArgumentError, match="stream: "):
+            loaded.stream(tf.constant(refused))
+    assert {int(tf.shape(v)[0]) for v in loaded.state} == {2}  # the 2 streams' state, kept
+    streamed += [loaded.stream(tf.constant(video[:2, t]))["output"] for t in range(3, 6)]
+    np.testing.assert_allclose(np.stack(streamed, 1), expected, atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="serve: clips of 0 frames"):
+        loaded.serve(tf.constant(video[:, :0]))
