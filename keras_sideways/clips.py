@@ -237,6 +237,22 @@ def check_data(
             )
 
 
+def stream_shuffle(x, shuffle):
+    """`fit`'s `shuffle` for a stateful model: False where not given. Keras' default
+    (True) shuffles arrays, which would give each lane the chunks of other videos; a
+    dataset is taken in its own order whatever `shuffle` says."""
+    if shuffle is None:
+        return False
+    if shuffle and not isinstance(x, tf.data.Dataset):
+        raise ValueError(
+            "stateful=True takes consecutive batches as the next chunks of the same videos, "
+            f"so fit cannot shuffle its arrays; got shuffle={shuffle!r}. Pass shuffle=False "
+            "(the default for a stateful model), or shuffle whole videos before cutting "
+            "them into chunks (data.consecutive_chunks)."
+        )
+    return shuffle
+
+
 def check_stream_data(x, batch_size: int | None, fixed: int | None) -> None:
     """Raises ValueError when `fit`'s data would give a stateful model a batch of another
     size than its fixed one, where that is known before training: arrays whose length is

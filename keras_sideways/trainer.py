@@ -43,12 +43,15 @@ class SidewaysTrainer:
         epoch whose every step was skipped (`callbacks.SkippedEpochWarning`), and its
         progress bar shows `skipped_updates` (and `loss_scale_skips`) only where they are
         not zero (`callbacks.ProgbarLogger`); the History keeps them per epoch. A training
-        set that yields no batch raises a ValueError.
+        set that yields no batch raises a ValueError. A stream's arrays are taken in
+        their order (`shuffle=False` unless given; `shuffle=True` is refused): consecutive
+        batches continue the same videos.
         """
         clips.check_data(x, y, self.frame_shape, kwargs.get("class_weight"), self._fixed_frame())
         if self.stateful:  # fixed: a stream that has started (`size_stream`)
             fixed = self.buffers.capacity if self._stream_started else None
             clips.check_stream_data(x, batch_size, fixed)
+            kwargs["shuffle"] = clips.stream_shuffle(x, kwargs.get("shuffle"))
         labels = [y, *fit_callbacks.validation_labels(kwargs.get("validation_data"))]
         callbacks = fit_callbacks.with_fit_callbacks(callbacks, verbose, labels, warn=True)
         self._fitting = True  # the next `_maybe_symbolic_build` sees the training data

@@ -107,3 +107,25 @@ def test_reset_every_n_batches_needs_one_step_per_execution():
     reset.set_model(model)
     with pytest.raises(ValueError, match="steps_per_execution=2"):
         reset.on_train_begin()
+
+
+def test_a_streams_arrays_are_taken_in_their_order():
+    # Keras' fit shuffles arrays by default: each lane then continued other videos' chunks,
+    # silently. Chunk-major arrays: batch i holds chunk i of the same 2 videos.
+    rng = np.random.default_rng(3)
+    chunks, labels = rng.random((8, 3, 8, 8, 1), np.float32), np.tile([0, 1], 4)
+    in_order = tf.data.Dataset.from_tensor_slices((chunks, labels)).batch(2, drop_remainder=True)
+    weights = []
+    for x, y in ((chunks, labels), (in_order, None)):
+        keras.utils.set_random_seed(5)
+        model = ks.SidewaysModel(tiny_conv_stages(), stateful=True)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.fit(x, y, batch_size=None if y is None else 2, epochs=2, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="cannot shuffle its arrays; got shuffle=True"):
+        model.fit(chunks, labels, batch_size=2, shuffle=True, verbose=0)
