@@ -410,6 +410,9 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         try:
             return super().load_weights(filepath, *args, **kwargs)
         except ValueError as error:  # Keras: weights that do not fit the stages
+            if not self.built or any(reason in str(error) for reason in _STREAM_REASONS):
+                # the structure fits: a stream of another batch size, or no model yet
+                raise CheckpointError(f"Cannot load the checkpoint {path}: {error}") from error
             raise CheckpointError(
                 f"Cannot load the checkpoint {path}: its weights do not fit this model's "
                 f"stages{_stage_counts(path, self)}. It was saved from a model of "
@@ -605,19 +608,24 @@ def _load_seeds(seeds: list, store, keys: list[str]) -> None:
             state.assign(value)
 
 
+_STREAM_BATCH = "The checkpoint resumes a stream (stateful=True) of batch size"
+_STREAM_BUFFERS = "The checkpoint's pipeline state holds the buffers"
+_STREAM_REASONS = (_STREAM_BATCH, _STREAM_BUFFERS)  # load_weights passes them on as they are
+
+
 def _load_stream(pipeline_buffers: PipelineBuffers, store, saved: dict) -> None:
     """Loads a stream's buffers from `store` (`saved`: buffer name to key)."""
     buffers = pipeline_buffers.named_variables
     if set(saved) != set(buffers):
         raise ValueError(
-            f"The checkpoint's pipeline state holds the buffers {sorted(saved)}, but this "
+            f"{_STREAM_BUFFERS} {sorted(saved)}, but this "
             f"stream has {sorted(buffers)}: it was saved by a model with other stages, "
             "stash depth or random layers."
         )
     batch = store[saved["activation_0"]].shape[0]
     if batch != pipeline_buffers.capacity:
         raise ValueError(
-            f"The checkpoint resumes a stream (stateful=True) of batch size {batch}, but "
+            f"{_STREAM_BATCH} {batch}, but "
             f"this model was built for batch size {pipeline_buffers.capacity}. Build it for "
             f"batch size {batch} to resume the stream, or load the weights into a model "
             "with stateful=False, which loads them at any batch size."
