@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sideways.data.clip_pipeline import check_positive_int
+from keras_sideways.clips import check_positive_int
 from keras_sideways.fidelity import GradientFidelity, steps_done
 
 __all__ = [
@@ -120,6 +120,11 @@ class ResetPipeline(keras.callbacks.Callback):
         self.every_n_batches = every_n_batches
 
     def on_train_begin(self, logs=None):
+        if not hasattr(self.model, "reset_pipeline"):
+            raise ValueError(
+                f"ResetPipeline resets a SidewaysModel's pipeline; got a "
+                f"{type(self.model).__name__}."
+            )
         steps = int(getattr(self.model, "steps_per_execution", 1) or 1)
         if self.every_n_batches is not None and steps != 1:
             raise ValueError(

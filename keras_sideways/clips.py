@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import keras
@@ -9,6 +10,14 @@ import numpy as np
 import tensorflow as tf
 
 VIDEO_LAYOUT = "[batch, time, height, width, channels]"
+
+
+def check_positive_int(name: str, value) -> int:
+    """Returns `value` as an int; raises ValueError unless it is a positive integer (a
+    Python or numpy integer, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Expected {name} to be a positive integer; got {value!r}.")
+    return int(value)
 
 
 def shape_text(shape: tf.TensorShape) -> str:

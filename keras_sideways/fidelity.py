@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sideways.data.clip_pipeline import check_positive_int
+from keras_sideways.clips import check_positive_int
 from keras_sideways.engines import gradients
 
 FIDELITY_SUBDIR = "fidelity"

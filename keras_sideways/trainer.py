@@ -251,6 +251,8 @@ class SidewaysTrainer:
             raise ValueError(
                 "compute_gradients needs the loss: call compile(optimizer=..., loss=...) first."
             )
+        if mode == "sideways" and self.mode != "sideways":  # a BP model's layers, unchecked
+            self._check_layers()
         clips.check_structure(video, target)
         video = tf.convert_to_tensor(video)
         target = tf.convert_to_tensor(target)

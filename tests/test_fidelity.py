@@ -275,3 +275,29 @@ def test_compute_gradients_checks_its_batch_as_fit_does():
         model.compute_gradients(video, labels, sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="built for frames of 1 channel"):
         model.compute_gradients(np.concatenate([video, video], axis=-1), labels)
+
+
+def test_sideways_figures_of_a_bp_model_are_refused_where_sideways_cannot_run_its_layers():
+    # A BP model may hold layers Sideways refuses; their "pseudo-gradients" were measured
+    # anyway (cosines of 0.4 to 0.9 where no Sideways run could exist).
+    stages = [
+        keras.Sequential(
+            [keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(renorm=True, name="re")]
+        ),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ]
+    video, labels = random_video(batch=2, time=4), np.array([0, 1])
+    model = ks.SidewaysModel(stages, mode="bp")
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    model.compute_gradients(video, labels)  # its own mode: BP's gradient
+    with pytest.raises(ValueError, match="BatchNormalization layer 're'.*renorm=True"):
+        fidelity.stage_fidelity(model, video, labels)
+
+
+def test_reset_pipeline_on_another_model_is_refused_naming_it():
+    plain = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(2)])
+    plain.compile(optimizer="sgd", loss=CLIP_LOSS)
+    video, labels = random_video(batch=2, time=4), np.array([0, 1])
+    with pytest.raises(ValueError, match="SidewaysModel's pipeline; got a Sequential"):
+        plain.fit(video[:, 0], labels, callbacks=[ks.callbacks.ResetPipeline()], verbose=0)

@@ -14,16 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from keras_sideways.clips import check_positive_int
+
 VIDEO_DOC = "float32 [batch, time, height, width, channels] in [0, 1]"
 TARGETS = ("label", "frames")
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-def check_positive_int(name: str, value) -> int:
-    """Returns `value` as an int; raises ValueError unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive integer; got {value!r}.")
-    return int(value)
 
 
 # Grey frames are the ITU-R BT.601 luma of RGB ones (tf.image.rgb_to_grayscale's, to its
