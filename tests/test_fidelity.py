@@ -166,15 +166,20 @@ def test_callback_logs_every_n_steps_to_tensorboard(tmp_path):
         assert scalars["fidelity/norm_ratio_mean"][step] == pytest.approx(record["norm_ratio_mean"])
 
 
-def test_callback_counts_steps_with_several_steps_per_execution():
-    video, labels = random_video(batch=8, time=4, seed=3), np.arange(8) % 3
+# Calls of 2 over 4 steps an epoch end at steps 2, 4, 6, 8: 3 and 6 fall due in the calls
+# ending at 4 and 6. Calls of 3 over 8 steps end at 3, 6, 8 (Keras reports 9: its last call
+# runs fewer), then 11, 14, 16: 9, 12 and 15 fall due in the second epoch's.
+@pytest.mark.parametrize(
+    "clips, per_call, measured", [(8, 2, [0, 4, 6]), (16, 3, [0, 3, 6, 11, 14, 16])]
+)
+def test_callback_counts_steps_with_several_steps_per_execution(clips, per_call, measured):
+    video, labels = random_video(batch=clips, time=4, seed=3), np.arange(clips) % 3
     model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
-    model.compile(optimizer="adam", loss=CLIP_LOSS, steps_per_execution=2)
+    model.compile(optimizer="adam", loss=CLIP_LOSS, steps_per_execution=per_call)
     callback = fidelity.GradientFidelity((video[:2], labels[:2]), every_n_steps=3, log_dir=None)
     model.fit(video, labels, batch_size=2, epochs=2, callbacks=[callback], verbose=0)
-    # Calls end at steps 2, 4, 6, 8: steps 3 and 6 fall due in the calls ending at 4 and 6.
-    assert [record["step"] for record in callback.history] == [0, 4, 6]
-    assert callback.step == 8
+    assert [record["step"] for record in callback.history] == measured
+    assert callback.step == clips  # 2 epochs of clips / 2 steps
 
 
 def test_training_without_the_callback_computes_no_fidelity(monkeypatch):
@@ -213,18 +218,6 @@ def test_the_callback_ships_in_keras_sideways_callbacks():
     import keras_sideways as ks
 
     assert ks.callbacks.GradientFidelity is fidelity.GradientFidelity
-
-
-def test_the_steps_of_an_epoch_that_steps_per_execution_does_not_divide():
-    # 8 steps an epoch in calls of 3: Keras reports the last call as ending at step 9.
-    video, labels = random_video(batch=16, time=4, seed=4), np.arange(16) % 3
-    model = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
-    model.compile(optimizer="adam", loss=CLIP_LOSS, steps_per_execution=3)
-    callback = fidelity.GradientFidelity((video[:2], labels[:2]), every_n_steps=3, log_dir=None)
-    model.fit(video, labels, batch_size=2, epochs=2, callbacks=[callback], verbose=0)
-    # Calls end at steps 3, 6, 8, then 11, 14, 16; 9, 12 and 15 fall due in the second epoch's.
-    assert [record["step"] for record in callback.history] == [0, 3, 6, 11, 14, 16]
-    assert callback.step == 16
 
 
 def test_a_resumed_run_counts_its_steps_from_its_epoch_and_measures_the_restored_weights(
