@@ -126,16 +126,14 @@ def batched_sideways_gradients(
         # Average each stage over its valid ticks (the 1/T of the loss becomes 1/count).
         valid = graph.valid_error_ticks(tf.constant(0, tf.int64), frames)
         frames_f = tf.cast(frames, tf.float32)
+        scales = [frames_f / tf.cast(tf.maximum(count, 1), tf.float32) for count in valid]
         top = [clips.batch_to_frames(out, piece) for out, piece in zip(outputs[-1], blocks.pieces)]
         top = top[0] if len(top) == 1 else tf.concat(top, axis=1)
         first, count = blocks.scored
         return EngineResult(
             gradients=[
-                [
-                    g * tf.cast(frames_f / tf.cast(tf.maximum(count, 1), tf.float32), g.dtype)
-                    for g in stage_grads
-                ]
-                for stage_grads, count in zip(grads, valid)
+                [g * tf.cast(scale, g.dtype) for g in stage_grads]  # float16 weights too
+                for stage_grads, scale in zip(grads, scales)
             ],
             loss=tf.add_n([loss for loss in losses if loss is not None]),
             outputs=top[:, first : first + count] if graph.drain else top,
