@@ -177,6 +177,19 @@ def stop_requested() -> bool:
     return bool(_STOPS)
 
 
+def _quiet_after_a_stop(hook: Callable) -> Callable:
+    """`hook` (`sys.unraisablehook` or `sys.excepthook`), silent once the command is
+    stopping. The stop's KeyboardInterrupt, raised where Python prints an error and drops
+    it (an object's `__del__`, a weakref callback, Python that TensorFlow's C++ calls back
+    into), or the error it turns into there, printed a traceback before the one line."""
+
+    def quiet(*args):
+        if not _STOPS:
+            hook(*args)
+
+    return quiet
+
+
 def interruptible(main: Callable[[list[str]], None], resume: str) -> Callable:
     """`main`, reporting Ctrl-C (SIGINT) or SIGTERM in one line, "interrupted: <resume>",
     with exit status 130 or 143 as a shell gives for them (it was a traceback of 20 to 250
@@ -185,6 +198,9 @@ def interruptible(main: Callable[[list[str]], None], resume: str) -> Callable:
     @functools.wraps(main)
     def run(argv):
         def stop(signum, frame):
+            if not _STOPS:  # what Python would print and drop from here on is the stop's
+                sys.unraisablehook = _quiet_after_a_stop(sys.unraisablehook)
+                sys.excepthook = _quiet_after_a_stop(sys.excepthook)
             _STOPS.append(signum)
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
