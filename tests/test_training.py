@@ -133,6 +133,27 @@ def test_train_and_evaluate_writes_logs_checkpoints_export(tmp_path, mode):
         assert json.load(f)["validation"] == summary["validation"]
 
 
+def test_a_run_of_the_same_name_in_another_folder_does_not_replace_an_export(tmp_path):
+    # runs/a/d and runs/b/d both export to saved_models/d: the second replaced the first's.
+    config = tiny(moving_digits, mode="bp", export_dir=str(tmp_path / "saved_models"))
+    first = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "a" / "d"))
+    exported = {p: p.read_bytes() for p in Path(first["export"]).rglob("*") if p.is_file()}
+    with open(os.path.join(first["export"], "sideways.json")) as f:
+        assert json.load(f)["workdir"] == first["workdir"]
+    other = tmp_path / "runs" / "b" / "d"
+    with pytest.raises(builders.ConfigError) as refused:
+        recipe.train_and_evaluate(config, str(other))
+    assert str(refused.value) == (
+        f"config.export_dir: {first['export']} holds the export of another run "
+        f"({first['workdir']}), which this run ({other}) would replace: its export is named "
+        "after its workdir's last folder. Give this run its own --config.export_dir, or a "
+        "workdir of another name."
+    )
+    assert not other.exists()  # refused before anything was written
+    after = {p: p.read_bytes() for p in Path(first["export"]).rglob("*") if p.is_file()}
+    assert after == exported
+
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16"])
 def test_a_mixed_precision_run_exports_a_float32_serving_model(tmp_path, precision):
     config = tiny(moving_digits, precision=precision, export_dir=str(tmp_path / "saved_models"))

@@ -223,6 +223,24 @@ def _check_same_run(config, workdir: str) -> None:
     write_json(json.loads(config.to_json()), os.path.join(workdir, RUN_CONFIG))
 
 
+def _check_export_is_this_runs(path: str, workdir: str) -> None:
+    """Refuses an export path that holds the export of another run: the export is named
+    after the workdir's last folder, so runs/a/d and runs/b/d both export to
+    `export_dir/d`, and the second replaced the first's export. An export that names no
+    workdir (of an earlier version) is replaced as before."""
+    try:
+        with open(os.path.join(path, "sideways.json")) as f:
+            owner = json.load(f).get("workdir")
+    except (OSError, ValueError, AttributeError):
+        return  # no export there, or not one that says whose it is
+    if owner and os.path.abspath(owner) != workdir:
+        raise builders.ConfigError(
+            f"config.export_dir: {path} holds the export of another run ({owner}), which this "
+            f"run ({workdir}) would replace: its export is named after its workdir's last "
+            "folder. Give this run its own --config.export_dir, or a workdir of another name."
+        )
+
+
 def check_workdir(workdir: str) -> None:
     """ConfigError for an empty --workdir: the run would write into the current folder."""
     if not workdir or not os.path.basename(os.path.abspath(workdir)):
@@ -263,6 +281,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             check_export_path(os.path.join(config.export_dir, name))
         except ValueError as error:
             raise builders.ConfigError(f"config.export_dir: {error}") from None
+        _check_export_is_this_runs(os.path.join(config.export_dir, name), workdir)
         # A folder it cannot write into failed after the whole run had trained. The
         # nearest folder that exists is tried: the export makes the others.
         existing = os.path.abspath(config.export_dir)
@@ -324,6 +343,7 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             temporal_stride=config.data.temporal_stride,
             image_size=config.data.image_size,
             mode=config.mode,
+            workdir=workdir,  # whose export it is: another run of that name may not replace it
         )
         if info.task == "classification" and info.class_names:  # a reconstruction has none
             metadata["class_names"] = info.class_names
