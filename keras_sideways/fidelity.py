@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import weakref
 from collections.abc import Sequence
 
 import keras
@@ -187,7 +188,8 @@ class GradientFidelity(keras.callbacks.Callback):
     that passes each multiple). A run resumed at epoch k (`BackupAndRestore`) counts its
     steps from k times the steps of an epoch, and is measured first at that step, with
     the restored weights. The model may train in either mode: the figures describe the
-    gradients at the weights it has reached.
+    gradients at the weights it has reached. Its steps go on over the `fit` calls of one
+    model; given to another model's `fit`, it starts again at step 0 with a new history.
 
     Args:
         batch: the held batch, (video, target) or (video, target, sample_weight), or a
@@ -207,16 +209,26 @@ class GradientFidelity(keras.callbacks.Callback):
         self.video, self.target, self.sample_weight = _held_batch(batch)
         self.every_n_steps = every_n_steps
         self.log_dir = None if log_dir is None else os.path.join(log_dir, FIDELITY_SUBDIR)
+        for folder in () if log_dir is None else (log_dir, self.log_dir):
+            if os.path.exists(folder) and not os.path.isdir(folder):
+                raise ValueError(
+                    f"GradientFidelity's log_dir: {folder} is a file; expected a folder for "
+                    "its TensorBoard scalars (or log_dir=None)."
+                )
         self.history: list[dict] = []
-        self.step = 0  # training steps seen, over every fit call
+        self.step = 0  # training steps seen, over every fit call of one model
         self._epoch_start = 0
         self._writer = None
+        self._measured = None  # the model of `history`
 
     def on_train_begin(self, logs=None):
         if not hasattr(self.model, "compute_gradients") or not hasattr(self.model, "stages"):
             raise ValueError(
                 f"GradientFidelity needs a SidewaysModel; got a {type(self.model).__name__}."
             )
+        if self._measured is not None and self._measured() is not self.model:
+            self.history, self.step, self._epoch_start = [], 0, 0  # another model's: anew
+        self._measured = weakref.ref(self.model)
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
 

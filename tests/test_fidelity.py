@@ -214,6 +214,33 @@ def test_callback_rejects_bad_arguments():
         plain.fit(video[:, 0], labels, epochs=1, callbacks=[callback], verbose=0)
 
 
+def test_a_log_dir_that_is_a_file_is_refused_when_the_callback_is_made(tmp_path):
+    # It failed at fit's start, with TensorFlow's error from deep in its file writer.
+    video, labels = random_video(batch=2, time=4), np.array([0, 1])
+    (tmp_path / "logs").write_text("")
+    with pytest.raises(ValueError, match=r"log_dir: .*logs is a file; expected a folder"):
+        fidelity.GradientFidelity((video, labels), log_dir=str(tmp_path / "logs"))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "fidelity").write_text("")  # where its scalars would go
+    with pytest.raises(ValueError, match=r"log_dir: .*fidelity is a file; expected a folder"):
+        fidelity.GradientFidelity((video, labels), log_dir=str(tmp_path / "runs"))
+
+
+def test_steps_go_on_over_one_models_fits_and_start_again_for_another_model():
+    # Given to a second model, it went on from the first model's steps, its history mixed.
+    video, labels = random_video(batch=4, time=4, seed=2), np.arange(4) % 3
+    callback = fidelity.GradientFidelity((video[:2], labels[:2]), every_n_steps=2, log_dir=None)
+    first = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    first.compile(optimizer="adam", loss=CLIP_LOSS)
+    for _ in range(2):  # 2 steps a call
+        first.fit(video, labels, batch_size=2, epochs=1, callbacks=[callback], verbose=0)
+    assert [record["step"] for record in callback.history] == [0, 2, 4]
+    second = ks.SidewaysModel(tiny_conv_stages(num_stages=3))
+    second.compile(optimizer="adam", loss=CLIP_LOSS)
+    second.fit(video, labels, batch_size=2, epochs=1, callbacks=[callback], verbose=0)
+    assert [record["step"] for record in callback.history] == [0, 2] and callback.step == 2
+
+
 def test_the_callback_ships_in_keras_sideways_callbacks():
     import keras_sideways as ks
 
