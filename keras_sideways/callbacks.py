@@ -148,7 +148,7 @@ class SetDataEpoch(keras.callbacks.Callback):
     (`data.epochs`). Set from `fit`'s epoch, a run that `BackupAndRestore` resumes at
     epoch k draws epoch k's data, as the run that was never stopped did; the same role as
     PyTorch's `DistributedSampler.set_epoch`. Needs one pass of the dataset per epoch
-    (no `steps_per_epoch` shorter than the dataset).
+    (no `steps_per_epoch` shorter than the dataset: warned when `fit` starts).
 
     Args:
         dataset: a dataset with an `epoch` variable (a shuffled or training set of the
@@ -166,6 +166,20 @@ class SetDataEpoch(keras.callbacks.Callback):
                 "lose the attribute: pass the builder's `dataset.epoch`."
             )
         self.epoch = epoch
+        batches = int(dataset.cardinality()) if isinstance(dataset, tf.data.Dataset) else -1
+        self._batches = batches if batches > 0 else None  # a pass's, where known
+
+    def on_train_begin(self, logs=None):
+        steps = (self.params or {}).get("steps")
+        if self._batches and steps and steps < self._batches:
+            warnings.warn(
+                f"SetDataEpoch: fit runs {steps} steps an epoch (steps_per_epoch), fewer than "
+                f"the {self._batches} batches of a pass of the dataset, so fit's epochs are not "
+                "passes of the data: a pass reads its epoch only as it begins, and a resumed "
+                "run does not draw the data of the run that was never stopped. Leave "
+                "steps_per_epoch out, or build the dataset with fewer clips.",
+                stacklevel=2,
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch.assign(epoch)

@@ -2,6 +2,7 @@
 BackupAndRestore and TrainingClock."""
 
 import json
+import warnings
 
 import keras
 import numpy as np
@@ -120,6 +121,21 @@ def test_set_data_epoch_makes_a_resumed_fit_draw_the_epochs_it_resumes():
     assert not all(
         np.array_equal(a, e) for a, e in zip(resumed(set_epoch=False), straight.get_weights())
     )
+
+
+def test_set_data_epoch_warns_where_fits_epochs_are_not_passes_of_the_data():
+    # With a steps_per_epoch shorter than the dataset, its passes span several of fit's
+    # epochs, and a resumed run silently drew other data.
+    train = ks.data.moving_digits("train", clip_length=2, image_size=8, num_clips=8, batch_size=2)
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    fit = dict(epochs=2, shuffle=False, verbose=0, callbacks=[ks.callbacks.SetDataEpoch(train)])
+    with pytest.warns(UserWarning, match=r"fit runs 2 steps an epoch .* fewer than the 4 batches"):
+        model.fit(train, steps_per_epoch=2, **fit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(train, **fit)  # a pass an epoch
+        model.fit(train, steps_per_epoch=4, **fit)
 
 
 def test_set_data_epoch_takes_a_variable_and_refuses_a_dataset_without_one():
