@@ -10,8 +10,10 @@ run has a process of its own, at the thread pools `config.threads` gives its eng
 """
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures.process import BrokenProcessPool
 
@@ -63,7 +65,9 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
         process = concurrent.futures.ProcessPoolExecutor(
             1, mp_context=spawn, initializer=spawned_run, initargs=(os.getpid(),)
         )
+        worker = None
         try:
+            worker = process.submit(os.getpid).result()  # to kill it if this process is stopped
             summaries[mode] = process.submit(train_and_evaluate, run, f"{workdir}_{mode}").result()
         except BrokenProcessPool:  # killed: the OOM killer, kill -9
             raise RunError(
@@ -71,8 +75,9 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
                 "memory, or a signal to it alone); run the same command again to resume it."
             ) from None
         except BaseException:  # Ctrl-C or a signal to this process alone: stop the run too
-            for child in list(getattr(process, "_processes", {}).values()):
-                child.kill()  # (shutdown would wait for the run to end)
+            if worker is not None:  # (shutdown would wait for the run to end)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGKILL)
             raise
         finally:
             process.shutdown(cancel_futures=True)
