@@ -69,7 +69,10 @@ class _Exported(tf.Module):
                 tf.debugging.assert_positive(shape[1], message="serve: clips of 0 frames"),
             ]
         ):
-            video = tf.identity(video)
+            # oneDNN's fused convolutions can turn a NaN into finite outputs: refused instead
+            video = tf.debugging.assert_all_finite(
+                video, "serve: the video holds non-finite values (NaN or inf)"
+            )
         frames = bp.frame_outputs(self._stages, video, training=False, graph=self._graph)
         result = {"frames": tf.cast(frames, tf.float32)}  # whatever the dtype policy
         if self._classifier:
@@ -77,6 +80,11 @@ class _Exported(tf.Module):
         return result
 
     def _stream(self, frame):
+        # Every op that writes the state reads the checked frame: a refused one changes nothing.
+        frame = tf.debugging.assert_all_finite(
+            frame, "stream: the frame holds non-finite values (NaN or inf)"
+        )
+
         def prime():
             primed = pipeline.prime(self._stages, frame, training=False, graph=self._graph)
             histories = windows.primed_histories(

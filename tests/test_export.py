@@ -177,7 +177,10 @@ def test_a_refused_stream_frame_leaves_the_stream_as_it_was(tmp_path):
     video = random_video(batch=3, time=6, size=8, seed=9)
     expected = model.pipelined_call(video[:2]).numpy()
     streamed = [loaded.stream(tf.constant(video[:2, t]))["output"] for t in range(3)]
-    for refused in (video[:, 3], video[:0, 3]):  # 3 streams, then none
+    # A NaN frame gave finite outputs (oneDNN's fused convolutions) and entered the state.
+    poisoned = video[:2].copy()
+    poisoned[1, :, 4, 4, 0] = np.nan
+    for refused in (video[:, 3], video[:0, 3], poisoned[:, 3]):  # 3 streams, none, a NaN
         with pytest.raises(tf.errors.InvalidArgumentError, match="stream: "):
             loaded.stream(tf.constant(refused))
     assert {int(tf.shape(v)[0]) for v in loaded.state} == {2}  # the 2 streams' state, kept
@@ -185,3 +188,12 @@ def test_a_refused_stream_frame_leaves_the_stream_as_it_was(tmp_path):
     np.testing.assert_allclose(np.stack(streamed, 1), expected, atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="serve: clips of 0 frames"):
         loaded.serve(tf.constant(video[:, :0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="serve: the video holds non-fin"):
+        loaded.serve(tf.constant(poisoned))
+    # Nor does a refused first frame prime a stream.
+    loaded.reset()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="stream: the frame holds non-fin"):
+        loaded.stream(tf.constant(poisoned[:, 0]))
+    assert not bool(loaded.primed.numpy())
+    first = loaded.stream(tf.constant(video[:2, 0]))["output"]
+    np.testing.assert_allclose(first, expected[:, 0], atol=1e-5)
