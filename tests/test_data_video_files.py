@@ -205,6 +205,58 @@ def test_decode_failure_during_training_is_skipped_or_raised(good_root, monkeypa
         clips_and_labels(strict)
 
 
+def test_a_training_pass_replaces_a_failed_clip_within_its_own_epoch(good_root, monkeypatch):
+    # The replacement re-read the passes, which began the next epoch: its clip came from
+    # that epoch's draw, and each pass used up two epochs (0, 2, 4, ...).
+    read_clip = video_files.read_clip
+
+    def failing_read_clip(path, indices, size):
+        if "bunny" in str(path):
+            raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+        return read_clip(path, indices, size)
+
+    monkeypatch.setattr(video_files, "read_clip", failing_read_clip)
+    dataset = video_files.video_folder(good_root, clip_length=2, image_size=4, batch_size=2)
+    with pytest.warns(UserWarning, match="Unusable video .*bigbuckbunny.mp4: cannot decode"):
+        passes = [clips_and_labels(dataset) for _ in range(3)]
+    assert int(dataset.epoch.numpy()) == 3  # a pass an epoch
+    for clips, labels in passes:  # bunny's clip is bikes' of the same draw
+        np.testing.assert_array_equal(labels, [0, 0])
+        np.testing.assert_array_equal(clips[0], clips[1])
+    assert not np.array_equal(passes[0][0], passes[1][0])  # a new draw each epoch
+
+
+def test_a_truncated_file_whose_header_gives_every_frame_is_not_read_as_frozen_clips(
+    tmp_path, good_root
+):
+    # A partial download of an mp4 whose index comes first: count_frames believes its
+    # header (24 frames), and clips past the 11 that decode were the last one repeated.
+    full = tmp_path / "full.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(full), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=10, options={"qp": "0"})
+        stream.width = stream.height = 32
+        for _ in range(24):  # noise: frames of many bytes each
+            frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    data = full.read_bytes()
+    partial = tmp_path / "bunny" / "partial.mp4"
+    partial.parent.mkdir()
+    partial.write_bytes(data[: len(data) // 2])
+    assert video_files.count_frames(partial) == 24
+    with pytest.raises(ValueError, match="header gives 24 frames, but the file holds data for"):
+        video_files.read_clip(partial, range(24), SIZE)
+    np.testing.assert_array_equal(  # its first frames still read
+        video_files.read_clip(partial, [0, 1], SIZE), video_files.read_clip(full, [0, 1], SIZE)
+    )
+    shutil.copytree(good_root / "bikes", tmp_path / "bikes")
+    evaluation = video_files.video_folder(tmp_path, clip_length=4, image_size=4, training=False)
+    with pytest.warns(UserWarning, match="partial.mp4: cannot decode it .*truncated"):
+        _, labels = clips_and_labels(evaluation)
+    np.testing.assert_array_equal(labels, [0, 0])  # replaced by the pass's first, bikes'
+
+
 def test_an_epoch_has_a_known_length_so_fit_does_not_say_the_data_ran_out(good_root):
     # Unknown, Keras warned "Your input ran out of data" at the end of every epoch.
     train = video_files.video_folder(good_root, clip_length=2, image_size=8, batch_size=1)

@@ -15,6 +15,8 @@ seed, the pass's epoch and the example's position, and read the epoch from a var
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 ALGORITHM = "philox"  # named: "auto_select" may pick another generator on another device
@@ -62,7 +64,12 @@ def shuffle_in_windows(dataset: tf.data.Dataset, window: int, seed: tf.Tensor) -
 
 
 def epoch_passes(
-    source: tf.data.Dataset, seed: int, *, shuffle_window: int = 0, clip_keys: bool = False
+    source: tf.data.Dataset,
+    seed: int,
+    *,
+    shuffle_window: int = 0,
+    clip_keys: bool = False,
+    per_pass: Callable[[tf.data.Dataset], tf.data.Dataset] | None = None,
 ) -> tf.data.Dataset:
     """`source` once per pass, reordered and keyed from (seed, epoch, position) alone.
 
@@ -74,6 +81,9 @@ def epoch_passes(
             0: keep the source's order.
         clip_keys: follow each element with a random non-negative int64 drawn from
             (seed, epoch, index in `source`): `clip_key`.
+        per_pass: applied to each pass's dataset (it must keep the source's length). A
+            pass it reads again (`repeat`) is the same epoch's; repeating the passes
+            would begin the next epoch.
 
     Returns:
         The passes: `source`'s elements, or `(*element, key)` with `clip_keys`. Its `epoch`
@@ -89,13 +99,15 @@ def epoch_passes(
             order_seed = epoch_seed(seed, this_epoch, ORDER)
             indexed = shuffle_in_windows(indexed, shuffle_window, order_seed)
         if not clip_keys:
-            return indexed.map(lambda index, element: element)
+            drawn = indexed.map(lambda index, element: element)
+        else:
 
-        def keyed(index, element):
-            key = clip_key(seed, this_epoch, index)
-            return (*element, key) if isinstance(element, tuple) else (element, key)
+            def keyed(index, element):
+                key = clip_key(seed, this_epoch, index)
+                return (*element, key) if isinstance(element, tuple) else (element, key)
 
-        return indexed.map(keyed)
+            drawn = indexed.map(keyed)
+        return drawn if per_pass is None else per_pass(drawn)
 
     # The epoch is read when the pass's first element is asked for, after fit's
     # on_epoch_begin: iterators pull lazily.

@@ -122,6 +122,7 @@ def _decoded(path, indices: np.ndarray, size: tuple[int, int], times=None) -> np
         if not container.streams.video:
             raise ValueError("it has no video stream")
         stream = container.streams.video[0]
+        declared = stream.frames  # the header's count (0 where it gives none)
         stream.thread_type = "AUTO"
         if times is not None:
             container.seek(int(times[first]), stream=stream, backward=True, any_frame=False)
@@ -139,8 +140,30 @@ def _decoded(path, indices: np.ndarray, size: tuple[int, int], times=None) -> np
             return None  # decode is padded with the last frame that does, from the start
         raise ValueError("no frame could be decoded")
     if last[0] < last_wanted:  # the video ended early: pad with its last frame
+        _check_not_truncated(path, declared, last[0] + 1)
         frames[last[0]] = last[1].to_ndarray(width=width, height=height, format="rgb24")
     return np.stack([frames[min(i, last[0])] for i in indices])
+
+
+def _check_not_truncated(path, declared: int, decoded: int) -> None:
+    """Raises ValueError where the file holds fewer video packets than its header's frame
+    count: a truncated file (a partial download) whose header still promises every frame,
+    which `count_frames` believes, so its clips were its last decodable frame repeated.
+    A header that counts frames with no data (an AVI's empty packets) is not truncation:
+    every packet counts, empty or not."""
+    if declared <= decoded:
+        return
+    with _av().open(str(path)) as container:
+        packets = sum(
+            1
+            for packet in container.demux(container.streams.video[0])
+            if packet.pts is not None or packet.size
+        )
+    if packets < declared:
+        raise ValueError(
+            f"its header gives {declared} frames, but the file holds data for {packets} "
+            f"({decoded} decode): a truncated or damaged file"
+        )
 
 
 def _place(times: np.ndarray, pts: int | None) -> int | None:
@@ -352,15 +375,18 @@ def _load_clips(
     clip_length: int,
     temporal_stride: int,
     image_size: tuple[int, int],
+    count: int | None = None,
 ) -> tf.data.Dataset:
     """(path, label, frames[, key]) elements decoded into (clip uint8, label).
 
     With a key, the clip's start is drawn from it; without, it is the centre clip. A file
     that fails to decode is reported and its clip replaced by the pass's first, so that a
-    pass keeps its known length: Keras reads an epoch's steps from it (without, it warns
-    "Your input ran out of data" at every epoch's end).
+    pass keeps its known length (`count`, or the dataset's): Keras reads an epoch's steps
+    from it (without, it warns "Your input ran out of data" at every epoch's end). Applied
+    to one pass of `epochs.epoch_passes` (its `per_pass`), so that the pass read again for
+    the replacement is the same epoch's.
     """
-    count = int(dataset.cardinality())
+    count = int(dataset.cardinality()) if count is None else count
     height, width = image_size
     span = cp.clip_span(clip_length, temporal_stride)
 
@@ -508,11 +534,19 @@ def video_folder(
     cache_clips = cache and not training
     reorder = shuffle and not cache_clips  # a cache would freeze the first epoch's order
     epoch = None
+
+    def load(files: tf.data.Dataset) -> tf.data.Dataset:
+        size = (height, width)
+        return _load_clips(files, report, clip_length, temporal_stride, size, len(usable))
+
     if training or reorder:  # a new draw every epoch, from (seed, epoch, file) alone
         window = len(usable) if reorder else 0
-        dataset = epochs.epoch_passes(dataset, seed, shuffle_window=window, clip_keys=training)
+        dataset = epochs.epoch_passes(
+            dataset, seed, shuffle_window=window, clip_keys=training, per_pass=load
+        )
         epoch = dataset.epoch
-    dataset = _load_clips(dataset, report, clip_length, temporal_stride, (height, width))
+    else:
+        dataset = load(dataset)
     if cache_clips:
         dataset = dataset.cache()
         if shuffle:
