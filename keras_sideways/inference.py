@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import warnings
 
@@ -26,8 +27,11 @@ def load_export(path: str | os.PathLike):
         with open(meta_path) as f:
             metadata = json.load(f)
         model = tf.saved_model.load(path)
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        raise ValueError(f"Cannot load the exported model at {path}: {error}") from error
+    except Exception as error:  # a damaged file fails in many ways (an IndexError, ...)
+        reason = str(error) or type(error).__name__
+        if not isinstance(error, (OSError, ValueError, tf.errors.OpError)):
+            reason = f"{type(error).__name__}: {reason}"
+        raise ValueError(f"Cannot load the exported model at {path}: {reason}") from error
     return model, metadata
 
 
@@ -51,8 +55,9 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
     (`sideways.json`, the `metadata` of `export_saved_model` and the frame shape it adds):
     `clip_length` frames (required), `temporal_stride` apart (default 1: every frame). Its
     `class_names` name the classes; without them they are "class 0", "class 1", ...
-    A video shorter than the clip's span has its last frame repeated, as in training, with
-    a UserWarning saying how often.
+    A video shorter than the clip's span has its last frame repeated (as `tfds_video` pads
+    a short video; `video_folder` skips one, `arrow_of_time` refuses one), with a
+    UserWarning saying how often.
 
     Raises:
         ValueError: naming the folder, the file or `top`, for an export that is missing,
@@ -60,8 +65,9 @@ def classify_video_file(model_dir: str | os.PathLike, video_path: str | os.PathL
             `clip_length`, a video file that is missing (checked before the export loads)
             or cannot be decoded, or a `top` below 1.
     """
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
         raise ValueError(f"top: expected how many classes to return, an int >= 1; got {top!r}.")
+    top = int(top)
     _export_files(os.fspath(model_dir))
     if not os.path.isfile(video_path):  # before the export loads (seconds)
         what = "a folder" if os.path.isdir(video_path) else "no such file"

