@@ -79,7 +79,6 @@ def count_frames(path: str | os.PathLike) -> int:
     The count comes from the container's header, or, where that has none (Matroska, WebM),
     from counting the video packets, which needs no decoding.
     """
-    av = _av()
     with _open(path) as container:
         if not container.streams.video:
             raise ValueError("it has no video stream")
@@ -192,7 +191,6 @@ def _frame_times(path: str | os.PathLike) -> np.ndarray | None:
 @functools.lru_cache(maxsize=1024)  # 8 bytes a frame: 14 MB for 1024 files of a minute
 def _frame_times_of(path: str, mtime_ns: int, size: int) -> np.ndarray | None:
     del mtime_ns, size  # the cache's key: a file rewritten is read again
-    av = _av()
     try:
         with _open(path) as container:
             if not container.streams.video:
