@@ -108,10 +108,15 @@ class SidewaysTrainer:
             return None
         return tuple(inputs[0].shape[1:])
 
-    def _build_for(self, video) -> None:
-        """Builds the model for a batch like `video`, after checking its layout."""
+    def _build_for(self, video, any_length: bool = False) -> None:
+        """Builds the model for a batch like `video`, after checking its layout; for clips
+        of any length with `any_length` (a dataset whose spec leaves the length unknown:
+        its train step is traced for any length, so the pipeline runs tick by tick)."""
         clips.check_video(video)
-        self.build(tuple(video.shape))  # plain: Keras' exporters read the recorded shape
+        shape = tuple(video.shape)
+        if any_length:
+            shape = (shape[0], None, *shape[2:])
+        self.build(shape)  # plain: Keras' exporters read the recorded shape
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # A private Keras hook (tests/test_keras_surface.py). Keras (TF) builds at the first
@@ -119,8 +124,10 @@ class SidewaysTrainer:
         # and fails to reduce a distributed batch under MultiWorkerMirroredStrategy. The
         # pipeline buffers need a real per-replica batch: build on the first one, here.
         training, self._fitting = self._fitting, False
+        any_length = False
         if data_batch is None:
             for _, _, batches in iterator:
+                any_length = _any_length(getattr(batches, "element_spec", None))
                 data_batch = self._first_batch(batches, training)
                 break
         if data_batch is None:  # an empty dataset
@@ -142,7 +149,7 @@ class SidewaysTrainer:
             self._check_inputs(video, target, sample_weight)
         with strategy.scope():  # variables made here belong to the strategy
             if not self.built:
-                self._build_for(video)
+                self._build_for(video, any_length)
             self._symbolic_build(data_batch=data_batch)
         if training:
             self.size_stream(int(video.shape[0]), start=True)
@@ -487,3 +494,10 @@ class SidewaysTrainer:
             )
             self._classes = spec.shape[-1]
         return getattr(self, "_classes", None)
+
+
+def _any_length(spec) -> bool:
+    """Whether a dataset's element spec leaves its clips' length unknown (None)."""
+    if isinstance(spec, tuple):
+        spec = keras.utils.unpack_x_y_sample_weight(spec)[0]
+    return isinstance(spec, tf.TensorSpec) and spec.shape.rank == 5 and spec.shape[1] is None

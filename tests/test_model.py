@@ -1128,3 +1128,12 @@ def test_blocks_of_ticks_need_clips_of_a_static_length():
     auto = compiled_model(tiny_conv_stages(), pipeline_chunk="auto")  # runs tick by tick
     history = auto.fit(clips_of_any_length, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+    # Its defaults (a full stash) and temporal stages too: a model built from the first
+    # batch (5 frames) planned blocks of ticks, kept no stash or window history, and
+    # refused the clips of any length it was then traced for, saying it "was built to run
+    # clips of a known length".
+    for stages in (tiny_conv_stages(), tiny_temporal_stages()):
+        model = ks.SidewaysModel(stages, engine="pipeline")
+        model.compile(optimizer="sgd", loss=CLIP_LOSS)
+        history = model.fit(clips_of_any_length, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0]) and model.resolved_chunk(None) is None
