@@ -531,7 +531,7 @@ def check_inputs(inputs: Sequence) -> tuple:
         )
     checked = []
     for k, entry in enumerate(inputs):
-        sources = list(entry) if isinstance(entry, (list, tuple)) else [entry]
+        sources = list(entry) if isinstance(entry, (list, tuple, np.ndarray)) else [entry]
         sources = [VIDEO if s == "video" else s for s in sources]
         for s in sources:
             if s != VIDEO and not _is_int(s):

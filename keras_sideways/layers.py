@@ -12,6 +12,8 @@ its memory still does not grow with clip length.
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -28,12 +30,12 @@ class TemporalLayer(keras.layers.Layer):
 
     def __init__(self, window: int, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 2:
             raise ValueError(
                 f"{type(self).__name__}: window must be a whole number >= 2 (frames seen, "
                 f"this one included); got {window!r}."
             )
-        self.window = window
+        self.window = int(window)
 
     def get_config(self):
         return {**super().get_config(), "window": self.window}
@@ -108,15 +110,20 @@ class TemporalShift(TemporalLayer):
     """
 
     def __init__(self, fraction: float = 0.125, **kwargs):
-        kwargs.pop("window", None)  # always 2: this frame and the one before
+        window = kwargs.pop("window", 2)  # always 2 (its config's): this frame and the one before
+        if window != 2:
+            raise ValueError(
+                f"TemporalShift sees 2 frames, this one and the one before; got window={window!r} "
+                "(a wider window is CausalTemporalConv's)."
+            )
         super().__init__(2, **kwargs)
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
             raise ValueError(
                 f"TemporalShift: fraction must be a number in (0, 1]; got {fraction!r}."
             )
         if not 0 < fraction <= 1:
             raise ValueError(f"TemporalShift: fraction must be in (0, 1]; got {fraction!r}.")
-        self.fraction = fraction
+        self.fraction = float(fraction)
 
     def build(self, input_shape):
         check_window_shape(self, input_shape, rank=None)

@@ -144,6 +144,8 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         self.stateful = stateful
         self.engine = engine
         self.placement = placement
+        if isinstance(stash_depth, (np.ndarray, np.generic)):  # as the list or int it holds:
+            stash_depth = stash_depth.tolist()  # a numpy value saved a config no load took
         self.stash_depth = stash_depth
         if inputs is not None:
             inputs = check_inputs(inputs)
@@ -238,7 +240,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
             )
         placements.check_fits_strategy(self.devices, self.distribute_strategy, self.replica_devices)
         frame = keras.KerasTensor((batch, *input_shape[2:]), dtype=self.compute_dtype)
-        output_shapes = _build_stages(self.stages, frame, self.graph)
+        output_shapes = _build_stages(self.stages, frame, self.graph, self.origins)
         self._output_shapes = output_shapes  # per stage, per lane: `stash_bytes`
         if self.mode == "sideways":
             self._check_layers()  # again: stages may make their layers when built
@@ -519,35 +521,43 @@ def _listed(placement):
     return placement if isinstance(placement, list) else None
 
 
-def _check_fixed_inputs(k: int, stage, specs: list, graph: StageGraph) -> None:
+def _check_fixed_inputs(
+    k: int, stage, specs: list, graph: StageGraph, origins: tuple | None = None
+) -> None:
     """ValueError for a stage that is a Functional model (a stage of `ks.cut`) whose
     inputs' fixed shapes differ from what it reads: Keras lets an axis of size 1 through
     its own check, and the step then fails on the frame inside the stage."""
     inputs = getattr(stage, "inputs", None) if isinstance(stage, keras.Model) else None
     if not inputs or len(inputs) != len(specs) or graph.windows[k] != 1:
         return
+    name = f"Stage {_given(k, origins)} ({stage.name})"
     for expected, spec in zip(inputs, specs):
         if clips.shapes_differ(tuple(expected.shape[1:]), tuple(spec.shape[1:])):
             given = ", ".join(clips.shape_text(tf.TensorShape(x.shape)) for x in specs)
             wanted = ", ".join(clips.shape_text(tf.TensorShape(x.shape)) for x in inputs)
             raise ValueError(
-                f"Stage {k} ({stage.name}) cannot take what it reads, {given} (from "
-                f"{_sources_text(graph, k)}): its inputs are {wanted}. Give video of "
+                f"{name} cannot take what it reads, {given} (from "
+                f"{_sources_text(graph, k, origins)}): its inputs are {wanted}. Give video of "
                 "the frames the model was made for, or make the model for these."
             )
 
 
-def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[tuple]:
+def _build_stages(
+    stages, frame: keras.KerasTensor, graph: StageGraph, origins: tuple | None = None
+) -> list[tuple]:
     """Builds each stage, on its device, on its input in `graph` (the bottom one on
-    `frame`, a batch of frames); returns the per-frame shape of each stage's output."""
+    `frame`, a batch of frames); returns the per-frame shape of each stage's output.
+    Errors name the stages as given (`origins`: per stage built, its index as given, or a
+    relay's edge), not as delay lines renumber them."""
     batch, outputs, output_shapes = frame.shape[0], [], []
     for k, stage in enumerate(stages):
+        name = f"Stage {_given(k, origins)} ({stage.name})"
         read = graph.sources(k, graph.input_of(k, frame, outputs))
         specs = [
             keras.KerasTensor(windows.window_shape(x.shape, graph.windows[k]), x.dtype)
             for x in read
         ]
-        _check_fixed_inputs(k, stage, specs, graph)
+        _check_fixed_inputs(k, stage, specs, graph, origins)
         with device_scope(graph.devices[k]):  # the stage's weights live on its device
             try:
                 x = stage(graph.shaped(k, specs))
@@ -556,44 +566,51 @@ def _build_stages(stages, frame: keras.KerasTensor, graph: StageGraph) -> list[t
                 takes = len(getattr(stage, "inputs", None) or ()) if stage.built else 0
                 if takes > len(specs):  # a stage of ks.cut, its sources not given
                     raise ValueError(
-                        f"Stage {k} ({stage.name}) takes {takes} inputs and reads "
-                        f"{len(specs)}, {given} (from {_sources_text(graph, k)}): give each "
-                        "stage its sources with inputs=, as ks.cut returns them (stages, "
-                        "inputs = ks.cut(...); SidewaysModel(stages, inputs=inputs))."
+                        f"{name} takes {takes} inputs and reads {len(specs)}, {given} "
+                        f"(from {_sources_text(graph, k, origins)}): give each stage its "
+                        "sources with inputs=, as ks.cut returns them (stages, inputs = "
+                        "ks.cut(...); SidewaysModel(stages, inputs=inputs))."
                     ) from error
                 raise ValueError(
-                    f"Stage {k} ({stage.name}) cannot take what it reads, {given} "
-                    f"(from {_sources_text(graph, k)}): {error}"
+                    f"{name} cannot take what it reads, {given} "
+                    f"(from {_sources_text(graph, k, origins)}): {error}"
                 ) from error
         if not isinstance(x, keras.KerasTensor):
             several = isinstance(x, (list, tuple, dict))
             got = f"a {type(x).__name__} of {len(x)}" if several else type(x).__name__
             raise ValueError(
-                f"Stage {k} ({stage.name}) must return one tensor per frame; got {got}. "
+                f"{name} must return one tensor per frame; got {got}. "
                 "Split it into stages that return one tensor each: a later stage may read "
                 "several (inputs=[...])."
             )
         outputs.append(x)
-        clips.check_batch_kept(k, stage, batch, x.shape)
+        clips.check_batch_kept(_given(k, origins), stage, batch, x.shape)
         if k in graph.buffered and x.dtype != frame.dtype:
             raise ValueError(
-                f"Stage {k} ({stage.name}) outputs {x.dtype}, but the model computes in "
+                f"{name} outputs {x.dtype}, but the model computes in "
                 f"{frame.dtype}, the dtype its pipeline holds the outputs of stages in: the "
                 "stages were made under another dtype policy than the model. Make both "
                 "under one global policy (keras.config.set_dtype_policy before either)."
             )
         if None in x.shape[1:]:
-            raise ValueError(
-                f"Stage {k} ({stage.name}) must give outputs of a known shape per "
-                f"frame; got {x.shape}."
-            )
+            raise ValueError(f"{name} must give outputs of a known shape per frame; got {x.shape}.")
         output_shapes.append(tuple(x.shape[1:]))
     return output_shapes
 
 
-def _sources_text(graph: StageGraph, k: int) -> str:
-    """Where stage `k` reads from, in words: "the video", "stage 1", "stage 0, stage 2"."""
-    return ", ".join("the video" if s == VIDEO else f"stage {s}" for s in graph.inputs[k])
+def _given(k: int, origins: tuple | None):
+    """Stage `k`'s index as given (`origins`: see `_build_stages`); a relay gives the
+    source of the edge it delays (VIDEO for the video)."""
+    if k == VIDEO or origins is None:
+        return k
+    return origins[k] if isinstance(origins[k], int) else origins[k][0]
+
+
+def _sources_text(graph: StageGraph, k: int, origins: tuple | None = None) -> str:
+    """Where stage `k` reads from, in words: "the video", "stage 1", "stage 0, stage 2"
+    (numbered as given: a delay line's relay stands for its source)."""
+    given = [_given(s, origins) for s in graph.inputs[k]]
+    return ", ".join("the video" if s == VIDEO else f"stage {s}" for s in given)
 
 
 def _load_seeds(seeds: list, store, keys: list[str]) -> None:

@@ -8,6 +8,7 @@ return (stages, inputs) for `SidewaysModel(stages, inputs=inputs)`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import keras
@@ -62,8 +63,11 @@ def vgg_classifier(
     """
     if num_classes < 1 or width < 2:
         raise ValueError(f"Expected num_classes >= 1 and width >= 2; got {num_classes}, {width}.")
-    if isinstance(temporal_window, bool) or not isinstance(temporal_window, int):
+    if isinstance(temporal_window, bool) or not isinstance(temporal_window, numbers.Integral):
         raise ValueError(f"temporal_window must be a whole number >= 1; got {temporal_window!r}.")
+    if isinstance(temporal_shift, bool) or not isinstance(temporal_shift, numbers.Real):
+        raise ValueError(f"temporal_shift must be a number in [0, 1]; got {temporal_shift!r}.")
+    temporal_window, temporal_shift = int(temporal_window), float(temporal_shift)
     if temporal_window < 1 or not 0 <= temporal_shift <= 1:
         raise ValueError(
             "Expected temporal_window >= 1 and 0 <= temporal_shift <= 1; got "

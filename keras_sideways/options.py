@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import keras
@@ -160,11 +161,12 @@ def check_chunk(chunk, stateful: bool):
     """`pipeline_chunk`: "auto" or an int >= 1 (ValueError naming what was given)."""
     if chunk == AUTO_CHUNK:
         return chunk
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
         raise ValueError(
             f"pipeline_chunk must be 'auto' or an int >= 1 (ticks per block; 1: tick by "
             f"tick); got {chunk!r}."
         )
+    chunk = int(chunk)
     if stateful and chunk > 1:
         raise ValueError(
             "stateful=True streams tick by tick, carrying the buffers from batch to batch; "

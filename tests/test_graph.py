@@ -543,6 +543,26 @@ def test_a_model_with_a_bad_graph_is_refused_by_name(inputs, message):
         ks.SidewaysModel(graph_stages("video"), inputs=inputs)
 
 
+@pytest.mark.parametrize("delay_lines", [True, False])
+def test_a_stage_that_cannot_take_what_it_reads_is_named_as_given(delay_lines):
+    # With delay lines (the default), the stages were named as the relays renumber them:
+    # "Stage 3 (merge) ... (from stage 2, stage 1)" for the given stage 2, reading 0 and 1.
+    def stages():
+        return [
+            keras.layers.Conv2D(2, 3, padding="same"),
+            keras.layers.Conv2D(3, 3, padding="same"),
+            keras.layers.Add(name="merge"),  # 2 channels and 3
+            keras.Sequential([keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)]),
+        ]
+
+    model = ks.SidewaysModel(stages(), inputs=[VIDEO, 0, [0, 1], 2], delay_lines=delay_lines)
+    with pytest.raises(ValueError, match=r"^Stage 2 \(merge\) .*\(from stage 0, stage 1\)"):
+        model.build((2, 4, 8, 8, 1))
+    reads_video = ks.SidewaysModel(stages()[1:], inputs=[VIDEO, [VIDEO, 0], 1])
+    with pytest.raises(ValueError, match=r"^Stage 1 \(merge\) .*\(from the video, stage 0\)"):
+        reads_video.build((2, 4, 8, 8, 2))
+
+
 def test_placement_measures_each_stage_on_the_outputs_it_reads():
     from keras_sideways import placement
 

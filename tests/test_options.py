@@ -5,7 +5,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from conftest import random_video, tiny_conv_stages
+from conftest import CLIP_LOSS, random_video, tiny_conv_stages
 
 import keras_sideways as ks
 from keras_sideways import options
@@ -87,10 +87,38 @@ def test_compute_gradients_before_compile_names_compile():
         model.compute_gradients(random_video(batch=2, time=3), np.array([0, 1]))
 
 
-def test_a_stash_depth_per_stage_may_be_a_numpy_array():
+def test_a_stash_depth_per_stage_may_be_a_numpy_array(tmp_path):
     stages = tiny_conv_stages(num_stages=3)
     model = ks.SidewaysModel(stages, stash_depth=np.array([2, 1, 0]))
     assert model.stash == [2, 1, 0]
+    # Its config kept the array, and load_model refused the file save had written.
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    video = random_video(batch=2, time=4)
+    model.fit(video, np.array([0, 1]), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.stash == [2, 1, 0] and loaded.stash_depth == [2, 1, 0]
+    np.testing.assert_allclose(loaded.predict(video, verbose=0), model.predict(video, verbose=0))
+    # With delay lines, the depths are the given stages' (the relays' were counted too).
+    skips = ks.SidewaysModel(
+        tiny_conv_stages(num_stages=4),
+        inputs=[ks.VIDEO, 0, np.array([0, 1]), 2],  # an array of sources: "ambiguous"
+        stash_depth=np.array([2, 1, 0, 0]),
+    )
+    assert skips.stash_depth == [2, 1, 0, 0] and skips.stage_sources[2] == [0, 1]
+
+
+def test_numpy_numbers_are_taken_where_python_ones_are():
+    # Each was refused quoting a value that met its rule ("an int >= 1; got np.int64(3)").
+    assert ks.SidewaysModel(tiny_conv_stages(), pipeline_chunk=np.int64(3)).pipeline_chunk == 3
+    assert ks.layers.CausalTemporalConv(4, 3, window=np.int64(3)).window == 3
+    assert ks.layers.TemporalShift(np.float32(0.25)).fraction == 0.25
+    temporal = ks.models.vgg_classifier(
+        3, num_stages=3, temporal_window=np.int64(3), temporal_shift=np.float32(0.25)
+    )
+    assert ks.SidewaysModel(temporal).windows == [3, 2, 2]
+    with pytest.raises(ValueError, match="TemporalShift sees 2 frames.*got window=4"):
+        ks.layers.TemporalShift(0.25, window=4)  # taken and ignored
 
 
 @pytest.mark.parametrize("placement", [[0, 0, 0], ["/CPU:0", 1, "/CPU:0"]])
