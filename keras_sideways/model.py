@@ -352,7 +352,7 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         if self.placement == "auto" and not self.built:
             spread = len(placements.visible_devices()) > 1
         else:
-            spread = len({d for d in self.devices if d is not None}) > 1
+            spread = placements.distinct_devices(self.devices) > 1
         batched_ok = not tick_layers.unkeyable_layers(self.stages)
         return options.resolve_engine(self.engine, self.stateful, spread, batched_ok)
 
@@ -363,8 +363,8 @@ class SidewaysModel(SidewaysTrainer, keras.Model):
         keyed = not tick_layers.unkeyable_layers(self.stages)
         if clip_length is not None:  # a drained clip runs its tail too
             clip_length = batched.ticks_run(self.graph, self.stages, clip_length)
-        placed = {d for d in self.devices if d is not None}
-        workers = len(placed) if len(placed) > 1 else threads.inter_op_workers()
+        placed = placements.distinct_devices(self.devices)
+        workers = placed if placed > 1 else threads.inter_op_workers()
         return options.resolve_chunk(
             self.pipeline_chunk, clip_length, self.stateful, keyed, workers, len(self.stages)
         )

@@ -38,6 +38,23 @@ def _job(device: str) -> str:
     return tf.DeviceSpec.from_string(device).job or LOCAL_JOB
 
 
+def distinct_devices(devices: Sequence[str | None]) -> int:
+    """How many devices `devices` name (None left out): one device however it is written
+    ("/cpu:0", "CPU:0", "/device:CPU:0", "/job:localhost/replica:0/task:0/device:CPU:0")."""
+
+    def key(device: str) -> tuple:
+        spec = tf.DeviceSpec.from_string(device)
+        return (
+            spec.job or LOCAL_JOB,
+            spec.replica or 0,
+            spec.task or 0,
+            (spec.device_type or "CPU").upper(),
+            spec.device_index or 0,
+        )
+
+    return len({key(d) for d in devices if d is not None})
+
+
 def check_placement(placement: Sequence[str], num_stages: int) -> list:
     """Returns `placement` as a list after checking one visible device per stage."""
     placement = list(placement)
@@ -210,7 +227,7 @@ def check_fits_strategy(devices, strategy, replica_devices=None) -> None:
             )
         return
     spread = sorted({d for d in devices if d is not None})
-    if count > 1 and len(spread) > 1:
+    if count > 1 and distinct_devices(devices) > 1:
         raise ValueError(
             f"Stage placement over several devices ({', '.join(spread)}) cannot be "
             f"combined with a {count}-replica tf.distribute strategy as one list: give "

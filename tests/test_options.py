@@ -20,6 +20,17 @@ def test_auto_engine_is_batched_unless_streaming_or_spread_over_devices():
     assert options.resolve_engine("auto", False, False, batched_ok=False) == "pipeline"
 
 
+def test_one_device_written_several_ways_is_one_device():
+    # Counted as three, it made "auto" pick the pipeline engine and plan a block for each.
+    one = ks.SidewaysModel(tiny_conv_stages(num_stages=3), placement=["/CPU:0"] * 3)
+    written = ["/cpu:0", "CPU:0", "/job:localhost/replica:0/task:0/device:CPU:0"]
+    many = ks.SidewaysModel(tiny_conv_stages(num_stages=3), placement=written)
+    for model in (one, many):
+        model.build((2, 6, 8, 8, 1))
+    assert many.resolved_engine == one.resolved_engine == "batched"
+    assert many.resolved_chunk(6) == one.resolved_chunk(6)
+
+
 def test_auto_chunk_makes_a_block_per_worker_between_two_and_the_stages():
     resolve = options.resolve_chunk
     assert resolve("auto", 16, False, workers=2, stages=5) == 8
