@@ -58,11 +58,13 @@ class CausalTemporalConv(TemporalLayer):
     """
 
     def __init__(self, filters: int, kernel_size=3, window: int = 3, **kwargs):
-        if kwargs.get("data_format", "channels_last") != "channels_last":
+        # None is Keras' default: keras.config.image_data_format()
+        data_format = kwargs.get("data_format") or keras.config.image_data_format()
+        if data_format != "channels_last":
             raise ValueError(
                 "CausalTemporalConv takes video [batch, time, height, width, channels] and "
                 f"stacks its window on the channels: data_format must be 'channels_last'; "
-                f"got {kwargs['data_format']!r}."
+                f"got {data_format!r}."
             )
         base = {k: kwargs.pop(k) for k in ("name", "trainable", "dtype") if k in kwargs}
         super().__init__(window, **base)

@@ -154,3 +154,4 @@ def test_temporal_layers_refuse_what_they_cannot_compute():
         ks.layers.TemporalShift(True)
     with pytest.raises(ValueError, match="data_format must be 'channels_last'"):
         ks.layers.CausalTemporalConv(4, 3, window=3, data_format="channels_first")
+    ks.layers.CausalTemporalConv(4, 3, window=3, data_format=None)  # Keras' default: taken
