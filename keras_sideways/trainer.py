@@ -28,6 +28,7 @@ class SidewaysTrainer:
         self._gradient_fns = {}
         self._warned_short_clip = False
         self._fitting = False
+        self._fit_length = None  # the clip length the train step was last traced for
         self._evaluating = False
 
     # ----------------------------------------------------------------- fit, evaluate
@@ -85,13 +86,24 @@ class SidewaysTrainer:
             self._evaluating = False
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
-        """`keras.Model.train_on_batch`, with `fit`'s checks of the batch."""
+        """`keras.Model.train_on_batch`, with `fit`'s checks of the batch. Its list (no
+        `return_dict`) is Keras': the loss and the metrics, a float where that is all; the
+        counts of skipped updates are in the dict only (as a list's extra entry they broke
+        `loss, accuracy = model.train_on_batch(...)` and `float(...)`)."""
         clips.check_data(x, y, self.frame_shape, class_weight, self._fixed_frame())
         self._fitting = True  # the next `_maybe_symbolic_build` sees a training batch
         try:
-            return super().train_on_batch(x, y, sample_weight, class_weight, return_dict)
+            logs = super().train_on_batch(x, y, sample_weight, class_weight, return_dict=True)
         finally:
             self._fitting = False
+        if return_dict:
+            return logs
+        counts = ("skipped_updates", "loss_scale_skips")
+        names = [m.name for m in self.metrics if m.name not in counts]
+        names = [name for name in names if name in logs]
+        names += sorted(name for name in logs if name not in names and name not in counts)
+        values = [float(logs[name]) for name in names]
+        return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """`keras.Model.predict`, refusing video of other channels than the model's first."""
@@ -154,6 +166,17 @@ class SidewaysTrainer:
         if training:
             self.size_stream(int(video.shape[0]), start=True)
             self._checked_labels(target)  # eager: a ValueError naming the bad label
+            self._trace_for_length(None if any_length else video.shape[1])
+
+    def _trace_for_length(self, length: int | None) -> None:
+        """Drops the traced train step when this training's clips are of another length
+        than the last's. Traced again by the same function, Keras relaxes the time axis
+        to any length, which the pipeline's blocks of ticks cannot run (nor, without the
+        buffers of its stash, the tick loop): a second `fit` on longer clips was refused.
+        A new trace takes the new length as it is."""
+        if self.train_function is not None and length != self._fit_length:
+            self.train_function = None
+        self._fit_length = length
 
     def _first_batch(self, batches, training: bool):
         """The batch `_maybe_symbolic_build` checks and builds from; None for no data.

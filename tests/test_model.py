@@ -1117,6 +1117,37 @@ def test_fit_in_blocks_of_ticks_trains_as_tick_by_tick():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_a_second_fit_on_clips_of_another_length_trains_in_blocks_of_ticks():
+    # Keras traced the same train step again with the time axis relaxed to any length,
+    # which blocks of ticks cannot run: "Give every clip the same static length", though
+    # every clip of each fit had one.
+    model = ks.SidewaysModel(tiny_conv_stages(), engine="pipeline")
+    model.compile(optimizer="sgd", loss=CLIP_LOSS)
+    for time in (4, 6, 4):
+        history = model.fit(random_video(batch=2, time=time), np.array([0, 1]), verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        loss = model.train_on_batch(random_video(batch=2, time=time + 1), np.array([0, 1]))
+        assert np.isfinite(loss)
+
+
+def test_train_on_batch_returns_what_keras_returns():
+    # Its list carried skipped_updates too: a loss alone came as [loss, 0.0], so
+    # `float(model.train_on_batch(...))` and `loss, accuracy = ...` failed.
+    video, labels = random_video(batch=2, time=4), np.array([0, 1])
+    for metrics in ([], ["accuracy"]):
+        model = ks.SidewaysModel(tiny_conv_stages())
+        model.compile(optimizer="sgd", loss=CLIP_LOSS, metrics=metrics)
+        keras_model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3)])
+        keras_model.compile(optimizer="sgd", loss=CLIP_LOSS, metrics=metrics)
+        got, expected = (
+            model.train_on_batch(video, labels),
+            keras_model.train_on_batch(video, labels),
+        )
+        assert type(got) is type(expected) and np.shape(got) == np.shape(expected)
+    logs = model.train_on_batch(video, labels, return_dict=True)
+    assert set(logs) == {"loss", "accuracy", "skipped_updates"} and logs["skipped_updates"] == 0
+
+
 def test_blocks_of_ticks_need_clips_of_a_static_length():
     spec = (tf.TensorSpec([2, None, 8, 8, 1]), tf.TensorSpec([2], tf.int64))
     clips_of_any_length = tf.data.Dataset.from_generator(
