@@ -1123,11 +1123,10 @@ def test_a_second_fit_on_clips_of_another_length_trains_in_blocks_of_ticks():
     # every clip of each fit had one.
     model = ks.SidewaysModel(tiny_conv_stages(), engine="pipeline")
     model.compile(optimizer="sgd", loss=CLIP_LOSS)
-    for time in (4, 6, 4):
+    for time in (4, 6):
         history = model.fit(random_video(batch=2, time=time), np.array([0, 1]), verbose=0)
         assert np.isfinite(history.history["loss"][0])
-        loss = model.train_on_batch(random_video(batch=2, time=time + 1), np.array([0, 1]))
-        assert np.isfinite(loss)
+    assert np.isfinite(model.train_on_batch(random_video(batch=2, time=5), np.array([0, 1])))
 
 
 def test_train_on_batch_returns_what_keras_returns():
