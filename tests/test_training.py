@@ -200,6 +200,16 @@ def test_a_data_or_workdir_the_run_cannot_use_is_a_config_error_naming_it(tmp_pa
             tiny(moving_digits, export_dir=str(tmp_path / "exports")), str(tmp_path / "run")
         )
     assert not (tmp_path / "run").exists()  # refused before anything was written
+    # Refused as its data or model was built, a run left its config.json, and the corrected
+    # command was refused as "a run of another config"; channels=0 was a traceback.
+    for module, field, value, message in (
+        (moving_digits, "data.speed", -1.0, "config.data \\(moving_digits\\): .*speed"),
+        (moving_digits_autoencode, "data.channels", 0, "config.data \\(moving_digits\\): .*chann"),
+    ):
+        config = tiny(module, export_dir="", **{field: value})
+        with pytest.raises(builders.ConfigError, match=message):
+            recipe.train_and_evaluate(config, str(tmp_path / "new"))
+        assert not (tmp_path / "new").exists()
 
 
 def test_a_workdir_of_another_run_or_a_finished_one_is_refused(tmp_path):
@@ -218,10 +228,17 @@ def test_a_workdir_of_another_run_or_a_finished_one_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_reconstruction_config_trains_an_encoder_decoder(tmp_path):
-    config = tiny(moving_digits_autoencode, export_dir=str(tmp_path / "saved_models"))
+    # data.channels=3 made a decoder of 3 channels for the 1-channel digits: it trained on
+    # a broadcast loss and exported a model that took 1 channel and returned 3.
+    config = tiny(
+        moving_digits_autoencode, export_dir=str(tmp_path / "saved_models"), **{"data.channels": 3}
+    )
     summary = recipe.train_and_evaluate(config, str(tmp_path / "runs" / "autoencode"))
     assert summary["task"] == "reconstruction"
     assert 0.0 < summary["validation"]["loss"] < 1.0  # MSE of [0, 1] frames
+    loaded = tf.saved_model.load(summary["export"])
+    frames = loaded.serve(tf.zeros([1, 5, 16, 16, 3]))["frames"]  # 3 grey copies in and out
+    assert frames.shape == (1, 5, 16, 16, 3)
 
 
 @pytest.mark.slow

@@ -229,7 +229,10 @@ def _build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]
     target = "label" if task == "classification" else "frames"
     if d.name == "moving_digits":
         target = d.get("target", "label") if task == "classification" else "frames"
-        extra = dict(speed=d.speed, num_digits=d.num_digits, target=target)
+        # channels: the model's (a decoder gives that many): 1, or 3 grey copies
+        extra = dict(
+            speed=d.speed, num_digits=d.num_digits, target=target, channels=d.get("channels", 1)
+        )
         num_clips = d.num_train_clips // max(chunks, 1)
         train = video_data.moving_digits("train", num_clips=num_clips, **train_common, **extra)
         val = video_data.moving_digits("test", num_clips=d.num_test_clips, **val_common, **extra)
@@ -376,6 +379,16 @@ def pipeline_chunk(config) -> int | str:
 
 
 def build_model(config, info: DataInfo) -> SidewaysModel:
+    """`_build_model`; a value the model refuses is a ConfigError naming `config.model`."""
+    try:
+        return _build_model(config, info)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"config.model: {error}") from error
+
+
+def _build_model(config, info: DataInfo) -> SidewaysModel:
     """The compiled SidewaysModel of `config.model`, `config.mode` and `config.engine`.
 
     Adam runs at `config.learning_rate`; with the optional field `config.lr_decay_steps`

@@ -223,6 +223,17 @@ def _check_same_run(config, workdir: str) -> None:
     write_json(json.loads(config.to_json()), os.path.join(workdir, RUN_CONFIG))
 
 
+def _forget_new_run(workdir: str, created: bool) -> None:
+    """Removes the config a new run recorded (and its workdir, if the run made it and
+    nothing else is in it), where nothing has trained: no backup, no checkpoint."""
+    if any(os.path.exists(os.path.join(workdir, kept)) for kept in ("backup", "checkpoints")):
+        return
+    with contextlib.suppress(OSError):
+        os.remove(os.path.join(workdir, RUN_CONFIG))
+        if created:
+            os.rmdir(workdir)
+
+
 def _check_export_is_this_runs(path: str, workdir: str) -> None:
     """Refuses an export path that holds the export of another run: the export is named
     after the workdir's last folder, so runs/a/d and runs/b/d both export to
@@ -293,10 +304,12 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             raise builders.ConfigError(
                 f"config.export_dir: cannot write into {config.export_dir}: {error}."
             ) from None
+    created = not os.path.exists(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
     except OSError as error:
         raise builders.ConfigError(f"--workdir: cannot create {workdir}: {error}.") from None
+    recorded = os.path.exists(os.path.join(workdir, RUN_CONFIG))
     _check_same_run(config, workdir)
     tensorboard_dir = os.path.join(workdir, "tensorboard")
     checkpoint_dir = os.path.join(workdir, "checkpoints")
@@ -318,13 +331,18 @@ def train_and_evaluate(config, workdir: str, strategy=None) -> dict[str, Any]:
             *builders.data_callbacks(train),
         ]
 
-    done = run(
-        config,
-        callbacks=callbacks,
-        verbose=config.verbose,
-        strategy=strategy or tf.distribute.get_strategy(),
-        evaluate=True,
-    )
+    try:
+        done = run(
+            config,
+            callbacks=callbacks,
+            verbose=config.verbose,
+            strategy=strategy or tf.distribute.get_strategy(),
+            evaluate=True,
+        )
+    except builders.ConfigError:  # refused as the data or model was built: nothing ran
+        if not recorded:  # the corrected command would be refused as another config's
+            _forget_new_run(workdir, created)
+        raise
     config, model, info, scores = done.config, done.model, done.info, done.scores
     check_workdir_kept(workdir, "found after the final evaluation")
     # Weights that stay finite can still give a non-finite loss (logits that overflow, every
