@@ -221,6 +221,10 @@ def test_a_workdir_of_another_run_or_a_finished_one_is_refused(tmp_path):
     recipe._check_same_run(tiny(moving_digits, export_dir="", threads="1,1"), workdir)
     with pytest.raises(builders.ConfigError, match="holds a run of another config.*mode"):
         recipe.train_and_evaluate(tiny(moving_digits, export_dir="", mode="bp"), workdir)
+    # A nested field is named by its path: "config.data differ: data" named no field.
+    faster = tiny(moving_digits, export_dir="", **{"data.speed": 2.0})
+    with pytest.raises(builders.ConfigError, match="config.data.speed differ: data.speed\\)"):
+        recipe.train_and_evaluate(faster, workdir)
     recipe.train_and_evaluate(config, workdir)  # the same config: it runs (and resumes)
     with pytest.raises(builders.ConfigError, match="holds a finished run \\(summary.json\\)"):
         recipe.train_and_evaluate(config, workdir)
@@ -679,6 +683,7 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("pipeline_chunk", "0", r"config.pipeline_chunk must be 'auto' or an int >= 1.*got 0"),
         ({"pipeline_chunk": "4", "data.stream_chunks": 2}, None, "must be 1 or 'auto' then; got 4"),
         ("drain", "maybe", r"config.drain must be True, False or 'auto'; got 'maybe'"),
+        ("verbose", 7, r"config.verbose: expected 0, 1, 2 or 'auto' \(fit's verbose\); got 7"),
         ("delay_lines", "1", r"config.delay_lines must be True, False or 'auto'; got '1'"),
         ({"drain": "true", "data.stream_chunks": 2}, None, "drain=True fills and drains"),
     ],

@@ -66,6 +66,9 @@ def check_config(config) -> None:
         fail("engine", f"one of {', '.join(options.ENGINES)}", config.engine)
     if config.get("precision", "float32") not in PRECISIONS:
         fail("precision", f"one of {', '.join(PRECISIONS)}", config.precision)
+    verbose = config.get("verbose", "auto")
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2, "auto"):  # Keras took 7 as 1
+        fail("verbose", "0, 1, 2 or 'auto' (fit's verbose)", verbose)
     d = config.data
     for field in ("clip_length", "temporal_stride", "batch_size"):
         positive_int(f"data.{field}", d[field])

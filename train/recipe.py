@@ -190,7 +190,19 @@ def _differences(config, workdir: str) -> list[str] | None:
         return None
     wanted = {k: v for k, v in json.loads(config.to_json()).items() if k not in _FREE_FIELDS}
     held = {k: v for k, v in read_json(path).items() if k not in _FREE_FIELDS}
-    return sorted(k for k in {*held, *wanted} if held.get(k) != wanted.get(k))
+    return sorted(_differing(held, wanted))
+
+
+def _differing(held: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """The fields whose values differ, nested ones by their path ("data.speed")."""
+    differ = []
+    for key in {*held, *wanted}:
+        a, b = held.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ += _differing(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differ.append(prefix + key)
+    return differ
 
 
 def finished_run(config, workdir: str) -> dict[str, Any] | None:
