@@ -382,16 +382,6 @@ def pipeline_chunk(config) -> int | str:
 
 
 def build_model(config, info: DataInfo) -> SidewaysModel:
-    """`_build_model`; a value the model refuses is a ConfigError naming `config.model`."""
-    try:
-        return _build_model(config, info)
-    except ConfigError:
-        raise
-    except ValueError as error:
-        raise ConfigError(f"config.model: {error}") from error
-
-
-def _build_model(config, info: DataInfo) -> SidewaysModel:
     """The compiled SidewaysModel of `config.model`, `config.mode` and `config.engine`.
 
     Adam runs at `config.learning_rate`; with the optional field `config.lr_decay_steps`
@@ -405,10 +395,16 @@ def _build_model(config, info: DataInfo) -> SidewaysModel:
     `config.precision` (the Keras dtype policy of the model, default "float32"; the global
     policy is left as it was), streaming (a stateful Sideways model) when
     `config.data.stream_chunks` is set, and `config.placement` (the model's `placement`;
-    `--cluster` sets it).
+    `--cluster` sets it). A value the model refuses is a ConfigError naming `config.model`,
+    which the commands print as one line.
     """
-    with dtype_policy(config.get("precision", "float32")):
-        return _build_model(config, info)
+    try:
+        with dtype_policy(config.get("precision", "float32")):
+            return _build_model(config, info)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"config.model: {error}") from error
 
 
 def _delay_warmup_steps(config) -> int:
