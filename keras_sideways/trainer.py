@@ -99,8 +99,11 @@ class SidewaysTrainer:
         if return_dict:
             return logs
         counts = ("skipped_updates", "loss_scale_skips")
-        names = [m.name for m in self.metrics if m.name not in counts]
-        names = [name for name in names if name in logs]
+        names = []  # Keras' order: the metrics', compile's expanded in theirs, then the rest
+        for metric in self.metrics:
+            inner = getattr(metric, "metrics", None) if metric.name not in logs else None
+            names += [m.name for m in inner] if inner else [metric.name]
+        names = [name for name in names if name in logs and name not in counts]
         names += sorted(name for name in logs if name not in names and name not in counts)
         values = [float(logs[name]) for name in names]
         return values[0] if len(values) == 1 else values

@@ -1145,6 +1145,12 @@ def test_train_on_batch_returns_what_keras_returns():
         assert type(got) is type(expected) and np.shape(got) == np.shape(expected)
     logs = model.train_on_batch(video, labels, return_dict=True)
     assert set(logs) == {"loss", "accuracy", "skipped_updates"} and logs["skipped_updates"] == 0
+    # Several metrics come in compile's order, as Keras gives them (not by name).
+    top2 = keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="a_top2")
+    model.compile(optimizer="sgd", loss=CLIP_LOSS, metrics=["accuracy", top2])
+    got = model.train_on_batch(video, labels)
+    results = model.get_metrics_result()  # this step's
+    assert got == [float(results[name]) for name in ("loss", "accuracy", "a_top2")]
 
 
 def test_blocks_of_ticks_need_clips_of_a_static_length():
