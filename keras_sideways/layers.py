@@ -175,7 +175,8 @@ def check_window_shape(layer: TemporalLayer, input_shape, rank: int | None) -> N
         raise ValueError(
             f"{layer.name} ({type(layer).__name__}) takes a window of its stage's inputs, "
             f"{expected} with window {layer.window}; got shape {tuple(input_shape)}. It must "
-            "be a stage, or the first layer of a keras.Sequential stage."
+            "be a stage, or the first layer of a keras.Sequential stage, which declares no "
+            "keras.Input (an Input fixes a frame's shape where the stage reads a window)."
         )
 
 

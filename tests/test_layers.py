@@ -42,6 +42,12 @@ def test_a_temporal_layer_inside_a_stage_is_refused_by_name(stage, message):
         ks.SidewaysModel([stage, keras.layers.Dense(2)])
 
 
+def test_a_stage_that_declares_a_frame_input_before_its_temporal_layer_is_told_so():
+    # The message said the layer must be the first of its Sequential, which it was.
+    with pytest.raises(ValueError, match="declares no keras.Input"):
+        keras.Sequential([keras.Input((8, 8, 2)), ks.layers.TemporalShift(0.5)])
+
+
 def test_bad_windows_are_refused():
     with pytest.raises(ValueError, match="window must be a whole number >= 2"):
         ks.layers.CausalTemporalConv(4, window=1)
