@@ -228,6 +228,15 @@ def test_a_workdir_of_another_run_or_a_finished_one_is_refused(tmp_path):
     recipe.train_and_evaluate(config, workdir)  # the same config: it runs (and resumes)
     with pytest.raises(builders.ConfigError, match="holds a finished run \\(summary.json\\)"):
         recipe.train_and_evaluate(config, workdir)
+    # A compare whose finished run is of another config is refused before anything starts
+    # (it printed "=== bp: ... (threads: ...)" first), naming what differs.
+    from train import compare
+
+    os.rename(workdir, str(tmp_path / "d_bp"))  # a finished run of mode sideways, as d_bp
+    started = []
+    with pytest.raises(builders.ConfigError, match="finished run of another config .config.mode"):
+        compare.compare_modes(config, str(tmp_path / "d"), log=started.append)
+    assert started == [] and not (tmp_path / "d_sideways").exists()
 
 
 @pytest.mark.slow

@@ -45,7 +45,13 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
     run starts (the script prints it); the runs' own output goes to this process's.
     """
     from train.builders import check_config, thread_pools
-    from train.recipe import RunError, check_workdir, finished_run, train_and_evaluate
+    from train.recipe import (
+        RunError,
+        check_workdir,
+        finished_run,
+        refuse_finished_run,
+        train_and_evaluate,
+    )
 
     check_workdir(workdir)  # empty: the runs would go to ./_bp and ./_sideways
     runs = {}
@@ -54,6 +60,9 @@ def compare_modes(config, workdir: str, log=lambda line: None) -> dict[str, dict
         with run.unlocked():
             run.mode = mode
         check_config(run)
+    for mode, run in runs.items():  # before any run starts: a finished run of another config
+        if finished_run(run, f"{workdir}_{mode}") is None:
+            refuse_finished_run(run, f"{workdir}_{mode}")
     spawn = multiprocessing.get_context("spawn")  # a fork would inherit a running TensorFlow
     summaries = {}
     for mode, run in runs.items():

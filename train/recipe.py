@@ -214,16 +214,25 @@ def finished_run(config, workdir: str) -> dict[str, Any] | None:
     return read_json(path)
 
 
+def refuse_finished_run(config, workdir: str) -> None:
+    """ConfigError where `workdir` holds a finished run (summary.json), naming the fields
+    of `config` that differ from that run's, if any."""
+    if not os.path.exists(os.path.join(workdir, "summary.json")):
+        return
+    differ = _differences(config, workdir)
+    of = f" of another config (config.{', config.'.join(differ)} differ)" if differ else ""
+    raise builders.ConfigError(
+        f"--workdir: {workdir} holds a finished run{of} (summary.json): give another "
+        "--workdir, or delete it to run again."
+    )
+
+
 def _check_same_run(config, workdir: str) -> None:
     """ConfigError for a workdir that holds a finished run, or a run of another config (a
     rerun resumes from its backup: with other settings it would mix two runs); records the
     config of a new run. The thread pools and the export folder may differ: they change no
     result."""
-    if os.path.exists(os.path.join(workdir, "summary.json")):
-        raise builders.ConfigError(
-            f"--workdir: {workdir} holds a finished run (summary.json): give another "
-            "--workdir, or delete it to run again."
-        )
+    refuse_finished_run(config, workdir)
     differ = _differences(config, workdir)
     if differ:
         raise builders.ConfigError(
