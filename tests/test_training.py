@@ -230,13 +230,21 @@ def test_a_workdir_of_another_run_or_a_finished_one_is_refused(tmp_path):
         recipe.train_and_evaluate(config, workdir)
     # A compare whose finished run is of another config is refused before anything starts
     # (it printed "=== bp: ... (threads: ...)" first), naming what differs.
-    from train import compare
-
     os.rename(workdir, str(tmp_path / "d_bp"))  # a finished run of mode sideways, as d_bp
-    started = []
-    with pytest.raises(builders.ConfigError, match="finished run of another config .config.mode"):
-        compare.compare_modes(config, str(tmp_path / "d"), log=started.append)
-    assert started == [] and not (tmp_path / "d_sideways").exists()
+    run = subprocess.run(
+        [sys.executable, "-m", "train.compare", f"--config={CONFIG}:tiny", "--workdir=d"]
+        + ["--config.export_dir="],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1 and "===" not in run.stdout, run.stdout + run.stderr[-2000:]
+    assert (
+        "holds a finished run of another config (config.mode differ)" in error_lines(run.stderr)[0]
+    )
+    assert not (tmp_path / "d_sideways").exists()
 
 
 @pytest.mark.slow
