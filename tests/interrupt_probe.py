@@ -11,11 +11,11 @@ goes: at random, so this probe puts it there every time.
 """
 
 import os
-import runpy
 import signal
 import sys
 
 import keras
+from probe_command import run_train_with
 
 
 class _SignalsOnDeletion:
@@ -32,18 +32,4 @@ class InterruptInDel(keras.callbacks.Callback):
             _SignalsOnDeletion()  # deleted at once
 
 
-fit = keras.Model.fit
-
-
-def interrupted_fit(
-    self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, **kwargs
-):
-    # Keras' own signature: SidewaysModel.fit passes these on by position.
-    added = [*(callbacks or []), InterruptInDel()]
-    return fit(self, x, y, batch_size, epochs, verbose, added, **kwargs)
-
-
-keras.Model.fit = interrupted_fit
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.argv = ["train.train", *sys.argv[1:]]
-runpy.run_module("train.train", run_name="__main__", alter_sys=True)
+run_train_with(InterruptInDel(), sys.argv[1:])

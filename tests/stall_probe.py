@@ -7,12 +7,11 @@ after batch BATCH of epoch EPOCH it writes the file MARKER and waits there to be
 so that the test's SIGKILL lands in the middle of that epoch, never at its edge.
 """
 
-import os
-import runpy
 import sys
 import time
 
 import keras
+from probe_command import run_train_with
 
 epoch_at, batch_at, marker = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 
@@ -30,18 +29,4 @@ class Stall(keras.callbacks.Callback):
             time.sleep(600)
 
 
-fit = keras.Model.fit
-
-
-def stalling_fit(
-    self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, **kwargs
-):
-    # Keras' own signature: SidewaysModel.fit passes these on by position.
-    stalled = [*(callbacks or []), Stall()]
-    return fit(self, x, y, batch_size, epochs, verbose, stalled, **kwargs)
-
-
-keras.Model.fit = stalling_fit
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.argv = ["train.train", *sys.argv[4:]]
-runpy.run_module("train.train", run_name="__main__", alter_sys=True)
+run_train_with(Stall(), sys.argv[4:])
