@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import keras
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -212,6 +213,41 @@ def test_a_data_or_workdir_the_run_cannot_use_is_a_config_error_naming_it(tmp_pa
         assert not (tmp_path / "new").exists()
 
 
+def test_the_validation_split_takes_its_own_clip_length_batch_and_seed(tmp_path):
+    def first_batch(**overrides):
+        _, validation, _ = builders.build_datasets(tiny(moving_digits, **overrides))
+        return next(iter(validation))[0].numpy()
+
+    default = first_batch()  # the training ones: clips of 5, batches of 4, seed 0
+    assert default.shape[:2] == (4, 5)
+    own = first_batch(**{"data.test_clip_length": 3, "data.test_batch_size": 2})
+    assert own.shape[:2] == (2, 3)
+    assert not np.array_equal(first_batch(**{"data.test_seed": 5}), default)
+    # A test seed of 0 is a seed (not "unset"): the validation split of a run of seed 1
+    # with test_seed 0 is that of seed 0.
+    assert not np.array_equal(first_batch(seed=1), default)
+    np.testing.assert_array_equal(first_batch(seed=1, **{"data.test_seed": 0}), default)
+    # The configs' fields take whole numbers; a config built from a dict (as the study's)
+    # is checked where it enters.
+    with pytest.raises(TypeError, match="cannot be casted"):
+        tiny(moving_digits, **{"data.test_seed": 1.5})
+    loose = ml_collections.ConfigDict(tiny(moving_digits).to_dict())
+    loose.data.test_seed = 1.5
+    with pytest.raises(builders.ConfigError, match="config.data.test_seed: expected a whole"):
+        builders.check_config(loose)
+    # A run recorded before the configs had these fields reads as a run of the same config:
+    # its rerun resumes it.
+    workdir = tmp_path / "earlier"
+    workdir.mkdir()
+    recorded = json.loads(tiny(moving_digits).to_json())
+    for field in ("test_clip_length", "test_batch_size", "test_seed"):
+        del recorded["data"][field]
+    (workdir / "config.json").write_text(json.dumps(recorded))
+    recipe._check_same_run(tiny(moving_digits), str(workdir))
+    with pytest.raises(builders.ConfigError, match="config.data.test_seed differ"):
+        recipe._check_same_run(tiny(moving_digits, **{"data.test_seed": 0}), str(workdir))
+
+
 def test_a_workdir_of_another_run_or_a_finished_one_is_refused(tmp_path):
     # A rerun resumes from the workdir's backup: with other settings it mixed two runs.
     workdir = str(tmp_path / "run")
@@ -384,9 +420,16 @@ def test_train_script_takes_config_overrides(tmp_path):
         "--config.data.temporal_stride=2",
         "--config.threads=1,1",
         f"--config.export_dir={tmp_path / 'exports'}",
+        # The validation split's own settings: a flag-parsing error when the configs
+        # lacked the fields.
+        "--config.data.test_seed=5",
+        "--config.data.test_clip_length=3",
         cwd=tmp_path,
     )
     assert "tiny: bp, 1 epoch; validation accuracy" in out
+    with open(tmp_path / "runs" / "tiny" / "config.json") as f:
+        data = json.load(f)["data"]
+    assert (data["test_seed"], data["test_clip_length"], data["test_batch_size"]) == (5, 3, None)
     assert "  threads:      inter-op 1, intra-op 1 (config.threads '1,1', BP, " in out
     with open(tmp_path / "runs" / "tiny" / "summary.json") as f:
         summary = json.load(f)
@@ -683,7 +726,9 @@ def test_a_nan_learning_rate_is_one_line_of_error_and_nothing_is_exported(tmp_pa
         ("delay_warmup_steps", -3, r"config.delay_warmup_steps must be a whole number >= 0"),
         ("seed", -1, r"config.seed: expected a whole number from 0 to 2\*\*32 - 1; got -1\."),
         ("seed", 2**32, r"config.seed: expected a whole number from 0 to 2\*\*32 - 1"),
-        ("data.test_seed", 1.5, r"config.data.test_seed: expected a whole number from 0"),
+        ("data.test_seed", 2**32, r"config.data.test_seed: expected a whole number from 0"),
+        ("data.test_batch_size", 0, "config.data.test_batch_size: expected a whole number >= 1"),
+        ("data.test_clip_length", -2, "config.data.test_clip_length: expected a whole number >="),
         ("log_every_steps", -1, r"config.log_every_steps: expected a whole number >= 1; got -1"),
         ("model.temporal_window", 0, "config.model.temporal_window: expected a whole number"),
         ("model.temporal_shift", 1.5, "config.model.temporal_shift: expected a share of"),

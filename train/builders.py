@@ -56,6 +56,9 @@ def check_config(config) -> None:
         ):
             fail(field, "a whole number from 0 to 2**32 - 1", seed)
     positive_int("log_every_steps", config.get("log_every_steps", 1))
+    for field in ("test_clip_length", "test_batch_size"):  # None: training's
+        if config.data.get(field) is not None:
+            positive_int(f"data.{field}", config.data[field])
     if config.get("lr_schedule", "constant") not in ("constant", "cosine"):
         fail("lr_schedule", "'constant' or 'cosine'", config.lr_schedule)
     if config.task not in TASKS:
@@ -193,12 +196,17 @@ def build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
         raise ConfigError(f"config.data ({config.data.name}): {error}") from error
 
 
+def _unless_none(value, otherwise):
+    return otherwise if value is None else value
+
+
 def _build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]:
     """Returns (train, validation, info) for `config.data` and `config.task`.
 
     The validation split takes the clip length, batch size and seed of training unless
     the optional fields `config.data.test_clip_length`, `test_batch_size` or `test_seed`
-    are set (a test seed of 0 is a seed; leave the field out for the training one).
+    are set (None, as the configs give them, or absent: training's; a test seed of 0 is
+    a seed).
 
     With the optional `config.data.stream_chunks` = c > 1, training videos are c clip
     lengths long (c times fewer of them: the same frames) and come as consecutive chunks
@@ -225,9 +233,9 @@ def _build_datasets(config) -> tuple[tf.data.Dataset, tf.data.Dataset, DataInfo]
         train_common = dict(common, clip_length=d.clip_length * chunks, drop_remainder=True)
     val_common = dict(
         common,
-        clip_length=d.get("test_clip_length") or d.clip_length,
-        batch_size=d.get("test_batch_size") or d.batch_size,
-        seed=d.get("test_seed", config.seed),
+        clip_length=_unless_none(d.get("test_clip_length"), d.clip_length),
+        batch_size=_unless_none(d.get("test_batch_size"), d.batch_size),
+        seed=_unless_none(d.get("test_seed"), config.seed),
     )
     target = "label" if task == "classification" else "frames"
     if d.name == "moving_digits":

@@ -16,7 +16,7 @@ per-frame baseline. Needs scikit-video installed (a test extra).
 
 import ml_collections
 
-from train.configs import moving_digits
+from train.configs import add_test_fields, moving_digits
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -35,6 +35,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     data.num_train_clips = 512
     data.num_test_clips = 128
     data.stream_chunks = 0
+    add_test_fields(data)  # data.test_clip_length, test_batch_size, test_seed
     if variant == "tiny":
         data.clip_length = 5
         data.image_size = 16

@@ -20,6 +20,8 @@ machine that trains faster than BP and than the batched engine (docs/performance
 
 import ml_collections
 
+from train.configs import add_test_fields
+
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """The default config; variant "tiny" is a seconds-long smoke run."""
@@ -59,6 +61,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.num_train_clips = 512
     config.data.num_test_clips = 256
     config.data.stream_chunks = 0  # >= 2: train on videos this many clips long, streamed
+    add_test_fields(config.data)  # data.test_clip_length, test_batch_size, test_seed
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "vgg_classifier"

@@ -6,7 +6,7 @@
 
 import ml_collections
 
-from train.configs import moving_digits
+from train.configs import add_test_fields, moving_digits
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -22,6 +22,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     data.channels = 3  # 1: grey (the BT.601 luma)
     data.batch_size = 8 if not variant else 2
     data.stream_chunks = 0  # c >= 2: c clips long videos, streamed in chunks (README)
+    add_test_fields(data)  # data.test_clip_length, test_batch_size, test_seed
     config.data = data
     config.model.width = 16 if not variant else 2
     return config
