@@ -217,7 +217,9 @@ class _Reporter:
     def __init__(self, strict: bool):
         self.strict, self.reported, self.lock = strict, set(), threading.Lock()
 
-    def __call__(self, path: str, reason: str) -> None:
+    def __call__(self, path: str, reason: str, stacklevel: int = 3) -> None:
+        """`stacklevel` 3 names the caller of the function that reports; 2 names that
+        function (a clip's decoding, which tf.data calls: no caller of the user's)."""
         message = f"Unusable video {path}: {reason}."
         if self.strict:
             raise ValueError(message + " (strict=True; pass strict=False to skip such files.)")
@@ -225,7 +227,7 @@ class _Reporter:
             if path in self.reported:
                 return
             self.reported.add(path)
-        warnings.warn(message + " Skipped.", UserWarning, stacklevel=3)
+        warnings.warn(message + " Skipped.", UserWarning, stacklevel=stacklevel)
 
 
 def _warn_or_raise(message: str, strict: bool) -> None:
@@ -399,7 +401,7 @@ def _load_clips(
         try:
             return read_clip(path, indices.numpy(), (height, width)), True
         except (_av().FFmpegError, OSError, ValueError) as error:
-            report(path, f"cannot decode it ({error})")
+            report(path, f"cannot decode it ({error})", stacklevel=2)  # this line, not TF's
             return np.zeros((clip_length, height, width, 3), np.uint8), False
 
     def load_clip(path, label, frames, key=None):
