@@ -16,7 +16,6 @@ writes a page only where --docs says. Bad values and raw results that are not th
 benchmark's are one line of error (exit status 1).
 """
 
-import shlex
 import sys
 
 import ml_collections
@@ -59,16 +58,6 @@ def _workload() -> ml_collections.ConfigDict:
     return config
 
 
-def _command() -> str:
-    """The command line that measures this workload again, without output paths."""
-    config_flag = flags.FLAGS["config"]
-    words = ["python -m train.benchmark"] + ["--quick"] * _QUICK.value
-    if config_flag.present:
-        words.append(f"--config={config_flag.config_filename}")
-    overrides = config_flags.get_override_values(config_flag).items()
-    return " ".join(words + [f"--config.{k}={shlex.quote(str(v))}" for k, v in overrides])
-
-
 def main(argv):
     del argv
     try:
@@ -89,7 +78,11 @@ def report_benchmark() -> None:
     json_path = _JSON.value or (REFERENCE_JSON if reference else OTHER_JSON)
     docs_path = _DOCS.value or (REFERENCE_DOCS if reference else "")
     if config is not None:
-        command = "make bench" if reference else _command()
+        command = (
+            "make bench"
+            if reference
+            else command_line.command_of("train.benchmark", *["--quick"] * _QUICK.value)
+        )
         raw = runs.run_benchmark(config, command, log=lambda line: print(line, flush=True))
         summary.summarize(raw)  # figures that cannot be made fail before anything is written
         results.write_json(raw, json_path)

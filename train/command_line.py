@@ -22,6 +22,7 @@ import functools
 import glob
 import os
 import re
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -109,6 +110,17 @@ def parse(argv: list[str]) -> list[str]:
         return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError) as error:
         _unknown_field(error, argv)
+
+
+def command_of(module: str, *words: str) -> str:
+    """The command line `python -m module [words] [--config=FILE] [--config.f=v ...]` of
+    this process' config flag (without output paths): what runs the same workload again."""
+    config_flag = flags.FLAGS["config"]
+    words = [f"python -m {module}", *words]
+    if config_flag.present:
+        words.append(f"--config={config_flag.config_filename}")
+    overrides = config_flags.get_override_values(config_flag).items()
+    return " ".join(words + [f"--config.{k}={shlex.quote(str(v))}" for k, v in overrides])
 
 
 def _unknown_field(error: Exception, argv: list[str]) -> NoReturn:

@@ -20,12 +20,10 @@ the race's are one line of error (exit status 1).
 """
 
 import os
-import shlex
 import sys
 from pathlib import Path
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from train import command_line, results
 from train.bench import plots, race_config, race_report, race_runs, race_summary
@@ -55,16 +53,6 @@ _REPORT_ONLY = flags.DEFINE_bool(
 )
 
 
-def _command() -> str:
-    """The command line that runs this workload again, without its paths."""
-    config_flag = flags.FLAGS["config"]
-    words = ["python -m train.race"]
-    if config_flag.present:
-        words.append(f"--config={config_flag.config_filename}")
-    overrides = config_flags.get_override_values(config_flag).items()
-    return " ".join(words + [f"--config.{k}={shlex.quote(str(v))}" for k, v in overrides])
-
-
 def main(argv):
     del argv
     try:
@@ -90,7 +78,7 @@ def report_race() -> None:
         race_runs.check_workload(config, Path(out))
         race_runs.run_race(config, out, log=lambda line: print(line, flush=True))
         # The reference's page lists every point of the reference, run or not yet.
-        command = "python -m train.race" if reference else _command()
+        command = "python -m train.race" if reference else command_line.command_of("train.race")
         points = reference_config if reference else config
         results.write_json(race_runs.merge(out, points, command), json_path)
     raw = results.read_json(json_path, RAW_KEYS, "the race's")
