@@ -38,21 +38,17 @@ def _job(device: str) -> str:
     return tf.DeviceSpec.from_string(device).job or LOCAL_JOB
 
 
+def _device_key(device: str) -> tuple:
+    """One device however it is written ("/cpu:0", "CPU:0", "/device:CPU:0",
+    "/job:localhost/replica:0/task:0/device:CPU:0"): its job, replica, task, type and index."""
+    spec = tf.DeviceSpec.from_string(device)
+    kind = (spec.device_type or "").upper() or None  # no type: names no device of a task
+    return (spec.job or LOCAL_JOB, spec.replica or 0, spec.task or 0, kind, spec.device_index or 0)
+
+
 def distinct_devices(devices: Sequence[str | None]) -> int:
-    """How many devices `devices` name (None left out): one device however it is written
-    ("/cpu:0", "CPU:0", "/device:CPU:0", "/job:localhost/replica:0/task:0/device:CPU:0")."""
-
-    def key(device: str) -> tuple:
-        spec = tf.DeviceSpec.from_string(device)
-        return (
-            spec.job or LOCAL_JOB,
-            spec.replica or 0,
-            spec.task or 0,
-            (spec.device_type or "CPU").upper(),
-            spec.device_index or 0,
-        )
-
-    return len({key(d) for d in devices if d is not None})
+    """How many devices `devices` name (None left out), one however it is written."""
+    return len({_device_key(d) for d in devices if d is not None})
 
 
 def check_placement(placement: Sequence[str], num_stages: int) -> list:
@@ -75,22 +71,11 @@ def check_placement(placement: Sequence[str], num_stages: int) -> list:
 
 
 def unknown_devices(placement: Sequence[str]) -> list[str]:
-    """The devices of `placement` that this process does not see."""
-    specs = [tf.DeviceSpec.from_string(d.name) for d in tf.config.list_logical_devices()]
-
-    # A device of another task ("/job:worker/task:1/device:CPU:0") must be one of the
-    # connected cluster's; one without a job is this process's.
-    def visible(device: str) -> bool:
-        spec = tf.DeviceSpec.from_string(device)
-        return any(
-            s.device_type == (spec.device_type or "").upper()
-            and s.device_index == (spec.device_index or 0)
-            and (s.job or LOCAL_JOB) == (spec.job or LOCAL_JOB)
-            and (s.task or 0) == (spec.task or 0)
-            for s in specs
-        )
-
-    return [device for device in placement if not visible(device)]
+    """The devices of `placement` that this process does not see. A device of another task
+    ("/job:worker/task:1/device:CPU:0") must be one of the connected cluster's; one without
+    a job is this process's."""
+    visible = {_device_key(d.name) for d in tf.config.list_logical_devices()}
+    return [device for device in placement if _device_key(device) not in visible]
 
 
 def device_scope(device: str | None):
