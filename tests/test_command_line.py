@@ -139,8 +139,14 @@ def test_a_config_file_that_fails_names_the_file_and_its_error(tmp_path, source,
         ["train.compare", "--config=train/configs/moving_digits.py:tiny", "--workdir=/x", "--bad"],
         ["train.predict", "--model=/x", "--video=/y", "--top=many"],
         ["train.train", "--helpshort"],
+        # The study's report and the worker's cluster loaded TensorFlow as they were imported.
+        ["train.reproduce", "--config.seedz=1"],
+        ["train.worker", "--index=x"],
+        ["train.race", "--config.seedz=1"],
+        ["train.benchmark", "--quick", "--config.roundz=1"],
+        ["train.cluster_bench", "--bad"],
     ],
-    ids=["train", "compare", "predict", "help"],
+    ids=["train", "compare", "predict", "help", "reproduce", "worker", "race", "bench", "cluster"],
 )
 def test_flag_errors_and_help_answer_before_tensorflow_loads(args):
     # They waited for TensorFlow's start-up (about 5 s) before saying a flag was wrong.

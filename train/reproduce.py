@@ -34,7 +34,7 @@ from ml_collections import config_flags
 from train import command_line
 from train.results import same_file
 from train.study import config as study_config
-from train.study import plots, report, runs, summary
+from train.study import plots, runs, summary
 
 _CONFIG = command_line.define_config_file(
     "config", "train/study/config.py", "The study's settings.", lock_config=True
@@ -74,6 +74,8 @@ def settings() -> ml_collections.ConfigDict:
 
 def headlines(results: dict) -> list[str]:
     """The headline figures of a finished study, for the end of the output."""
+    from train.study import report  # loads TensorFlow (its clock): after the flags parse
+
     s, figures = results["settings"], results["summary"]
     point, recon = figures["stride"][str(s["strides"][0])], figures["reconstruction"]
     realtime = figures.get("realtime") or {}
@@ -111,6 +113,8 @@ def main(argv: list[str]) -> None:
 def reproduce() -> None:
     """Runs the study's missing runs (unless --report_only), then writes its plots and
     report and prints its headlines."""
+    from train.study import report  # loads TensorFlow (its clock): after the flags parse
+
     if _REPORT_ONLY.value:  # the committed page is the committed results' only
         config = None
         reference = not _RESULTS.value or same_file(_RESULTS.value, results_of(REFERENCE_DOCS))

@@ -15,8 +15,6 @@ import sys
 
 from absl import app, flags
 
-from keras_sideways import cluster
-
 _CLUSTER = flags.DEFINE_string(
     "cluster", None, 'The cluster as JSON, {"worker": ["host:port", ...]}, or a TF_CONFIG.'
 )
@@ -28,6 +26,8 @@ _THREADS = flags.DEFINE_integer(
 
 def main(argv):
     del argv
+    from keras_sideways import cluster  # loads TensorFlow: after the flags parse
+
     try:
         spec = cluster.cluster_spec(_CLUSTER.value)
         index = _INDEX.value if _INDEX.value is not None else cluster.task_index(_CLUSTER.value)
