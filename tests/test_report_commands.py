@@ -217,6 +217,10 @@ def test_changed_run_fields_reads_tuples_and_json_lists_alike():
     before["video_size"] = [8, 16]
     before["seeds"] = [0, 1]  # picks runs: not a run's setting
     assert study_config.changed_run_fields(before, now) == {"video_size": ([8, 16], (8, 12))}
+    # clip_length sets every run's clip count, batch and test clips: runs of another were
+    # kept as this one's.
+    before = dict(json.loads(json.dumps(now.to_dict())), clip_length=8)
+    assert study_config.changed_run_fields(before, now) == {"clip_length": (8, 4)}
 
 
 def test_pages_and_charts_are_replaced_whole_or_not_at_all(tmp_path):

@@ -220,6 +220,14 @@ def test_config_variants():
         ("skip_points", ((1, 9),), r"config\.skip_points: expected .*2 to 8 stages.* got \(1, 9\)"),
         ("skip_points", ((0, 5),), r"config\.skip_points: expected \(stride >= 1.*; got \(0, 5\)"),
         ("realtime_fps_rounds", 0, r"config\.realtime_fps_rounds: expected a whole number >= 1"),
+        # Taken before: a seed given twice trained twice and was counted as two; a video
+        # size of one side was an IndexError; a bad thread setting failed hours in, naming
+        # config.threads; a fix name with a typo left every fix on every seed.
+        ("seeds", (0, 0), r"config\.seeds: expected distinct values; got \(0, 0\)"),
+        ("skip_points", ((1, 3), (1, 3)), r"config\.skip_points: expected distinct values"),
+        ("video_size", (36,), r"config\.video_size: expected \(height, width\): two whole"),
+        ("realtime_threads", "bogus", r"config\.realtime_threads: expected 'auto' or 'inter,"),
+        ("few_seed_fixes", ("stash2",), r"config\.few_seed_fixes: expected names among .*stash 2"),
     ],
 )
 def test_config_errors_name_the_field_the_expectation_and_the_value(field, value, message):
@@ -227,6 +235,11 @@ def test_config_errors_name_the_field_the_expectation_and_the_value(field, value
     config[field] = value
     with pytest.raises(ValueError, match=message):
         study_config.check_config(config)
+    # A constant rate at a stride where no fix runs gave no runs and empty cells.
+    full = study_config.get_config()
+    full.constant_rate_strides = (1, 3)
+    with pytest.raises(ValueError, match=r"config\.constant_rate_strides: expected strides wh"):
+        study_config.check_config(full)
 
 
 # ------------------------------------------------------------------------------ report

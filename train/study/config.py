@@ -223,6 +223,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for field in ("seeds", "strides", "depths", "clip_lengths", "videos"):
         if not config[field]:
             _fail(field, "at least one value", config[field])
+    for field in _DISTINCT_FIELDS:  # a seed given twice trained twice and counted twice
+        values = [json.dumps(v) for v in _values(config[field])]
+        if len(set(values)) < len(values):
+            _fail(field, "distinct values", config[field])
     for field in ("strides", "depth_stride"):
         if min(_values(config[field])) < 1:
             _fail(field, "strides >= 1", config[field])
@@ -256,7 +260,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             f"lengths dividing the frames per epoch ({frames[0]}) and per batch ({frames[1]})",
             config.clip_lengths,
         )
-    if config.video_size[0] % 4 or config.video_size[1] % 4:
+    size = config.video_size
+    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(_whole(v, 4) for v in size):
+        _fail("video_size", "(height, width): two whole numbers >= 4", size)
+    if size[0] % 4 or size[1] % 4:
         _fail("video_size", "sides that are multiples of 4 (encoder_decoder)", config.video_size)
     if set(config.videos) - set(SAMPLE_VIDEOS):
         _fail("videos", f"names among {SAMPLE_VIDEOS}", config.videos)
@@ -281,6 +288,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             "fix_depths",
             f"depths among depths {config.depths} (the BP baselines)",
             config.fix_depths,
+        )
+    # A name no fix has (a typo) left every fix on every seed. The default config's names
+    # are known too: a config that leaves out "stash 2" need not change this field.
+    known = [name for name, _ in fixes(config)]
+    known += [name for name, _ in fixes(get_config()) if name not in known]
+    if set(_values(config.few_seed_fixes)) - set(known):
+        _fail("few_seed_fixes", f"names among the fixes {known}", config.few_seed_fixes)
+    fix_strides = {p.stride for p in fix_points(config)}
+    if config.fix_constant_rate and set(_values(config.constant_rate_strides)) - fix_strides:
+        _fail(
+            "constant_rate_strides",
+            f"strides where fixes are tried {sorted(fix_strides)} (fix_strides, depth_stride)",
+            config.constant_rate_strides,
         )
     chunks = config.fix_stream_chunks
     if chunks and (chunks < 2 or config.num_train_clips % chunks):
@@ -314,6 +334,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             or config[field] < 1
         ):
             _fail(field, "a whole number >= 1", config[field])
+    try:  # it failed where section 9 starts, hours in, naming config.threads
+        from keras_sideways.threads import parse  # (loads TensorFlow: the check runs late)
+
+        parse(config.realtime_threads)
+    except ValueError as error:
+        raise ValueError(f"config.realtime_threads: {error}") from None
     if not 0 < config.video_train_fraction < 1:
         _fail(
             "video_train_fraction",
@@ -326,6 +352,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 # experiment, mode, seed, fix and Point): runs resumed from a study.json made at other
 # values of these would not be the runs asked for.
 RUN_FIELDS = (
+    "clip_length",  # every run's clips and batch are counted from its frames (`clip_plan`)
     "width",
     "image_size",
     "num_train_clips",
@@ -364,6 +391,27 @@ def changed_run_fields(before: Settings, now: Settings) -> dict[str, tuple[Any, 
         if as_json(before.get(field)) != as_json(now[field])
     }
 
+
+# Fields of several values, each at most once.
+_DISTINCT_FIELDS = (
+    "seeds",
+    "few_seeds",
+    "motion_seeds",
+    "strides",
+    "depths",
+    "clip_lengths",
+    "videos",
+    "fix_stashes",
+    "fix_drains",
+    "fix_delay_warmups",
+    "fix_strides",
+    "fix_depths",
+    "fix_recon",
+    "constant_rate_strides",
+    "motion_tasks",
+    "skip_points",
+    "sections",
+)
 
 # Fields that must be whole numbers >= 1 (each value of a tuple).
 WHOLE_FIELDS = (
