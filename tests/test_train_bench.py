@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from conftest import run_module
 
-from train import results
+from train import child_process, results
 from train.bench import config as bench_config
 from train.bench import report, runs, summary
 
@@ -414,8 +414,13 @@ def _script(*args: str, timeout: int = 300):
 
 def test_child_runs_from_any_directory_and_reports_its_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the child must find `train` without the caller's cwd
-    with pytest.raises(RuntimeError, match="Unknown benchmark task 'sleep'"):
+    with pytest.raises(child_process.ChildError, match="Unknown benchmark task 'sleep'") as error:
         runs.run_child("sleep", {})
+    # One line, as the commands print it (it was the child's traceback); the rest kept.
+    assert "\n" not in str(error.value) and "Traceback" in error.value.details
+    # A child past its timeout: subprocess.TimeoutExpired's traceback ended the command.
+    with pytest.raises(child_process.ChildError, match="time:sleep ran past its timeout of 1 s"):
+        child_process.run("time:sleep", 60, timeout=1)
 
 
 def test_report_only_rewrites_the_page_from_raw_results(tmp_path):

@@ -1,7 +1,10 @@
 """train/race.py (the race to a fixed accuracy): budget choice, figures, config, smoke run."""
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -332,6 +335,30 @@ def test_committed_race_page_regenerates_byte_for_byte(tmp_path):
     assert (tmp_path / "race.md").read_bytes() == (ROOT / "docs" / "race.md").read_bytes()
     chart = COMMITTED_JSON.with_name(plots.TARGET_RACE_CHART)
     assert (raw.parent / plots.TARGET_RACE_CHART).read_bytes() == chart.read_bytes()
+
+
+def test_a_child_that_fails_or_runs_too_long_ends_the_race_in_one_line(tmp_path):
+    # A run past config.run_timeout ended the race with subprocess.TimeoutExpired's
+    # 34-line traceback. The child is faked: it fails at once.
+    code = (
+        "import runpy, sys\n"
+        "from train import child_process\n"
+        "def late(function, args, threads='0,0', timeout=600):\n"
+        "    raise child_process.ChildError(\n"
+        "        f'child process {function} ran past its timeout of {timeout} s and was stopped')\n"
+        "child_process.run = late\n"
+        f"sys.argv = ['race', '--config=train/bench/race_config.py:tiny', '--out={tmp_path}']\n"
+        "runpy.run_module('train.race', run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert re.fullmatch(
+        r"error: child process train\.bench\.race_runs:train_budgets ran past its timeout of "
+        r"\d+ s and was stopped; the finished runs in --out are kept\.",
+        done.stderr.strip(),
+    ), done.stderr
 
 
 def test_each_contender_runs_at_its_best_threads_timed_once(tmp_path, monkeypatch):

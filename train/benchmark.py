@@ -22,7 +22,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from train import command_line, results
+from train import child_process, command_line, results
 from train.bench import config as bench_config
 from train.bench import report, runs, summary
 
@@ -62,8 +62,8 @@ def main(argv):
     del argv
     try:
         report_benchmark()
-    except ValueError as error:  # a bad value, or raw results (results.ResultsError)
-        sys.exit(f"error: {error}")  # one line, exit status 1
+    except (ValueError, child_process.ChildError) as error:  # a bad value, raw results
+        sys.exit(f"error: {error}")  # (results.ResultsError), a failed measurement: one line
 
 
 def report_benchmark() -> None:

@@ -22,6 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+
+class ChildError(RuntimeError):
+    """A child process that failed or ran past its timeout. Its message is one line (the
+    commands print it as their error); `details` holds the end of the child's stderr."""
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+
 _ROOT = Path(__file__).resolve().parents[1]  # where `train` imports from, for the children
 _RESULT = "RESULT "
 
@@ -34,13 +44,14 @@ def run(function: str, args: dict, threads: str = "0,0", timeout: int = 600) -> 
             and returns something JSON can write.
         args: its argument, JSON-ready.
         threads: TensorFlow's pools in the child, "inter,intra" (`keras_sideways.threads`).
-        timeout: seconds before the child is killed (subprocess.TimeoutExpired).
+        timeout: seconds before the child is killed.
 
     Returns:
         What `function` returned, read back from JSON.
 
     Raises:
-        RuntimeError: the child failed; the message holds the end of its stderr.
+        ChildError: the child failed (the message ends with the last line of its stderr,
+            `details` holds its end) or ran past `timeout`.
     """
     code = (
         "import json, sys; from train import child_process; "
@@ -49,16 +60,28 @@ def run(function: str, args: dict, threads: str = "0,0", timeout: int = 600) -> 
     path = os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, PYTHONPATH=path)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the commands do (train/__init__.py)
-    done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps([function, args, threads, os.getpid()])],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    try:  # (subprocess.run kills the child at the timeout)
+        done = subprocess.run(
+            [sys.executable, "-c", code, json.dumps([function, args, threads, os.getpid()])],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as late:  # a 34-line traceback from the commands
+        stderr = late.stderr or b""  # what it wrote so far: bytes, even with text=True
+        stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+        raise ChildError(
+            f"child process {function} ran past its timeout of {timeout} s and was stopped",
+            stderr[-3000:],
+        ) from None
     lines = [line for line in done.stdout.splitlines() if line.startswith(_RESULT)]
     if done.returncode != 0 or not lines:
-        raise RuntimeError(f"child process {function} failed:\n{done.stderr[-3000:]}")
+        last = ([line.strip() for line in done.stderr.splitlines() if line.strip()] or ["?"])[-1]
+        raise ChildError(
+            f"child process {function} failed (exit status {done.returncode}): {last}",
+            done.stderr[-3000:],
+        )
     return json.loads(lines[-1][len(_RESULT) :])
 
 

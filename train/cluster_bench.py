@@ -487,8 +487,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # the runtime's session-config chatter
     try:
         report_cluster()
-    except ValueError as error:  # a bad value, or raw results (results.ResultsError)
-        sys.exit(f"error: {error}")  # one line, exit status 1
+    except (ValueError, child_process.ChildError) as error:  # a bad value, raw results
+        sys.exit(f"error: {error}")  # (results.ResultsError), a failed measurement: one line
 
 
 def report_cluster() -> None:

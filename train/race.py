@@ -25,7 +25,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from train import command_line, results
+from train import child_process, command_line, results
 from train.bench import plots, race_config, race_report, race_runs, race_summary
 
 REFERENCE_JSON = "docs/performance/race.json"
@@ -59,6 +59,8 @@ def main(argv):
         report_race()
     except ValueError as error:  # a bad value, or raw results (results.ResultsError)
         sys.exit(f"error: {error}")  # one line, exit status 1
+    except child_process.ChildError as error:  # a run that failed or ran past run_timeout
+        sys.exit(f"error: {error}; the finished runs in --out are kept.")
 
 
 def report_race() -> None:
