@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,40 @@ def test_study_report_only_of_other_results_plots_beside_them_and_writes_no_page
     assert committed_pages() == before
     for plot in json.loads((ROOT / "docs/study/study.json").read_text())["plots"].values():
         assert (tmp_path / plot).read_bytes() == (ROOT / "docs/study" / plot).read_bytes()
+
+
+def test_a_study_page_is_of_the_seeds_it_names_with_its_results_beside_it(tmp_path):
+    # A rerun for other seeds keeps the old seeds' runs in study.json; the page said "over
+    # 4 seeds" and averaged 5. A page made from --results of another study linked the
+    # study.json beside it, which it did not replace.
+    held = json.loads((ROOT / "docs" / "study" / "study.json").read_text())
+    held["settings"]["seeds"] = [1, 2, 3, 4]  # seed 0's runs stay in the file
+    results.write_json(held, tmp_path / "study.json")
+    shutil.copyfile(
+        ROOT / "docs" / "study" / "reconstructions.npz", tmp_path / "reconstructions.npz"
+    )
+    docs = tmp_path / "page" / "study.md"
+    status, out, err = command(
+        "train.reproduce", "--report_only", f"--results={tmp_path}", f"--docs={docs}"
+    )
+    assert status == 0, err[-3000:]
+    s = held["settings"]
+    bp = [
+        100 * r["accuracy"]
+        for r in held["runs"]
+        if (r["experiment"], r["mode"], r.get("stride"), r.get("num_stages"))
+        == ("classification", "bp", 1, s["num_stages"])
+        and (r.get("clip_length"), r.get("speed"), r.get("epochs"))
+        == (s["clip_length"], s["speed"], s["epochs"])
+    ]
+    assert len(bp) == 5  # seeds 0 to 4: the page takes 1 to 4
+    four, five = (f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}%" for v in (bp[1:], bp))
+    assert four != five
+    assert f"test accuracy BP {four}, Sideways" in out
+    assert "Seeds: 1, 2, 3, 4." in docs.read_text()
+    assert (docs.parent / "study" / "study.json").read_bytes() == (
+        tmp_path / "study.json"
+    ).read_bytes()
 
 
 # Raw results of another command, by what the reader finds missing.

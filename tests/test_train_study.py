@@ -282,6 +282,21 @@ def test_report_of_the_full_settings_with_seeds_reads_the_spread():
     assert "## 6. Controls" not in text and "**The controls.**" not in text
 
 
+def test_the_page_names_every_command_that_wrote_its_results():
+    results = fake_results(settings(), lambda mode, p: 0.5, {"bp": 0.01, "sideways": 0.01})
+    results["commands"] = ["python -m train.reproduce"]
+    assert "written by one run of\n\n```sh\npython -m train.reproduce\n```" in (
+        report.report_markdown(with_summary(results))
+    )
+    results["commands"] = ["python -m train.reproduce --config.sections=fixes", "b"]
+    page = report.report_markdown(with_summary(results))
+    assert "written by these runs of the study, each keeping the runs of those before it" in page
+    assert "```sh\npython -m train.reproduce --config.sections=fixes\nb\n```" in page
+    del results["commands"]  # results from before they were listed: the last command only
+    page = report.report_markdown(with_summary(results))
+    assert "written by several runs of the study" in page and "one run of" not in page
+
+
 def test_template_fragments_are_all_named_and_the_page_comes_first():
     fragments = report.load_template()
     assert next(iter(fragments)) == "page"
@@ -402,6 +417,12 @@ def test_fixes_are_summarised_against_the_same_bp_runs():
             dict(experiment="reconstruction_fix", mode="sideways", seed=seed, fix="stash full")
             | dict(mse=0.011)
         )
+    # A fix run on fewer seeds (few_seed_fixes): its gap is taken over the seeds both ran
+    # (0.50 - 0.52), where it was set against BP's mean over all (0.50 - 0.51).
+    results["runs"].append(
+        dict(experiment="fix", mode="sideways", seed=1, fix="delay warm-up 1", accuracy=0.50)
+        | stride_2._asdict()
+    )
     fixed = summary.summarize(results)["fixes"]
     assert fixed["names"] == ["stash full", "stash full + drain", "delay warm-up 1", "streamed ×2"]
     row = fixed["points"][f"2/{s['num_stages']}"]
@@ -409,10 +430,13 @@ def test_fixes_are_summarised_against_the_same_bp_runs():
     assert row["stash full"]["gap"] == pytest.approx(0.0)
     assert row["stash full"]["paired_gaps"] == pytest.approx([2.0, -2.0])
     assert row["streamed ×2"]["accuracy"]["n"] == 0  # not run: no figures, no made-up ones
-    assert row["delay warm-up 1"]["accuracy"]["n"] == 0
+    assert row["delay warm-up 1"]["gap"] == pytest.approx(-2.0)
     assert fixed["reconstruction"]["stash full"]["ratio"] == pytest.approx(0.011 / 0.0105)
     page = report.report_markdown(with_summary(results))
-    assert "| 2 | 3 | 51.0 ± 1.4 | 41.0 ± 1.4 (-10.0) | 51.0 ± 1.4 (+0.0) | – |" in page
+    assert (
+        "| 2 | 3 | 51.0 ± 1.4 | 41.0 ± 1.4 (-10.0) | 51.0 ± 1.4 (+0.0) | – | "
+        "50.0 (-2.0) (1 of 2 seeds) | – |"
+    ) in page
 
 
 def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path, monkeypatch):
@@ -432,13 +456,19 @@ def test_a_rerun_keeps_the_runs_it_finds_and_runs_only_the_missing_ones(tmp_path
     config = study_config.get_config("tiny")
     config.fix_constant_rate = True  # at stride 1: BP and the paper's Sideways, the default
     config.sections = ("classification", "controls")  # no footage: those runs stay missing
-    first = runs.run_study(config, tmp_path, log=lambda line: None)
+    first = runs.run_study(config, tmp_path, log=lambda line: None, command="one")
     skips = sum(section == "skips" for section, _, _ in runs._plan(config.to_dict()))
     # 2 reconstructions, 8 fix runs, 6 motion runs, the skip section's, 3 real-time records
     assert not first["complete"] and first["missing"] == 2 + 8 + 6 + skips + 3
     assert len(calls) == 4  # 2 set-ups x 2 modes
     config.sections = ("fixes", "streaming")
-    second = runs.run_study(config, tmp_path, log=lambda line: None)
+    second = runs.run_study(config, tmp_path, log=lambda line: None, command="two")
+    # Both commands wrote the results: the page named only the last ("written by one run").
+    assert second["commands"] == ["one", "two"]
+    assert runs.run_study(config, tmp_path, log=lambda line: None, command="two")["commands"] == [
+        "one",
+        "two",
+    ]  # the same command again (resuming it) adds none
     stashes = [("sideways", 0, "stash full"), ("sideways", 0, "stash full + drain")]
     constant = [("bp", 0, "constant rate"), ("sideways", 0, "constant rate")]
     constant.append(("sideways", 0, "constant rate, stash full + drain"))  # BP's is shared

@@ -17,8 +17,10 @@ full study replaces docs/study.md and docs/study/ by default: a variant (--quick
 override writes results/ and its plots there, and a page only where --docs says.
 --report_only trains nothing: it reads those copies (or --results) and writes the same
 page again, byte for byte; of results other than the committed ones, it writes their plots
-beside them and a page only where --docs says. Bad values, and results that are missing,
-unfinished or not the study's, are one line of error (exit status 1). The study itself is
+beside them and a page only where --docs says (with those results copied beside it). A
+study.json keeps runs its settings do not plan (another seed's); the page leaves them out.
+Bad values, and results that are missing, unfinished or not the study's, are one line of
+error (exit status 1). The study itself is
 the package train/study/.
 """
 
@@ -31,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import command_line
+from train import child_process, command_line
 from train.results import same_file
 from train.study import config as study_config
 from train.study import plots, runs, summary
@@ -106,7 +108,8 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.ERROR)  # each run is a new model: retracing is expected
     try:
         reproduce()
-    except (ValueError, OSError) as error:  # a bad value, raw results missing or unreadable
+    except (ValueError, OSError, child_process.ChildError) as error:  # a bad value, raw
+        # results missing or unreadable, a real-time measurement that failed
         sys.exit(f"error: {error}")  # one line, exit status 1
 
 
@@ -140,15 +143,21 @@ def reproduce() -> None:
                 f"{source}/study.json: run the others (--config.sections=...) to finish it."
             )
             return
-    results = runs.load_results(source)
-    results["summary"] = summary.summarize(results)
-    results["plots"] = plots.write_plots(results, figures, runs.load_shown(source))
+    results = runs.load_results(source)  # every run it holds: other seeds' too
+    page = dict(results, runs=runs.planned_runs(results))  # those of the settings it states
+    page["summary"] = summary.summarize(page)
+    page["plots"] = plots.write_plots(page, figures, runs.load_shown(source))
     if not _REPORT_ONLY.value:
-        print(f"results: {runs.save_results(results, source)}")
-        runs.copy_results(source, figures)
-    print("\n".join(headlines(results)))
+        saved = runs.save_results(
+            dict(results, summary=page["summary"], plots=page["plots"]), source
+        )
+        print(f"results: {saved}")
+    # The page links the raw results beside it: those it was made from (a page made from
+    # --results of another study linked the study.json it replaced).
+    runs.copy_results(source, figures)
+    print("\n".join(headlines(page)))
     if docs:
-        print(f"report:  {report.write_report(results, docs)}, plots and results in {figures}/")
+        print(f"report:  {report.write_report(page, docs)}, plots and results in {figures}/")
     else:
         committed = results_of(REFERENCE_DOCS)
         print(f"no page written: --docs names one ({REFERENCE_DOCS} is {committed}/'s)")

@@ -140,6 +140,16 @@ def report_markdown(
     return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
 
 
+def _provenance(page: _Page) -> str:
+    """Which commands wrote the results: one, several in turn, or (results written before
+    they were listed) the last of them."""
+    commands = page.results.get("commands")
+    if commands is None:
+        return page("last_command", commands=page.results["command"])
+    fragment = "one_command" if len(commands) == 1 else "several_commands"
+    return page(fragment, commands="\n".join(commands))
+
+
 def _header(page: _Page) -> dict:
     """Where the figures come from, and the set-up."""
     results, s = page.results, page.s
@@ -147,7 +157,7 @@ def _header(page: _Page) -> dict:
     return dict(
         {k: env[k] for k in ("python", "tensorflow", "keras", "machine", "cpus")},
         **results["footage"],
-        command=results["command"],
+        provenance=_provenance(page),
         date=results["started"][:10],
         gpus=f"{env['gpus']} GPU" if env["gpus"] else "no GPU",
         minutes=f"{results['seconds'] / 60:.0f}",
@@ -393,9 +403,11 @@ def _fixes(page: _Page) -> dict:
     names = fixed["names"]
 
     def cell(entry: dict) -> str:
-        if not entry["accuracy"]["n"]:
+        n = entry["accuracy"]["n"]
+        if not n:
             return _percent_or_dash(entry["accuracy"])
-        return f"{percent(entry['accuracy'])} ({entry['gap']:+.1f})"
+        fewer = page("skip_seeds", n=n) if n < page.seeds else ""  # few_seed_fixes
+        return f"{percent(entry['accuracy'])} ({entry['gap']:+.1f}){fewer}"
 
     rows, columns = [], []
     for key, row in fixed["points"].items():

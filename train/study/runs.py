@@ -520,8 +520,14 @@ def run_study(
             f"{out_dir / RESULTS_FILE} holds runs made with other settings: {given}; give "
             "another --out, or set them back."
         )
+    # Every command that wrote to these results, in order (a rerun of the last, resuming
+    # it, adds none); None for results written before they were listed: only the last known.
+    commands = previous.get("commands", None if previous.get("runs") else [])
+    if commands is not None and command not in commands[-1:]:
+        commands = [*commands, command]
     results = dict(
         command=command,
+        commands=commands,
         settings=settings,
         environment=previous.get("environment") or _environment(),
         started=previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -866,9 +872,19 @@ def load_shown(folder: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def copy_results(source: str | os.PathLike, destination: str | os.PathLike) -> None:
-    """Copies `study.json` and `reconstructions.npz` from `source` to `destination`."""
+    """Copies `study.json` and `reconstructions.npz` from `source` to `destination`, each
+    whole or not at all (`train.results.replacing`)."""
     source, destination = Path(source), Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
     for name in (RESULTS_FILE, SHOWN_FILE):
         if (destination / name).resolve() != (source / name).resolve():
-            shutil.copyfile(source / name, destination / name)
+            with replacing(destination / name) as staging:
+                shutil.copyfile(source / name, staging)
+
+
+def planned_runs(results: dict) -> list[dict]:
+    """The runs of `results` that its settings plan, in the file's order. A study.json
+    keeps the runs a rerun did not plan (other seeds, say) for a later one; its summary
+    and page are of the settings they state."""
+    planned = {key for _, key, _ in _plan(results["settings"])}
+    return [run for run in results["runs"] if _key(run) in planned]
