@@ -331,6 +331,11 @@ class SidewaysTrainer:
         if not self.built:  # a custom loop that never called the model
             self._build_for(video)
         target = self._checked_labels(target)
+        # Under tf.distribute, each replica's loss weighed by its share of the global
+        # batch: the same update as one device on that batch, however it splits.
+        share = replicas.batch_share(video)
+        if share is not None:
+            scale = share if scale is None else scale * share
         if scale is None:
             loss_fn = self._tick_loss
         else:
@@ -343,8 +348,8 @@ class SidewaysTrainer:
             result = bp.bp_gradients(self.stages, video, target, loss_fn, sample_weight, graph)
         else:
             result = self._sideways_gradients(video, target, loss_fn, sample_weight)
-        if scale is not None:
-            result.loss = result.loss / scale
+        if scale is not None:  # (a replica with no clips has a share, and a loss, of 0)
+            result.loss = tf.math.divide_no_nan(result.loss, tf.cast(scale, result.loss.dtype))
         return self._with_regularisers(result, scale)
 
     def _sideways_gradients(self, video, target, loss_fn, sample_weight) -> EngineResult:

@@ -2,7 +2,8 @@
 
 Prints one JSON line: for each mode and engine, the largest difference between the weights
 after one step of a MirroredStrategy model and of a single-device model on the same
-global batch, and the skipped-update count of a poisoned batch under the strategy.
+global batch (of 4, and of 3: split unevenly), and the skipped-update count of a poisoned
+batch under the strategy.
 """
 
 import json
@@ -56,6 +57,10 @@ for mode, engine in [("sideways", "batched"), ("sideways", "pipeline"), ("bp", "
     poisoned = video.copy()
     poisoned[3, 2, 1, 1, 0] = np.nan
     after, poisoned_history = one_step(mirrored_model, poisoned, labels)
+    # A global batch that the replicas split unevenly (2 and 1): the update was the mean
+    # of the replicas' means, 4.5 times off one device's.
+    uneven_single, _ = one_step(make(mode, engine), video[:3], labels[:3])
+    uneven, uneven_history = one_step(make(mode, engine, strategy), video[:3], labels[:3])
     report["runs"][f"{mode}-{engine}"] = {
         "max_difference": max(float(np.abs(a - b).max()) for a, b in zip(single, mirrored)),
         "update_size": max(float(np.abs(a - b).max()) for a, b in zip(initial, mirrored)),
@@ -67,6 +72,10 @@ for mode, engine in [("sideways", "batched"), ("sideways", "pipeline"), ("bp", "
         ],
         "skipped_after_nan": poisoned_history["skipped_updates"][0],
         "unchanged_after_nan": all(np.array_equal(a, b) for a, b in zip(mirrored, after)),
+        "uneven_difference": max(float(np.abs(a - b).max()) for a, b in zip(uneven_single, uneven)),
+        "uneven_update_size": max(
+            float(np.abs(a - b).max()) for a, b in zip(initial, uneven_single)
+        ),
     }
 with strategy.scope():
     placed = ks.SidewaysModel(

@@ -39,6 +39,8 @@ def test_mirrored_strategy_step_equals_a_single_device_step():
     for run, figures in report["runs"].items():
         assert figures["update_size"] > 1e-3, run  # the step did change the weights
         assert figures["max_difference"] < 1e-5, run
+        assert figures["uneven_update_size"] > 1e-3, run
+        assert figures["uneven_difference"] < 1e-5, run  # 2 clips and 1: as one device
         assert figures["skipped_after_nan"] == 1.0, run  # counted once, not per replica
         assert figures["loss"] == pytest.approx(figures["single_loss"], rel=1e-5), run
         assert figures["evaluate"] == pytest.approx(figures["single_evaluate"], rel=1e-5), run
