@@ -2,8 +2,10 @@
 whether ml_collections meets it when the config flag is defined (a default config file)
 or when the flags are parsed (the file given)."""
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,24 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(args):
     )
     assert done.stdout.split()[-1] == "False", done.stderr[-3000:]
     assert done.stdout.split()[-2] in ("0", "1")
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_command_blocked_in_c_still_stops_on_ctrl_c_or_sigterm(signum, status):
+    # A training command waiting in TensorFlow's C++ for a cluster task that never started
+    # ignored both: Python runs a signal's handler only between bytecodes.
+    probe = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "blocked_probe.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert probe.stdout.readline() == "blocked\n"
+        time.sleep(0.2)  # into pthread_join
+        probe.send_signal(signum)
+        _, err = probe.communicate(timeout=60)
+    finally:
+        probe.kill()
+    assert probe.returncode == status
+    assert err.strip() == "interrupted: run it again."

@@ -25,6 +25,8 @@ import re
 import shlex
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -178,6 +180,31 @@ class Terminated(KeyboardInterrupt):
 
 
 _STOPS: list[int] = []  # the signals `interruptible` has received
+_REPORTED: list[bool] = []  # whether its one line is written
+STOP_GRACE_S = 5.0  # seconds a stopped command has to end before `_watchdog` ends it
+
+
+def _watchdog(resume: str) -> None:
+    """Ends the process STOP_GRACE_S seconds after SIGINT or SIGTERM, with the one line and
+    status of `interruptible`, where the main thread has not ended it: Python runs a
+    signal's handler only between bytecodes, and a main thread blocked in TensorFlow's C++
+    (waiting for a cluster task that never starts) never got there: neither Ctrl-C nor
+    SIGTERM stopped it. The signal wakes this thread through `signal.set_wakeup_fd`. Ending
+    so is a kill mid-epoch: the next run resumes from the last backup, as after kill -9."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def watch():
+        while (signum := os.read(read, 1)[0]) not in (signal.SIGINT, signal.SIGTERM):
+            pass
+        time.sleep(STOP_GRACE_S)
+        if not _REPORTED:
+            sys.stderr.write(f"\ninterrupted: {resume}\n")
+            sys.stderr.flush()
+        os._exit(143 if signum == signal.SIGTERM else 130)
+
+    threading.Thread(target=watch, name="stop-watchdog", daemon=True).start()
 
 
 def stop_requested() -> bool:
@@ -218,6 +245,7 @@ def interruptible(main: Callable[[list[str]], None], resume: str) -> Callable:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        _watchdog(resume)
         try:
             main(argv)
             if not _STOPS:
@@ -229,6 +257,8 @@ def interruptible(main: Callable[[list[str]], None], resume: str) -> Callable:
         except KeyboardInterrupt:
             pass
         sys.stderr.write(f"\ninterrupted: {resume}\n")
+        sys.stderr.flush()
+        _REPORTED.append(True)
         sys.exit(143 if signal.SIGTERM in _STOPS else 130)
 
     return run
