@@ -1,6 +1,6 @@
 """Run in a subprocess by test_command_line.py: a command whose main thread is blocked in C.
 
-    python blocked_probe.py
+    python blocked_probe.py GRACE_SECONDS
 
 `command_line.interruptible` around a main that waits in C for a mutex it holds itself (a
 signal does not interrupt `pthread_mutex_lock`): as a command waits in TensorFlow's
@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from train import command_line  # noqa: E402
 
-command_line.STOP_GRACE_S = 0.5
+command_line.STOP_GRACE_S = float(sys.argv[1])  # seconds
 
 
 def main(argv):
@@ -27,4 +27,4 @@ def main(argv):
     libc.pthread_mutex_lock(mutex)  # locked again by its holder: waits, and no signal ends it
 
 
-command_line.interruptible(main, "run it again.")(sys.argv)
+command_line.interruptible(main, "run it again.")(sys.argv[1:])

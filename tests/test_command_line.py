@@ -167,12 +167,19 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(args):
     assert done.stdout.split()[-2] in ("0", "1")
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_command_blocked_in_c_still_stops_on_ctrl_c_or_sigterm(signum, status):
+@pytest.mark.parametrize(
+    "signals, status",
+    [((signal.SIGINT,), 130), ((signal.SIGTERM,), 143), ((signal.SIGINT, signal.SIGINT), 130)],
+    ids=["int", "term", "twice"],
+)
+def test_a_command_blocked_in_c_still_stops_on_ctrl_c_or_sigterm(signals, status):
     # A training command waiting in TensorFlow's C++ for a cluster task that never started
     # ignored both: Python runs a signal's handler only between bytecodes.
+    # The probe gives a stop 0.5 s to end (STOP_GRACE_S, 30 s in the commands) unless a
+    # second one comes; "twice" gives it 60 s, ended by the second Ctrl-C.
+    grace = "60" if len(signals) > 1 else "0.5"
     probe = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "blocked_probe.py")],
+        [sys.executable, str(ROOT / "tests" / "blocked_probe.py"), grace],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -180,8 +187,12 @@ def test_a_command_blocked_in_c_still_stops_on_ctrl_c_or_sigterm(signum, status)
     try:
         assert probe.stdout.readline() == "blocked\n"
         time.sleep(0.2)  # into pthread_join
-        probe.send_signal(signum)
+        start = time.monotonic()
+        for signum in signals:
+            probe.send_signal(signum)
+            time.sleep(0.2)
         _, err = probe.communicate(timeout=60)
+        assert time.monotonic() - start < 30
     finally:
         probe.kill()
     assert probe.returncode == status

@@ -22,6 +22,7 @@ import functools
 import glob
 import os
 import re
+import select
 import shlex
 import signal
 import sys
@@ -181,24 +182,29 @@ class Terminated(KeyboardInterrupt):
 
 _STOPS: list[int] = []  # the signals `interruptible` has received
 _REPORTED: list[bool] = []  # whether its one line is written
-STOP_GRACE_S = 5.0  # seconds a stopped command has to end before `_watchdog` ends it
+STOP_GRACE_S = 30.0  # seconds a stopped command has to end before `_watchdog` ends it
 
 
 def _watchdog(resume: str) -> None:
-    """Ends the process STOP_GRACE_S seconds after SIGINT or SIGTERM, with the one line and
-    status of `interruptible`, where the main thread has not ended it: Python runs a
-    signal's handler only between bytecodes, and a main thread blocked in TensorFlow's C++
-    (waiting for a cluster task that never starts) never got there: neither Ctrl-C nor
-    SIGTERM stopped it. The signal wakes this thread through `signal.set_wakeup_fd`. Ending
-    so is a kill mid-epoch: the next run resumes from the last backup, as after kill -9."""
+    """Ends the process STOP_GRACE_S seconds after SIGINT or SIGTERM, or at a second one,
+    with the one line and status of `interruptible`, where the main thread has not ended
+    it: Python runs a signal's handler only between bytecodes, and a main thread blocked in
+    TensorFlow's C++ (waiting for a cluster task that never starts) never got there:
+    neither Ctrl-C nor SIGTERM stopped it. The signal wakes this thread through
+    `signal.set_wakeup_fd`. Ending so is a kill mid-epoch: the next run resumes from the
+    last backup, as after kill -9."""
     read, write = os.pipe()
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    stops = (signal.SIGINT, signal.SIGTERM)
 
     def watch():
-        while (signum := os.read(read, 1)[0]) not in (signal.SIGINT, signal.SIGTERM):
+        while (signum := os.read(read, 1)[0]) not in stops:
             pass
-        time.sleep(STOP_GRACE_S)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while (left := deadline - time.monotonic()) > 0:  # or at a second stop
+            if select.select([read], [], [], left)[0] and os.read(read, 1)[0] in stops:
+                break
         if not _REPORTED:
             sys.stderr.write(f"\ninterrupted: {resume}\n")
             sys.stderr.flush()
