@@ -79,6 +79,14 @@ def cluster_spec(cluster=None) -> tf.train.ClusterSpec:
             'The cluster must map each job to its "host:port" tasks, e.g. {"worker": '
             f'["127.0.0.1:2222", "127.0.0.1:2223"]}}; got {given!r}.'
         )
+    for job, tasks in cluster.items():  # (TensorFlow failed on them with a traceback)
+        for task in tasks:
+            host, _, port = task.rpartition(":") if isinstance(task, str) else ("", "", "")
+            if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f'Each task of the cluster must be a "host:port" address, with a port '
+                    f"from 1 to 65535; got {task!r} in job {job!r}."
+                )
     return tf.train.ClusterSpec({job: list(tasks) for job, tasks in cluster.items()})
 
 
@@ -86,7 +94,10 @@ def task_index(tf_config=None) -> int:
     """This process's task index in a TF_CONFIG (the environment's if None)."""
     config = tf_config if tf_config is not None else os.environ.get("TF_CONFIG", "{}")
     if isinstance(config, str):
-        config = json.loads(config)
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"TF_CONFIG must be JSON; got {config!r}: {error}.") from error
     try:
         return int(config["task"]["index"])
     except (KeyError, TypeError, ValueError) as error:
@@ -112,6 +123,8 @@ def start_server(
         )
     config = None
     if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a whole number >= 1; got {threads!r}.")
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads
         )

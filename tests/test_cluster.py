@@ -195,6 +195,13 @@ def test_cluster_specs_from_dicts_json_and_tf_config(monkeypatch):
         cluster.cluster_spec({"worker": "127.0.0.1:2222"})
     with pytest.raises(ValueError, match="must be JSON"):
         cluster.cluster_spec("worker=127.0.0.1:2222")
+    # Addresses TensorFlow failed on with a traceback (int(), "must be bytes or unicode").
+    for task in ("127.0.0.1", 23001, "127.0.0.1:port", "127.0.0.1:70000", ":2222"):
+        with pytest.raises(ValueError, match=r'must be a "host:port" address.*got'):
+            cluster.cluster_spec({"worker": ["127.0.0.1:2222", task]})
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": ')
+    with pytest.raises(ValueError, match="TF_CONFIG must be JSON"):
+        cluster.task_index()
     monkeypatch.delenv("TF_CONFIG")
     with pytest.raises(ValueError, match="TF_CONFIG is not set"):
         cluster.cluster_spec()
@@ -227,17 +234,28 @@ def test_task_errors_name_the_task_and_its_stages():
 
 
 def test_a_worker_given_a_cluster_it_cannot_use_is_one_line_of_error():
+    def worker(*args):
+        done = subprocess.run(
+            [sys.executable, "-m", "train.worker", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=ENV,
+        )
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        return done.stderr.splitlines()[-1]  # (a flag error's: absl's line on --helpshort)
+
     spec = json.dumps({"worker": ["127.0.0.1:2222"]})
-    done = subprocess.run(
-        [sys.executable, "-m", "train.worker", "--cluster", spec, "--index", "3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=ENV,
-    )
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert done.stderr.splitlines()[-1] == (
+    assert worker("--cluster", spec, "--index", "3") == (
         "error: Task index 3 is not in job 'worker' of the cluster, which has 1 task(s): "
         "{'worker': ['127.0.0.1:2222']}."
     )
+    # A port in use was TensorFlow's traceback naming no address; -1 threads aborted it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        line = worker("--cluster", json.dumps({"worker": [address]}), "--index", "0")
+    assert line.startswith(f"error: cannot serve worker 0 at {address}: "), line
+    assert "--helpshort" in worker("--cluster", spec, "--index", "0", "--threads", "-1")

@@ -63,6 +63,29 @@ def test_a_mistyped_config_override_is_one_line_of_error(args, line):
     assert not any("Traceback" in s for s in stderr)
 
 
+@pytest.mark.parametrize(
+    "flags, line",
+    [
+        (
+            ["--stages_on=7,7,7"],  # ignored: trained on one device, status 0
+            "flags stages_on=7,7,7, cluster=None: --stages_on places the stages on the workers "
+            "of --cluster: give --cluster too (it was ignored).",
+        ),
+        (
+            ["--logical_cpus=2", '--cluster={"worker": ["127.0.0.1:2222"]}'],  # a traceback
+            'flags logical_cpus=2, cluster={"worker": ["127.0.0.1:2222"]}: --logical_cpus '
+            "splits this process' CPU for --strategy=mirrored; with --cluster the stages run "
+            "on the workers' devices: give one of them.",
+        ),
+    ],
+    ids=["stages_on-alone", "logical_cpus-with-cluster"],
+)
+def test_distribution_flags_that_do_not_combine_are_refused_as_they_parse(flags, line):
+    config = ["--config=train/configs/moving_digits.py:tiny", "--workdir=/nonexistent/x"]
+    status, stderr = command("train.train", *config, *flags)
+    assert (status, stderr[0]) == (1, f"FATAL Flags parsing error: {line}")
+
+
 NO_FILE = "/nonexistent/config.py"
 
 

@@ -91,6 +91,55 @@ def free_port():
 
 
 @pytest.mark.slow
+def test_distribution_the_command_cannot_run_is_one_line_of_error(tmp_path):
+    def train(*flags, tf_config=None, status=1):
+        env = dict(ENV, TF_CONFIG=tf_config) if tf_config else ENV
+        done = subprocess.run(
+            [sys.executable, "-m", "train.train", "--config=train/configs/moving_digits.py:tiny"]
+            + [f"--workdir={tmp_path / 'run'}", "--config.export_dir=", *flags],
+            cwd=os.path.dirname(HERE),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env=env,
+        )
+        assert done.returncode == status, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        return done.stderr.strip().splitlines()[-1]
+
+    # Batches of 4 over 3 replicas split 2, 2 and 0: oneDNN's convolution failed on the
+    # empty one, a traceback.
+    assert train("--strategy=mirrored", "--logical_cpus=3") == (
+        "error: config.data.batch_size: expected a multiple of the 3 replicas, which share "
+        "each batch; got 4."
+    )
+    # A worker of TF_CONFIG that never starts: it waited for it without end, and neither
+    # Ctrl-C nor SIGTERM stopped it. Waiting in C++ that holds Python's lock, it is ended
+    # by a watching process: SIGKILL.
+    own, peer = free_port(), free_port()  # nothing listens at the peer's
+    tf_config = {
+        "cluster": {"worker": [f"127.0.0.1:{own}", f"127.0.0.1:{peer}"]},
+        "task": {"type": "worker", "index": 0},
+    }
+    line = train(
+        "--strategy=multi_worker",
+        "--connect_timeout=1",
+        tf_config=json.dumps(tf_config),
+        status=-signal.SIGKILL,
+    )
+    assert line.startswith(
+        "error: --strategy=multi_worker: cannot reach the cluster task /job:worker/task:1 at "
+        f"127.0.0.1:{peer} after 1 s ("
+    ), line
+    tf_config["task"]["index"] = 5
+    line = train("--strategy=multi_worker", tf_config=json.dumps(tf_config))
+    assert line == (
+        "error: --strategy=multi_worker: TF_CONFIG: its task ('worker', index 5) is not one of "
+        f"its cluster's: {{'worker': ['127.0.0.1:{own}', '127.0.0.1:{peer}']}}."
+    )
+
+
+@pytest.mark.slow
 def test_multi_worker_training_ends_with_identical_weights(tmp_path):
     ports = [free_port(), free_port()]
     workers = [

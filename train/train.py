@@ -16,6 +16,7 @@
 See docs/distributed.md for multi-worker training and stages on other machines.
 """
 
+import contextlib
 import sys
 
 from absl import app, flags, logging
@@ -51,6 +52,13 @@ _CLUSTER = flags.DEFINE_string(
     "Run the stages on the workers of this cluster (each started with python -m train.worker): "
     'JSON {"worker": ["host:port", ...]}, a TF_CONFIG, or "TF_CONFIG" for the environment\'s.',
 )
+_CONNECT_TIMEOUT = flags.DEFINE_float(
+    "connect_timeout",
+    60.0,
+    "Seconds to wait for the other tasks of --cluster or of --strategy=multi_worker's "
+    "TF_CONFIG before giving up, naming the one not reached.",
+    lower_bound=0.0,
+)
 _STAGES_ON = flags.DEFINE_string(
     "stages_on",
     "auto",
@@ -58,6 +66,19 @@ _STAGES_ON = flags.DEFINE_string(
     "stage costs over the workers; 'even' cuts the stages into equal blocks.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
+# Combinations refused as the flags parse, before TensorFlow's start-up.
+flags.register_multi_flags_validator(
+    ["stages_on", "cluster"],
+    lambda f: f["stages_on"] == "auto" or f["cluster"] is not None,
+    "--stages_on places the stages on the workers of --cluster: give --cluster too (it was "
+    "ignored).",
+)
+flags.register_multi_flags_validator(
+    ["logical_cpus", "cluster"],
+    lambda f: not f["logical_cpus"] or f["cluster"] is None,
+    "--logical_cpus splits this process' CPU for --strategy=mirrored; with --cluster the "
+    "stages run on the workers' devices: give one of them.",
+)
 
 
 def make_strategy(config):
@@ -89,13 +110,128 @@ def make_strategy(config):
                 raise ConfigError(f"--replicas: {error}") from error
             with config.unlocked():
                 config.placement = groups
-            return tf.distribute.MirroredStrategy([group[0] for group in groups])
-        return tf.distribute.MirroredStrategy(
-            None if tf.config.list_logical_devices("GPU") else devices
-        )
+            strategy = tf.distribute.MirroredStrategy([group[0] for group in groups])
+        else:
+            strategy = tf.distribute.MirroredStrategy(
+                None if tf.config.list_logical_devices("GPU") else devices
+            )
+        _check_batches_fill_replicas(config, strategy.num_replicas_in_sync)
+        return strategy
     if _STRATEGY.value == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()  # the cluster comes from TF_CONFIG
+        spec, task = _tf_config()
+        with _ended_if_unreachable(spec, task, _CONNECT_TIMEOUT.value):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()  # from TF_CONFIG
+        _check_batches_fill_replicas(config, strategy.num_replicas_in_sync)
+        return strategy
     return None
+
+
+def _check_batches_fill_replicas(config, replicas: int) -> None:
+    """ConfigError for batches that leave a replica without a clip: tf.distribute splits a
+    batch of b clips ceil(b / replicas) a replica (4 over 3 replicas: 2, 2 and 0), and
+    TensorFlow's CPU convolution fails on an empty one with a long traceback."""
+    from train.builders import ConfigError
+
+    def leaves_one_empty(clips: int) -> bool:
+        return 0 < clips and -(-clips // replicas) * (replicas - 1) >= clips
+
+    d = config.data
+    if d.batch_size % replicas:
+        raise ConfigError(
+            f"config.data.batch_size: expected a multiple of the {replicas} replicas, which "
+            f"share each batch; got {d.batch_size}."
+        )
+    for field in ("num_train_clips", "num_test_clips"):  # the last batch (data that counts)
+        if leaves_one_empty(d.get(field, 0) % d.batch_size):
+            raise ConfigError(
+                f"config.data.{field}: its last batch of {d[field] % d.batch_size} clips "
+                f"leaves one of the {replicas} replicas without a clip; got {d[field]} "
+                f"(give a multiple of config.data.batch_size, {d.batch_size})."
+            )
+
+
+def _tf_config():
+    """(ClusterSpec, (task type, index)) of TF_CONFIG for --strategy=multi_worker; a
+    ConfigError for one it cannot use (it was JSON's or TensorFlow's traceback)."""
+    import json
+    import os
+
+    from keras_sideways import cluster
+    from train.builders import ConfigError
+
+    try:
+        spec = cluster.cluster_spec(None)
+        index = cluster.task_index(None)
+        kind = json.loads(os.environ["TF_CONFIG"]).get("task", {}).get("type", cluster.WORKER)
+        if kind not in spec.jobs or not 0 <= index < len(spec.job_tasks(kind)):
+            raise ValueError(
+                f"its task ({kind!r}, index {index}) is not one of its cluster's: {spec.as_dict()}."
+            )
+    except ValueError as error:
+        raise ConfigError(f"--strategy=multi_worker: TF_CONFIG: {error}") from error
+    return spec, (kind, index)
+
+
+# Run by `_ended_if_unreachable` in a process of its own: after TIMEOUT seconds, if a peer
+# does not answer and its parent still waits, says so in one line and ends the parent; so
+# does a Ctrl-C (SIGINT to the terminal's process group) or SIGTERM that reaches it.
+_WATCHER = """
+import json, os, signal, socket, sys, time
+parent, timeout, peers = int(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+def end(line):
+    if os.getppid() == parent:
+        sys.stderr.write(line + "\\n")
+        sys.stderr.flush()
+        os.kill(parent, signal.SIGKILL)  # (TensorFlow's C++ takes SIGTERM there)
+
+try:
+    time.sleep(timeout)
+    for job, index, address in peers:
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2.0).close()
+        except OSError as error:
+            end(
+                f"error: --strategy=multi_worker: cannot reach the cluster task /job:{job}/"
+                f"task:{index} at {address} after {timeout:g} s ({error}): start the command "
+                "there too (the same TF_CONFIG, its own task)."
+            )
+            break
+except KeyboardInterrupt:
+    end("\\ninterrupted: nothing has trained yet.")
+"""
+
+
+@contextlib.contextmanager
+def _ended_if_unreachable(spec, task, timeout: float):
+    """Ends this process (SIGKILL) with one line of error if, `timeout` seconds in, the
+    block still runs and a task of `spec` other than `task` does not answer at its
+    address. MultiWorkerMirroredStrategy waits for its peers in C++ without end, holding
+    Python's lock: no thread of this process can end it, no signal's Python handler runs
+    there, and its C++ takes SIGTERM (a preemption notice). So a process of its own
+    watches; a Ctrl-C, which the terminal sends it too, ends both. It waited without end,
+    and neither Ctrl-C nor SIGTERM stopped it."""
+    import json
+    import os
+    import subprocess
+
+    peers = [
+        (job, index, address)
+        for job in spec.jobs
+        for index, address in enumerate(spec.job_tasks(job))
+        if (job, index) != task
+    ]
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", _WATCHER, str(os.getpid()), str(timeout), json.dumps(peers)],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        watcher.kill()
+        watcher.wait()
 
 
 def connect_cluster(config):
@@ -120,7 +256,7 @@ def connect_cluster(config):
         cluster.parse_stages_on(_STAGES_ON.value, config.model.num_stages, tasks)
     except ValueError as error:
         raise ConfigError(f"--stages_on: {error}") from error
-    cluster.connect(spec)
+    cluster.connect(spec, timeout=_CONNECT_TIMEOUT.value)
     with config.unlocked():
         config.placement = cluster.stages_on_tasks(_STAGES_ON.value, config.model.num_stages)
 

@@ -20,12 +20,17 @@ _CLUSTER = flags.DEFINE_string(
 )
 _INDEX = flags.DEFINE_integer("index", None, "This worker's task index (default: TF_CONFIG's).")
 _THREADS = flags.DEFINE_integer(
-    "threads", None, "Intra- and inter-op threads of this worker (default: TensorFlow's)."
+    "threads",
+    None,
+    "Intra- and inter-op threads of this worker (default: TensorFlow's).",
+    lower_bound=1,  # TensorFlow aborted the process on -1
 )
 
 
 def main(argv):
     del argv
+    import tensorflow as tf
+
     from keras_sideways import cluster  # loads TensorFlow: after the flags parse
 
     try:
@@ -34,6 +39,9 @@ def main(argv):
         server = cluster.start_server(spec, index, threads=_THREADS.value)
     except ValueError as error:  # a cluster, index or thread count it cannot use
         sys.exit(f"error: {error}")  # one line, exit status 1, as the training command
+    except tf.errors.OpError as error:  # a port in use, say: a traceback, no address named
+        address = spec.task_address(cluster.WORKER, index)
+        sys.exit(f"error: cannot serve worker {index} at {address}: {error.message}")
     address = spec.task_address(cluster.WORKER, index)
     print(f"worker {index} serving at {address}; waiting for the training process", flush=True)
     server.join()
