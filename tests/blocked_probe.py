@@ -3,9 +3,9 @@
     python blocked_probe.py GRACE_SECONDS
 
 `command_line.interruptible` around a main that waits in C for a mutex it holds itself (a
-signal does not interrupt `pthread_mutex_lock`): as a command waits in TensorFlow's
-C++ for a cluster task that never starts. Python never runs the signal's handler there;
-the stop's watchdog must end the process. Prints "blocked" once it waits.
+signal does not interrupt `pthread_mutex_lock`; ctypes lets go of Python's lock): as a
+command waits in a TensorFlow call that does not return. Python never runs the signal's
+handler there; the stop's watchdog must end the process. Prints "blocked" once it waits.
 """
 
 import ctypes

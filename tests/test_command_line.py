@@ -196,8 +196,8 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(args):
     ids=["int", "term", "twice"],
 )
 def test_a_command_blocked_in_c_still_stops_on_ctrl_c_or_sigterm(signals, status):
-    # A training command waiting in TensorFlow's C++ for a cluster task that never started
-    # ignored both: Python runs a signal's handler only between bytecodes.
+    # A command waiting in C++ (a TensorFlow call that does not return) ignored both:
+    # Python runs a signal's handler only between bytecodes.
     # The probe gives a stop 0.5 s to end (STOP_GRACE_S, 30 s in the commands) unless a
     # second one comes; "twice" gives it 60 s, ended by the second Ctrl-C.
     grace = "60" if len(signals) > 1 else "0.5"

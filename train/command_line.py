@@ -189,10 +189,11 @@ def _watchdog(resume: str) -> None:
     """Ends the process STOP_GRACE_S seconds after SIGINT or SIGTERM, or at a second one,
     with the one line and status of `interruptible`, where the main thread has not ended
     it: Python runs a signal's handler only between bytecodes, and a main thread blocked in
-    TensorFlow's C++ (waiting for a cluster task that never starts) never got there:
-    neither Ctrl-C nor SIGTERM stopped it. The signal wakes this thread through
-    `signal.set_wakeup_fd`. Ending so is a kill mid-epoch: the next run resumes from the
-    last backup, as after kill -9."""
+    C++ that lets go of Python's lock (a TensorFlow call that does not return) never gets
+    there. The signal wakes this thread through `signal.set_wakeup_fd`. Ending so is a kill
+    mid-epoch: the next run resumes from the last backup, as after kill -9. (C++ that
+    keeps Python's lock, as MultiWorkerMirroredStrategy's wait for its peers, stops this
+    thread too: `train.train` watches that wait from a process of its own.)"""
     read, write = os.pipe()
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
