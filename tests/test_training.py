@@ -255,6 +255,7 @@ def test_a_workdir_of_another_run_or_a_finished_one_is_refused(tmp_path):
     config = tiny(moving_digits, export_dir="")
     recipe._check_same_run(config, workdir)  # a new run: its config is recorded
     recipe._check_same_run(tiny(moving_digits, export_dir="", threads="1,1"), workdir)
+    recipe._check_same_run(tiny(moving_digits, export_dir="", verbose=2), workdir)  # no result
     with pytest.raises(builders.ConfigError, match="holds a run of another config.*mode"):
         recipe.train_and_evaluate(tiny(moving_digits, export_dir="", mode="bp"), workdir)
     # A nested field is named by its path: "config.data differ: data" named no field.
@@ -499,6 +500,22 @@ def test_compare_script_trains_both_modes_and_prints_side_by_side(tmp_path):
     assert "tensorboard --logdir runs" in out
     assert sorted(os.listdir(tmp_path / "exports")) == ["digits_bp", "digits_sideways"]
     assert sorted(os.listdir(tmp_path / "runs")) == ["digits_bp", "digits_sideways"]
+    # Stopped in its Sideways run, compare could not be run again: its finished BP run was
+    # refused ("holds a finished run"), and only deleting it would do.
+    finished = (tmp_path / "runs" / "digits_bp" / "summary.json").read_text()
+    shutil.rmtree(tmp_path / "runs" / "digits_sideways")
+    out = run_script(
+        "train.compare",
+        f"--config={CONFIG}:tiny",
+        "--workdir=runs/digits",
+        "--config.engine=pipeline",
+        f"--config.export_dir={tmp_path / 'exports'}",
+        cwd=tmp_path,
+    )
+    assert "=== bp: runs/digits_bp finished before: kept" in out
+    assert "=== sideways: runs/digits_sideways (threads:" in out
+    assert (tmp_path / "runs" / "digits_bp" / "summary.json").read_text() == finished
+    assert (tmp_path / "runs" / "digits_sideways" / "summary.json").exists()
 
 
 def children(pid: int) -> list[int]:
@@ -1083,31 +1100,6 @@ def test_a_ctrl_c_that_lands_in_a_clean_up_is_still_one_line(tmp_path):
         "interrupted: run the same command again to resume from the last finished epoch."
     )
     assert not (workdir / "summary.json").exists()  # stopped in its first epoch
-
-
-def test_a_rerun_compare_keeps_a_finished_run(tmp_path):
-    # Stopped in its Sideways run, compare could not be run again: its finished BP run was
-    # refused ("holds a finished run"), and only deleting it would do.
-    run_script(
-        "train.train",
-        f"--config={CONFIG}:tiny",
-        "--workdir=runs/d_bp",
-        "--config.mode=bp",
-        "--config.export_dir=",
-        cwd=tmp_path,
-    )
-    finished = (tmp_path / "runs" / "d_bp" / "summary.json").read_text()
-    out = run_script(
-        "train.compare",
-        f"--config={CONFIG}:tiny",
-        "--workdir=runs/d",
-        "--config.export_dir=",
-        cwd=tmp_path,
-    )
-    assert "=== bp: runs/d_bp finished before: kept" in out
-    assert "=== sideways: runs/d_sideways (threads:" in out
-    assert (tmp_path / "runs" / "d_bp" / "summary.json").read_text() == finished
-    assert (tmp_path / "runs" / "d_sideways" / "summary.json").exists()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")

@@ -179,7 +179,7 @@ RUN_CONFIG = "config.json"  # in a workdir: the config of the run that writes th
 
 
 # Fields that change no result: a rerun may give them other values.
-_FREE_FIELDS = ("threads", "export_dir")
+_FREE_FIELDS = ("threads", "export_dir", "verbose")  # verbose: a rerun was refused for it
 
 
 def _differences(config, workdir: str) -> list[str] | None:
