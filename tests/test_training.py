@@ -468,12 +468,15 @@ def test_train_script_runs_the_motion_tasks(tmp_path, config, names):
 
 @pytest.mark.slow
 def test_compare_script_trains_both_modes_and_prints_side_by_side(tmp_path):
-    out = run_script(
+    compare = [
         "train.compare",
         f"--config={CONFIG}:tiny",
         "--workdir=runs/digits",
         "--config.engine=pipeline",
         f"--config.export_dir={tmp_path / 'exports'}",
+    ]
+    out = run_script(
+        *compare,
         "--config.verbose=2",  # make train's epoch lines
         cwd=tmp_path,
         as_user=True,  # and quiet as a user sees it (train/__init__.py)
@@ -504,14 +507,7 @@ def test_compare_script_trains_both_modes_and_prints_side_by_side(tmp_path):
     # refused ("holds a finished run"), and only deleting it would do.
     finished = (tmp_path / "runs" / "digits_bp" / "summary.json").read_text()
     shutil.rmtree(tmp_path / "runs" / "digits_sideways")
-    out = run_script(
-        "train.compare",
-        f"--config={CONFIG}:tiny",
-        "--workdir=runs/digits",
-        "--config.engine=pipeline",
-        f"--config.export_dir={tmp_path / 'exports'}",
-        cwd=tmp_path,
-    )
+    out = run_script(*compare, cwd=tmp_path)  # verbose as the config has it: no result
     assert "=== bp: runs/digits_bp finished before: kept" in out
     assert "=== sideways: runs/digits_sideways (threads:" in out
     assert (tmp_path / "runs" / "digits_bp" / "summary.json").read_text() == finished
