@@ -81,13 +81,21 @@ def cluster_spec(cluster=None) -> tf.train.ClusterSpec:
         )
     for job, tasks in cluster.items():  # (TensorFlow failed on them with a traceback)
         for task in tasks:
-            host, _, port = task.rpartition(":") if isinstance(task, str) else ("", "", "")
-            if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            if _host_port(task) is None:
                 raise ValueError(
                     f'Each task of the cluster must be a "host:port" address, with a port '
                     f"from 1 to 65535; got {task!r} in job {job!r}."
                 )
     return tf.train.ClusterSpec({job: list(tasks) for job, tasks in cluster.items()})
+
+
+def _host_port(address) -> tuple[str, int] | None:
+    """(host, port) of a "host:port" task address ("[::1]:2222": "::1"); None for anything
+    else."""
+    host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
 
 
 def task_index(tf_config=None) -> int:
@@ -172,10 +180,9 @@ def wait_for_tasks(cluster, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     for job in spec.jobs:
         for index, address in enumerate(spec.job_tasks(job)):
-            host, _, port = address.rpartition(":")
             while True:
                 try:
-                    with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                    with socket.create_connection(_host_port(address), timeout=1.0):
                         break
                 except OSError as error:
                     if time.monotonic() > deadline:

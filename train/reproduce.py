@@ -20,8 +20,7 @@ page again, byte for byte; of results other than the committed ones, it writes t
 beside them and a page only where --docs says (with those results copied beside it). A
 study.json keeps runs its settings do not plan (another seed's); the page leaves them out.
 Bad values, and results that are missing, unfinished or not the study's, are one line of
-error (exit status 1). The study itself is
-the package train/study/.
+error (exit status 1). The study itself is the package train/study/.
 """
 
 import shlex

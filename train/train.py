@@ -160,9 +160,10 @@ def _tf_config():
     from train.builders import ConfigError
 
     try:
-        spec = cluster.cluster_spec(None)
-        index = cluster.task_index(None)
-        kind = json.loads(os.environ["TF_CONFIG"]).get("task", {}).get("type", cluster.WORKER)
+        spec = cluster.cluster_spec(None)  # unset, not JSON, or no cluster: its error
+        tf_config = json.loads(os.environ["TF_CONFIG"])  # read once more: it is JSON
+        index = cluster.task_index(tf_config)
+        kind = tf_config["task"].get("type", cluster.WORKER)  # (a mapping: it has an index)
         if kind not in spec.jobs or not 0 <= index < len(spec.job_tasks(kind)):
             raise ValueError(
                 f"its task ({kind!r}, index {index}) is not one of its cluster's: {spec.as_dict()}."
