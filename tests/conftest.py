@@ -141,10 +141,11 @@ def random_video(batch: int = 2, time: int = 6, size: int = 8, channels: int = 1
 
 
 def run_module(
-    module: str, *args: str, timeout: int = 300, tf_log_level: str | None = "3"
+    module: str, *args: str, timeout: int = 300, tf_log_level: str | None = "3", status: int = 0
 ) -> subprocess.CompletedProcess:
     """Runs `python -m module args` from the repository root, as a user would; asserts it
-    succeeded (showing the end of its stderr otherwise) and returns the finished process.
+    ended with exit status `status` (showing the end of its stderr otherwise) and returns
+    the finished process.
 
     `tf_log_level` is TF_CPP_MIN_LOG_LEVEL in its environment; None leaves it unset, as in
     a user's shell, so the command's own quieting is what runs.
@@ -162,7 +163,7 @@ def run_module(
         timeout=timeout,
         env=env,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == status, done.stderr[-3000:]
     return done
 
 

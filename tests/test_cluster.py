@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_module
 
 import keras_sideways as ks
 from keras_sideways import cluster
@@ -235,15 +236,8 @@ def test_task_errors_name_the_task_and_its_stages():
 
 def test_a_worker_given_a_cluster_it_cannot_use_is_one_line_of_error():
     def worker(*args):
-        done = subprocess.run(
-            [sys.executable, "-m", "train.worker", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=ENV,
-        )
-        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        done = run_module("train.worker", *args, timeout=120, status=1)
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
         return done.stderr.splitlines()[-1]  # (a flag error's: absl's line on --helpshort)
 
     spec = json.dumps({"worker": ["127.0.0.1:2222"]})
